@@ -1,0 +1,1 @@
+"""The box's own hardware and llama-server deployments: GPUs, containers, models."""

@@ -1,0 +1,298 @@
+/*
+ * A stand-in libnvidia-ml.so.1 for machines without an NVIDIA driver.
+ *
+ * It implements the NVML entry points Corral calls, with fake devices read at init from the JSON
+ * file named by CORRAL_NVML_STUB_CONFIG:
+ *
+ *   {"driver_version": "550.54.15",
+ *    "devices": [{"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-...", "memory_total": 85899345920,
+ *                 "memory_used": 1073741824, "utilization_gpu": 37, "utilization_memory": 12,
+ *                 "temperature": 41, "power_usage_mw": 123000, "power_limit_mw": 700000,
+ *                 "fan_speed": 30, "processes": [{"pid": 4242, "used_memory": 1073741824}]}]}
+ *
+ * A numeric field left out of a device answers NVML_ERROR_NOT_SUPPORTED, as a real device does for
+ * a sensor it lacks. With no config file, init answers NVML_ERROR_DRIVER_NOT_LOADED.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int nvmlReturn_t;
+enum {
+    NVML_SUCCESS = 0, NVML_ERROR_UNINITIALIZED = 1, NVML_ERROR_INVALID_ARGUMENT = 2,
+    NVML_ERROR_NOT_SUPPORTED = 3, NVML_ERROR_INSUFFICIENT_SIZE = 7, NVML_ERROR_DRIVER_NOT_LOADED = 9,
+    NVML_ERROR_UNKNOWN = 999
+};
+
+typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
+typedef struct { unsigned int version; unsigned long long total, reserved, free, used; } nvmlMemory_v2_t;
+typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
+typedef struct { unsigned int pid; unsigned long long usedGpuMemory; unsigned int gpuInstanceId, computeInstanceId; } nvmlProcessInfo_t;
+
+/* ---- a minimal JSON reader: enough for the config above ---- */
+typedef enum { J_NULL, J_NUM, J_STR, J_ARR, J_OBJ, J_BOOL } jtype;
+typedef struct jv { jtype type; double num; char *str; int n; char **keys; struct jv *items; } jv;
+
+static const char *jp;
+static int jparse(jv *out);
+
+static void jskip(void) { while (*jp && isspace((unsigned char)*jp)) jp++; }
+
+static char *jstring(void) {
+    if (*jp != '"') return NULL;
+    jp++;
+    size_t cap = 64, len = 0;
+    char *s = malloc(cap);
+    while (*jp && *jp != '"') {
+        char c = *jp++;
+        if (c == '\\' && *jp) {
+            c = *jp++;
+            if (c == 'n') c = '\n'; else if (c == 't') c = '\t';
+            else if (c == 'u') { jp += 4; c = '?'; } /* non-ASCII escapes are not needed here */
+        }
+        if (len + 2 > cap) s = realloc(s, cap *= 2);
+        s[len++] = c;
+    }
+    if (*jp != '"') { free(s); return NULL; }
+    jp++;
+    s[len] = 0;
+    return s;
+}
+
+static int jparse(jv *out) {
+    memset(out, 0, sizeof *out);
+    jskip();
+    if (*jp == '{' || *jp == '[') {
+        int is_obj = *jp == '{';
+        char close = is_obj ? '}' : ']';
+        out->type = is_obj ? J_OBJ : J_ARR;
+        jp++;
+        jskip();
+        if (*jp == close) { jp++; return 0; }
+        for (;;) {
+            out->items = realloc(out->items, sizeof(jv) * (out->n + 1));
+            out->keys = realloc(out->keys, sizeof(char *) * (out->n + 1));
+            out->keys[out->n] = NULL;
+            if (is_obj) {
+                jskip();
+                if (!(out->keys[out->n] = jstring())) return -1;
+                jskip();
+                if (*jp++ != ':') return -1;
+            }
+            if (jparse(&out->items[out->n])) return -1;
+            out->n++;
+            jskip();
+            if (*jp == ',') { jp++; continue; }
+            if (*jp == close) { jp++; return 0; }
+            return -1;
+        }
+    }
+    if (*jp == '"') { out->type = J_STR; return (out->str = jstring()) ? 0 : -1; }
+    if (!strncmp(jp, "true", 4)) { out->type = J_BOOL; out->num = 1; jp += 4; return 0; }
+    if (!strncmp(jp, "false", 5)) { out->type = J_BOOL; jp += 5; return 0; }
+    if (!strncmp(jp, "null", 4)) { out->type = J_NULL; jp += 4; return 0; }
+    char *end;
+    out->num = strtod(jp, &end);
+    if (end == jp) return -1;
+    out->type = J_NUM;
+    jp = end;
+    return 0;
+}
+
+static const jv *jget(const jv *obj, const char *key) {
+    if (!obj || obj->type != J_OBJ) return NULL;
+    for (int i = 0; i < obj->n; i++)
+        if (!strcmp(obj->keys[i], key)) return &obj->items[i];
+    return NULL;
+}
+
+/* ---- the fake devices ---- */
+static jv config;
+static int initialised;
+
+typedef const jv *nvmlDevice_t;
+
+static const jv *devices(void) {
+    const jv *d = jget(&config, "devices");
+    return d && d->type == J_ARR ? d : NULL;
+}
+
+static nvmlReturn_t load_config(void) {
+    const char *path = getenv("CORRAL_NVML_STUB_CONFIG");
+    if (!path) return NVML_ERROR_DRIVER_NOT_LOADED;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NVML_ERROR_DRIVER_NOT_LOADED;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = calloc(1, size + 1);
+    size_t got = fread(text, 1, size, f);
+    fclose(f);
+    text[got] = 0;
+    jp = text;
+    int bad = jparse(&config);
+    free(text);
+    return bad ? NVML_ERROR_UNKNOWN : NVML_SUCCESS;
+}
+
+static nvmlReturn_t number(nvmlDevice_t dev, const char *key, double *value) {
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    if (!dev) return NVML_ERROR_INVALID_ARGUMENT;
+    const jv *v = jget(dev, key);
+    if (!v || v->type != J_NUM) return NVML_ERROR_NOT_SUPPORTED;
+    *value = v->num;
+    return NVML_SUCCESS;
+}
+
+static nvmlReturn_t uint_field(nvmlDevice_t dev, const char *key, unsigned int *out) {
+    double v;
+    nvmlReturn_t r;
+    if (!out) return NVML_ERROR_INVALID_ARGUMENT;
+    if ((r = number(dev, key, &v))) return r;
+    *out = (unsigned int)v;
+    return NVML_SUCCESS;
+}
+
+static nvmlReturn_t string_field(const char *value, char *buf, unsigned int length) {
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    if (!buf || !value) return NVML_ERROR_INVALID_ARGUMENT;
+    if (strlen(value) + 1 > length) return NVML_ERROR_INSUFFICIENT_SIZE;
+    strcpy(buf, value);
+    return NVML_SUCCESS;
+}
+
+static const char *device_string(nvmlDevice_t dev, const char *key) {
+    const jv *v = jget(dev, key);
+    return v && v->type == J_STR ? v->str : NULL;
+}
+
+/* ---- the NVML entry points ---- */
+nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
+    (void)flags;
+    if (initialised++) return NVML_SUCCESS;
+    nvmlReturn_t r = load_config();
+    if (r) initialised = 0;
+    return r;
+}
+nvmlReturn_t nvmlInit_v2(void) { return nvmlInitWithFlags(0); }
+nvmlReturn_t nvmlShutdown(void) {
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    initialised--;
+    return NVML_SUCCESS;
+}
+
+const char *nvmlErrorString(nvmlReturn_t result) {
+    switch (result) {
+    case NVML_SUCCESS: return "Success";
+    case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
+    case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
+    case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
+    case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
+    case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
+    default: return "Unknown Error";
+    }
+}
+
+nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
+    const jv *v = jget(&config, "driver_version");
+    return string_field(v && v->type == J_STR ? v->str : "0.0", version, length);
+}
+
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+    *count = devices() ? devices()->n : 0;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device) {
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    if (!device || !devices() || index >= (unsigned int)devices()->n) return NVML_ERROR_INVALID_ARGUMENT;
+    *device = &devices()->items[index];
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t dev, unsigned int *index) {
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    if (!dev || !index || !devices()) return NVML_ERROR_INVALID_ARGUMENT;
+    *index = (unsigned int)(dev - devices()->items);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t dev, char *name, unsigned int length) {
+    return string_field(dev ? device_string(dev, "name") : NULL, name, length);
+}
+
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t dev, char *uuid, unsigned int length) {
+    return string_field(dev ? device_string(dev, "uuid") : NULL, uuid, length);
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t dev, nvmlMemory_t *memory) {
+    double total, used;
+    nvmlReturn_t r;
+    if (!memory) return NVML_ERROR_INVALID_ARGUMENT;
+    if ((r = number(dev, "memory_total", &total)) || (r = number(dev, "memory_used", &used))) return r;
+    memory->total = (unsigned long long)total;
+    memory->used = (unsigned long long)used;
+    memory->free = memory->total - memory->used;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t dev, nvmlMemory_v2_t *memory) {
+    nvmlMemory_t v1;
+    nvmlReturn_t r;
+    if (!memory) return NVML_ERROR_INVALID_ARGUMENT;
+    if ((r = nvmlDeviceGetMemoryInfo(dev, &v1))) return r;
+    memory->total = v1.total;
+    memory->reserved = 0;
+    memory->free = v1.free;
+    memory->used = v1.used;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t dev, nvmlUtilization_t *utilization) {
+    nvmlReturn_t r;
+    if (!utilization) return NVML_ERROR_INVALID_ARGUMENT;
+    if ((r = uint_field(dev, "utilization_gpu", &utilization->gpu))) return r;
+    return uint_field(dev, "utilization_memory", &utilization->memory);
+}
+
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t dev, int sensor, unsigned int *temp) {
+    (void)sensor;
+    return uint_field(dev, "temperature", temp);
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t dev, unsigned int *power) {
+    return uint_field(dev, "power_usage_mw", power);
+}
+
+nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t dev, unsigned int *limit) {
+    return uint_field(dev, "power_limit_mw", limit);
+}
+
+nvmlReturn_t nvmlDeviceGetPowerManagementLimit(nvmlDevice_t dev, unsigned int *limit) {
+    return uint_field(dev, "power_limit_mw", limit);
+}
+
+nvmlReturn_t nvmlDeviceGetFanSpeed(nvmlDevice_t dev, unsigned int *speed) {
+    return uint_field(dev, "fan_speed", speed);
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t dev, unsigned int *count, nvmlProcessInfo_t *infos) {
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    if (!dev || !count) return NVML_ERROR_INVALID_ARGUMENT;
+    const jv *procs = jget(dev, "processes");
+    unsigned int n = procs && procs->type == J_ARR ? (unsigned int)procs->n : 0;
+    if (n == 0) { *count = 0; return NVML_SUCCESS; }
+    if (!infos || *count < n) { *count = n; return NVML_ERROR_INSUFFICIENT_SIZE; }
+    for (unsigned int i = 0; i < n; i++) {
+        const jv *pid = jget(&procs->items[i], "pid"), *mem = jget(&procs->items[i], "used_memory");
+        memset(&infos[i], 0, sizeof infos[i]);
+        infos[i].pid = pid ? (unsigned int)pid->num : 0;
+        infos[i].usedGpuMemory = mem ? (unsigned long long)mem->num : 0;
+        infos[i].gpuInstanceId = infos[i].computeInstanceId = 0xFFFFFFFF;
+    }
+    *count = n;
+    return NVML_SUCCESS;
+}
