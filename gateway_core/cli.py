@@ -1,11 +1,14 @@
-"""`corral-core`: the gateway daemon's entry point."""
+"""`corral-core`: the gateway daemon, in the foreground (systemd runs it like this)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
 
-from .settings import resolve_settings
+from gateway_core.server import DRAIN_TIMEOUT_S, DaemonError, serve
+from gateway_core.settings import resolve_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +18,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="state directory (default: $CORRAL_DATA_DIR, then XDG data home)")
     parser.add_argument("--listen", help="public API address HOST:PORT (default: $CORRAL_LISTEN, then 127.0.0.1:8800)")
     parser.add_argument("--socket", help="admin Unix socket (default: $CORRAL_SOCKET, then XDG runtime dir)")
+    parser.add_argument("--drain-timeout", type=float, default=DRAIN_TIMEOUT_S,
+                        help="seconds to let requests in flight finish after SIGTERM (default: %(default)s)")
     return parser
+
+
+def _run(coroutine: object) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional on platforms without wheels
+        asyncio.run(coroutine)  # type: ignore[arg-type]
+    else:
+        uvloop.run(coroutine)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve_settings(data_dir=args.data_dir, listen=args.listen, socket_path=args.socket)
     except ValueError as error:
         parser.error(str(error))
-    print(
-        f"corral-core: the gateway daemon is not built yet (data dir {settings.data_dir}, "
-        f"listen {settings.listen_host}:{settings.listen_port}, socket {settings.socket_path})",
-        file=sys.stderr,
-    )
-    return 1
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        _run(serve(settings, drain_timeout_s=args.drain_timeout))
+    except DaemonError as error:
+        logging.getLogger("corral.core").error("corral-core cannot start: %s", error)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import docker.errors
 import pytest
 
 from tests.testbed import (
+    CorralDaemon,
     ImageUnavailable,
     LlamaServerPool,
     LlamaServerProcess,
@@ -99,3 +100,11 @@ def nvml_stub() -> NvmlStub:
         return ensure_nvml_stub()
     except NvmlStubUnavailable as error:
         component_unavailable("NVML stub", str(error))
+
+
+@pytest.fixture
+def corral_daemon(tmp_path: Path) -> Iterator[CorralDaemon]:
+    """A running corral-core with an empty data dir; stopped with SIGTERM at teardown."""
+    daemon = CorralDaemon(tmp_path / "corral").start()
+    yield daemon
+    daemon.stop()

@@ -1,5 +1,6 @@
 """The testbed: real llama-server, Docker engine, tiny GGUF model and NVML stub, built on demand and cached."""
 
+from .daemon import CorralDaemon, DaemonFailedToStart
 from .docker_image import IMAGE as LLAMA_SERVER_IMAGE
 from .docker_image import ImageUnavailable, ensure_llama_image
 from .llama_build import LlamaServerUnavailable, ensure_llama_server
@@ -11,6 +12,8 @@ from .tiny_model import ensure_tiny_model
 
 __all__ = [
     "LLAMA_SERVER_IMAGE",
+    "CorralDaemon",
+    "DaemonFailedToStart",
     "ImageUnavailable",
     "LlamaServerFailedToStart",
     "LlamaServerPool",

@@ -1,0 +1,1 @@
+"""The ASGI apps: public (OpenAI-compatible, TCP) and admin (Unix socket)."""

@@ -1,0 +1,1 @@
+"""The request pipeline: keys, limits, routing, balancing, forwarding and accounting."""

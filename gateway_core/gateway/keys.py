@@ -1,0 +1,134 @@
+"""Corral API keys: `sk-corral-<id>-<secret>`. Only the SHA-256 of the secret is kept.
+
+Lookup is a dict lookup by id plus one hash and a constant-time compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .errors import GatewayError
+from .limits import KeyLimits
+
+PREFIX = "sk-corral-"
+# Base62 only, so a key never holds the '-' that separates its parts (and double-clicks select it whole).
+SECRET_ALPHABET = string.ascii_letters + string.digits
+SECRET_LENGTH = 43  # about 256 bits
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    secret_sha256: str
+    models: tuple[str, ...] | None = None  # None: every model
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    expires_at: float | None = None
+    revoked: bool = False
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def limits(self) -> KeyLimits:
+        return KeyLimits(rpm=self.rpm, tpm=self.tpm, max_concurrency=self.max_concurrency)
+
+    def allows(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+    def stored(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["models"] = list(self.models) if self.models is not None else None
+        return data
+
+    def public_view(self, last_used_at: float | None = None) -> dict[str, Any]:
+        data = self.stored()
+        del data["secret_sha256"]
+        data["last_used_at"] = last_used_at
+        data["expired"] = self.expires_at is not None and self.expires_at <= time.time()
+        return data
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> ApiKey:
+        fields = dict(data)
+        fields.pop("last_used_at", None)
+        if fields.get("models") is not None:
+            fields["models"] = tuple(fields["models"])
+        return cls(**fields)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_key(name: str, **settings: Any) -> tuple[ApiKey, str]:
+    """Make a key; the plaintext is returned once and never stored."""
+    key_id = secrets.token_hex(6)
+    secret = "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
+    return ApiKey(id=key_id, name=name, secret_sha256=_hash(secret), **settings), f"{PREFIX}{key_id}-{secret}"
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    if not token.startswith(PREFIX):
+        return None
+    key_id, sep, secret = token[len(PREFIX):].partition("-")
+    if not sep or not key_id or not secret:
+        return None
+    return key_id, secret
+
+
+class KeyRing:
+    """The keys in memory, by id. `authenticate` is on the hot path; everything else is admin."""
+
+    def __init__(self, keys: list[ApiKey] | None = None) -> None:
+        self._by_id: dict[str, ApiKey] = {key.id: key for key in keys or []}
+        self.last_used: dict[str, float] = {}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def put(self, key: ApiKey) -> None:
+        self._by_id[key.id] = key
+
+    def remove(self, key_id: str) -> None:
+        self._by_id.pop(key_id, None)
+        self.last_used.pop(key_id, None)
+
+    def find(self, id_or_name: str) -> ApiKey | None:
+        if id_or_name in self._by_id:
+            return self._by_id[id_or_name]
+        return next((key for key in self._by_id.values() if key.name == id_or_name), None)
+
+    def revoke(self, key_id: str) -> ApiKey:
+        key = replace(self._by_id[key_id], revoked=True)
+        self._by_id[key_id] = key
+        return key
+
+    def authenticate(self, authorization: str | None, now: float | None = None) -> ApiKey:
+        if not authorization:
+            raise GatewayError(401, "missing API key: send 'Authorization: Bearer sk-corral-…'", code="missing_api_key")
+        scheme, _, token = authorization.partition(" ")
+        parts = split_token(token.strip()) if scheme.lower() == "bearer" else None
+        if parts is None:
+            raise GatewayError(401, "malformed API key: expected 'Bearer sk-corral-<id>-<secret>'",
+                               code="invalid_api_key")
+        key = self._by_id.get(parts[0])
+        if key is None or not hmac.compare_digest(key.secret_sha256, _hash(parts[1])):
+            raise GatewayError(401, "unknown API key: check it, or create one with `corral keys create`",
+                               code="invalid_api_key")
+        now = time.time() if now is None else now
+        if key.revoked:
+            raise GatewayError(401, f"API key '{key.name}' has been revoked", code="revoked_api_key")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise GatewayError(401, f"API key '{key.name}' has expired", code="expired_api_key")
+        self.last_used[key.id] = now
+        return key

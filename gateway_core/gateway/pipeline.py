@@ -1,0 +1,233 @@
+"""The hot path: authenticate, parse once, limit, route, forward with failover, account.
+
+No disk I/O and no blocking call happens here; history and key last-used times are flushed elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway_core.gateway.accounting import LiveRequest
+from gateway_core.gateway.balancer import plan
+from gateway_core.gateway.errors import GatewayError
+from gateway_core.gateway.keys import ApiKey
+from gateway_core.gateway.limits import Lease, LimitExceeded
+from gateway_core.gateway.request import ParsedRequest, parse, read_body
+from gateway_core.gateway.sse import error_frame
+from gateway_core.providers.adapters import adapter_for
+from gateway_core.providers.openai_compat import Usage
+from gateway_core.providers.runtime import ProviderRuntime
+from gateway_core.state import GatewayState
+
+log = logging.getLogger("corral.gateway")
+
+MAX_ATTEMPTS = 3
+FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The identity the console and CLI use over the admin socket: every model, no limits.
+ADMIN_KEY = ApiKey(id="admin", name="admin (console)", secret_sha256="")
+
+
+@dataclass
+class Timing:
+    started: float
+    upstream_s: float = 0.0
+
+    def header(self) -> str:
+        total = time.perf_counter() - self.started
+        gateway_ms = max(0.0, total - self.upstream_s) * 1000
+        return f"gateway;dur={gateway_ms:.2f}, upstream;dur={self.upstream_s * 1000:.2f}"
+
+
+async def handle(state: GatewayState, route: str, request: Request, *, admin: bool = False) -> Response:
+    timing = Timing(time.perf_counter())
+    try:
+        key = ADMIN_KEY if admin else state.keys.authenticate(request.headers.get("authorization"))
+        parsed = parse(route, await read_body(request, state.body_cap))
+        if not key.allows(parsed.model):
+            raise GatewayError(403, f"API key '{key.name}' may not use model '{parsed.model}'",
+                               param="model", code="model_not_allowed")
+        candidates = state.serving(parsed.model)
+        if not candidates:
+            raise GatewayError(404, f"model '{parsed.model}' is not served here; `GET /v1/models` lists the models",
+                               param="model", code="model_not_found")
+        try:
+            lease = state.limiter.acquire(key.id, key.name, key.limits)
+        except LimitExceeded as error:
+            raise GatewayError(429, str(error), code=f"{error.limit}_limit_exceeded",
+                               headers={"retry-after": str(error.retry_after_s)}) from error
+    except GatewayError as error:
+        return error.to_response({"server-timing": timing.header()})
+    live = state.live.start(key_id=key.id, key_name=key.name, model=parsed.model, route=route, stream=parsed.stream)
+    state.events.publish("request.start", live.view())
+    return await _forward(state, parsed, key, lease, live, candidates, timing)
+
+
+async def _forward(state: GatewayState, parsed: ParsedRequest, key: ApiKey, lease: Lease, live: LiveRequest,
+                   candidates: list[ProviderRuntime], timing: Timing) -> Response:
+    order = plan(candidates)
+    if not order:
+        states = ", ".join(f"{p.name} {p.state}" for p in candidates)
+        error = GatewayError(503, f"no provider for model '{parsed.model}' is ready ({states}); retry shortly",
+                             code="no_provider_ready", headers={"retry-after": "1"})
+        return _finish_early(state, live, lease, error, timing)
+    last_error: GatewayError | None = None
+    for provider in order[:MAX_ATTEMPTS]:
+        if live.cancel_requested:
+            break
+        outcome = await _attempt(state, provider, parsed, live, timing)
+        if isinstance(outcome, GatewayError):
+            last_error = outcome
+            continue
+        upstream, adapter = outcome
+        if upstream.status_code >= 400:  # a 4xx the client must see as it is
+            body = await upstream.aread()
+            await upstream.aclose()
+            _release(state, provider, live, lease, ok=False, status=upstream.status_code, usage=Usage())
+            return Response(body, status_code=upstream.status_code, media_type="application/json",
+                            headers={"server-timing": timing.header()})
+        if parsed.stream:
+            stream = _relay(state, provider, adapter, upstream, parsed, live, lease)
+            return StreamingResponse(stream, media_type="text/event-stream",
+                                     headers={"server-timing": timing.header(), "cache-control": "no-cache",
+                                              "x-corral-provider": provider.name})
+        try:
+            raw = await upstream.aread()
+        except httpx.HTTPError as error:
+            provider.breaker.record_failure()
+            last_error = GatewayError(502, f"provider '{provider.name}' failed mid-answer: {error}")
+            _release(state, provider, live, lease, ok=False, status=502, usage=Usage())
+            continue
+        finally:
+            await upstream.aclose()
+        body, usage = adapter.response(raw, parsed.model)
+        _release(state, provider, live, lease, ok=True, status=200, usage=usage)
+        return Response(body, media_type="application/json",
+                        headers={"server-timing": timing.header(), "x-corral-provider": provider.name})
+    if live.cancel_requested:
+        last_error = GatewayError(499, "the request was cancelled by an operator", code="cancelled")
+    assert last_error is not None
+    return _finish_early(state, live, lease, last_error, timing)
+
+
+async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: ParsedRequest, live: LiveRequest,
+                   timing: Timing) -> tuple[httpx.Response, object] | GatewayError:
+    """Send to one provider and wait for its response headers. Failures worth failing over become errors."""
+    adapter = adapter_for(provider.config)
+    try:
+        url, payload, headers = adapter.build(parsed, provider.models[parsed.model])
+    except GatewayError as error:
+        return error
+    provider.in_flight += 1
+    provider.breaker.on_attempt()
+    state.metrics.in_flight(provider.name, 1)
+    live.provider = provider.name
+    sent = time.perf_counter()
+    request = provider.client.build_request("POST", url, content=payload, headers=headers)
+    pending = asyncio.ensure_future(provider.client.send(request, stream=True))
+    live.on_cancel = pending.cancel
+    try:
+        upstream = await pending
+    except (httpx.TransportError, asyncio.CancelledError) as error:
+        if isinstance(error, asyncio.CancelledError) and not live.cancel_requested:
+            raise
+        _attempt_failed(state, provider)
+        reason = "cancelled" if live.cancel_requested else f"{type(error).__name__}: {error}"
+        log.warning("provider %s failed before answering (%s); failing over", provider.name, reason)
+        return GatewayError(503, f"provider '{provider.name}' could not be reached ({reason})",
+                            code="provider_unreachable")
+    finally:
+        timing.upstream_s += time.perf_counter() - sent
+        live.on_cancel = None
+    if upstream.status_code in FAILOVER_STATUSES:
+        detail = (await upstream.aread())[:300].decode(errors="replace")
+        await upstream.aclose()
+        _attempt_failed(state, provider)
+        status = 429 if upstream.status_code == 429 else 502
+        if upstream.status_code == 503:
+            status = 503
+        return GatewayError(status, f"provider '{provider.name}' answered HTTP {upstream.status_code}: {detail}",
+                            code="upstream_error")
+    provider.breaker.record_success()
+    return upstream, adapter
+
+
+def _attempt_failed(state: GatewayState, provider: ProviderRuntime) -> None:
+    provider.in_flight -= 1
+    provider.breaker.record_failure()
+    provider.record(0.0, ok=False)
+    state.metrics.in_flight(provider.name, -1)
+    if provider.breaker.state == "open":
+        log.warning("provider %s: circuit open after %d failures", provider.name, provider.breaker.failures)
+        state.events.publish("provider", provider.summary())
+
+
+async def _relay(state: GatewayState, provider: ProviderRuntime, adapter, upstream: httpx.Response,
+                 parsed: ParsedRequest, live: LiveRequest, lease: Lease) -> AsyncIterator[bytes]:
+    stream = adapter.stream(parsed.model, provider.models[parsed.model], parsed.wants_usage)
+    live.on_cancel = lambda: asyncio.ensure_future(upstream.aclose())
+    ok = False
+    last_progress = 0.0
+    try:
+        async for chunk in upstream.aiter_raw():
+            out = stream.feed(chunk)
+            if stream.has_content and live.first_token_mono is None:
+                live.first_token_mono = time.monotonic()
+            live.completion_tokens = stream.content_frames
+            now = time.monotonic()
+            if now - last_progress > 0.25:
+                last_progress = now
+                state.events.publish("request.progress", live.view())
+            if out:
+                yield out
+        tail = stream.finish()
+        ok = stream.finished and not tail
+        if tail:
+            yield tail
+    except (httpx.HTTPError, RuntimeError) as error:
+        message = ("the request was cancelled by an operator" if live.cancel_requested
+                   else f"provider '{provider.name}' failed mid-stream: {type(error).__name__}: {error}")
+        yield error_frame(message, code="cancelled" if live.cancel_requested else "upstream_stream_cut")
+    finally:
+        await upstream.aclose()  # also when the client went away: this frees the llama-server slot
+        if not ok:
+            provider.breaker.record_failure() if not live.cancel_requested else None
+        _release(state, provider, live, lease, ok=ok, status=200 if ok else 502, usage=stream.usage)
+
+
+def _release(state: GatewayState, provider: ProviderRuntime, live: LiveRequest, lease: Lease, *, ok: bool,
+             status: int, usage: Usage) -> None:
+    provider.in_flight -= 1
+    state.metrics.in_flight(provider.name, -1)
+    duration = time.monotonic() - live.started_mono
+    ttft = live.first_token_mono - live.started_mono if live.first_token_mono else None
+    provider.record(duration, ok=ok)
+    _account(state, live, lease, ok=ok, status=status, usage=usage, duration=duration, ttft=ttft)
+
+
+def _finish_early(state: GatewayState, live: LiveRequest, lease: Lease, error: GatewayError,
+                  timing: Timing) -> Response:
+    _account(state, live, lease, ok=False, status=error.status, usage=Usage(),
+             duration=time.monotonic() - live.started_mono, ttft=None)
+    return error.to_response({"server-timing": timing.header()})
+
+
+def _account(state: GatewayState, live: LiveRequest, lease: Lease, *, ok: bool, status: int, usage: Usage,
+             duration: float, ttft: float | None) -> None:
+    lease.add_tokens(usage.prompt_tokens + usage.completion_tokens)
+    lease.release()
+    state.live.end(live)
+    live.completion_tokens = usage.completion_tokens or live.completion_tokens
+    state.stats.record(key=live.key_name, model=live.model, provider=live.provider, ok=ok, duration_s=duration,
+                       ttft_s=ttft, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+    state.metrics.request_finished(live.model, live.provider or "none", str(status), duration, ttft,
+                                   usage.prompt_tokens, usage.completion_tokens, 0.0)
+    state.events.publish("request.end", {**live.view(), "status": status, "ok": ok,
+                                         "prompt_tokens": usage.prompt_tokens})

@@ -1,0 +1,57 @@
+"""Reading and checking a public API request: body cap, one JSON parse, and only what routing needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from gateway_core.gateway.errors import GatewayError
+
+REQUIRED = {"chat": ("model", "messages"), "completions": ("model", "prompt"), "embeddings": ("model", "input")}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    route: str  # "chat" | "completions" | "embeddings"
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    wants_usage: bool  # the client asked for usage in the stream (stream_options.include_usage)
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise GatewayError(413, f"request body is {declared} bytes; the limit is {cap} bytes", code="body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise GatewayError(413, f"request body exceeds the limit of {cap} bytes", code="body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(route: str, raw: bytes) -> ParsedRequest:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise GatewayError(400, f"request body is not valid UTF-8 JSON: {error}", code="invalid_json") from error
+    if not isinstance(body, dict):
+        raise GatewayError(400, "request body must be a JSON object", code="invalid_json")
+    for name in REQUIRED[route]:
+        if name not in body:
+            raise GatewayError(400, f"'{name}' is required", param=name, code="missing_field")
+    model = body["model"]
+    if not isinstance(model, str) or not model:
+        raise GatewayError(400, "'model' must be a non-empty string", param="model", code="invalid_field")
+    if route == "chat" and (not isinstance(body["messages"], list) or not body["messages"]):
+        raise GatewayError(400, "'messages' must be a non-empty list", param="messages", code="invalid_field")
+    stream = body.get("stream") is True
+    options = body.get("stream_options")
+    wants_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+    return ParsedRequest(route=route, body=body, model=model, stream=stream, wants_usage=wants_usage)

@@ -1,0 +1,96 @@
+"""Prometheus metrics for the gateway, in a registry of its own so several gateways in one process never collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+PROVIDER_STATES = ("ready", "loading", "down", "circuit_open")
+TOKEN_KINDS = ("prompt", "completion")
+
+# LLM calls range from a cached embedding (milliseconds) to a long generation (minutes).
+LLM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class GatewayMetrics:
+    """The gateway's metric families, updated on the hot path and rendered for GET /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "corral_requests_total", "Requests answered, by public model, provider and HTTP status.",
+            ["model", "provider", "status"], registry=registry,
+        )
+        self.duration = Histogram(
+            "corral_request_duration_seconds", "Time from receiving a request to sending its last byte.",
+            ["model", "provider"], buckets=LLM_BUCKETS, registry=registry,
+        )
+        self.ttft = Histogram(
+            "corral_time_to_first_token_seconds", "Time from receiving a streamed request to its first token.",
+            ["model", "provider"], buckets=LLM_BUCKETS, registry=registry,
+        )
+        self.overhead = Histogram(
+            "corral_gateway_overhead_seconds", "Time the gateway itself adds to a request, upstream time excluded.",
+            buckets=OVERHEAD_BUCKETS, registry=registry,
+        )
+        self.tokens = Counter(
+            "corral_tokens_total", "Tokens processed, by public model, provider and kind (prompt or completion).",
+            ["model", "provider", "kind"], registry=registry,
+        )
+        self.requests_in_flight = Gauge(
+            "corral_requests_in_flight", "Requests being forwarded to each provider now.",
+            ["provider"], registry=registry,
+        )
+        self.provider_up = Gauge(
+            "corral_provider_up", "1 for the provider's current state, 0 for the others.",
+            ["provider", "state"], registry=registry,
+        )
+        # provider -> the (model, status) pairs it has been labelled with, so remove_provider finds them all.
+        self._series: dict[str, set[tuple[str, str]]] = {}
+
+    def request_finished(
+        self,
+        model: str,
+        provider: str,
+        status: int | str,
+        duration_s: float,
+        ttft_s: float | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        overhead_s: float,
+    ) -> None:
+        status = str(status)
+        self._series.setdefault(provider, set()).add((model, status))
+        self.requests.labels(model, provider, status).inc()
+        self.duration.labels(model, provider).observe(duration_s)
+        if ttft_s is not None:
+            self.ttft.labels(model, provider).observe(ttft_s)
+        self.tokens.labels(model, provider, "prompt").inc(prompt_tokens)
+        self.tokens.labels(model, provider, "completion").inc(completion_tokens)
+        self.overhead.observe(overhead_s)
+
+    def in_flight(self, provider: str, delta: int) -> None:
+        self.requests_in_flight.labels(provider).inc(delta)
+
+    def provider_state(self, provider: str, state: str) -> None:
+        if state not in PROVIDER_STATES:
+            raise ValueError(f"unknown provider state {state!r}; expected one of {', '.join(PROVIDER_STATES)}")
+        for candidate in PROVIDER_STATES:
+            self.provider_up.labels(provider, candidate).set(1 if candidate == state else 0)
+
+    def remove_provider(self, provider: str) -> None:
+        """Drop every series labelled with the provider, so a removed provider stops being exported."""
+        for model, status in self._series.pop(provider, set()):
+            self.requests.remove(model, provider, status)
+            self.duration.remove(model, provider)
+            self.ttft.remove(model, provider)
+            for kind in TOKEN_KINDS:
+                self.tokens.remove(model, provider, kind)
+        self.requests_in_flight.remove(provider)
+        for state in PROVIDER_STATES:
+            self.provider_up.remove(provider, state)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its content type, for GET /metrics."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,1 @@
+"""Upstream providers: their configuration, runtime state, health and wire adapters."""

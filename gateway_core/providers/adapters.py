@@ -1,0 +1,73 @@
+"""One wire adapter per provider type: how to send a request and read what comes back."""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway_core.gateway.errors import GatewayError
+from gateway_core.gateway.request import ParsedRequest
+from gateway_core.providers.anthropic import (
+    AnthropicTranslationError,
+    from_anthropic_response,
+    request_headers,
+    to_anthropic_request,
+)
+from gateway_core.providers.anthropic_stream import AnthropicStreamTranslator
+from gateway_core.providers.config import ProviderConfig
+from gateway_core.providers.endpoints import route_url
+from gateway_core.providers.openai_compat import OpenAICompatAdapter, Usage
+
+
+class AnthropicStream:
+    """AnthropicStreamTranslator behind the same face as PassthroughStream."""
+
+    def __init__(self, public_model: str, wants_usage: bool) -> None:
+        self._translator = AnthropicStreamTranslator(public_model, wants_usage)
+        self.content_frames = 0
+        self.has_content = False
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self._translator.usage.prompt_tokens, self._translator.usage.completion_tokens)
+
+    @property
+    def finished(self) -> bool:
+        return self._translator.finished and self._translator.error is None
+
+    def feed(self, chunk: bytes) -> bytes:
+        frames = self._translator.feed(chunk)
+        for frame in frames:
+            if b'"content":"' in frame:
+                self.has_content = True
+                self.content_frames += 1
+        return b"".join(frames)
+
+    def finish(self) -> bytes:
+        return b"".join(self._translator.finish())
+
+
+class AnthropicAdapter:
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    def build(self, parsed: ParsedRequest, upstream_model: str) -> tuple[str, bytes, dict[str, str]]:
+        if parsed.route != "chat":
+            raise GatewayError(400, f"provider '{self.config.name}' (anthropic) serves chat completions only",
+                               code="unsupported_route")
+        try:
+            body = to_anthropic_request(parsed.body, upstream_model)
+        except AnthropicTranslationError as error:
+            raise GatewayError(400, str(error), param=error.param, code="unsupported_for_anthropic") from error
+        return route_url(self.config, "chat"), orjson.dumps(body), request_headers(self.config.upstream_key())
+
+    def response(self, raw: bytes, public_model: str) -> tuple[bytes, Usage]:
+        translated = from_anthropic_response(orjson.loads(raw), public_model)
+        usage = translated.get("usage") or {}
+        return orjson.dumps(translated), Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+
+    def stream(self, public_model: str, upstream_model: str, wants_usage: bool) -> AnthropicStream:
+        return AnthropicStream(public_model, wants_usage)
+
+
+def adapter_for(config: ProviderConfig) -> OpenAICompatAdapter | AnthropicAdapter:
+    return AnthropicAdapter(config) if config.type == "anthropic" else OpenAICompatAdapter(config)

@@ -1,0 +1,81 @@
+"""What an operator configures for a provider. Validated on the way in; the upstream key never leaves."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+ProviderType = Literal["llama-server", "ollama", "openai", "anthropic"]
+PROVIDER_TYPES: tuple[str, ...] = ("llama-server", "ollama", "openai", "anthropic")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ProviderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: ProviderType
+    base_url: str
+    # The upstream credential: the name of an environment variable, or the value itself.
+    api_key_env: str | None = None
+    api_key: SecretStr | None = None
+    # Public model name -> upstream model name. Empty means "discover from the provider".
+    models: dict[str, str] = Field(default_factory=dict)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    weight: int = Field(default=1, ge=1, le=1000)
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return name
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL such as http://127.0.0.1:8080")
+        return url.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _valid_env_name(cls, name: str | None) -> str | None:
+        if name is not None and not _ENV_VAR.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+        return name
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ProviderConfig:
+        if self.api_key_env and self.api_key:
+            raise ValueError("give the upstream key either as api_key_env or as api_key, not both")
+        return self
+
+    def upstream_key(self) -> str | None:
+        """The credential to send upstream, read from the environment at call time when configured so."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        return None
+
+    def public_view(self) -> dict[str, object]:
+        """What the admin API may show: never the key, at most its last 4 characters."""
+        data = self.model_dump(exclude={"api_key"})
+        key = self.upstream_key()
+        data["api_key_hint"] = f"…{key[-4:]}" if key and len(key) >= 8 else ("set" if key else None)
+        return data
+
+    def stored(self) -> dict[str, object]:
+        """The record kept in config.json (mode 0600), which is the one place the key value lives."""
+        data = self.model_dump(exclude={"api_key"})
+        data["api_key"] = self.api_key.get_secret_value() if self.api_key else None
+        return data

@@ -1,0 +1,106 @@
+"""The adapter for llama-server, Ollama and OpenAI-compatible APIs: pass bytes through, count usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway_core.gateway.request import ParsedRequest
+from gateway_core.gateway.sse import DONE, FrameSplitter, error_frame
+from gateway_core.providers.config import ProviderConfig
+from gateway_core.providers.endpoints import auth_headers, route_url
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class PassthroughStream:
+    """Relays an OpenAI-style SSE stream frame by frame, reading only the usage frame.
+
+    The gateway always asks upstream for usage; when the client did not, the usage frame is dropped.
+    """
+
+    def __init__(self, public_model: str, upstream_model: str, wants_usage: bool) -> None:
+        self._splitter = FrameSplitter()
+        self._wants_usage = wants_usage
+        # Rewriting the model name is a byte replace, and only when the names differ.
+        self._rename = (
+            (b'"model":"' + upstream_model.encode() + b'"', b'"model":"' + public_model.encode() + b'"')
+            if upstream_model != public_model else None
+        )
+        self.usage = Usage()
+        self.finished = False
+        self.content_frames = 0
+        self.has_content = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        out: list[bytes] = []
+        for frame in self._splitter.feed(chunk):
+            if frame.startswith(DONE):
+                self.finished = True
+                out.append(frame + b"\n\n")
+                continue
+            if b'"usage"' in frame and b'"completion_tokens"' in frame:
+                usage_only = self._read_usage(frame)
+                if usage_only and not self._wants_usage:
+                    continue
+            elif b'"error"' in frame and frame.startswith(b"data: {\"error\""):
+                self.finished = True  # the upstream reported an error itself; pass it on as the end
+            else:
+                self.content_frames += 1
+                self.has_content = self.has_content or b'"content":"' in frame or b'"text":"' in frame
+            if self._rename:
+                frame = frame.replace(*self._rename)
+            out.append(frame + b"\n\n")
+        return b"".join(out)
+
+    def _read_usage(self, frame: bytes) -> bool:
+        """Record usage from the frame; True when the frame carries nothing else (no choices)."""
+        try:
+            payload = orjson.loads(frame[frame.index(b"{"):])
+        except (ValueError, orjson.JSONDecodeError):
+            return False
+        usage = payload.get("usage") or {}
+        self.usage.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        self.usage.completion_tokens = int(usage.get("completion_tokens") or 0)
+        return not payload.get("choices")
+
+    def finish(self) -> bytes:
+        if self.finished:
+            return b""
+        return error_frame("the upstream ended the stream before it finished", code="upstream_stream_cut")
+
+
+class OpenAICompatAdapter:
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    def build(self, parsed: ParsedRequest, upstream_model: str) -> tuple[str, bytes, dict[str, str]]:
+        body: dict[str, Any] = dict(parsed.body)
+        body["model"] = upstream_model
+        if parsed.stream:
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True  # so tokens are always counted
+            body["stream_options"] = options
+        headers = {"content-type": "application/json", **auth_headers(self.config)}
+        return route_url(self.config, parsed.route), orjson.dumps(body), headers
+
+    def response(self, raw: bytes, public_model: str) -> tuple[bytes, Usage]:
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw, Usage()
+        usage = payload.get("usage") or {}
+        counted = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        if payload.get("model") != public_model:
+            payload["model"] = public_model
+            raw = orjson.dumps(payload)
+        return raw, counted
+
+    def stream(self, public_model: str, upstream_model: str, wants_usage: bool) -> PassthroughStream:
+        return PassthroughStream(public_model, upstream_model, wants_usage)

@@ -1,0 +1,108 @@
+"""A provider as the gateway sees it while running: health, capacity, load and its connection pool."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import httpx
+
+from .circuit import CircuitBreaker
+from .config import ProviderConfig
+
+Health = Literal["unknown", "ready", "loading", "down"]
+DEFAULT_CAPACITY = 4  # used until a provider tells us better (llama-server's /props total_slots)
+
+
+def make_client(config: ProviderConfig) -> httpx.AsyncClient:
+    # Long reads: a large prompt can take minutes before the first byte. Connect failures must be quick to fail over.
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(connect=3.0, read=600.0, write=60.0, pool=30.0),
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=30.0),
+    )
+
+
+@dataclass(eq=False)
+class ProviderRuntime:
+    config: ProviderConfig
+    client: httpx.AsyncClient
+    health: Health = "unknown"
+    health_detail: str = "not probed yet"
+    discovered_models: dict[str, str] = field(default_factory=dict)
+    discovered_capacity: int | None = None
+    in_flight: int = 0
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    # Smooth weighted round-robin state, for breaking ties between equally loaded providers.
+    rotation: float = 0.0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+    requests: int = 0
+    errors: int = 0
+    last_probe_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def models(self) -> dict[str, str]:
+        """Public model name -> upstream name: configured ones win over discovered ones."""
+        return self.config.models or self.discovered_models
+
+    @property
+    def capacity(self) -> int:
+        if self.discovered_capacity:
+            return self.discovered_capacity
+        return self.config.max_concurrency or DEFAULT_CAPACITY
+
+    @property
+    def state(self) -> str:
+        """What operators see: disabled, ready, loading, down, circuit_open or unknown."""
+        if not self.config.enabled:
+            return "disabled"
+        if self.health == "ready" and self.breaker.state == "open":
+            return "circuit_open"
+        return self.health
+
+    def routable(self) -> bool:
+        if not self.config.enabled or self.health != "ready" or not self.breaker.allows_request():
+            return False
+        limit = self.config.max_concurrency
+        return limit is None or self.in_flight < limit
+
+    @property
+    def load(self) -> float:
+        return self.in_flight / self.capacity
+
+    def record(self, duration_s: float, ok: bool) -> None:
+        self.requests += 1
+        if ok:
+            self.latencies.append(duration_s)
+        else:
+            self.errors += 1
+
+    def latency_p50(self) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[len(ordered) // 2]
+
+    def summary(self) -> dict[str, object]:
+        return {
+            **self.config.public_view(),
+            "state": self.state,
+            "health_detail": self.health_detail,
+            "models": self.models,
+            "capacity": self.capacity,
+            "in_flight": self.in_flight,
+            "circuit": self.breaker.state,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": self.errors / self.requests if self.requests else 0.0,
+            "latency_p50_s": self.latency_p50(),
+            "last_probe_at": self.last_probe_at,
+        }
+
+    def mark_probed(self) -> None:
+        self.last_probe_at = time.time()

@@ -1,0 +1,145 @@
+"""Everything the daemon holds in memory, built from config.json at start and written through on change."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from gateway_core.events import EventBus
+from gateway_core.gateway.accounting import LiveRequests, Stats
+from gateway_core.gateway.keys import ApiKey, KeyRing
+from gateway_core.gateway.limits import RateLimiter
+from gateway_core.metrics import GatewayMetrics
+from gateway_core.providers.config import ProviderConfig
+from gateway_core.providers.health import probe
+from gateway_core.providers.runtime import ProviderRuntime, make_client
+from gateway_core.store.config_store import ConfigStore
+
+log = logging.getLogger("corral.core")
+
+METRIC_STATES = ("ready", "loading", "down", "circuit_open")
+DEFAULT_BODY_CAP = 10 * 1024 * 1024
+PROBE_INTERVAL_S = 5.0
+LOADING_PROBE_INTERVAL_S = 1.0
+
+
+class GatewayState:
+    def __init__(self, data_dir: Path, *, body_cap: int = DEFAULT_BODY_CAP, probe_interval_s: float = PROBE_INTERVAL_S):
+        self.data_dir = data_dir
+        self.store = ConfigStore(data_dir / "config.json")
+        self.body_cap = body_cap
+        self.probe_interval_s = probe_interval_s
+        self.started_at = time.time()
+        self.keys = KeyRing([ApiKey.from_stored(record) for record in self.store.all("keys")])
+        self.providers: dict[str, ProviderRuntime] = {}
+        for record in self.store.all("providers"):
+            config = ProviderConfig.model_validate(record)
+            self.providers[config.name] = ProviderRuntime(config, make_client(config))
+        self.limiter = RateLimiter()
+        self.metrics = GatewayMetrics()
+        self.live = LiveRequests()
+        self.stats = Stats()
+        self.events = EventBus()
+        self._probers: dict[str, asyncio.Task[None]] = {}
+
+    # -- providers ------------------------------------------------------------------------------------
+
+    def serving(self, model: str) -> list[ProviderRuntime]:
+        return [p for p in self.providers.values() if p.config.enabled and model in p.models]
+
+    def models(self) -> dict[str, list[str]]:
+        """Public model name -> the providers that serve it (enabled ones only)."""
+        served: dict[str, list[str]] = {}
+        for provider in self.providers.values():
+            if provider.config.enabled:
+                for model in provider.models:
+                    served.setdefault(model, []).append(provider.name)
+        return served
+
+    async def put_provider(self, config: ProviderConfig) -> ProviderRuntime:
+        old = self.providers.get(config.name)
+        runtime = ProviderRuntime(config, make_client(config))
+        self.store.put("providers", "name", config.stored())
+        self.providers[config.name] = runtime
+        if old is not None:
+            await self._stop_probing(config.name)
+            await old.client.aclose()
+        await self.probe_once(runtime)
+        self._start_probing(runtime)
+        return runtime
+
+    async def remove_provider(self, name: str) -> bool:
+        runtime = self.providers.pop(name, None)
+        if runtime is None:
+            return False
+        self.store.remove("providers", "name", name)
+        await self._stop_probing(name)
+        await runtime.client.aclose()
+        self.metrics.remove_provider(name)
+        self.events.publish("provider.removed", {"name": name})
+        log.info("provider %s removed", name)
+        return True
+
+    async def probe_once(self, runtime: ProviderRuntime) -> None:
+        result = await probe(runtime.config, runtime.client)
+        runtime.mark_probed()
+        changed = (result.health, result.detail) != (runtime.health, runtime.health_detail)
+        if result.health == "ready":
+            runtime.discovered_models = result.models
+            runtime.discovered_capacity = result.capacity
+            if runtime.breaker.state != "closed" and runtime.health != "ready":
+                runtime.breaker.record_success()
+        previous = runtime.state
+        runtime.health, runtime.health_detail = result.health, result.detail
+        self.metrics.provider_state(runtime.name, runtime.state if runtime.state in METRIC_STATES else "down")
+        if changed:
+            if runtime.state != previous:
+                log.info("provider %s: %s -> %s (%s)", runtime.name, previous, runtime.state, result.detail)
+            self.events.publish("provider", runtime.summary())
+
+    def _start_probing(self, runtime: ProviderRuntime) -> None:
+        self._probers[runtime.name] = asyncio.create_task(self._probe_loop(runtime), name=f"probe:{runtime.name}")
+
+    async def _stop_probing(self, name: str) -> None:
+        task = self._probers.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _probe_loop(self, runtime: ProviderRuntime) -> None:
+        while True:
+            interval = LOADING_PROBE_INTERVAL_S if runtime.health != "ready" else self.probe_interval_s
+            await asyncio.sleep(min(interval, self.probe_interval_s))
+            try:
+                await self.probe_once(runtime)
+            except Exception:  # a probe bug must not end probing for good
+                log.exception("probe of provider %s failed unexpectedly", runtime.name)
+
+    async def start(self) -> None:
+        await asyncio.gather(*(self.probe_once(p) for p in self.providers.values()))
+        for runtime in self.providers.values():
+            self._start_probing(runtime)
+
+    async def close(self) -> None:
+        for name in list(self._probers):
+            await self._stop_probing(name)
+        for runtime in self.providers.values():
+            await runtime.client.aclose()
+        self.store.close()
+
+    # -- keys -----------------------------------------------------------------------------------------
+
+    def save_key(self, key: ApiKey) -> None:
+        self.store.put("keys", "id", key.stored())
+        self.keys.put(key)
+        self.events.publish("key", key.public_view(self.keys.last_used.get(key.id)))
+
+    def delete_key(self, key: ApiKey) -> None:
+        self.store.remove("keys", "id", key.id)
+        self.keys.remove(key.id)
+        self.limiter.forget(key.id)
+        self.events.publish("key.removed", {"id": key.id})

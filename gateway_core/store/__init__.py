@@ -1,0 +1,1 @@
+"""Persistent state: the config store and the monthly archives."""
