@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call would drown the log
     try:
         _run(serve(settings, drain_timeout_s=args.drain_timeout))
     except DaemonError as error:

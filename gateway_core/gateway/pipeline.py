@@ -56,8 +56,7 @@ async def handle(state: GatewayState, route: str, request: Request, *, admin: bo
                                param="model", code="model_not_allowed")
         candidates = state.serving(parsed.model)
         if not candidates:
-            raise GatewayError(404, f"model '{parsed.model}' is not served here; `GET /v1/models` lists the models",
-                               param="model", code="model_not_found")
+            raise _unknown_model(state, parsed.model)
         try:
             lease = state.limiter.acquire(key.id, key.name, key.limits)
         except LimitExceeded as error:
@@ -157,6 +156,18 @@ async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: Parse
                             code="upstream_error")
     provider.breaker.record_success()
     return upstream, adapter
+
+
+def _unknown_model(state: GatewayState, model: str) -> GatewayError:
+    # A provider still loading has not listed its models yet: that is "try again soon", not "no such model".
+    undiscovered = [p.name for p in state.providers.values()
+                    if p.config.enabled and not p.models and p.health != "ready"]
+    if undiscovered:
+        return GatewayError(503, f"model '{model}' is not listed by any ready provider; {', '.join(undiscovered)} "
+                            "have not listed their models yet (loading or down); retry shortly",
+                            code="no_provider_ready", headers={"retry-after": "2"})
+    return GatewayError(404, f"model '{model}' is not served here; `GET /v1/models` lists the models",
+                        param="model", code="model_not_found")
 
 
 def _attempt_failed(state: GatewayState, provider: ProviderRuntime) -> None:

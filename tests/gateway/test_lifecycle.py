@@ -1,0 +1,95 @@
+"""A client that goes away frees its llama-server slot, and SIGTERM lets requests in flight finish."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.llama_server
+
+PROMPT = [{"role": "user", "content": "hi"}]
+# Context shift lets the tiny model generate past its context, so a generation lasts as long as a test needs.
+LONG_RUNNING = ("--context-shift",)
+
+
+def slots_busy(server) -> int:
+    return sum(1 for slot in httpx.get(server.base_url + "/slots").json() if slot["is_processing"])
+
+
+def wait_until(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_client_disconnect_cancels_the_upstream_request_and_frees_the_slot(corral_daemon, llama_servers):
+    (server,) = llama_servers(1, extra_args=LONG_RUNNING)
+    corral_daemon.add_provider("only", server.base_url)
+    key = corral_daemon.create_key("app")
+    body = {"model": "tiny", "messages": PROMPT, "stream": True, "max_tokens": 1_000_000, "ignore_eos": True}
+
+    with httpx.stream("POST", corral_daemon.base_url + "/v1/chat/completions", json=body,
+                      headers={"authorization": f"Bearer {key}"}, timeout=30) as response:
+        lines = response.iter_lines()  # keep a reference: a dropped iterator would close the stream itself
+        for index, _ in enumerate(lines):
+            if index == 10:
+                break
+        assert slots_busy(server) == 1, "the generation should be running while the client reads"
+    # Leaving the block closed the connection mid-stream.
+
+    assert wait_until(lambda: slots_busy(server) == 0), "llama-server kept generating for a client that left"
+    assert wait_until(lambda: corral_daemon.admin_call("GET", "/requests").json() == [])
+
+
+def test_operator_can_cancel_a_live_request_from_the_admin_api(corral_daemon, llama_servers):
+    (server,) = llama_servers(1, extra_args=LONG_RUNNING)
+    corral_daemon.add_provider("only", server.base_url)
+    key = corral_daemon.create_key("app")
+    body = {"model": "tiny", "messages": PROMPT, "stream": True, "max_tokens": 1_000_000, "ignore_eos": True}
+
+    last_line = ""
+    with httpx.stream("POST", corral_daemon.base_url + "/v1/chat/completions", json=body,
+                      headers={"authorization": f"Bearer {key}"}, timeout=30) as response:
+        for index, line in enumerate(response.iter_lines()):
+            if index == 5:
+                (live,) = corral_daemon.admin_call("GET", "/requests").json()
+                assert live["key_name"] == "app"
+                assert live["provider"] == "only"
+                assert corral_daemon.admin_call("DELETE", f"/requests/{live['id']}").status_code == 200
+            if line:
+                last_line = line
+
+    assert "cancelled by an operator" in last_line
+    assert wait_until(lambda: slots_busy(server) == 0)
+
+
+def test_sigterm_drains_a_request_in_flight_then_exits_zero(corral_daemon, llama_servers):
+    (server,) = llama_servers(1, extra_args=LONG_RUNNING)
+    corral_daemon.add_provider("only", server.base_url)
+    key = corral_daemon.create_key("app")
+    body = {"model": "tiny", "messages": PROMPT, "stream": True, "max_tokens": 3000, "ignore_eos": True}
+    lines: list[str] = []
+
+    def read_stream() -> None:
+        with httpx.stream("POST", corral_daemon.base_url + "/v1/chat/completions", json=body,
+                          headers={"authorization": f"Bearer {key}"}, timeout=30) as response:
+            lines.extend(line for line in response.iter_lines() if line)
+
+    reader = threading.Thread(target=read_stream)
+    reader.start()
+    assert wait_until(lambda: len(corral_daemon.admin_call("GET", "/requests").json()) == 1)
+
+    exit_code = corral_daemon.stop()
+    reader.join(timeout=30)
+
+    assert exit_code == 0
+    assert lines[-1] == "data: [DONE]", "the stream in flight was cut instead of drained"
+    log = corral_daemon.log_tail()
+    assert "draining 1 request(s)" in log
+    assert "corral-core stopped" in log
