@@ -1,26 +1,116 @@
-"""`corral`: with no arguments, open the console."""
+"""`corral`: with no subcommand, open the console; with one, run it against corral-core and exit.
+
+The subcommand spellings are a contract (DESIGN.md section 3): add options freely, rename nothing.
+Exit codes: 0 success, 1 the operation failed, 2 a usage error.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from gateway_core.providers.config import PROVIDER_TYPES
 from gateway_core.settings import default_data_dir, default_socket_path
+
+from . import commands
+
+SOCKET_HELP = "corral-core's admin socket (default: $CORRAL_SOCKET, then $XDG_RUNTIME_DIR/corral.sock)"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="corral", description="Corral's console and command line.")
-    parser.add_argument("--socket", help="corral-core's admin socket (default: $CORRAL_SOCKET, then the XDG path)")
+    # Subcommands accept --socket too, so `corral keys list --socket S` works as well as `corral --socket S keys list`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--socket", default=argparse.SUPPRESS, help=SOCKET_HELP)
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    parser = argparse.ArgumentParser(prog="corral", description="Corral's console and command line. "
+                                     "With no subcommand, open the console.")
+    parser.add_argument("--socket", help=SOCKET_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(group: argparse._SubParsersAction, name: str, handler: commands.Handler, help_: str,
+                *, json: bool = False) -> argparse.ArgumentParser:
+        parents = [common, json_flag] if json else [common]
+        cmd = group.add_parser(name, help=help_, description=help_, parents=parents)
+        cmd.set_defaults(handler=handler)
+        return cmd
+
+    command(sub, "status", commands.status, "show corral-core's providers, models, keys and load", json=True)
+    command(sub, "models", commands.models, "list the public models and who serves them", json=True)
+
+    providers = sub.add_parser("providers", help="list, add, remove, enable, disable and test providers",
+                               parents=[common])
+    psub = providers.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command(psub, "list", commands.providers_list, "list providers with their state and load", json=True)
+    add = command(psub, "add", commands.providers_add, "add a provider (it is probed at once)", json=True)
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--type", required=True, choices=PROVIDER_TYPES)
+    add.add_argument("--url", required=True, help="the provider's base URL, e.g. http://127.0.0.1:8080")
+    add.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the upstream API key")
+    add.add_argument("--model", action="append", metavar="PUBLIC[=UPSTREAM]",
+                     help="a model to serve (repeatable); without any, the provider's models are discovered")
+    add.add_argument("--priority", type=int, metavar="N", help="higher is tried first (default 0)")
+    add.add_argument("--weight", type=_positive_int, metavar="N", help="share among equal priorities (default 1)")
+    add.add_argument("--max-concurrency", type=_positive_int, metavar="N")
+    add.add_argument("--disabled", action="store_true", help="save it disabled")
+    for name, handler, help_ in (
+        ("remove", commands.providers_remove, "remove a provider"),
+        ("enable", commands.providers_enable, "send requests to a provider again"),
+        ("disable", commands.providers_disable, "stop sending new requests to a provider"),
+    ):
+        command(psub, name, handler, help_).add_argument("name", metavar="NAME")
+    command(psub, "test", commands.providers_test, "probe a provider now; exits 1 unless it is ready",
+            json=True).add_argument("name", metavar="NAME")
+
+    keys = sub.add_parser("keys", help="list, create, revoke and remove API keys", parents=[common])
+    ksub = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command(ksub, "list", commands.keys_list, "list API keys (never their secrets)", json=True)
+    create = command(ksub, "create", commands.keys_create,
+                     "create an API key; the key is printed once, alone on the last line", json=True)
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--models", metavar="M1,M2", help="the models it may use (default: all)")
+    create.add_argument("--rpm", type=_positive_int, metavar="N", help="requests per minute")
+    create.add_argument("--tpm", type=_positive_int, metavar="N", help="tokens per minute")
+    create.add_argument("--max-concurrency", type=_positive_int, metavar="N")
+    create.add_argument("--expires-in", type=_positive_float, metavar="DAYS")
+    command(ksub, "revoke", commands.keys_revoke, "refuse a key from its next request").add_argument(
+        "id_or_name", metavar="ID_OR_NAME")
+    command(ksub, "remove", commands.keys_remove, "delete a key for good").add_argument(
+        "id_or_name", metavar="ID_OR_NAME")
+
+    chat = command(sub, "chat", commands.chat, "send one prompt through the gateway and stream the answer")
+    chat.add_argument("model", metavar="MODEL")
+    chat.add_argument("prompt", metavar="PROMPT")
+    chat.add_argument("--system", metavar="S", help="a system message")
+    chat.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    chat.add_argument("--temperature", type=float, metavar="T")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     socket_path = Path(args.socket) if args.socket else default_socket_path(default_data_dir())
-    from .app import CorralApp  # Textual loads only when the console opens, not for CLI subcommands.
+    if args.command is None:
+        from .app import CorralApp  # Textual loads only when the console opens, not for CLI subcommands.
 
-    CorralApp(socket_path=socket_path).run()
-    return 0
+        CorralApp(socket_path=socket_path).run()
+        return 0
+    return commands.run(args.handler, args, socket_path)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ log = logging.getLogger("corral.core")
 METRIC_STATES = ("ready", "loading", "down", "circuit_open")
 DEFAULT_BODY_CAP = 10 * 1024 * 1024
 PROBE_INTERVAL_S = 5.0
+LAST_USED_FLUSH_S = 30.0  # key last-used times are kept in memory on the hot path and saved this often
 LOADING_PROBE_INTERVAL_S = 1.0
 
 
@@ -33,7 +34,10 @@ class GatewayState:
         self.body_cap = body_cap
         self.probe_interval_s = probe_interval_s
         self.started_at = time.time()
-        self.keys = KeyRing([ApiKey.from_stored(record) for record in self.store.all("keys")])
+        stored_keys = self.store.all("keys")
+        self.keys = KeyRing([ApiKey.from_stored(record) for record in stored_keys])
+        self.keys.last_used.update({r["id"]: r["last_used_at"] for r in stored_keys if r.get("last_used_at")})
+        self._flushed_last_used: dict[str, float] = dict(self.keys.last_used)
         self.providers: dict[str, ProviderRuntime] = {}
         for record in self.store.all("providers"):
             config = ProviderConfig.model_validate(record)
@@ -44,6 +48,7 @@ class GatewayState:
         self.stats = Stats()
         self.events = EventBus()
         self._probers: dict[str, asyncio.Task[None]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- providers ------------------------------------------------------------------------------------
 
@@ -123,8 +128,26 @@ class GatewayState:
         await asyncio.gather(*(self.probe_once(p) for p in self.providers.values()))
         for runtime in self.providers.values():
             self._start_probing(runtime)
+        self._flusher = asyncio.create_task(self._flush_loop(), name="flush-last-used")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LAST_USED_FLUSH_S)
+            self.flush_last_used()
+
+    def flush_last_used(self) -> None:
+        for key_id, used_at in list(self.keys.last_used.items()):
+            key = self.keys.find(key_id)
+            if key is not None and self._flushed_last_used.get(key_id) != used_at:
+                self.store.put("keys", "id", {**key.stored(), "last_used_at": used_at})
+                self._flushed_last_used[key_id] = used_at
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        self.flush_last_used()
         for name in list(self._probers):
             await self._stop_probing(name)
         for runtime in self.providers.values():
@@ -133,10 +156,13 @@ class GatewayState:
 
     # -- keys -----------------------------------------------------------------------------------------
 
+    def key_view(self, key: ApiKey) -> dict[str, object]:
+        return {**key.public_view(self.keys.last_used.get(key.id)), "usage": self.limiter.usage(key.id)}
+
     def save_key(self, key: ApiKey) -> None:
-        self.store.put("keys", "id", key.stored())
+        self.store.put("keys", "id", {**key.stored(), "last_used_at": self.keys.last_used.get(key.id)})
         self.keys.put(key)
-        self.events.publish("key", key.public_view(self.keys.last_used.get(key.id)))
+        self.events.publish("key", self.key_view(key))
 
     def delete_key(self, key: ApiKey) -> None:
         self.store.remove("keys", "id", key.id)

@@ -37,10 +37,6 @@ def status_view(state: GatewayState) -> dict[str, Any]:
     }
 
 
-def key_view(state: GatewayState, key: ApiKey) -> dict[str, Any]:
-    return {**key.public_view(state.keys.last_used.get(key.id)), "usage": state.limiter.usage(key.id)}
-
-
 def build_admin_app(state: GatewayState) -> Starlette:
     def provider_or_404(name: str):
         runtime = state.providers.get(name)
@@ -112,7 +108,7 @@ def build_admin_app(state: GatewayState) -> Starlette:
                               "models": result.models, "capacity": result.capacity})
 
     async def list_keys(request: Request) -> Response:
-        return json_response([key_view(state, key) for key in state.keys])
+        return json_response([state.key_view(key) for key in state.keys])
 
     async def create_key(request: Request) -> Response:
         try:
@@ -123,7 +119,7 @@ def build_admin_app(state: GatewayState) -> Starlette:
             raise GatewayError(409, f"a key named '{spec.name}' already exists", param="name", code="duplicate_name")
         key, plaintext = new_key(spec.name, **spec.settings())
         state.save_key(key)
-        return json_response({**key_view(state, key), "key": plaintext}, status=201)
+        return json_response({**state.key_view(key), "key": plaintext}, status=201)
 
     async def update_key(request: Request) -> Response:
         key = key_or_404(request.path_params["id"])
@@ -132,6 +128,9 @@ def build_admin_app(state: GatewayState) -> Starlette:
         except ValidationError as error:
             raise validation_error(error) from error
         changes = update.model_dump(exclude_unset=True)
+        if changes.get("name") not in (None, key.name) and state.keys.find(changes["name"]) is not None:
+            raise GatewayError(409, f"a key named '{changes['name']}' already exists", param="name",
+                               code="duplicate_name")
         if "models" in changes and changes["models"] is not None:
             changes["models"] = tuple(changes["models"])
         if "expires_in_days" in changes:
@@ -139,13 +138,13 @@ def build_admin_app(state: GatewayState) -> Starlette:
             changes["expires_at"] = time.time() + days * 86400 if days else None
         updated = replace(key, **changes)
         state.save_key(updated)
-        return json_response(key_view(state, updated))
+        return json_response(state.key_view(updated))
 
     async def revoke_key(request: Request) -> Response:
         key = key_or_404(request.path_params["id"])
         revoked = replace(key, revoked=True)
         state.save_key(revoked)
-        return json_response(key_view(state, revoked))
+        return json_response(state.key_view(revoked))
 
     async def delete_key(request: Request) -> Response:
         key = key_or_404(request.path_params["id"])
@@ -208,6 +207,6 @@ def build_admin_app(state: GatewayState) -> Starlette:
 def snapshot(state: GatewayState) -> dict[str, Any]:
     return {
         **status_view(state),
-        "keys": [key_view(state, key) for key in state.keys],
+        "keys": [state.key_view(key) for key in state.keys],
         "requests": [live.view() for live in state.live],
     }

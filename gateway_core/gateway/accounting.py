@@ -29,6 +29,7 @@ class LiveRequest:
     completion_tokens: int = 0
     prompt_tokens: int = 0
     cancel_requested: bool = False
+    timing: Any = field(default=None, repr=False)  # the pipeline's Timing, for the gateway-overhead metric
     # How to stop it: set by the pipeline for whichever phase is running.
     on_cancel: Callable[[], None] | None = field(default=None, repr=False)
 

@@ -22,7 +22,7 @@ from gateway_core.gateway.keys import ApiKey
 from gateway_core.gateway.limits import Lease, LimitExceeded
 from gateway_core.gateway.request import ParsedRequest, parse, read_body
 from gateway_core.gateway.sse import error_frame
-from gateway_core.providers.adapters import adapter_for
+from gateway_core.providers.adapters import Adapter, adapter_for
 from gateway_core.providers.openai_compat import Usage
 from gateway_core.providers.runtime import ProviderRuntime
 from gateway_core.state import GatewayState
@@ -37,13 +37,15 @@ ADMIN_KEY = ApiKey(id="admin", name="admin (console)", secret_sha256="")
 
 @dataclass
 class Timing:
+    """Time spent upstream (until its response headers) versus in the gateway itself."""
+
     started: float
     upstream_s: float = 0.0
+    gateway_s: float = 0.0
 
     def header(self) -> str:
-        total = time.perf_counter() - self.started
-        gateway_ms = max(0.0, total - self.upstream_s) * 1000
-        return f"gateway;dur={gateway_ms:.2f}, upstream;dur={self.upstream_s * 1000:.2f}"
+        self.gateway_s = max(0.0, time.perf_counter() - self.started - self.upstream_s)
+        return f"gateway;dur={self.gateway_s * 1000:.2f}, upstream;dur={self.upstream_s * 1000:.2f}"
 
 
 async def handle(state: GatewayState, route: str, request: Request, *, admin: bool = False) -> Response:
@@ -64,7 +66,8 @@ async def handle(state: GatewayState, route: str, request: Request, *, admin: bo
                                headers={"retry-after": str(error.retry_after_s)}) from error
     except GatewayError as error:
         return error.to_response({"server-timing": timing.header()})
-    live = state.live.start(key_id=key.id, key_name=key.name, model=parsed.model, route=route, stream=parsed.stream)
+    live = state.live.start(key_id=key.id, key_name=key.name, model=parsed.model, route=route, stream=parsed.stream,
+                            timing=timing)
     state.events.publish("request.start", live.view())
     return await _forward(state, parsed, key, lease, live, candidates, timing)
 
@@ -89,14 +92,14 @@ async def _forward(state: GatewayState, parsed: ParsedRequest, key: ApiKey, leas
         if upstream.status_code >= 400:  # a 4xx the client must see as it is
             body = await upstream.aread()
             await upstream.aclose()
+            headers = {"server-timing": timing.header()}
             _release(state, provider, live, lease, ok=False, status=upstream.status_code, usage=Usage())
-            return Response(body, status_code=upstream.status_code, media_type="application/json",
-                            headers={"server-timing": timing.header()})
+            return Response(body, status_code=upstream.status_code, media_type="application/json", headers=headers)
         if parsed.stream:
+            headers = {"server-timing": timing.header(), "cache-control": "no-cache",
+                       "x-corral-provider": provider.name}
             stream = _relay(state, provider, adapter, upstream, parsed, live, lease)
-            return StreamingResponse(stream, media_type="text/event-stream",
-                                     headers={"server-timing": timing.header(), "cache-control": "no-cache",
-                                              "x-corral-provider": provider.name})
+            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
         try:
             raw = await upstream.aread()
         except httpx.HTTPError as error:
@@ -107,9 +110,9 @@ async def _forward(state: GatewayState, parsed: ParsedRequest, key: ApiKey, leas
         finally:
             await upstream.aclose()
         body, usage = adapter.response(raw, parsed.model)
+        headers = {"server-timing": timing.header(), "x-corral-provider": provider.name}
         _release(state, provider, live, lease, ok=True, status=200, usage=usage)
-        return Response(body, media_type="application/json",
-                        headers={"server-timing": timing.header(), "x-corral-provider": provider.name})
+        return Response(body, media_type="application/json", headers=headers)
     if live.cancel_requested:
         last_error = GatewayError(499, "the request was cancelled by an operator", code="cancelled")
     assert last_error is not None
@@ -117,7 +120,7 @@ async def _forward(state: GatewayState, parsed: ParsedRequest, key: ApiKey, leas
 
 
 async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: ParsedRequest, live: LiveRequest,
-                   timing: Timing) -> tuple[httpx.Response, object] | GatewayError:
+                   timing: Timing) -> tuple[httpx.Response, Adapter] | GatewayError:
     """Send to one provider and wait for its response headers. Failures worth failing over become errors."""
     adapter = adapter_for(provider.config)
     try:
@@ -208,8 +211,8 @@ async def _relay(state: GatewayState, provider: ProviderRuntime, adapter, upstre
         yield error_frame(message, code="cancelled" if live.cancel_requested else "upstream_stream_cut")
     finally:
         await upstream.aclose()  # also when the client went away: this frees the llama-server slot
-        if not ok:
-            provider.breaker.record_failure() if not live.cancel_requested else None
+        if not ok and not live.cancel_requested:
+            provider.breaker.record_failure()
         _release(state, provider, live, lease, ok=ok, status=200 if ok else 502, usage=stream.usage)
 
 
@@ -225,9 +228,10 @@ def _release(state: GatewayState, provider: ProviderRuntime, live: LiveRequest, 
 
 def _finish_early(state: GatewayState, live: LiveRequest, lease: Lease, error: GatewayError,
                   timing: Timing) -> Response:
+    headers = {"server-timing": timing.header()}
     _account(state, live, lease, ok=False, status=error.status, usage=Usage(),
              duration=time.monotonic() - live.started_mono, ttft=None)
-    return error.to_response({"server-timing": timing.header()})
+    return error.to_response(headers)
 
 
 def _account(state: GatewayState, live: LiveRequest, lease: Lease, *, ok: bool, status: int, usage: Usage,
@@ -239,6 +243,6 @@ def _account(state: GatewayState, live: LiveRequest, lease: Lease, *, ok: bool, 
     state.stats.record(key=live.key_name, model=live.model, provider=live.provider, ok=ok, duration_s=duration,
                        ttft_s=ttft, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
     state.metrics.request_finished(live.model, live.provider or "none", str(status), duration, ttft,
-                                   usage.prompt_tokens, usage.completion_tokens, 0.0)
+                                   usage.prompt_tokens, usage.completion_tokens, live.timing.gateway_s)
     state.events.publish("request.end", {**live.view(), "status": status, "ok": ok,
                                          "prompt_tokens": usage.prompt_tokens})

@@ -69,5 +69,8 @@ class AnthropicAdapter:
         return AnthropicStream(public_model, wants_usage)
 
 
-def adapter_for(config: ProviderConfig) -> OpenAICompatAdapter | AnthropicAdapter:
+Adapter = OpenAICompatAdapter | AnthropicAdapter
+
+
+def adapter_for(config: ProviderConfig) -> Adapter:
     return AnthropicAdapter(config) if config.type == "anthropic" else OpenAICompatAdapter(config)
