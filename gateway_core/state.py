@@ -49,8 +49,14 @@ class GatewayState:
         self.events = EventBus()
         self._probers: dict[str, asyncio.Task[None]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        # Replaced on every release, so waiters wake once per freed slot without a lock.
+        self.slot_released = asyncio.Event()
 
     # -- providers ------------------------------------------------------------------------------------
+
+    def signal_slot_released(self) -> None:
+        released, self.slot_released = self.slot_released, asyncio.Event()
+        released.set()
 
     def serving(self, model: str) -> list[ProviderRuntime]:
         return [p for p in self.providers.values() if p.config.enabled and model in p.models]

@@ -30,6 +30,7 @@ from gateway_core.state import GatewayState
 log = logging.getLogger("corral.gateway")
 
 MAX_ATTEMPTS = 3
+SATURATED_WAIT_S = 30.0  # how long a request waits for a slot when every provider is at its max concurrency
 FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The identity the console and CLI use over the admin socket: every model, no limits.
 ADMIN_KEY = ApiKey(id="admin", name="admin (console)", secret_sha256="")
@@ -74,7 +75,7 @@ async def handle(state: GatewayState, route: str, request: Request, *, admin: bo
 
 async def _forward(state: GatewayState, parsed: ParsedRequest, key: ApiKey, lease: Lease, live: LiveRequest,
                    candidates: list[ProviderRuntime], timing: Timing) -> Response:
-    order = plan(candidates)
+    order = await _plan_or_wait(state, candidates)
     if not order:
         states = ", ".join(f"{p.name} {p.state}" for p in candidates)
         error = GatewayError(503, f"no provider for model '{parsed.model}' is ready ({states}); retry shortly",
@@ -117,6 +118,20 @@ async def _forward(state: GatewayState, parsed: ParsedRequest, key: ApiKey, leas
         last_error = GatewayError(499, "the request was cancelled by an operator", code="cancelled")
     assert last_error is not None
     return _finish_early(state, live, lease, last_error, timing)
+
+
+async def _plan_or_wait(state: GatewayState, candidates: list[ProviderRuntime]) -> list[ProviderRuntime]:
+    """Plan; when every healthy candidate is at its max concurrency, wait (bounded) for a slot to free."""
+    deadline = time.monotonic() + SATURATED_WAIT_S
+    while not (order := plan(candidates)) and any(p.saturated() for p in candidates):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            await asyncio.wait_for(state.slot_released.wait(), remaining)
+        except TimeoutError:
+            break
+    return order
 
 
 async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: ParsedRequest, live: LiveRequest,
@@ -175,6 +190,7 @@ def _unknown_model(state: GatewayState, model: str) -> GatewayError:
 
 def _attempt_failed(state: GatewayState, provider: ProviderRuntime) -> None:
     provider.in_flight -= 1
+    state.signal_slot_released()
     provider.breaker.record_failure()
     provider.record(0.0, ok=False)
     state.metrics.in_flight(provider.name, -1)
@@ -219,6 +235,7 @@ async def _relay(state: GatewayState, provider: ProviderRuntime, adapter, upstre
 def _release(state: GatewayState, provider: ProviderRuntime, live: LiveRequest, lease: Lease, *, ok: bool,
              status: int, usage: Usage) -> None:
     provider.in_flight -= 1
+    state.signal_slot_released()
     state.metrics.in_flight(provider.name, -1)
     duration = time.monotonic() - live.started_mono
     ttft = live.first_token_mono - live.started_mono if live.first_token_mono else None

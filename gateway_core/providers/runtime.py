@@ -71,6 +71,11 @@ class ProviderRuntime:
         limit = self.config.max_concurrency
         return limit is None or self.in_flight < limit
 
+    def saturated(self) -> bool:
+        """Healthy, but at its max concurrency: worth waiting for rather than refusing."""
+        limit = self.config.max_concurrency
+        return (self.config.enabled and self.health == "ready" and limit is not None and self.in_flight >= limit)
+
     @property
     def load(self) -> float:
         return self.in_flight / self.capacity

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 
 import httpx
@@ -190,3 +191,34 @@ def test_the_upstream_key_never_appears_in_admin_answers_or_logs(corral_daemon):
     assert "sk-ant-secret" not in corral_daemon.log_tail(1000)
     assert "sk-ant-secret" not in (corral_daemon.data_dir / "config.json").read_text().replace(
         '"api_key": "sk-ant-secret-abcd"', "")
+
+
+def test_max_concurrency_is_respected_and_extra_requests_wait_for_a_slot(corral_daemon):
+    with FaultServer(total_slots=8) as upstream:
+        upstream.set_mode("slow", delay_s=0.3)
+        corral_daemon.add_provider("capped", upstream.base_url, max_concurrency=2)
+        key = corral_daemon.create_key("app")
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(lambda _: chat(corral_daemon, key).status_code, range(6)))
+
+        assert statuses == [200] * 6
+        assert upstream.peak_in_flight == 2
+
+
+def test_a_client_that_stops_reading_does_not_stall_other_requests(corral_daemon):
+    with FaultServer(model="tiny") as upstream:
+        corral_daemon.add_provider("local", upstream.base_url)
+        key = corral_daemon.create_key("app")
+        stalled = httpx.Client(timeout=30)
+        with stalled.stream("POST", corral_daemon.base_url + "/v1/chat/completions",
+                            json={"model": "tiny", "messages": PROMPT, "stream": True},
+                            headers={"authorization": f"Bearer {key}"}):
+            # This client holds its stream open without reading a byte.
+            started = time.monotonic()
+            statuses = [chat(corral_daemon, key).status_code for _ in range(5)]
+            elapsed = time.monotonic() - started
+        stalled.close()
+
+    assert statuses == [200] * 5
+    assert elapsed < 2.0
