@@ -304,6 +304,7 @@ class FaultServer:
             Route("/health", self._health, methods=["GET"]),
             Route("/v1/models", self._models, methods=["GET"]),
             Route("/props", self._props, methods=["GET"]),
+            Route("/api/tags", self._ollama_tags, methods=["GET"]),  # so it can stand in for Ollama too
             Route("/v1/chat/completions", self._inference, methods=["POST"]),
             Route("/v1/completions", self._inference, methods=["POST"]),
             Route("/v1/embeddings", self._inference, methods=["POST"]),
@@ -317,6 +318,9 @@ class FaultServer:
     async def _models(self, request: Request) -> Response:
         entry = {"id": self.model, "object": "model", "created": 0, "owned_by": "llamacpp", "meta": None}
         return JSONResponse({"object": "list", "data": [entry], "models": [{"name": self.model, "model": self.model}]})
+
+    async def _ollama_tags(self, request: Request) -> Response:
+        return JSONResponse({"models": [{"name": self.model, "model": self.model, "size": 1}]})
 
     async def _props(self, request: Request) -> Response:
         return JSONResponse({"total_slots": self.total_slots, "model_path": f"/models/{self.model}.gguf",
