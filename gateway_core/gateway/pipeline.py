@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import anyio
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -199,7 +200,7 @@ def _attempt_failed(state: GatewayState, provider: ProviderRuntime) -> None:
         state.events.publish("provider", provider.summary())
 
 
-async def _relay(state: GatewayState, provider: ProviderRuntime, adapter, upstream: httpx.Response,
+async def _relay(state: GatewayState, provider: ProviderRuntime, adapter: Adapter, upstream: httpx.Response,
                  parsed: ParsedRequest, live: LiveRequest, lease: Lease) -> AsyncIterator[bytes]:
     stream = adapter.stream(parsed.model, provider.models[parsed.model], parsed.wants_usage)
     live.on_cancel = lambda: asyncio.ensure_future(upstream.aclose())
@@ -221,12 +222,15 @@ async def _relay(state: GatewayState, provider: ProviderRuntime, adapter, upstre
         ok = stream.finished and not tail
         if tail:
             yield tail
-    except (httpx.HTTPError, RuntimeError) as error:
+    except (httpx.HTTPError, httpx.StreamError) as error:  # StreamClosed: an operator cancelled it
         message = ("the request was cancelled by an operator" if live.cancel_requested
                    else f"provider '{provider.name}' failed mid-stream: {type(error).__name__}: {error}")
         yield error_frame(message, code="cancelled" if live.cancel_requested else "upstream_stream_cut")
     finally:
-        await upstream.aclose()  # also when the client went away: this frees the llama-server slot
+        # Shielded: when the client went away this runs inside a cancelled scope, and closing the
+        # upstream connection is what frees the llama-server slot.
+        with anyio.CancelScope(shield=True):
+            await upstream.aclose()
         if not ok and not live.cancel_requested:
             provider.breaker.record_failure()
         _release(state, provider, live, lease, ok=ok, status=200 if ok else 502, usage=stream.usage)
