@@ -1,0 +1,104 @@
+"""What a llama-server deployment is, whatever runs it: a Docker container or a systemd service.
+
+Containers, compose files and systemd units all render the same `DeploymentSpec`, and configure
+llama-server through its `LLAMA_ARG_*` environment variables rather than a command line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_GPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
+DEFAULT_CPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server"
+CONTAINER_MODELS_DIR = "/models"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+DeploymentKind = Literal["container", "systemd"]
+
+
+class DeploymentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str  # also the public model name and the llama-server alias
+    kind: DeploymentKind = "container"
+    model_path: str  # absolute host path of the .gguf (the first file of a split model)
+    image: str = DEFAULT_GPU_IMAGE  # containers only
+    gpus: Literal["all"] | tuple[int, ...] | None = "all"  # None: CPU only
+    ctx_size: int = Field(default=4096, ge=128, le=1_048_576)
+    n_gpu_layers: int = Field(default=999, ge=0)
+    parallel: int = Field(default=1, ge=1, le=256)
+    port: int = Field(ge=1, le=65535)
+    host: str = "127.0.0.1"
+    extra_args: tuple[str, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError("use 1-63 lowercase letters, digits, '.', '_' or '-' (it names a container and a unit)")
+        return name
+
+    @field_validator("model_path")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        if not PurePosixPath(path).is_absolute():
+            raise ValueError(f"{path!r} must be an absolute path")
+        return path
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _parse_gpus(cls, value: object) -> object:
+        """Accept "all", "none", "0,1", [0, 1] or None."""
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("all", ""):
+                return "all" if text else None
+            if text in ("none", "cpu"):
+                return None
+            try:
+                return tuple(int(part) for part in text.split(","))
+            except ValueError as error:
+                raise ValueError(f"{value!r} is not 'all', 'none' or GPU ids such as 0,1") from error
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+
+    @property
+    def model_file(self) -> str:
+        return PurePosixPath(self.model_path).name
+
+    @property
+    def models_dir(self) -> str:
+        return str(PurePosixPath(self.model_path).parent)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def llama_env(self, model_path: str | None = None) -> dict[str, str]:
+        """llama-server's configuration as LLAMA_ARG_* variables; `model_path` as seen by the server."""
+        env = {
+            "LLAMA_ARG_MODEL": model_path or self.model_path,
+            "LLAMA_ARG_ALIAS": self.name,
+            "LLAMA_ARG_CTX_SIZE": str(self.ctx_size),
+            "LLAMA_ARG_N_GPU_LAYERS": str(self.n_gpu_layers if self.gpus is not None else 0),
+            "LLAMA_ARG_N_PARALLEL": str(self.parallel),
+            "LLAMA_ARG_HOST": self.host,
+            "LLAMA_ARG_PORT": str(self.port),
+        }
+        return env
+
+    def container_env(self) -> dict[str, str]:
+        return self.llama_env(f"{CONTAINER_MODELS_DIR}/{self.model_file}")
+
+    def cuda_visible_devices(self) -> str | None:
+        """For native (systemd) deployments: which GPUs the process may see."""
+        if self.gpus is None:
+            return ""
+        if self.gpus == "all":
+            return None
+        return ",".join(str(index) for index in self.gpus)
