@@ -12,7 +12,7 @@ from pathlib import Path
 from gateway_core.providers.config import PROVIDER_TYPES
 from gateway_core.settings import default_data_dir, default_socket_path
 
-from . import commands
+from . import commands, fleet_commands
 
 SOCKET_HELP = "corral-core's admin socket (default: $CORRAL_SOCKET, then $XDG_RUNTIME_DIR/corral.sock)"
 
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(sub, "status", commands.status, "show corral-core's providers, models, keys and load", json=True)
     command(sub, "models", commands.models, "list the public models and who serves them", json=True)
+    command(sub, "gpus", fleet_commands.gpus, "show GPU telemetry (utilization, memory, power, processes)",
+            json=True)
 
     providers = sub.add_parser("providers", help="list, add, remove, enable, disable and test providers",
                                parents=[common])

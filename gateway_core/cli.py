@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--socket", help="admin Unix socket (default: $CORRAL_SOCKET, then XDG runtime dir)")
     parser.add_argument("--drain-timeout", type=float, default=DRAIN_TIMEOUT_S,
                         help="seconds to let requests in flight finish after SIGTERM (default: %(default)s)")
+    parser.add_argument("--gpu-interval", type=float, default=1.0, metavar="SECONDS",
+                        help="how often to sample GPU telemetry (default: %(default)s)")
     return parser
 
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call would drown the log
     try:
-        _run(serve(settings, drain_timeout_s=args.drain_timeout))
+        _run(serve(settings, drain_timeout_s=args.drain_timeout, gpu_interval_s=args.gpu_interval))
     except DaemonError as error:
         logging.getLogger("corral.core").error("corral-core cannot start: %s", error)
         return 1

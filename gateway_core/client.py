@@ -213,6 +213,10 @@ class CorralClient:
     async def stats(self) -> dict[str, Any]:
         return await self._call("GET", "/stats")
 
+    async def gpus(self) -> dict[str, Any]:
+        """The latest GPU telemetry snapshot: state ("ok" or "unavailable"), reason, devices."""
+        return await self._call("GET", "/gpus")
+
     # -- providers ------------------------------------------------------------------------------------
 
     async def providers(self) -> list[dict[str, Any]]:

@@ -96,9 +96,9 @@ def _uvicorn_config(app: object, drain_timeout_s: float) -> uvicorn.Config:
     )
 
 
-async def serve(settings: Settings, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+async def serve(settings: Settings, drain_timeout_s: float = DRAIN_TIMEOUT_S, gpu_interval_s: float = 1.0) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    state = GatewayState(settings.data_dir)
+    state = GatewayState(settings.data_dir, gpu_interval_s=gpu_interval_s)
     public_sock = bind_public_socket(settings.listen_host, settings.listen_port)
     admin_sock = bind_admin_socket(settings.socket_path)
     public = _Server(_uvicorn_config(build_public_app(state), drain_timeout_s))

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from gateway_core.events import EventBus
+from gateway_core.fleet.gpu_sampler import DEFAULT_INTERVAL_S as DEFAULT_GPU_INTERVAL_S
+from gateway_core.fleet.gpu_sampler import GpuSampler
 from gateway_core.gateway.accounting import LiveRequests, Stats
 from gateway_core.gateway.keys import ApiKey, KeyRing
 from gateway_core.gateway.limits import RateLimiter
@@ -28,7 +30,8 @@ LOADING_PROBE_INTERVAL_S = 1.0
 
 
 class GatewayState:
-    def __init__(self, data_dir: Path, *, body_cap: int = DEFAULT_BODY_CAP, probe_interval_s: float = PROBE_INTERVAL_S):
+    def __init__(self, data_dir: Path, *, body_cap: int = DEFAULT_BODY_CAP, probe_interval_s: float = PROBE_INTERVAL_S,
+                 gpu_interval_s: float = DEFAULT_GPU_INTERVAL_S):
         self.data_dir = data_dir
         self.store = ConfigStore(data_dir / "config.json")
         self.body_cap = body_cap
@@ -47,6 +50,7 @@ class GatewayState:
         self.live = LiveRequests()
         self.stats = Stats()
         self.events = EventBus()
+        self.gpus = GpuSampler(lambda snapshot: self.events.publish("gpus", snapshot.to_dict()), gpu_interval_s)
         self._probers: dict[str, asyncio.Task[None]] = {}
         self._flusher: asyncio.Task[None] | None = None
         # Replaced on every release, so waiters wake once per freed slot without a lock.
@@ -135,6 +139,8 @@ class GatewayState:
         for runtime in self.providers.values():
             self._start_probing(runtime)
         self._flusher = asyncio.create_task(self._flush_loop(), name="flush-last-used")
+        await self.gpus.sample_once()  # so the first snapshot a console sees already has the GPUs
+        self.gpus.start()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -154,6 +160,7 @@ class GatewayState:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         self.flush_last_used()
+        await self.gpus.stop()
         for name in list(self._probers):
             await self._stop_probing(name)
         for runtime in self.providers.values():

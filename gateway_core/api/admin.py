@@ -164,6 +164,9 @@ def build_admin_app(state: GatewayState) -> Starlette:
         live.cancel()
         return json_response({"cancelled": live.id})
 
+    async def gpus(request: Request) -> Response:
+        return json_response(state.gpus.latest.to_dict())
+
     async def stats(request: Request) -> Response:
         return json_response(state.stats.view())
 
@@ -196,6 +199,7 @@ def build_admin_app(state: GatewayState) -> Starlette:
             Route("/requests", live_requests, methods=["GET"]),
             Route("/requests/{id}", cancel_request, methods=["DELETE"]),
             Route("/stats", stats, methods=["GET"]),
+            Route("/gpus", gpus, methods=["GET"]),
             Route("/events", events, methods=["GET"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
@@ -209,4 +213,5 @@ def snapshot(state: GatewayState) -> dict[str, Any]:
         **status_view(state),
         "keys": [state.key_view(key) for key in state.keys],
         "requests": [live.view() for live in state.live],
+        "gpus": state.gpus.latest.to_dict(),
     }

@@ -6,10 +6,11 @@ A missing driver or library is a state ("unavailable", with the reason), never a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pynvml
 
@@ -46,6 +47,13 @@ class GpuSnapshot:
     reason: str = ""
     driver_version: str = ""
     devices: tuple[GpuDevice, ...] = ()
+    sampled_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for device in data["devices"]:
+            device["unsupported"] = sorted(device["unsupported"])
+        return data
 
 
 class NvmlReader:
@@ -94,7 +102,7 @@ def _read_device(index: int) -> GpuDevice:
             unsupported.add(name)
             return None
 
-    memory = optional("memory", lambda: pynvml.nvmlDeviceGetMemoryInfo(handle))
+    memory = optional("memory", lambda: _memory_info(handle))
     utilization = optional("utilization", lambda: pynvml.nvmlDeviceGetUtilizationRates(handle))
     power_mw = optional("power_draw", lambda: pynvml.nvmlDeviceGetPowerUsage(handle))
     limit_mw = optional("power_limit", lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle))
@@ -117,6 +125,14 @@ def _read_device(index: int) -> GpuDevice:
         ),
         unsupported=frozenset(unsupported),
     )
+
+
+def _memory_info(handle: object) -> object:
+    """The v2 query, whose `used` excludes driver-reserved memory as nvidia-smi shows it; v1 on older drivers."""
+    try:
+        return pynvml.nvmlDeviceGetMemoryInfo(handle, version=pynvml.nvmlMemory_v2)
+    except pynvml.NVMLError_FunctionNotFound:
+        return pynvml.nvmlDeviceGetMemoryInfo(handle)
 
 
 def _process_name(pid: int) -> str:
