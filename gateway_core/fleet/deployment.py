@@ -10,12 +10,12 @@ import re
 from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_GPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
 DEFAULT_CPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server"
 CONTAINER_MODELS_DIR = "/models"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+DEPLOYMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 DeploymentKind = Literal["container", "systemd"]
 
@@ -38,7 +38,7 @@ class DeploymentSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, name: str) -> str:
-        if not _NAME.match(name):
+        if not DEPLOYMENT_NAME.match(name):
             raise ValueError("use 1-63 lowercase letters, digits, '.', '_' or '-' (it names a container and a unit)")
         return name
 
@@ -66,6 +66,14 @@ class DeploymentSpec(BaseModel):
         if isinstance(value, list):
             return tuple(value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cpu_offloads_nothing(cls, data: object) -> object:
+        """A CPU-only deployment offloads no layers; normalising it keeps every rendering lossless."""
+        if isinstance(data, dict) and data.get("gpus", "all") in (None, "none", "cpu"):
+            return {**data, "n_gpu_layers": 0}
+        return data
 
     @property
     def model_file(self) -> str:
