@@ -13,6 +13,7 @@ import yaml
 
 from gateway_core.fleet.compose import ComposeError, export_compose, import_compose
 from gateway_core.fleet.deployment import DEFAULT_CPU_IMAGE, DeploymentSpec
+from tests.testbed import component_unavailable
 
 GPU_ALL = DeploymentSpec(name="qwen", model_path="/srv/models/qwen2.5-7b-q4_k_m.gguf", port=8081)
 CPU_ONLY = DeploymentSpec(
@@ -149,17 +150,23 @@ def test_two_deployments_with_one_name_cannot_share_a_file():
         export_compose([GPU_ALL, GPU_ALL.model_copy(update={"port": 9999})])
 
 
-def test_docker_compose_accepts_the_exported_file(tmp_path: Path):
+def compose_command() -> list[str] | None:
+    """The Compose v2 plugin if present, else Debian's docker-compose (v1.29, which knows GPU reservations)."""
     docker = shutil.which("docker")
-    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True) if docker else None
-    if probe is None or probe.returncode != 0:
-        pytest.skip("the docker compose plugin is not installed (`docker compose version` fails)")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+def test_docker_compose_accepts_the_exported_file(tmp_path: Path):
+    compose = compose_command()
+    if compose is None:
+        component_unavailable("docker compose", "neither `docker compose` nor `docker-compose` is installed")
     compose_file = tmp_path / "docker-compose.yml"
     compose_file.write_text(export_compose(VARIED))
 
-    result = subprocess.run(
-        [docker, "compose", "-f", str(compose_file), "config", "--quiet"], capture_output=True, text=True
-    )
+    result = subprocess.run([*compose, "-f", str(compose_file), "config", "--quiet"], capture_output=True, text=True)
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
