@@ -13,6 +13,7 @@ from gateway_core.providers.config import PROVIDER_TYPES
 from gateway_core.settings import default_data_dir, default_socket_path
 
 from . import commands, fleet_commands
+from .fleet_cli import add_fleet_commands
 
 SOCKET_HELP = "corral-core's admin socket (default: $CORRAL_SOCKET, then $XDG_RUNTIME_DIR/corral.sock)"
 
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         "id_or_name", metavar="ID_OR_NAME")
     command(ksub, "remove", commands.keys_remove, "delete a key for good").add_argument(
         "id_or_name", metavar="ID_OR_NAME")
+
+    add_fleet_commands(sub, command, common)
 
     chat = command(sub, "chat", commands.chat, "send one prompt through the gateway and stream the answer")
     chat.add_argument("model", metavar="MODEL")

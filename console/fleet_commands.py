@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 from gateway_core.client import CorralClient
 
-from .cli_format import dash, print_json, table
+from .cli_format import dash, duration, print_json, table
+from .commands import warn
 
 GIB = 1024**3
 
@@ -44,3 +48,169 @@ async def gpus(client: CorralClient, args: argparse.Namespace) -> int:
     print(table(["GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "PROCESSES"],
                 [_gpu_row(device) for device in snapshot["devices"]]))
     return 0
+
+
+# -- fleet ----------------------------------------------------------------------------------------------
+
+
+def _deployment_row(info: dict[str, Any]) -> list[object]:
+    uptime = duration(info["uptime_s"]) if info["uptime_s"] is not None else "-"
+    model = Path(info["model"]).name if info["model"] else "-"
+    return [info["name"], "yes" if info["managed"] else "no", info["state"], info["health"], model,
+            info["gpus"], dash(info["port"]), uptime, info["image"]]
+
+
+async def fleet_list(client: CorralClient, args: argparse.Namespace) -> int:
+    data = await client.fleet()
+    if args.json:
+        print_json(data)
+        return 0
+    if data["engine"]["state"] != "ok":
+        print(f"containers unavailable: {data['engine']['reason']}")
+        return 0
+    if not data["deployments"]:
+        print("no llama-server containers: deploy one with `corral fleet deploy MODEL.gguf`")
+        return 0
+    print(table(["NAME", "MANAGED", "STATE", "HEALTH", "MODEL", "GPUS", "PORT", "UPTIME", "IMAGE"],
+                [_deployment_row(info) for info in data["deployments"]]))
+    return 0
+
+
+def deploy_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {"model_path": str(Path(args.gguf_path).expanduser().resolve())}
+    for option, field in (("name", "name"), ("image", "image"), ("gpus", "gpus"), ("ctx", "ctx_size"),
+                          ("port", "port"), ("parallel", "parallel"), ("n_gpu_layers", "n_gpu_layers")):
+        value = getattr(args, option, None)
+        if value is not None:
+            fields[field] = value
+    if getattr(args, "arg", None):
+        fields["extra_args"] = args.arg
+    return fields
+
+
+def _print_plan(report: dict[str, Any]) -> None:
+    for line in report["estimate"]["explanation"]:
+        print(f"  {line}")
+    print(f"  placement: {report['placement']['reason']}")
+    for warning in report["warnings"]:
+        warn(f"warning: {warning}")
+
+
+async def fleet_deploy(client: CorralClient, args: argparse.Namespace) -> int:
+    fields = deploy_fields(args)
+    if args.systemd or args.dry_run:
+        fields["kind"] = "systemd" if args.systemd else "container"
+    if args.plan:
+        report = await client.plan_deployment(**fields)
+        if args.json:
+            print_json(report)
+        else:
+            spec = report["spec"]
+            gpus = spec['gpus'] if spec['gpus'] is not None else 'none'
+            print(f"{spec['name']}: {Path(spec['model_path']).name} on port {spec['port']}, gpus {gpus}")
+            _print_plan(report)
+        return 0
+    if args.systemd:
+        fields["systemd"] = {"user": args.user, "binary": args.binary, "log_dir": args.log_dir,
+                             "dry_run": args.dry_run}
+    result = await client.deploy(health_timeout_s=args.timeout, **fields)
+    if args.json:
+        print_json(result)
+        return 0
+    if "dry_run" in result:
+        print("\n".join(result["dry_run"]))
+        return 0
+    deployment = result["deployment"]
+    print(f"deployed {deployment['name']}: healthy on port {deployment.get('port') or fields.get('port')}, "
+          f"served as model '{deployment['name']}'")
+    _print_plan(result)
+    return 0
+
+
+async def fleet_control(client: CorralClient, args: argparse.Namespace) -> int:
+    if getattr(args, "systemd", False):
+        await client.systemd_action(args.name, args.action, user=args.user)
+        print(f"{args.action}: corral-{args.name}.service")
+        return 0
+    info = await client.control_deployment(args.name, args.action)
+    print(f"{info['name']}: {info['state']}")
+    return 0
+
+
+async def fleet_remove(client: CorralClient, args: argparse.Namespace) -> int:
+    await client.remove_deployment(args.name)
+    print(f"removed {args.name} and its provider")
+    return 0
+
+
+async def fleet_logs(client: CorralClient, args: argparse.Namespace) -> int:
+    if not args.follow:
+        sys.stdout.write(await client.deployment_logs(args.name, args.tail))
+        return 0
+    async for line in client.follow_logs(args.name):
+        print(line, flush=True)
+    return 0
+
+
+async def fleet_status(client: CorralClient, args: argparse.Namespace) -> int:
+    status = await client.systemd_action(args.name, "status", user=args.user)
+    if args.json:
+        print_json(status)
+    else:
+        print(f"{status['unit']}: {status['active_state']} ({status['sub_state']}), pid {dash(status['main_pid'])}, "
+              f"restarts {status['restarts']}")
+    return 0 if status["running"] else 1
+
+
+async def fleet_export_compose(client: CorralClient, args: argparse.Namespace) -> int:
+    text = await client.export_compose()
+    if args.output:
+        await asyncio.to_thread(Path(args.output).write_text, text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+async def fleet_import_compose(client: CorralClient, args: argparse.Namespace) -> int:
+    try:
+        text = await asyncio.to_thread(Path(args.file).read_text)
+    except OSError as error:
+        warn(f"cannot read {args.file}: {error.strerror}")
+        return 1
+    result = await client.import_compose(text, health_timeout_s=args.timeout)
+    for warning in result["warnings"]:
+        warn(f"warning: {warning}")
+    print(f"deployed {len(result['deployed'])}: {', '.join(result['deployed']) or '-'}")
+    return 0
+
+
+async def fleet_systemd_unit(client: CorralClient, args: argparse.Namespace) -> int:
+    fields = deploy_fields(args)
+    fields["systemd"] = {"user": args.user, "binary": args.binary, "log_dir": args.log_dir}
+    sys.stdout.write(await client.systemd_unit(**fields))
+    return 0
+
+
+async def models_dir_scan(client: CorralClient, args: argparse.Namespace) -> int:
+    result = await client.catalog(args.dirs)
+    if args.json:
+        print_json(result)
+        return 0
+    rows = [[m["name"], m["architecture"], _params(m["parameter_count"]), m["quantization"],
+             dash(m["context_length"]), f"{m['file_size'] / GIB:.2f} GiB", len(m["parts"]), m["path"]]
+            for m in result["models"]]
+    if rows:
+        print(table(["NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "PARTS", "PATH"], rows))
+    else:
+        print(f"no GGUF models in {', '.join(result['directories'])}")
+    for problem in result["problems"]:
+        warn(f"{problem['path']}: {problem['message']}")
+    return 0
+
+
+def _params(count: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f}{unit}"
+    return str(count)

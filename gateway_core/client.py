@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from gateway_core.client_fleet import FleetCalls
 from gateway_core.settings import default_data_dir, default_socket_path
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -148,7 +149,7 @@ class ChatStream:
         raise CorralError("the stream ended before the answer was complete (no [DONE])")
 
 
-class CorralClient:
+class CorralClient(FleetCalls):
     """The admin API over the Unix socket. Every method raises CorralError (DaemonNotRunning when nobody answers)."""
 
     def __init__(self, socket_path: str | Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
@@ -182,15 +183,23 @@ class CorralClient:
         detail = str(error) or type(error).__name__
         return CorralError(f"lost contact with corral-core on {self.socket_path}: {detail}")
 
-    async def _call(self, method: str, path: str, json: Any = None, read_timeout_s: float | None = None) -> Any:
+    async def _call(self, method: str, path: str, json: Any = None, read_timeout_s: float | None = None,
+                    **options: Any) -> Any:
+        return (await self._send(method, path, json=json, read_timeout_s=read_timeout_s, **options)).json()
+
+    async def _call_text(self, method: str, path: str, read_timeout_s: float | None = None, **options: Any) -> str:
+        return (await self._send(method, path, read_timeout_s=read_timeout_s, **options)).text
+
+    async def _send(self, method: str, path: str, read_timeout_s: float | None = None,
+                    **options: Any) -> httpx.Response:
         timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=read_timeout_s) if read_timeout_s else httpx.USE_CLIENT_DEFAULT
         try:
-            response = await self._http.request(method, path, json=json, timeout=timeout)
+            response = await self._http.request(method, path, timeout=timeout, **options)
         except httpx.TransportError as error:
             raise self._transport_error(error) from error
         if response.status_code >= 400:
             raise _error_from_response(response, response.content)
-        return response.json()
+        return response
 
     def _stream(self, method: str, path: str, *, json: Any = None,
                 timeout: httpx.Timeout | None = None) -> _CheckedStream:

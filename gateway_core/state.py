@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 from gateway_core.events import EventBus
+from gateway_core.fleet.deployment import DeploymentSpec
 from gateway_core.fleet.gpu_sampler import DEFAULT_INTERVAL_S as DEFAULT_GPU_INTERVAL_S
 from gateway_core.fleet.gpu_sampler import GpuSampler
+from gateway_core.fleet.manager import FleetManager
 from gateway_core.gateway.accounting import LiveRequests, Stats
 from gateway_core.gateway.keys import ApiKey, KeyRing
 from gateway_core.gateway.limits import RateLimiter
@@ -51,6 +53,9 @@ class GatewayState:
         self.stats = Stats()
         self.events = EventBus()
         self.gpus = GpuSampler(lambda snapshot: self.events.publish("gpus", snapshot.to_dict()), gpu_interval_s)
+        self.fleet = FleetManager(gpus=lambda: self.gpus.latest, register=self._register_deployment,
+                                  unregister=self._unregister_deployment, publish=self.events.publish,
+                                  on_deployment_changed=self._reprobe)
         self._probers: dict[str, asyncio.Task[None]] = {}
         self._flusher: asyncio.Task[None] | None = None
         # Replaced on every release, so waiters wake once per freed slot without a lock.
@@ -141,6 +146,7 @@ class GatewayState:
         self._flusher = asyncio.create_task(self._flush_loop(), name="flush-last-used")
         await self.gpus.sample_once()  # so the first snapshot a console sees already has the GPUs
         self.gpus.start()
+        await self.fleet.connect()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -161,11 +167,26 @@ class GatewayState:
                 await self._flusher
         self.flush_last_used()
         await self.gpus.stop()
+        await self.fleet.close()
         for name in list(self._probers):
             await self._stop_probing(name)
         for runtime in self.providers.values():
             await runtime.client.aclose()
         self.store.close()
+
+    async def _register_deployment(self, spec: DeploymentSpec) -> None:
+        """A healthy deployment is routed at once, as a llama-server provider under its own name."""
+        config = ProviderConfig(name=spec.name, type="llama-server", base_url=spec.base_url,
+                                models={spec.name: spec.name})
+        await self.put_provider(config)
+
+    async def _unregister_deployment(self, name: str) -> None:
+        await self.remove_provider(name)
+
+    async def _reprobe(self, name: str) -> None:
+        runtime = self.providers.get(name)
+        if runtime is not None:
+            await self.probe_once(runtime)
 
     # -- keys -----------------------------------------------------------------------------------------
 

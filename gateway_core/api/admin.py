@@ -15,6 +15,7 @@ from starlette.routing import Route
 from gateway_core import __version__
 from gateway_core.api.admin_models import KeySpec, KeyUpdate, read_json, validation_error
 from gateway_core.api.events import events_endpoint
+from gateway_core.api.fleet import fleet_routes
 from gateway_core.api.responses import EXCEPTION_HANDLERS, json_response
 from gateway_core.gateway import pipeline
 from gateway_core.gateway.errors import GatewayError
@@ -203,6 +204,7 @@ def build_admin_app(state: GatewayState) -> Starlette:
             Route("/events", events, methods=["GET"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
+            *fleet_routes(state),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
     )
@@ -214,4 +216,5 @@ def snapshot(state: GatewayState) -> dict[str, Any]:
         "keys": [state.key_view(key) for key in state.keys],
         "requests": [live.view() for live in state.live],
         "gpus": state.gpus.latest.to_dict(),
+        "fleet": state.fleet.latest,
     }

@@ -1,0 +1,86 @@
+"""The `corral fleet …` and `corral models-dir …` argument parsers."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from . import fleet_commands
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def _deploy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("gguf_path", metavar="GGUF_PATH", help="the model file (the first part of a split model)")
+    parser.add_argument("--name", help="deployment, provider and public model name (default: from the file)")
+    parser.add_argument("--image", help="container image (default: :server-cuda with GPUs, :server without)")
+    parser.add_argument("--gpus", metavar="all|0,1|none", help="GPUs to use (default: all, or none without GPUs)")
+    parser.add_argument("--ctx", type=int, metavar="N", help="context size in tokens, shared by the slots")
+    parser.add_argument("--port", type=int, metavar="N", help="host port (default: the first free from 8081)")
+    parser.add_argument("--parallel", type=int, metavar="N", help="parallel slots")
+    parser.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload (default: all)")
+    parser.add_argument("--arg", action="append", metavar="ARG", help="an extra llama-server argument (repeatable)")
+
+
+def _systemd_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", action="store_true", help="a user unit (systemctl --user) instead of a system one")
+    parser.add_argument("--binary", metavar="PATH", help="the llama-server binary (default: $CORRAL_LLAMA_SERVER)")
+    parser.add_argument("--log-dir", metavar="DIR", help="write logs to files here instead of the journal")
+
+
+def add_fleet_commands(sub: argparse._SubParsersAction, command: Command, common: argparse.ArgumentParser) -> None:
+    fleet = sub.add_parser("fleet", help="deploy and control llama-server containers and systemd services",
+                           parents=[common])
+    fsub = fleet.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command(fsub, "list", fleet_commands.fleet_list, "list llama-server containers, Corral's and others",
+            json=True)
+
+    deploy = command(fsub, "deploy", fleet_commands.fleet_deploy,
+                     "deploy a GGUF as a llama-server and route to it once healthy", json=True)
+    _deploy_options(deploy)
+    deploy.add_argument("--timeout", type=float, default=300.0, metavar="S", help="health wait (default 300)")
+    deploy.add_argument("--plan", action="store_true", help="show the VRAM estimate and placement only")
+    deploy.add_argument("--systemd", action="store_true", help="run a native build as a systemd service")
+    deploy.add_argument("--dry-run", action="store_true", help="with --systemd: print the unit and commands only")
+    _systemd_options(deploy)
+
+    for action, help_ in (("start", "start a stopped deployment"), ("stop", "stop a deployment"),
+                          ("restart", "restart a deployment")):
+        control = command(fsub, action, fleet_commands.fleet_control, help_)
+        control.add_argument("name", metavar="NAME")
+        control.add_argument("--systemd", action="store_true", help="a systemd deployment")
+        control.add_argument("--user", action="store_true", help="with --systemd: a user unit")
+    command(fsub, "remove", fleet_commands.fleet_remove, "remove a deployment and its provider").add_argument(
+        "name", metavar="NAME")
+    logs = command(fsub, "logs", fleet_commands.fleet_logs, "show (or follow) a deployment's logs")
+    logs.add_argument("name", metavar="NAME")
+    logs.add_argument("--tail", type=int, default=200, metavar="N")
+    logs.add_argument("-f", "--follow", action="store_true")
+
+    export = command(fsub, "export-compose", fleet_commands.fleet_export_compose,
+                     "write Corral's deployments as a docker-compose.yml")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    imported = command(fsub, "import-compose", fleet_commands.fleet_import_compose,
+                       "deploy the llama-server services of a compose file")
+    imported.add_argument("file", metavar="FILE")
+    imported.add_argument("--timeout", type=float, default=300.0, metavar="S", help="health wait per service")
+
+    unit = command(fsub, "systemd-unit", fleet_commands.fleet_systemd_unit, "print a systemd unit for a GGUF")
+    _deploy_options(unit)
+    _systemd_options(unit)
+    install = command(fsub, "install", fleet_commands.fleet_deploy,
+                      "install and start a systemd service for a GGUF (same as deploy --systemd)", json=True)
+    _deploy_options(install)
+    _systemd_options(install)
+    install.add_argument("--timeout", type=float, default=300.0, metavar="S")
+    install.add_argument("--dry-run", action="store_true", help="print the unit and commands only")
+    install.set_defaults(systemd=True, plan=False)
+    status = command(fsub, "status", fleet_commands.fleet_status, "a systemd deployment's state", json=True)
+    status.add_argument("name", metavar="NAME")
+    status.add_argument("--user", action="store_true")
+
+    models_dir = sub.add_parser("models-dir", help="find GGUF models on this box", parents=[common])
+    msub = models_dir.add_subparsers(dest="action", metavar="ACTION", required=True)
+    scan = command(msub, "scan", fleet_commands.models_dir_scan,
+                   "list GGUF models with their architecture, size and quantization", json=True)
+    scan.add_argument("dirs", nargs="*", metavar="DIR", help="directories (default: $CORRAL_MODELS_DIRS)")

@@ -1,0 +1,338 @@
+"""The daemon's fleet: deploys llama-server as containers or systemd services and routes to them at once.
+
+Docker and systemd calls block, so they run in worker threads; everything here is awaited on the
+daemon's event loop. A deployment is registered as a `llama-server` provider named after it, and
+removing the deployment removes the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from gateway_core.fleet.compose import export_compose, import_compose
+from gateway_core.fleet.containers import ContainerEngine, EngineUnavailable, FleetError
+from gateway_core.fleet.deployment import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DeploymentSpec
+from gateway_core.fleet.gpus import GpuSnapshot
+from gateway_core.fleet.models import GgufError, read_model
+from gateway_core.fleet.systemd import SystemdManager
+from gateway_core.fleet.vram import GpuFree, estimate, place
+
+log = logging.getLogger("corral.fleet")
+FIRST_PORT = 8081
+DEFAULT_HEALTH_TIMEOUT_S = 300.0
+STATE_CHANGING_ACTIONS = frozenset({"start", "die", "stop", "kill", "restart", "health_status", "pause", "unpause"})
+
+
+class FleetInputError(ValueError):
+    """The request names something that cannot be deployed; the message says what and why."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class FleetManager:
+    def __init__(
+        self,
+        gpus: Callable[[], GpuSnapshot],
+        register: Callable[[DeploymentSpec], Awaitable[None]],
+        unregister: Callable[[str], Awaitable[None]],
+        on_deployment_changed: Callable[[str], Awaitable[None]],
+        publish: Callable[[str, dict[str, Any]], None],
+        docker_url: str | None = None,
+    ) -> None:
+        self._gpus = gpus
+        self._register = register
+        self._unregister = unregister
+        self._on_deployment_changed = on_deployment_changed
+        self._background: set[asyncio.Future[None]] = set()
+        self._refreshing = False
+        self.latest: dict[str, Any] = {"engine": {"state": "unavailable", "reason": "not connected yet"},
+                                       "deployments": []}
+        self._publish = publish
+        self._docker_url = docker_url
+        self.engine: ContainerEngine | None = None
+        self.engine_reason = "not connected yet"
+        self._watcher: asyncio.Task[None] | None = None
+        self._event_stream: Any = None
+
+    # -- engine -----------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        try:
+            self.engine = await asyncio.to_thread(ContainerEngine.connect, self._docker_url)
+        except EngineUnavailable as error:
+            self.engine, self.engine_reason = None, str(error)
+            self.latest = {"engine": {"state": "unavailable", "reason": self.engine_reason}, "deployments": []}
+            log.info("containers unavailable: %s", error)
+            return
+        self.engine_reason = ""
+        self.latest = await self.inventory()
+        log.info("Docker engine connected: %d llama-server container(s)", len(self.latest["deployments"]))
+        self._watcher = asyncio.create_task(self._watch_events(), name="docker-events")
+
+    def _engine(self) -> ContainerEngine:
+        if self.engine is None:
+            raise EngineUnavailable(self.engine_reason)
+        return self.engine
+
+    async def _watch_events(self) -> None:
+        """Relay container events (start, die, health...) from a worker thread to the event bus."""
+        loop = asyncio.get_running_loop()
+        engine = self._engine()
+
+        def pump() -> None:
+            self._event_stream = engine.events()
+            for event in self._event_stream:
+                loop.call_soon_threadsafe(self._on_container_event, event)
+
+        try:
+            await asyncio.to_thread(pump)
+        except FleetError as error:
+            log.warning("Docker events stopped: %s", error)
+
+    def _on_container_event(self, event: Any) -> None:
+        self._publish("container", event.to_dict())
+        if event.action in STATE_CHANGING_ACTIONS or event.action in ("create", "destroy"):
+            self._in_background(self._refresh())
+        if event.managed and event.action in STATE_CHANGING_ACTIONS:
+            # Re-probe the deployment's provider now rather than at its next scheduled probe.
+            self._in_background(self._on_deployment_changed(event.name))
+
+    def _in_background(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _refresh(self) -> None:
+        """Keep `latest` current for the event stream's snapshot; a burst of events costs one refresh."""
+        if self._refreshing:
+            return
+        self._refreshing = True
+        try:
+            await asyncio.sleep(0.05)
+            self.latest = await self.inventory()
+            self._publish("fleet", self.latest)
+        finally:
+            self._refreshing = False
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._event_stream is not None:
+            await asyncio.to_thread(self._event_stream.close)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        if self.engine is not None:
+            await asyncio.to_thread(self.engine.close)
+
+    # -- inventory --------------------------------------------------------------------------------------
+
+    async def inventory(self) -> dict[str, Any]:
+        if self.engine is None:
+            return {"engine": {"state": "unavailable", "reason": self.engine_reason}, "deployments": []}
+        try:
+            infos = await asyncio.to_thread(self.engine.inventory)
+        except FleetError as error:
+            return {"engine": {"state": "unavailable", "reason": str(error)}, "deployments": []}
+        return {"engine": {"state": "ok", "reason": ""}, "deployments": [info.to_dict() for info in infos]}
+
+    # -- deploying --------------------------------------------------------------------------------------
+
+    def plan(self, fields: dict[str, Any]) -> tuple[DeploymentSpec, dict[str, Any]]:
+        """Fill in defaults, check the model and GPUs, and explain the VRAM fit. Raises FleetInputError."""
+        path = Path(str(fields.get("model_path") or "")).expanduser()
+        if not str(path) or not path.is_absolute():
+            raise FleetInputError(f"model_path must be an absolute path to a .gguf file, not {str(path)!r}",
+                                  "model_path")
+        try:
+            model = read_model(path)
+        except GgufError as error:
+            raise FleetInputError(f"{path}: {error.message}", "model_path") from error
+        snapshot = self._gpus()
+        has_gpus = snapshot.state == "ok" and bool(snapshot.devices)
+        gpus = fields.get("gpus", "all" if has_gpus else None)
+        filled = {
+            "name": fields.get("name") or _default_name(model.name),
+            "model_path": str(path),
+            "gpus": gpus,
+            "port": fields.get("port") or free_port(FIRST_PORT),
+            **{k: v for k, v in fields.items() if k not in ("name", "model_path", "gpus", "port") and v is not None},
+        }
+        try:
+            spec = DeploymentSpec.model_validate(filled)
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or None
+            raise FleetInputError(f"{field}: {first['msg'].removeprefix('Value error, ')}", field) from error
+        if "image" not in fields or not fields["image"]:
+            spec = spec.model_copy(update={"image": DEFAULT_GPU_IMAGE if spec.gpus is not None else DEFAULT_CPU_IMAGE})
+        self._check_gpus(spec, snapshot)
+        need = estimate(model, spec.ctx_size, spec.parallel)
+        free = [GpuFree(d.index, d.name, (d.memory_total_bytes or 0) - (d.memory_used_bytes or 0),
+                        d.memory_total_bytes or 0) for d in snapshot.devices]
+        chosen = free if spec.gpus in (None, "all") else [g for g in free if g.index in spec.gpus]
+        placement = place(need, chosen if spec.gpus is not None else [])
+        return spec, {"estimate": need.to_dict(), "placement": placement.to_dict(), "warnings": list(need.warnings)}
+
+    @staticmethod
+    def _check_gpus(spec: DeploymentSpec, snapshot: GpuSnapshot) -> None:
+        if spec.gpus is None or spec.gpus == "all":
+            if spec.gpus == "all" and snapshot.state != "ok":
+                raise FleetInputError(f"gpus=all, but no GPU is usable here ({snapshot.reason}); use --gpus none",
+                                      "gpus")
+            return
+        if snapshot.state != "ok":
+            raise FleetInputError(f"GPUs {spec.gpus} were asked for, but {snapshot.reason}", "gpus")
+        known = {device.index for device in snapshot.devices}
+        missing = [index for index in spec.gpus if index not in known]
+        if missing:
+            raise FleetInputError(f"GPU id(s) {missing} do not exist here; this box has GPUs {sorted(known)}",
+                                  "gpus")
+
+    async def deploy(self, fields: dict[str, Any], health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
+                     systemd: dict[str, Any] | None = None) -> dict[str, Any]:
+        spec, report = self.plan(fields)
+        if spec.kind == "systemd":
+            return await self._deploy_systemd(spec, report, systemd or {}, health_timeout_s)
+        engine = self._engine()
+        log.info("deploying %s (%s) on port %d", spec.name, spec.model_file, spec.port)
+        await asyncio.to_thread(engine.deploy, spec)
+        await asyncio.to_thread(engine.wait_healthy, spec.name, health_timeout_s)
+        await self._register(spec)
+        report["warnings"] += await self._verify_offload(spec)
+        info = await asyncio.to_thread(engine.info, spec.name)
+        log.info("deployment %s is healthy and routed as model '%s'", spec.name, spec.name)
+        return {"deployment": info.to_dict(), **report}
+
+    async def _verify_offload(self, spec: DeploymentSpec) -> list[str]:
+        """On a GPU host, the process must show up on its GPUs: llama-server can silently fall back to CPU."""
+        snapshot = self._gpus()
+        if spec.gpus is None or snapshot.state != "ok" or self.engine is None:
+            return []
+        pid = await asyncio.to_thread(self.engine.main_pid, spec.name)
+        on_gpus = [d.index for d in snapshot.devices if any(p.pid == pid for p in d.processes)]
+        if on_gpus:
+            return []
+        return [f"{spec.name} (pid {pid}) does not appear on any GPU in NVML: llama-server may have silently "
+                "fallen back to the CPU; check the image is a CUDA build and the NVIDIA container runtime is set up"]
+
+    async def _deploy_systemd(self, spec: DeploymentSpec, report: dict[str, Any], options: dict[str, Any],
+                              health_timeout_s: float) -> dict[str, Any]:
+        binary = options.get("binary") or os.environ.get("CORRAL_LLAMA_SERVER") or shutil.which("llama-server")
+        if not binary:
+            raise FleetInputError("no llama-server binary: pass --binary or set CORRAL_LLAMA_SERVER", "binary")
+        manager = SystemdManager(user=bool(options.get("user")), dry_run=bool(options.get("dry_run")))
+        lines = await asyncio.to_thread(manager.install, spec, binary, options.get("log_dir"))
+        if options.get("dry_run"):
+            return {"dry_run": lines, **report}
+        await _wait_http_healthy(spec.base_url, health_timeout_s)
+        await self._register(spec)
+        return {"deployment": {"name": spec.name, "kind": "systemd", "spec": spec.model_dump(mode="json")},
+                **report}
+
+    # -- control ----------------------------------------------------------------------------------------
+
+    async def control(self, name: str, action: str) -> dict[str, Any]:
+        engine = self._engine()
+        operation = {"start": engine.start, "stop": engine.stop, "restart": engine.restart}[action]
+        info = await asyncio.to_thread(operation, name)
+        log.info("deployment %s: %s", name, action)
+        return info.to_dict()
+
+    async def remove(self, name: str) -> None:
+        engine = self._engine()
+        info = await asyncio.to_thread(engine.info, name)
+        await asyncio.to_thread(engine.remove, name)
+        if info.managed:
+            await self._unregister(info.name)
+        log.info("deployment %s removed", info.name)
+
+    async def logs(self, name: str, tail: int) -> str:
+        return await asyncio.to_thread(self._engine().logs, name, tail)
+
+    async def follow_logs(self, name: str) -> AsyncIterator[str]:
+        """Open the engine's log stream now (so an unknown name fails here), then relay it line by line."""
+        stream = await asyncio.to_thread(self._engine().follow_logs, name)
+        return self._relay_lines(stream)
+
+    @staticmethod
+    async def _relay_lines(stream: Any) -> AsyncIterator[str]:
+        """Bridge the engine's blocking log stream to the event loop through a bounded queue."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
+
+        def pump() -> None:
+            try:
+                for line in stream:
+                    asyncio.run_coroutine_threadsafe(queue.put(line), loop).result()
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        pumping = loop.run_in_executor(None, pump)
+        try:
+            while (line := await queue.get()) is not None:
+                yield line
+        finally:
+            await asyncio.to_thread(stream.close)
+            await asyncio.gather(pumping, return_exceptions=True)
+
+    # -- compose ----------------------------------------------------------------------------------------
+
+    async def export_compose(self) -> str:
+        engine = self._engine()
+        infos = await asyncio.to_thread(engine.inventory)
+        specs = [DeploymentSpec.model_validate(info.spec) for info in infos if info.managed and info.spec]
+        return export_compose(specs)
+
+    async def import_compose(self, text: str, health_timeout_s: float) -> dict[str, Any]:
+        imported = import_compose(text)
+        deployed = []
+        for spec in imported.specs:
+            result = await self.deploy(spec.model_dump(), health_timeout_s)
+            deployed.append(result["deployment"]["name"])
+        return {"deployed": deployed, "warnings": imported.warnings}
+
+
+def _default_name(model_name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in model_name.lower()).strip("-._")
+    return cleaned[:63] or "model"
+
+
+def free_port(first: int, host: str = "127.0.0.1", tries: int = 200) -> int:
+    """The first port from `first` that nothing listens on."""
+    for port in range(first, first + tries):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise FleetInputError(f"no free port in {first}-{first + tries - 1}; pass --port", "port")
+
+
+async def _wait_http_healthy(base_url: str, timeout_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                if (await client.get(base_url + "/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.5)
+    raise FleetError(f"{base_url}/health did not answer 200 within {timeout_s:g} s; `corral fleet status` "
+                     "and `journalctl -u` show why")
