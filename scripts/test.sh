@@ -4,7 +4,7 @@
 # Arguments go to pytest.
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 ensure_venv
-ensure_installed "test"
+ensure_installed "test,demo"
 
 # A C/C++ toolchain and make build llama-server and the NVML stub.
 missing=()

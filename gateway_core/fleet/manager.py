@@ -212,12 +212,12 @@ class FleetManager:
         await asyncio.to_thread(engine.deploy, spec)
         await asyncio.to_thread(engine.wait_healthy, spec.name, health_timeout_s)
         await self._register(spec)
-        report["warnings"] += await self._verify_offload(spec)
+        report["warnings"] += await self.verify_offload(spec)
         info = await asyncio.to_thread(engine.info, spec.name)
         log.info("deployment %s is healthy and routed as model '%s'", spec.name, spec.name)
         return {"deployment": info.to_dict(), **report}
 
-    async def _verify_offload(self, spec: DeploymentSpec) -> list[str]:
+    async def verify_offload(self, spec: DeploymentSpec) -> list[str]:
         """On a GPU host, the process must show up on its GPUs: llama-server can silently fall back to CPU."""
         snapshot = self._gpus()
         if spec.gpus is None or snapshot.state != "ok" or self.engine is None:

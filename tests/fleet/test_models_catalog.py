@@ -12,10 +12,10 @@ import gguf
 import numpy as np
 import pytest
 
+from console.demo_model import N_CTX_TRAIN, N_EMBD, N_FF, N_HEAD, N_LAYER, write_tiny_model
 from gateway_core.fleet.models import CatalogProblem, GgufError, GgufModel, read_model, scan
 from tests.testbed import component_unavailable
 from tests.testbed.llama_build import build_dir
-from tests.testbed.tiny_model import N_CTX_TRAIN, N_EMBD, N_FF, N_HEAD, N_LAYER, write_tiny_model
 
 TINY_VOCABULARY = 3 + 256
 TINY_PARAMETERS = (

@@ -1,0 +1,45 @@
+"""The console's own settings (theme, key remaps) in $XDG_CONFIG_HOME/corral/console.json, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .theme_files import user_themes_dir
+
+
+def settings_path(env: dict[str, str] | None = None) -> Path:
+    return user_themes_dir(env).parent / "console.json"
+
+
+@dataclass
+class ConsoleSettings:
+    theme: str = "corral-dark"
+    # Binding id -> keys, e.g. {"app.chat": "ctrl+o"}; applied with App.set_keymap.
+    keymap: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> ConsoleSettings:
+        path = path or settings_path()
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as error:
+            return cls(problems=[f"{path} is unreadable ({error}); using defaults"])
+        if not isinstance(data, dict):
+            return cls(problems=[f"{path} is not a JSON object; using defaults"])
+        theme = data.get("theme") if isinstance(data.get("theme"), str) else cls.theme
+        keymap = data.get("keymap") if isinstance(data.get("keymap"), dict) else {}
+        return cls(theme=theme, keymap={str(k): str(v) for k, v in keymap.items()})
+
+    def save(self, path: Path | None = None) -> None:
+        path = path or settings_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in asdict(self).items() if k != "problems"}
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(temporary, path)
