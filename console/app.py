@@ -1,71 +1,161 @@
-"""The Corral console: a Textual app over corral-core's admin socket."""
+"""The Corral console: a Textual app over corral-core's admin socket. It holds no business logic.
+
+The app owns the connection (auto-starting the daemon), the live state rebuilt from the event
+stream, themes and key maps; screens show and ask, and the daemon decides.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-import httpx
-from textual import work
-from textual.app import App, ComposeResult
+from textual import on, work
+from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.reactive import reactive
-from textual.widgets import Footer, Header, Static
+from textual.theme import Theme
 
-from .themes import load_themes
+from console.actions import ConsoleActions
+from console.daemon_link import DaemonStartFailed, EventFeed, ensure_daemon
+from console.demo import DemoUnavailable, start_demo
+from console.live_state import LiveState
+from console.palette import CorralCommands
+from console.screens.base import LiveScreen
+from console.screens.chat import ChatScreen
+from console.screens.dashboard import DashboardScreen
+from console.screens.help import HelpScreen
+from console.settings import ConsoleSettings
+from console.themes import load_themes
+from gateway_core.client import CorralClient
 
-DEFAULT_THEME = "corral-dark"
+FLUSH_INTERVAL_S = 0.25  # events are applied as they come; screens redraw at most this often
 
 
-class ConnectionPanel(Static):
-    """Says whether corral-core answers on the admin socket."""
-
-    status: reactive[str] = reactive("connecting…")
-
-    def watch_status(self, status: str) -> None:
-        self.update(status)
-
-
-class CorralApp(App[None]):
+class CorralApp(ConsoleActions, App[None]):
     TITLE = "Corral"
-    SUB_TITLE = "AI gateway console"
+    SUB_TITLE = "connecting…"
+    COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {CorralCommands}
+    MODES: ClassVar[dict[str, Any]] = {"dashboard": DashboardScreen, "chat": ChatScreen}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", id="quit"),
-        Binding("r", "reconnect", "Reconnect", id="reconnect"),
+        Binding("f1,question_mark", "help", "Help", id="app.help", tooltip="List the keys for this screen"),
+        Binding("f2", "switch_mode('dashboard')", "Dashboard", id="app.dashboard", tooltip="GPUs, fleet, traffic"),
+        Binding("f3", "switch_mode('chat')", "Chat", id="app.chat", tooltip="Try any model the gateway serves"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Leave the console (corral-core keeps running)"),
     ]
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, data_dir: Path, *, demo: bool = False, autostart: bool = True,
+                 settings: ConsoleSettings | None = None, settings_path: Path | None = None) -> None:
+        self.settings = settings or ConsoleSettings.load(settings_path)
+        self._settings_path = settings_path
         super().__init__()
         self.socket_path = socket_path
+        self.data_dir = data_dir
+        self.demo = demo
+        self.autostart = autostart
+        self.client = CorralClient(socket_path)
+        self.live = LiveState()
+        self.connected = False
+        self._pending: set[str] = set()
+        self.set_keymap(self.settings.keymap)
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield ConnectionPanel(id="connection")
-        yield Footer()
+    # -- start-up -------------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        self._register_themes()
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self.switch_mode("dashboard")
+        self.set_interval(FLUSH_INTERVAL_S, self._flush)
+        self.follow_daemon()
+
+    def _register_themes(self) -> None:
         loaded = load_themes()
         for theme in loaded.themes:
             self.register_theme(theme)
-        if any(theme.name == DEFAULT_THEME for theme in loaded.themes):
-            self.theme = DEFAULT_THEME
-        for problem in loaded.problems:
-            self.notify(problem, severity="warning")
-        self.action_reconnect()
+        for problem in [*self.settings.problems, *loaded.problems]:
+            self.notify(problem, severity="warning", timeout=10)
+        if self.settings.theme in self.available_themes:
+            self.theme = self.settings.theme
+        else:
+            self.notify(f"theme '{self.settings.theme}' is not available; using corral-dark", severity="warning")
+            self.theme = "corral-dark"
 
-    def action_reconnect(self) -> None:
-        self.probe_daemon()
+    def _remember_theme(self, theme: Theme) -> None:
+        if theme.name != self.settings.theme:
+            self.settings.theme = theme.name
+            self.settings.save(self._settings_path)
 
-    @work(exclusive=True, group="connection")
-    async def probe_daemon(self) -> None:
-        panel = self.query_one(ConnectionPanel)
-        transport = httpx.AsyncHTTPTransport(uds=str(self.socket_path))
+    async def on_unmount(self) -> None:
+        await self.client.aclose()
+
+    # -- the daemon -----------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="daemon")
+    async def follow_daemon(self) -> None:
+        """Start corral-core if nobody answers, then apply its event stream to LiveState for good."""
+        if self.autostart:
+            try:
+                outcome = await ensure_daemon(self.socket_path, self.data_dir)
+            except DaemonStartFailed as error:
+                self._connection({"state": "lost", "reason": str(error)})
+                self.notify(str(error), title="corral-core could not start", severity="error", timeout=30)
+                return
+            if outcome.started:
+                self.notify(f"started corral-core (log: {self.data_dir / 'corral-core.log'})")
+        if self.demo:
+            self._start_demo()
+        async with EventFeed(self.socket_path) as feed:
+            async for kind, data in feed:
+                if kind == "connection":
+                    self._connection(data)
+                else:
+                    self._pending |= self.live.apply(kind, data)
+
+    @work(exclusive=True, group="demo")
+    async def _start_demo(self) -> None:
         try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://corral", timeout=2.0) as client:
-                response = await client.get("/health")
-            panel.status = f"corral-core answers on {self.socket_path} (HTTP {response.status_code})"
-        except httpx.TransportError as error:
-            panel.status = (
-                f"corral-core is not answering on {self.socket_path}: {error or type(error).__name__}.\n"
-                "Start it with `corral-core`, then press r to reconnect."
-            )
+            self.notify(await start_demo(self.client, self.data_dir), title="demo")
+        except DemoUnavailable as error:
+            self.notify(str(error), title="demo unavailable", severity="warning", timeout=15)
+
+    def _connection(self, data: dict[str, Any]) -> None:
+        self.connected = data.get("state") == "connected"
+        if self.connected:
+            self.sub_title = f"{self.socket_path}"
+        else:
+            self.sub_title = f"DISCONNECTED: {data.get('reason', '')} — reconnecting…"
+        for screen in self._live_screens():
+            screen.set_connection_banner(None if self.connected else self.sub_title)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        changed, self._pending = self._pending, set()
+        for screen in self._live_screens():
+            screen.live_changed(self.live, changed)
+
+    def _live_screens(self) -> list[LiveScreen]:
+        return [screen for screen in self.screen_stack if isinstance(screen, LiveScreen)]
+
+    # -- help -----------------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        rows = []
+        for key, active in self.active_bindings.items():
+            binding = active.binding
+            if binding.id and binding.action != "help":
+                rows.append((self.get_key_display(binding) or key, binding.description or binding.action,
+                             binding.id))
+        self.push_screen(HelpScreen(sorted(set(rows), key=lambda row: row[2])))
+
+    @on(DashboardScreen.CancelRequest)
+    def _cancel_request(self, message: DashboardScreen.CancelRequest) -> None:
+        self.cancel_live_request(message.request_id)
+
+    @on(DashboardScreen.ActionRequested)
+    def _dashboard_action(self, message: DashboardScreen.ActionRequested) -> None:
+        self.run_action_id(message.action_id)
+
+    @on(DashboardScreen.ItemAction)
+    def _item_action(self, message: DashboardScreen.ItemAction) -> None:
+        self.act_on(message.section, message.key, message.action)

@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corral", description="Corral's console and command line. "
                                      "With no subcommand, open the console.")
     parser.add_argument("--socket", help=SOCKET_HELP)
+    parser.add_argument("--data-dir", help="corral-core's data directory, for starting it (default: $CORRAL_DATA_DIR)")
+    parser.add_argument("--demo", action="store_true",
+                        help="also start a local llama-server with a tiny generated model and add it as a provider")
+    parser.add_argument("--no-autostart", action="store_true", help="do not start corral-core if none answers")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(group: argparse._SubParsersAction, name: str, handler: commands.Handler, help_: str,
@@ -109,11 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    socket_path = Path(args.socket) if args.socket else default_socket_path(default_data_dir())
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    socket_path = Path(args.socket) if args.socket else default_socket_path(data_dir)
     if args.command is None:
         from .app import CorralApp  # Textual loads only when the console opens, not for CLI subcommands.
 
-        CorralApp(socket_path=socket_path).run()
+        CorralApp(socket_path, data_dir, demo=args.demo, autostart=not args.no_autostart).run()
         return 0
     return commands.run(args.handler, args, socket_path)
 

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Set up what is missing, then open the Corral console. Arguments go to `corral`.
+# Set up what is missing, then open the Corral console with the first-run demo: a local llama-server
+# running a tiny generated model, registered as a provider, so the chat and dashboard work at once.
+# The demo keeps its state in .corral-demo/ in the checkout; arguments go to `corral`.
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 ensure_venv
-ensure_installed ""
-exec "$VENV/bin/corral" "$@"
+ensure_installed "demo"
+export CORRAL_DATA_DIR="${CORRAL_DATA_DIR:-$ROOT/.corral-demo}"
+export CORRAL_SOCKET="${CORRAL_SOCKET:-$CORRAL_DATA_DIR/corral.sock}"
+export CORRAL_LISTEN="${CORRAL_LISTEN:-127.0.0.1:8800}"
+exec "$VENV/bin/corral" --demo "$@"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from tests.testbed import (
     NvmlStub,
     NvmlStubUnavailable,
     component_unavailable,
+    daemons_on,
     ensure_llama_image,
     ensure_llama_server,
     ensure_nvml_stub,
@@ -108,3 +112,20 @@ def corral_daemon(tmp_path: Path) -> Iterator[CorralDaemon]:
     daemon = CorralDaemon(tmp_path / "corral").start()
     yield daemon
     daemon.stop()
+
+
+@pytest.fixture
+def socket_path(tmp_path: Path) -> Iterator[Path]:
+    """A private socket path; any daemon started on it is stopped with SIGTERM at teardown."""
+    (tmp_path / "run").mkdir(mode=0o700)
+    path = tmp_path / "run" / "corral.sock"
+    yield path
+    pids = daemons_on(path)
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.05)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)

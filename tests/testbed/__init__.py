@@ -1,6 +1,6 @@
 """The testbed: real llama-server, Docker engine, tiny GGUF model and NVML stub, built on demand and cached."""
 
-from .daemon import CorralDaemon, DaemonFailedToStart
+from .daemon import CorralDaemon, DaemonFailedToStart, daemons_on
 from .docker_image import IMAGE as LLAMA_SERVER_IMAGE
 from .docker_image import ImageUnavailable, ensure_llama_image
 from .llama_build import LlamaServerUnavailable, ensure_llama_server
@@ -22,6 +22,7 @@ __all__ = [
     "NvmlStub",
     "NvmlStubUnavailable",
     "component_unavailable",
+    "daemons_on",
     "ensure_llama_image",
     "ensure_llama_server",
     "ensure_nvml_stub",

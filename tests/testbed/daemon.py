@@ -103,3 +103,18 @@ class CorralDaemon:
         response = self.admin_call("POST", "/keys", {"name": name, **fields})
         assert response.status_code == 201, response.text
         return response.json()["key"]
+
+
+def daemons_on(socket_path: Path) -> list[int]:
+    """Pids of processes started with `--socket socket_path` (the daemons this test started)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--socket" in args and str(socket_path).encode() in args:
+            pids.append(int(entry.name))
+    return pids

@@ -1,0 +1,329 @@
+"""The console's home: GPUs, containers, providers, keys and live requests, redrawn from LiveState by row key."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
+from textual.message import Message
+from textual.widgets import Footer, Label, Sparkline, Static
+
+from console.live_state import SECTIONS, LiveState
+from console.screens.base import LiveScreen
+from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
+from console.widgets.panels import (
+    Clock,
+    DashboardPanel,
+    FleetTable,
+    KeysTable,
+    LiveTable,
+    ProvidersTable,
+    RequestsTable,
+    count,
+    duration,
+)
+
+DASHBOARD_CSS = str(Path(__file__).parent.parent / "styles" / "dashboard.tcss")
+COMPACT_BELOW_ROWS = 34  # under this height only the focused panel opens; the others shrink to their title
+NARROW_BELOW_COLUMNS = 100
+TIME_SECTIONS = frozenset({"status", "requests", "keys", "fleet"})  # cells that age with the clock
+FIRST_RUN_HINTS = (
+    ("d", "deploy a model", "run a GGUF file with llama-server in a container"),
+    ("p", "add an endpoint", "llama-server, ollama, OpenAI-compatible or Anthropic"),
+    ("k", "create a key", "one per app that calls the gateway"),
+)
+
+
+class Throughput:
+    """Requests/s and tokens/s per provider, in one-second buckets, seen only through LiveState's requests."""
+
+    def __init__(self, now: Clock, window: int = 30) -> None:
+        self.now = now
+        self.window = window
+        self._second = int(now())
+        self._bucket: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # provider -> [requests, tokens]
+        self._seen: dict[str, tuple[str, int]] = {}  # request id -> (provider, tokens so far)
+        self.history: dict[str, deque[tuple[float, float]]] = {}
+        self.total: deque[tuple[float, float]] = self._empty()
+        self.closed = 0  # seconds closed so far
+
+    def _empty(self) -> deque[tuple[float, float]]:
+        return deque([(0.0, 0.0)] * self.window, maxlen=self.window)
+
+    def observe(self, requests: Mapping[str, Mapping[str, Any]], *, count: bool = True) -> None:
+        """Count the requests that ended and the tokens generated since the last call: O(requests).
+
+        With `count=False` it only takes `requests` as the new baseline (after a gap in what it saw).
+        """
+        for request_id, (provider, _) in self._seen.items():
+            if count and request_id not in requests:
+                self._bucket[provider][0] += 1
+        seen: dict[str, tuple[str, int]] = {}
+        for request_id, request in requests.items():
+            provider, tokens = request.get("provider") or "", request.get("completion_tokens") or 0
+            before = self._seen.get(request_id)
+            if count and before is not None and tokens > before[1]:
+                self._bucket[provider][1] += tokens - before[1]
+            seen[request_id] = (provider, tokens)
+        self._seen = seen
+
+    def roll(self) -> bool:
+        """Close the current bucket once the clock passes a second; True when the series moved."""
+        second = int(self.now())
+        if second <= self._second:
+            return False
+        gap = min(second - self._second, self.window)
+        self._second = second
+        for provider, (requests, tokens) in self._bucket.items():
+            self.history.setdefault(provider, self._empty()).append((requests, tokens))
+        for provider, series in self.history.items():
+            if provider not in self._bucket:
+                series.append((0.0, 0.0))
+            series.extend([(0.0, 0.0)] * (gap - 1))
+        self.total.append((sum(b[0] for b in self._bucket.values()), sum(b[1] for b in self._bucket.values())))
+        self.total.extend([(0.0, 0.0)] * (gap - 1))
+        self._bucket.clear()
+        self.closed += 1
+        return True
+
+    def series(self, provider: str, which: int, last: int = 6) -> list[float]:
+        """The last seconds of requests (which=0) or tokens (which=1); empty until the first second has passed."""
+        history = self.history.get(provider)
+        if history is None:
+            return [0.0] * last if self.closed else []
+        return [sample[which] for sample in list(history)[-last:]]
+
+
+class FirstRunPanel(Vertical):
+    """Shown instead of empty tables until the first provider or deployment exists."""
+
+    def on_mount(self) -> None:
+        self.border_title = "Get started"
+
+    def compose(self) -> ComposeResult:
+        yield Static("Nothing serves models yet. Start with one of these:", classes="first-run-title")
+        for key, action, why in FIRST_RUN_HINTS:
+            with Horizontal(classes="hint-line"):
+                yield Static(f"{key}  {action}", classes="hint")
+                yield Static(why, classes="hint-why")
+
+
+class DashboardScreen(LiveScreen):
+    """Five live panels; in a short terminal only the focused one opens (Tab moves between them)."""
+
+    CSS_PATH: ClassVar[str] = DASHBOARD_CSS
+    AUTO_FOCUS = ""  # the first render picks: providers, or the GPUs on a first run
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("d", "post_action('fleet.deploy')", "Deploy", id="fleet.deploy", tooltip="Deploy a GGUF model"),
+        Binding("p", "post_action('provider.add')", "Add endpoint", id="provider.add",
+                tooltip="Add a provider endpoint"),
+        Binding("k", "post_action('key.create')", "New key", id="key.create", tooltip="Create an API key"),
+    ]
+
+    @dataclass
+    class CancelRequest(Message):
+        """The operator asked to cancel this live request; the app asks corral-core."""
+
+        request_id: str
+
+    @dataclass
+    class ItemAction(Message):
+        """An action on the selected row of a panel: section is "fleet", "providers" or "keys"."""
+
+        section: str
+        key: str
+        action: str
+
+    @dataclass
+    class ActionRequested(Message):
+        """The operator pressed an app-level action's key here (ids: fleet.deploy, provider.add, key.create)."""
+
+        action_id: str
+
+    def __init__(self, now: Clock = time.time, *, name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.now = now
+        self.throughput = Throughput(now)
+        self.gpus = GpuTable(now, id="gpus-table")
+        self.fleet = FleetTable(now, id="fleet-table")
+        self.providers = ProvidersTable(now, id="providers-table")
+        self.keys = KeysTable(now, id="keys-table")
+        self.requests = RequestsTable(now, id="requests-table")
+        self._ready = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="status-bar"):
+            yield Static("", id="status-line")
+            yield Label("req/s", id="requests-rate", classes="spark-label")
+            yield Sparkline([], id="requests-spark")
+            yield Label("tok/s", id="tokens-rate", classes="spark-label")
+            yield Sparkline([], id="tokens-spark")
+        with Vertical(id="panels"):
+            yield DashboardPanel("GPUs", self.gpus, id="gpus")
+            yield FirstRunPanel(id="first-run")
+            yield DashboardPanel("Containers", self.fleet, id="fleet", classes="-serving")
+            yield DashboardPanel("Providers", self.providers, id="providers", classes="-serving")
+            yield DashboardPanel("Keys", self.keys, id="keys", classes="-serving -grow")
+            yield DashboardPanel("Live requests", self.requests, id="requests", classes="-serving -grow-more")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._fit(self.app.size)
+        self.watch(self.app, "theme", self._restyle, init=False)
+        self.set_interval(1.0, self._tick)
+        self.call_after_refresh(self._first_render)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size)
+
+    def _fit(self, size: Size) -> None:
+        self.set_class(size.height < COMPACT_BELOW_ROWS, "-compact")
+        self.set_class(size.width < NARROW_BELOW_COLUMNS, "-narrow")
+
+    def _first_render(self) -> None:
+        self._ready = True
+        self._show_totals()
+        self._redraw_all()
+        if self.focused is None:
+            (self.gpus if self.has_class("-first-run") else self.providers).focus()
+
+    def on_screen_resume(self) -> None:
+        if self._ready:
+            self._redraw_all()  # the app feeds only the screens in its stack: catch up after another mode
+
+    def _redraw_all(self) -> None:
+        live = self.host.live
+        self.throughput.observe(live.requests, count=False)
+        with self.app.batch_update():
+            self._redraw(live, set(SECTIONS))
+
+    def live_changed(self, live: LiveState, changed: set[str]) -> None:
+        if not self._ready:
+            return  # the first render, after mount, shows everything
+        if "requests" in changed:
+            self.throughput.observe(live.requests)
+        with self.app.batch_update():
+            self._redraw(live, changed)
+
+    def _redraw(self, live: LiveState, changed: set[str] | frozenset[str]) -> None:
+        deployments = live.fleet.get("deployments") or []
+        # Only once the snapshot has come: a busy gateway must not flash "nothing serves models" while connecting.
+        first_run = bool(live.status) and not live.providers and not deployments
+        if first_run != self.has_class("-first-run"):
+            self.set_class(first_run, "-first-run")
+            if not first_run and self.focused in (None, self.gpus):
+                self.call_after_refresh(self.providers.focus)
+        busy: Counter[str] = Counter()
+        if changed & {"requests", "providers", "fleet", "trends"}:
+            busy = Counter(request.get("provider") or "" for request in live.requests.values())
+        if "gpus" in changed:
+            self._show_gpus(live.gpus)
+        if changed & {"fleet", "providers", "requests"}:
+            self._show_fleet(live, busy)
+        if changed & {"providers", "requests", "trends"}:
+            self._show_providers(live, busy)
+        if "keys" in changed:
+            self.keys.show(live.keys.values())
+            revoked = sum(1 for key in live.keys.values() if key.get("revoked"))
+            panel = self._panel("keys")
+            panel.set_summary(f"{len(live.keys)}" + (f" · {revoked} revoked" if revoked else ""))
+            panel.set_notice(None if live.keys else "No keys yet: press k to create one for an app.", hint=True)
+        if "requests" in changed:
+            self.requests.show(live.requests.values())
+            panel = self._panel("requests")
+            panel.set_summary(f"{len(live.requests)} in flight · {live.finished} finished")
+            panel.set_notice(None if live.requests else "Nothing in flight.", hint=True)
+        self._show_status(live)
+
+    def _panel(self, name: str) -> DashboardPanel:
+        return self.query_one(f"#{name}", DashboardPanel)
+
+    def _show_gpus(self, gpus: dict[str, Any]) -> None:
+        panel = self._panel("gpus")
+        panel.set_notice(gpu_notice(gpus))
+        available = gpus.get("state") == "ok"
+        self.gpus.set_class(not available, "-unavailable")
+        self.gpus.show((gpus.get("devices") or []) if available else [])
+        panel.set_summary(gpu_summary(gpus))
+
+    def _show_fleet(self, live: LiveState, busy: Counter[str]) -> None:
+        engine = live.fleet.get("engine") or {}
+        deployments = live.fleet.get("deployments") or []
+        panel = self._panel("fleet")
+        ok = engine.get("state") == "ok"
+        reason = engine.get("reason") or "unknown reason"
+        if not ok:
+            panel.set_notice("waiting for corral-core…" if reason == "connecting" else
+                             f"Docker engine unavailable: {reason}")
+        else:
+            panel.set_notice(None if deployments else "No llama-server containers: press d to deploy a model.",
+                             hint=True)
+        self.fleet.show(deployments, busy, live.providers)
+        running = sum(1 for d in deployments if d.get("state") == "running")
+        panel.set_summary(f"{running}/{len(deployments)} running" if ok else "engine unavailable")
+
+    def _show_providers(self, live: LiveState, busy: Counter[str]) -> None:
+        trends = {name: (self.throughput.series(name, 0), self.throughput.series(name, 1)) for name in live.providers}
+        self.providers.show(live.providers.values(), busy, trends)
+        hint = None if live.providers else "No providers yet: press p to add an endpoint."
+        self._panel("providers").set_notice(hint, hint=True)
+        ready = sum(1 for p in live.providers.values() if p.get("state") == "ready")
+        self._panel("providers").set_summary(f"{ready}/{len(live.providers)} ready")
+
+    def _show_status(self, live: LiveState) -> None:
+        status = live.status
+        started = status.get("started_at")
+        parts = [f"corral-core {status['version']}" if status.get("version") else "corral-core: connecting…"]
+        if started is not None:
+            parts.append(f"up {duration(self.now() - started)}")
+        parts.append(f"{len(live.requests)} in flight")
+        self.query_one("#status-line", Static).update(" · ".join(parts))
+
+    def _show_totals(self) -> None:
+        for which, name in enumerate(("requests", "tokens")):
+            series = [sample[which] for sample in self.throughput.total]
+            self.query_one(f"#{name}-spark", Sparkline).data = series
+            unit = "req/s" if which == 0 else "tok/s"
+            self.query_one(f"#{name}-rate", Label).update(f"{unit} {count(round(series[-1], 1))}")
+
+    def _tick(self) -> None:
+        if not self._ready:
+            return
+        rolled = self.throughput.roll()
+        if rolled:
+            self._show_totals()
+        with self.app.batch_update():
+            self._redraw(self.host.live, TIME_SECTIONS | ({"trends"} if rolled else set()))
+
+    def _restyle(self) -> None:
+        # Cells carry Rich styles resolved from the theme: once the new CSS applies, rewrite every cell once.
+        self.call_after_refresh(self._rewrite_cells)
+
+    def _rewrite_cells(self) -> None:
+        for table in self.query(LiveTable):
+            table.forget()
+        if self._ready:
+            with self.app.batch_update():
+                self._redraw(self.host.live, set(SECTIONS))
+
+    def action_post_action(self, action_id: str) -> None:
+        self.post_message(self.ActionRequested(action_id))
+
+    def action_item(self, action: str) -> None:
+        for section, table in (("fleet", self.fleet), ("providers", self.providers), ("keys", self.keys)):
+            if table.has_focus and (key := table.cursor_key()) is not None:
+                self.post_message(self.ItemAction(section, key, action))
+
+    def action_cancel_request(self) -> None:
+        request_id = self.requests.cursor_key()
+        if request_id is not None:
+            self.post_message(self.CancelRequest(request_id))

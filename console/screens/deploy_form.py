@@ -1,0 +1,291 @@
+"""Deploy a GGUF as a llama-server container, with corral-core's VRAM plan redrawn as the form changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Button, Footer, Input, OptionList, Select, SelectionList, Static
+from textual.widgets.option_list import Option
+from textual.widgets.selection_list import Selection
+
+from console.screens.confirm import FormScreen, ModelFieldValidator, form_field, optional_int
+from gateway_core.client import CorralError
+from gateway_core.fleet.deployment import DeploymentSpec
+from gateway_core.fleet.vram import format_bytes
+
+PLAN_DEBOUNCE_S = 0.3
+_SAMPLE = {"name": "sample", "model_path": "/models/sample.gguf", "port": 8081}
+GPU_MODES = [("all GPUs", "all"), ("none (CPU only)", "none"), ("the GPUs ticked below", "chosen")]
+
+
+def _check(field: str) -> ModelFieldValidator:
+    return ModelFieldValidator(DeploymentSpec, field, _SAMPLE)
+
+
+def describe_model(model: dict[str, Any]) -> str:
+    ctx = model.get("context_length")
+    return (f"{model['name'][:30]:<30} {model['quantization'][:12]:<12} {format_bytes(model['file_size']):>11}"
+            f"  ctx {ctx if ctx else '?'}")
+
+
+def describe_gpu(device: dict[str, Any]) -> str:
+    total, used = device.get("memory_total_bytes"), device.get("memory_used_bytes")
+    free = f", {format_bytes(total - used)} free" if total is not None and used is not None else ""
+    return f"GPU {device['index']}: {device.get('name', '?')}{free}"
+
+
+def describe_plan(plan: dict[str, Any]) -> str:
+    estimate, placement = plan.get("estimate", {}), plan.get("placement", {})
+    lines = [f"{plan['spec']['name']} on port {plan['spec']['port']}, image {plan['spec'].get('image', '?')}"]
+    lines += [f"  {line}" for line in estimate.get("explanation", [])]
+    lines.append(f"placement: {placement.get('reason', 'unknown')}")
+    return "\n".join(lines)
+
+
+class DeployForm(FormScreen[dict[str, Any] | None]):
+    """Dismisses with corral-core's deploy result ({deployment, estimate, placement, warnings}), or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Deploy", id="form.save", tooltip="Deploy, then wait until llama-server is healthy"),
+    ]
+
+    @dataclass
+    class Catalogued(Message):
+        catalog: dict[str, Any]
+
+    @dataclass
+    class CatalogFailed(Message):
+        error: CorralError
+
+    @dataclass
+    class Planned(Message):
+        plan: dict[str, Any]
+
+    @dataclass
+    class PlanFailed(Message):
+        error: CorralError
+
+    def __init__(self, model_path: str | None = None, *, health_timeout_s: float = 300.0) -> None:
+        super().__init__()
+        self.model_path = model_path
+        self.health_timeout_s = health_timeout_s
+        self.plan: dict[str, Any] | None = None
+        self._plan_timer: Timer | None = None
+        self._auto_name = ""  # the name last filled in from the plan, replaced when the model changes
+        self._plan_error_field = ""
+
+    def compose(self) -> ComposeResult:
+        gpus = self.host.live.gpus
+        devices = gpus.get("devices") or []
+        with Vertical(classes="dialog") as dialog:
+            dialog.border_title = "Deploy a model"
+            with VerticalScroll(classes="form-body", can_focus=False):
+                yield Static("reading the model catalog…", id="catalog-status", classes="hint")
+                yield OptionList(id="catalog")
+                yield Static("", id="model_path-error", classes="field-error")
+                yield form_field("Name", "name", Input(
+                    placeholder="from the file name", id="name", compact=True, valid_empty=True,
+                    validators=[_check("name")]), hint="also the public model name")
+                gpu_hint = "" if devices else f"no GPU: {gpus.get('reason') or 'none found'}"
+                yield form_field("GPUs", "gpus", Select(
+                    GPU_MODES, value="all" if devices else "none", allow_blank=False, id="gpus", compact=True),
+                    hint=gpu_hint)
+                with Horizontal(classes="field-line", id="gpu-list-line") as line:
+                    line.display = bool(devices)
+                    yield Static("", classes="field-label")
+                    yield SelectionList[int](*(Selection(describe_gpu(d), d["index"], True) for d in devices),
+                                             id="gpu-list", disabled=True)
+                yield form_field("Context size", "ctx_size", Input(
+                    placeholder="4096 (tokens, shared by all slots)", id="ctx_size", type="integer", compact=True,
+                    valid_empty=True, validators=[_check("ctx_size")]))
+                yield form_field("Parallel slots", "parallel", Input(
+                    placeholder="1", id="parallel", type="integer", compact=True, valid_empty=True,
+                    validators=[_check("parallel")]))
+                yield form_field("Port", "port", Input(
+                    placeholder="first free from 8081", id="port", type="integer", compact=True, valid_empty=True,
+                    validators=[_check("port")]))
+                yield form_field("Image", "image", Input(placeholder="llama.cpp's server image", id="image",
+                                                        compact=True))
+                yield Static("pick a model to see how much memory it needs", id="plan", classes="panel")
+                yield Static("", id="warnings", classes="warnings")
+                yield Static("", id="deploy-status", classes="panel")
+            yield Static("", id="form-error", classes="form-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Deploy", id="save", variant="primary", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#deploy-status").display = False
+        self.query_one("#catalog", OptionList).focus()
+        self.load_catalog()
+
+    # -- catalog ------------------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="deploy-catalog")
+    async def load_catalog(self) -> None:
+        try:
+            self.post_message(self.Catalogued(await self.host.client.catalog()))
+        except CorralError as error:
+            self.post_message(self.CatalogFailed(error))
+
+    def on_deploy_form_catalogued(self, event: DeployForm.Catalogued) -> None:
+        models = event.catalog.get("models", [])
+        catalog = self.query_one("#catalog", OptionList)
+        catalog.clear_options()
+        catalog.add_options([Option(describe_model(model), id=model["path"]) for model in models])
+        where = ", ".join(event.catalog.get("directories", [])) or "the model directories"
+        problems = event.catalog.get("problems", [])
+        status = f"{len(models)} model(s) in {where}" if models else (
+            f"no .gguf files in {where}: copy models there or set CORRAL_MODELS_DIRS")
+        if problems:
+            status += f"; {len(problems)} file(s) unreadable: " + "; ".join(
+                f"{p['path']}: {p['message']}" for p in problems[:3])
+        self.query_one("#catalog-status", Static).update(status)
+        paths = [model["path"] for model in models]
+        if paths:
+            catalog.highlighted = paths.index(self.model_path) if self.model_path in paths else 0
+
+    def on_deploy_form_catalog_failed(self, event: DeployForm.CatalogFailed) -> None:
+        self.query_one("#catalog-status", Static).update(f"cannot read the catalog: {event.error.message}")
+
+    @on(OptionList.OptionHighlighted, "#catalog")
+    def model_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id and event.option.id != self.model_path:
+            self.model_path = event.option.id
+            self.show_error("model_path", "")
+            if self.query_one("#name", Input).value.strip() == self._auto_name:
+                self._auto_name = ""  # let the plan name it after the new model
+                self.query_one("#name", Input).value = ""
+            self.schedule_plan()
+
+    @on(OptionList.OptionSelected, "#catalog")
+    def model_chosen(self) -> None:
+        self.focus_next()
+
+    # -- planning -----------------------------------------------------------------------------------------
+
+    def field_changed(self, field: Input) -> None:
+        if not (field.id == "name" and field.value == self._auto_name):
+            self.schedule_plan()
+
+    @on(Select.Changed, "#gpus")
+    def gpu_mode_changed(self, event: Select.Changed) -> None:
+        self.query_one("#gpu-list", SelectionList).disabled = event.value != "chosen"
+        self.schedule_plan()
+
+    @on(SelectionList.SelectedChanged, "#gpu-list")
+    def gpus_ticked(self) -> None:
+        self.schedule_plan()
+
+    def schedule_plan(self) -> None:
+        """Plan once the user pauses, not on every key."""
+        if self._plan_timer is not None:
+            self._plan_timer.stop()
+        self._plan_timer = self.set_timer(PLAN_DEBOUNCE_S, self.request_plan)
+
+    def fields(self) -> dict[str, Any]:
+        """The form as plan_deployment/deploy fields; empty fields are left to corral-core's defaults."""
+        mode = self.query_one("#gpus", Select).value
+        gpus: Any = {"all": "all", "none": None}.get(str(mode), self.query_one("#gpu-list", SelectionList).selected)
+        fields: dict[str, Any] = {"model_path": self.model_path, "gpus": gpus}
+        name = self.query_one("#name", Input).value.strip()
+        if name and name != self._auto_name:
+            fields["name"] = name
+        for key in ("ctx_size", "parallel", "port"):
+            value = optional_int(self.query_one(f"#{key}", Input).value)
+            if value is not None:
+                fields[key] = value
+        if image := self.query_one("#image", Input).value.strip():
+            fields["image"] = image
+        return fields
+
+    def request_plan(self) -> None:
+        if not self.model_path or not all(field.is_valid for field in self.query(Input)):
+            return
+        self.plan_deployment(self.fields())
+
+    @work(exclusive=True, group="deploy-plan")
+    async def plan_deployment(self, fields: dict[str, Any]) -> None:
+        try:
+            self.post_message(self.Planned(await self.host.client.plan_deployment(**fields)))
+        except CorralError as error:
+            self.post_message(self.PlanFailed(error))
+
+    def on_deploy_form_planned(self, event: DeployForm.Planned) -> None:
+        self.plan = event.plan
+        if self._plan_error_field:
+            self.show_error(self._plan_error_field, "")
+            self._plan_error_field = ""
+        plan = self.query_one("#plan", Static)
+        plan.update(describe_plan(event.plan))
+        plan.set_classes("panel -fits" if event.plan.get("placement", {}).get("fits") else "panel -warning")
+        warnings = event.plan.get("warnings", [])
+        self.query_one("#warnings", Static).update("\n".join(f"⚠ {warning}" for warning in warnings))
+        name = self.query_one("#name", Input)
+        if not name.value.strip() or name.value.strip() == self._auto_name:
+            self._auto_name = event.plan["spec"]["name"]
+            name.value = self._auto_name
+
+    def on_deploy_form_plan_failed(self, event: DeployForm.PlanFailed) -> None:
+        self.plan = None
+        field = (event.error.param or "").split(".")[0]
+        if field and self.query(f"#{field}-error"):
+            self._plan_error_field = field
+            self.show_error(field, event.error.message)
+        plan = self.query_one("#plan", Static)
+        plan.update(f"cannot plan: {event.error.message}")
+        plan.set_classes("panel -failed")
+        self.query_one("#warnings", Static).update("")
+
+    # -- deploying ----------------------------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        if not self.model_path:
+            self.show_error("model_path", "pick a model from the list first")
+            return
+        super().action_save()
+
+    def action_cancel(self) -> None:
+        if self.saving:
+            self.notify("corral-core carries on with the deployment; the fleet view shows how it ends",
+                        severity="warning")
+        super().action_cancel()
+
+    def submit(self) -> None:
+        fields = self.fields()
+        name = self.query_one("#name", Input).value.strip()
+        if name:
+            fields["name"] = name
+        status = self.query_one("#deploy-status", Static)
+        status.update(f"deploying {name or 'the model'}: starting llama-server, then waiting for health "
+                      f"(up to {self.health_timeout_s:g} s while it loads the model)…")
+        status.set_classes("panel -busy")
+        status.display = True
+        status.scroll_visible()
+        self.deploy(fields)
+
+    @work(exclusive=True, group="deploy-save")
+    async def deploy(self, fields: dict[str, Any]) -> None:
+        try:
+            result = await self.host.client.deploy(self.health_timeout_s, **fields)
+        except CorralError as error:
+            self.post_message(self.Refused(error))
+            return
+        self.post_message(self.Saved(result))
+
+    def refused(self, error: CorralError) -> None:
+        """A failed deployment's message carries llama-server's last log lines: show all of it in the form."""
+        super().refused(error)
+        status = self.query_one("#deploy-status", Static)
+        status.update(f"deploy failed: {error.message}")
+        status.set_classes("panel -failed")
+        status.display = True
+        status.scroll_visible()

@@ -1,0 +1,87 @@
+"""GPUs as compact lines: utilization and memory bars, temperature, power and the processes on each device."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.text import Text
+
+from console.widgets.panels import LiveTable, Row, dash
+
+GIB = 1024**3
+EIGHTHS = " ▏▎▍▌▋▊▉"
+NO_DRIVER = "no NVIDIA driver"
+
+
+def gib(value: float | None) -> str:
+    return "-" if value is None else f"{value / GIB:.1f}"
+
+
+def process_memory(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / GIB:.1f}G" if value >= GIB else f"{value / 1024**2:.0f}M"
+
+
+def gpu_notice(gpus: Mapping[str, Any]) -> str | None:
+    """What to say instead of devices: None when the sampler works."""
+    if gpus.get("state") == "ok":
+        return None
+    reason = str(gpus.get("reason") or "unknown reason")
+    if reason == "connecting":
+        return "waiting for corral-core…"
+    if reason.startswith(NO_DRIVER):
+        return f"{NO_DRIVER}: {reason[len(NO_DRIVER):].lstrip(': ')}"
+    return f"{NO_DRIVER}: {reason}" if "driver" in reason or "libnvidia" in reason else f"GPUs unavailable: {reason}"
+
+
+def gpu_summary(gpus: Mapping[str, Any]) -> str:
+    if gpus.get("state") != "ok":
+        return "unavailable"
+    devices = gpus.get("devices") or []
+    driver = gpus.get("driver_version")
+    return f"{len(devices)} device{'s' if len(devices) != 1 else ''}" + (f" · driver {driver}" if driver else "")
+
+
+class GpuTable(LiveTable):
+    COLUMNS = (("index", "#", 2), ("name", "name", 16), ("util", "util", 12), ("memory", "memory", 20),
+               ("temp", "temp", 5), ("power", "power", 9), ("processes", "processes", 40))
+    SORTED = False  # NVML order is index order
+    BAR_WIDTH = 7
+
+    def show(self, devices: Sequence[Mapping[str, Any]]) -> None:
+        self.sync((str(d.get("uuid") or d["index"]), self._row(d)) for d in devices)
+
+    def _row(self, d: Mapping[str, Any]) -> Row:
+        util = d.get("utilization_percent")
+        used, total = d.get("memory_used_bytes"), d.get("memory_total_bytes")
+        temp = d.get("temperature_c")
+        return (
+            str(d["index"]),
+            d.get("name", ""),
+            "-" if util is None else self.bar(util / 100, f"{util:3d}%"),
+            "-" if used is None or not total else self.bar(used / total, f"{gib(used)}/{gib(total)}G"),
+            "-" if temp is None else self.level(f"{temp}°C", "bad" if temp >= 85 else "warn" if temp >= 75 else "ok"),
+            self._power(d.get("power_draw_watts"), d.get("power_limit_watts")),
+            ", ".join(f"{p.get('name') or '?'}({p['pid']}) {process_memory(p.get('used_memory_bytes'))}"
+                      for p in d.get("processes") or ()) or self.level("idle", "muted"),
+        )
+
+    def bar(self, fraction: float, label: str) -> Text:
+        fraction = min(1.0, max(0.0, fraction))
+        eighths = round(fraction * self.BAR_WIDTH * 8)
+        full, part = divmod(eighths, 8)
+        filled = "█" * full + (EIGHTHS[part] if part else "")
+        level = "bad" if fraction >= 0.9 else "warn" if fraction >= 0.7 else "ok"
+        text = Text(end="")
+        text.append(filled, self.level_style(level))
+        text.append("·" * (self.BAR_WIDTH - len(filled)), self.level_style("muted"))
+        text.append(f" {label}")
+        return text
+
+    @staticmethod
+    def _power(draw: float | None, limit: float | None) -> str:
+        if draw is None and limit is None:
+            return "-"
+        return f"{dash(None if draw is None else round(draw))}/{dash(None if limit is None else round(limit))}W"

@@ -1,0 +1,368 @@
+"""The dashboard's live tables: rows keyed by id, updated cell by cell, not cleared and refilled on updates.
+
+Formatting only. Each table turns LiveState's dicts into cells; `LiveTable.sync` applies the difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+Cell = str | Text
+Row = tuple[Cell, ...]
+Clock = Callable[[], float]
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+BULK_REMOVAL = 64  # stale rows above which, when they are most of the table, one rebuild beats row-by-row removal
+
+
+def dash(value: object) -> str:
+    """What a missing or unsupported value shows as."""
+    return "-" if value is None or value == "" else str(value)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def ago(timestamp: float | None, now: float) -> str:
+    return "never" if timestamp is None else f"{duration(now - timestamp)} ago"
+
+
+def count(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if value >= 10_000:
+        return f"{value / 1000:.0f}k"
+    if value >= 1000:
+        return f"{value / 1000:.1f}k"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def latency(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
+
+
+def spark(values: Sequence[float]) -> str:
+    """A text sparkline, for trends inside table cells."""
+    top = max(values, default=0)
+    if top <= 0:
+        return SPARK_BARS[0] * len(values)
+    return "".join(SPARK_BARS[min(7, int(value / top * 7.999))] for value in values)
+
+
+def trend(values: Sequence[float]) -> str:
+    """A sparkline of the last seconds and the latest value: '▁▃▅█ 12'."""
+    return f"{spark(values)} {count(round(values[-1], 1))}" if values else "-"
+
+
+def iso_age(started_at: str | None, now: float) -> float | None:
+    if not started_at:
+        return None
+    try:
+        return now - datetime.fromisoformat(started_at).timestamp()
+    except ValueError:
+        return None
+
+
+class DashboardPanel(Vertical):
+    """A bordered, titled panel: an optional notice line above one live table."""
+
+    def __init__(self, heading: str, table: LiveTable, *, id: str, classes: str = "") -> None:
+        super().__init__(id=id, classes=classes)
+        self.border_title = heading
+        self.heading = heading
+        self.table = table
+        self.notice = Static("", classes="notice")
+        self._notice: tuple[str | None, bool] = (None, False)
+
+    def compose(self) -> ComposeResult:
+        yield self.notice
+        yield self.table
+
+    def on_mount(self) -> None:
+        self.notice.display = False
+
+    def set_notice(self, text: str | None, *, hint: bool = False) -> None:
+        """A line above the table: a problem (the default), or a `hint` for an empty table."""
+        if (text, hint) == self._notice:
+            return  # called on every tick: an unchanged notice costs no layout
+        self._notice = (text, hint)
+        self.notice.display = bool(text)
+        self.notice.set_class(hint, "-hint")
+        if text:
+            self.notice.update(Text(text))
+
+    def set_summary(self, summary: str) -> None:
+        self.border_title = f"{self.heading} · {summary}" if summary else self.heading
+
+
+class LiveTable(DataTable[Cell]):
+    """A DataTable that follows a keyed collection: `sync` adds, updates and removes by row key."""
+
+    COLUMNS: ClassVar[tuple[tuple[str, str, int], ...]] = ()  # (column key, label, width)
+    SORTED: ClassVar[bool] = True  # re-sort by the first column when rows are added
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"level--ok", "level--warn", "level--bad", "level--muted"}
+
+    def __init__(self, now: Clock, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False, show_cursor=False)
+        self.now = now
+        self._shown: dict[str, Row] = {}
+        self._levels: dict[str, Style] = {}
+
+    def on_mount(self) -> None:
+        self._add_columns()
+
+    # Only the focused table shows its cursor, so the eye finds where the keys go.
+    def on_focus(self) -> None:
+        self.show_cursor = True
+
+    def on_blur(self) -> None:
+        self.show_cursor = False
+
+    def _add_columns(self) -> None:
+        if not self.columns:
+            for key, label, width in self.COLUMNS:
+                self.add_column(label, width=width, key=key)
+
+    @property
+    def column_keys(self) -> list[str]:
+        return [key for key, _, _ in self.COLUMNS]
+
+    def level_style(self, level: str) -> Style:
+        """The colour of a TCSS level (ok, warn, bad, muted), without the table's background."""
+        style = self._levels.get(level)
+        if style is None:
+            full = self.get_component_rich_style(f"level--{level}")  # resolves "auto" and alpha colours
+            style = self._levels[level] = Style(color=full.color, bold=full.bold)
+        return style
+
+    def level(self, text: str, level: str) -> Text:
+        return Text(text, style=self.level_style(level), end="")
+
+    def cursor_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+    def forget(self) -> None:
+        """Make the next sync rewrite every cell (after a theme change restyles the levels)."""
+        self._levels.clear()
+        self._shown = {key: tuple("" for _ in self.COLUMNS) for key in self._shown}
+
+    def sync(self, rows: Iterable[tuple[str, Row]]) -> None:
+        """Make the table show exactly `rows`, touching only rows and cells that changed."""
+        self._add_columns()
+        cursor = self.cursor_key()
+        columns = self.column_keys
+        seen: set[str] = set()
+        added = False
+        for key, cells in rows:
+            seen.add(key)
+            old = self._shown.get(key)
+            if old is None:
+                self.add_row(*map(_text, cells), key=key)
+                added = True
+            elif old != cells or any(map(_restyled, old, cells)):
+                for column, before, after in zip(columns, old, cells, strict=True):
+                    if before != after or _restyled(before, after):
+                        self.update_cell(key, column, _text(after))
+            self._shown[key] = cells
+        stale = [key for key in self._shown if key not in seen]
+        if len(stale) > BULK_REMOVAL and len(stale) * 2 > len(self._shown):
+            self._keep_only(seen)
+        else:
+            for key in stale:
+                self.remove_row(key)
+                del self._shown[key]
+        if added and self.SORTED and self.row_count > 1:
+            self.sort(columns[0], key=lambda cell: str(cell).casefold())
+        if cursor is not None and cursor in self._shown and (added or stale):
+            index = self.get_row_index(cursor)
+            if index != self.cursor_row:
+                self.move_cursor(row=index, scroll=False)
+
+
+    def _keep_only(self, keys: set[str]) -> None:
+        # remove_row costs O(rows), so a burst that removes most rows (a reconnect, a mass cancel) re-adds the rest.
+        order = [row.key.value for row in self.ordered_rows if row.key.value in keys]
+        self._shown = {key: self._shown[key] for key in order}
+        self.clear()
+        for key, cells in self._shown.items():
+            self.add_row(*map(_text, cells), key=key)
+
+
+def _restyled(before: Cell, after: Cell) -> bool:
+    # Text equality ignores the base style, and a level change may keep the words.
+    return isinstance(before, Text) and isinstance(after, Text) and before.style != after.style
+
+
+def _text(cell: Cell) -> Text:
+    # Plain Text, never markup: names and model files come from users.
+    return cell if isinstance(cell, Text) else Text(cell, end="")
+
+
+class FleetTable(LiveTable):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("l", "screen.item('logs')", "Logs", id="fleet.logs", tooltip="Follow the deployment's logs"),
+        Binding("s", "screen.item('toggle')", "Start/stop", id="fleet.toggle", tooltip="Stop it, or start it"),
+        Binding("R", "screen.item('restart')", "Restart", id="fleet.restart", tooltip="Restart the deployment"),
+        Binding("x,delete", "screen.item('remove')", "Remove", id="fleet.remove",
+                tooltip="Remove the deployment and its provider"),
+    ]
+    COLUMNS = (("name", "name", 16), ("state", "state", 10), ("health", "health", 9), ("slots", "slots", 6),
+               ("uptime", "uptime", 8), ("gpus", "gpus", 5), ("port", "port", 5), ("model", "model file", 30))
+    STATE_LEVELS: ClassVar[dict[str, str]] = {"running": "ok", "created": "warn", "restarting": "warn",
+                                              "paused": "warn", "exited": "bad", "dead": "bad"}
+    HEALTH_LEVELS: ClassVar[dict[str, str]] = {"healthy": "ok", "starting": "warn", "unhealthy": "bad"}
+
+    def show(self, deployments: Sequence[Mapping[str, Any]], busy: Mapping[str, int],
+             providers: Mapping[str, Mapping[str, Any]]) -> None:
+        now = self.now()
+        self.sync((d.get("container") or d["name"], self._row(d, busy, providers, now)) for d in deployments)
+
+    def _row(self, d: Mapping[str, Any], busy: Mapping[str, int], providers: Mapping[str, Mapping[str, Any]],
+             now: float) -> Row:
+        state = d.get("state", "")
+        if d.get("exit_code") is not None:
+            state = f"{state} {d['exit_code']}"
+        health = d.get("health") or "none"
+        provider = providers.get(d["name"])
+        capacity = dash(provider.get("capacity")) if provider else "-"
+        running = d.get("state") == "running"
+        uptime = iso_age(d.get("started_at"), now) if running else None
+        if running and uptime is None:
+            uptime = d.get("uptime_s")
+        return (
+            d["name"],
+            self.level(state, self.STATE_LEVELS.get(d.get("state", ""), "muted")),
+            self.level(dash(None if health == "none" else health), self.HEALTH_LEVELS.get(health, "muted")),
+            f"{busy.get(d['name'], 0)}/{capacity}",
+            duration(uptime),
+            dash(None if d.get("gpus") == "none" else d.get("gpus")),
+            dash(d.get("port")),
+            Path(d["model"]).name if d.get("model") else "-",
+        )
+
+
+class ProvidersTable(LiveTable):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("e", "screen.item('edit')", "Edit", id="provider.edit", tooltip="Edit the selected provider"),
+        Binding("space", "screen.item('toggle')", "Enable/disable", id="provider.toggle",
+                tooltip="Stop or resume sending it requests"),
+        Binding("x,delete", "screen.item('remove')", "Remove", id="provider.remove", tooltip="Remove the provider"),
+    ]
+    COLUMNS = (("name", "name", 14), ("state", "state", 12), ("load", "busy", 7), ("p50", "p50", 6),
+               ("errors", "err", 6), ("requests_s", "req/s", 11), ("tokens_s", "tok/s", 11), ("type", "type", 12),
+               ("models", "models", 21))
+    STATE_LEVELS: ClassVar[dict[str, str]] = {"ready": "ok", "loading": "warn", "unknown": "warn",
+                                              "down": "bad", "circuit_open": "bad", "disabled": "muted"}
+
+    def show(self, providers: Iterable[Mapping[str, Any]], busy: Mapping[str, int],
+             trends: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> None:
+        self.sync((p["name"], self._row(p, busy.get(p["name"], 0), *trends.get(p["name"], ((), ()))))
+                  for p in providers)
+
+    def _row(self, p: Mapping[str, Any], busy: int, requests_s: Sequence[float], tokens_s: Sequence[float]) -> Row:
+        state = p.get("state", "unknown")
+        capacity = p.get("capacity") or 0
+        error_rate = p.get("error_rate") or 0.0
+        return (
+            p["name"],
+            self.level(state, self.STATE_LEVELS.get(state, "muted")),
+            self.level(f"{busy}/{capacity}", "warn" if capacity and busy >= capacity else "ok" if busy else "muted"),
+            latency(p.get("latency_p50_s")),
+            self.level(f"{error_rate * 100:.1f}%", "bad" if error_rate >= 0.05 else "muted"),
+            trend(requests_s),
+            trend(tokens_s),
+            dash(p.get("type")),
+            ", ".join(p.get("models") or ()) or "-",
+        )
+
+
+class KeysTable(LiveTable):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("e", "screen.item('edit')", "Edit", id="key.edit", tooltip="Edit the key's models and limits"),
+        Binding("r", "screen.item('revoke')", "Revoke", id="key.revoke", tooltip="Refuse the key from now on"),
+        Binding("x,delete", "screen.item('remove')", "Remove", id="key.remove", tooltip="Delete the key for good"),
+    ]
+    COLUMNS = (("name", "name", 14), ("id", "id", 12), ("models", "models", 16), ("limits", "rpm/tpm/conc", 14),
+               ("rpm", "req/m", 5), ("tpm", "tok/m", 6), ("used", "last used", 10), ("expiry", "expires", 10))
+
+    def show(self, keys: Iterable[Mapping[str, Any]]) -> None:
+        now = self.now()
+        self.sync((k["id"], self._row(k, now)) for k in keys)
+
+    def _row(self, k: Mapping[str, Any], now: float) -> Row:
+        usage = k.get("usage") or {}
+        models = k.get("models")
+        limits = "/".join(count(k.get(limit)) for limit in ("rpm", "tpm", "max_concurrency"))
+        return (
+            k.get("name", ""),
+            k["id"],
+            self.level("all", "muted") if models is None else ", ".join(models) or "none",
+            limits,
+            count(usage.get("requests_last_minute", 0)),
+            count(usage.get("tokens_last_minute", 0)),
+            ago(k.get("last_used_at"), now),
+            self._expiry(k, now),
+        )
+
+    def _expiry(self, k: Mapping[str, Any], now: float) -> Cell:
+        expires_at = k.get("expires_at")
+        if k.get("revoked"):
+            return self.level("revoked", "bad")
+        if k.get("expired") or (expires_at is not None and expires_at <= now):
+            return self.level("expired", "bad")
+        if expires_at is None:
+            return self.level("never", "muted")
+        left = expires_at - now
+        return self.level(f"in {duration(left)}", "warn" if left < 86400 * 3 else "ok")
+
+
+class RequestsTable(LiveTable):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("x,delete", "screen.cancel_request", "Cancel request", id="request.cancel",
+                tooltip="Ask corral-core to cancel the selected request"),
+    ]
+    COLUMNS = (("key", "key", 12), ("model", "model", 18), ("provider", "provider", 14), ("elapsed", "elapsed", 7),
+               ("tokens", "tokens", 6), ("rate", "tok/s", 6))
+    SORTED = False  # arrival order: new requests at the bottom
+
+    def show(self, requests: Iterable[Mapping[str, Any]]) -> None:
+        now = self.now()
+        self.sync((r["id"], self._row(r, now)) for r in requests)
+
+    def _row(self, r: Mapping[str, Any], now: float) -> Row:
+        started = r.get("started_at")
+        elapsed = now - started if started is not None else r.get("elapsed_s")
+        rate = r.get("tokens_per_s")
+        return (
+            r.get("key_name") or r.get("key_id", ""),
+            r.get("model", ""),
+            r.get("provider") or self.level("routing", "warn"),
+            duration(elapsed),
+            count(r.get("completion_tokens", 0)),
+            "-" if rate is None else f"{rate:.1f}",
+        )

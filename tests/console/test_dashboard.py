@@ -1,0 +1,641 @@
+"""The dashboard follows LiveState by row key: rows appear, change in place, and go; the cursor stays put."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from textual.app import App
+from textual.screen import Screen
+from textual.widgets import DataTable
+
+from console.live_state import LiveState
+from console.screens.dashboard import DashboardScreen, Throughput
+from console.theme_files import builtin_themes_dir
+from console.themes import load_theme
+from gateway_core.fleet.gpus import GpuDevice, GpuProcess, GpuSnapshot
+from gateway_core.fleet.inventory import ContainerInfo
+from gateway_core.gateway.accounting import LiveRequest
+from gateway_core.gateway.keys import ApiKey
+from gateway_core.providers.config import ProviderConfig
+from gateway_core.providers.runtime import ProviderRuntime
+
+NOW = 1_760_000_000.0  # every clock in these tests: uptimes and "last used" render the same on every run
+GIB = 1024**3
+
+
+# -- event data with the daemon's exact shapes ------------------------------------------------------------
+
+
+def provider(name: str, *, state: str = "ready", capacity: int = 4, models: tuple[str, ...] = ("tiny",),
+             type: str = "llama-server", requests: int = 0, errors: int = 0,
+             latency_p50_s: float | None = None) -> dict[str, Any]:
+    """Like ProviderRuntime.summary()."""
+    return {
+        "name": name, "type": type, "base_url": "http://127.0.0.1:8080", "api_key_env": None,
+        "models": {model: model for model in models}, "priority": 0, "weight": 1, "max_concurrency": None,
+        "enabled": state != "disabled", "api_key_hint": None,
+        "state": state, "health_detail": "", "capacity": capacity, "in_flight": 0, "circuit": "closed",
+        "requests": requests, "errors": errors, "error_rate": errors / requests if requests else 0.0,
+        "latency_p50_s": latency_p50_s, "last_probe_at": NOW - 5,
+    }
+
+
+def key(key_id: str, name: str, *, models: list[str] | None = None, rpm: int | None = None, tpm: int | None = None,
+        max_concurrency: int | None = None, expires_at: float | None = None, revoked: bool = False,
+        last_used_at: float | None = None, requests_last_minute: int = 0, tokens_last_minute: int = 0,
+        ) -> dict[str, Any]:
+    """Like GatewayState.key_view()."""
+    return {
+        "id": key_id, "name": name, "models": models, "rpm": rpm, "tpm": tpm, "max_concurrency": max_concurrency,
+        "expires_at": expires_at, "revoked": revoked, "created_at": NOW - 86400, "last_used_at": last_used_at,
+        "expired": expires_at is not None and expires_at <= NOW,
+        "usage": {"in_flight": 0, "requests_last_minute": requests_last_minute,
+                  "tokens_last_minute": tokens_last_minute},
+    }
+
+
+def request(request_id: str, *, provider: str = "gpu0", model: str = "tiny", key_name: str = "app",
+            started_at: float = NOW - 3, completion_tokens: int = 0,
+            tokens_per_s: float | None = None) -> dict[str, Any]:
+    """Like LiveRequest.view()."""
+    return {
+        "id": request_id, "key_id": "k-" + key_name, "key_name": key_name, "model": model, "provider": provider,
+        "route": "chat", "stream": True, "started_at": started_at, "elapsed_s": round(NOW - started_at, 3),
+        "completion_tokens": completion_tokens, "tokens_per_s": tokens_per_s,
+    }
+
+
+def gpu(index: int, *, name: str = "NVIDIA H100 80GB HBM3", used_gib: float = 20.0, total_gib: float = 80.0,
+        utilization: int | None = 42, temperature: int | None = 55, power: float | None = 250.0,
+        power_limit: float | None = 700.0, processes: tuple[tuple[int, str, float], ...] = (),
+        unsupported: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One entry of GpuSnapshot.to_dict()["devices"]."""
+    return {
+        "index": index, "uuid": f"GPU-{index:04d}", "name": name,
+        "memory_total_bytes": int(total_gib * GIB), "memory_used_bytes": int(used_gib * GIB),
+        "utilization_percent": utilization, "temperature_c": temperature, "power_draw_watts": power,
+        "power_limit_watts": power_limit, "fan_percent": None,
+        "processes": [{"pid": pid, "name": process_name, "used_memory_bytes": int(mem * GIB)}
+                      for pid, process_name, mem in processes],
+        "unsupported": sorted(unsupported),
+    }
+
+
+def gpus(*devices: dict[str, Any]) -> dict[str, Any]:
+    """Like GpuSnapshot.to_dict()."""
+    return {"state": "ok", "reason": "", "driver_version": "550.54.15", "devices": list(devices), "sampled_at": NOW}
+
+
+def no_gpus(reason: str) -> dict[str, Any]:
+    return {"state": "unavailable", "reason": reason, "driver_version": "", "devices": [], "sampled_at": NOW}
+
+
+def deployment(name: str, *, state: str = "running", health: str = "healthy", gpus: str = "0", port: int = 8081,
+               up_s: float = 3723.0, model: str = "/models/tiny.gguf") -> dict[str, Any]:
+    """Like ContainerInfo.to_dict()."""
+    running = state == "running"
+    return {
+        "name": name, "container": f"corral-{name}", "id": "3f2a9c1b7d10", "managed": True,
+        "state": state, "health": health, "image": "corral/llama-server:local", "model": model, "gpus": gpus,
+        "port": port, "started_at": datetime.fromtimestamp(NOW - up_s, tz=UTC).isoformat(),
+        "uptime_s": up_s if running else None, "exit_code": None if running else 1, "spec": None,
+    }
+
+
+def fleet(*deployments: dict[str, Any]) -> dict[str, Any]:
+    return {"engine": {"state": "ok", "reason": ""}, "deployments": list(deployments)}
+
+
+def snapshot(*, providers=(), keys=(), requests=(), gpu_data=None, fleet_data=None) -> dict[str, Any]:
+    """Like the admin API's snapshot(): status_view() plus keys, requests, gpus and fleet."""
+    return {
+        "version": "0.1.0", "started_at": NOW - 7380, "uptime_s": 7380.0, "providers": list(providers),
+        "keys": list(keys), "models": {}, "requests_in_flight": len(requests), "requests": list(requests),
+        "gpus": gpu_data or no_gpus("no NVIDIA driver: libnvidia-ml.so.1 was not found"),
+        "fleet": fleet_data or fleet(),
+    }
+
+
+def busy_box() -> dict[str, Any]:
+    """A small, fixed gateway: two GPUs, two deployments, three providers, three keys, three requests."""
+    return snapshot(
+        providers=[
+            provider("gpu0", capacity=4, models=("qwen2.5-7b",), requests=120, errors=1, latency_p50_s=0.84),
+            provider("gpu1", state="loading", capacity=2, models=("llama3-8b",)),
+            provider("openai", type="openai", state="circuit_open", capacity=16, models=("gpt-4o-mini", "gpt-4o"),
+                     requests=40, errors=8, latency_p50_s=1.6),
+        ],
+        keys=[
+            key("a1b2c3d4e5f6", "webapp", rpm=60, tpm=100_000, last_used_at=NOW - 12, requests_last_minute=14,
+                tokens_last_minute=5230),
+            key("0f9e8d7c6b5a", "batch", models=["qwen2.5-7b"], max_concurrency=2, expires_at=NOW + 86400 * 10,
+                last_used_at=NOW - 3600),
+            key("112233445566", "old-ci", revoked=True),
+        ],
+        requests=[
+            request("req-1", provider="gpu0", model="qwen2.5-7b", key_name="webapp", started_at=NOW - 4,
+                    completion_tokens=180, tokens_per_s=45.2),
+            request("req-2", provider="gpu0", model="qwen2.5-7b", key_name="batch", started_at=NOW - 75,
+                    completion_tokens=2400, tokens_per_s=32.0),
+            request("req-3", provider="openai", model="gpt-4o-mini", key_name="webapp", started_at=NOW - 1),
+        ],
+        gpu_data=gpus(
+            gpu(0, used_gib=9.6, utilization=87, temperature=71, power=512.0,
+                processes=((4242, "llama-server", 9.1),)),
+            gpu(1, name="NVIDIA L4", used_gib=3.2, total_gib=24.0, utilization=None, temperature=None, power=None,
+                power_limit=None, unsupported=("power_draw", "power_limit", "temperature", "utilization")),
+        ),
+        fleet_data=fleet(deployment("gpu0", model="/models/qwen2.5-7b-instruct-q4_k_m.gguf"),
+                         deployment("gpu1", gpus="1", port=8082, health="starting", up_s=40,
+                                    model="/models/llama3-8b-q8_0.gguf")),
+    )
+
+
+class DashboardHarness(App[None]):
+    """The ConsoleHost protocol, with no daemon: tests feed LiveState and tell the screen what changed."""
+
+    def __init__(self, data: dict[str, Any] | None = None, now: Callable[[], float] = lambda: NOW) -> None:
+        super().__init__()
+        self.live = LiveState()
+        self.client = None
+        self.posted: list[Any] = []
+        self.data = data
+        self.dashboard = DashboardScreen(now=now)
+
+    def on_mount(self) -> None:
+        theme = load_theme(builtin_themes_dir() / "corral-dark.yaml")
+        self.register_theme(theme)
+        self.theme = theme.name
+        if self.data is not None:
+            self.live.apply("snapshot", self.data)
+        self.push_screen(self.dashboard)
+
+    def feed(self, kind: str, data: dict[str, Any]) -> set[str]:
+        changed = self.live.apply(kind, data)
+        self.dashboard.live_changed(self.live, changed)
+        return changed
+
+    def on_dashboard_screen_cancel_request(self, message: DashboardScreen.CancelRequest) -> None:
+        self.posted.append(message)
+
+    def on_dashboard_screen_action_requested(self, message: DashboardScreen.ActionRequested) -> None:
+        self.posted.append(message)
+
+
+def cell(table: DataTable, row_key: str, column_key: str) -> str:
+    return str(table.get_cell(row_key, column_key))
+
+
+def row_keys(table: DataTable) -> list[str]:
+    return [row.key.value for row in table.ordered_rows]
+
+
+async def wait_for(condition: Callable[[], bool], pilot, timeout_s: float = 5.0) -> None:
+    for _ in range(int(timeout_s / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def settle(pilot) -> None:
+    """Let the first render (after mount) and any focus moves happen."""
+    await pilot.pause()
+    await pilot.pause()
+
+
+# -- the factories above must keep the daemon's shapes ----------------------------------------------------
+
+
+def test_event_factories_have_the_daemons_exact_keys():
+    config = ProviderConfig(name="gpu0", type="llama-server", base_url="http://127.0.0.1:8080")
+    summary = ProviderRuntime(config=config, client=None).summary()  # type: ignore[arg-type]
+    api_key = ApiKey(id="a1b2c3d4e5f6", name="webapp", secret_sha256="0" * 64)
+    live = LiveRequest(id="req-1", key_id="a1b2c3d4e5f6", key_name="webapp", model="tiny", route="chat",
+                       stream=True)
+    device = GpuDevice(index=0, uuid="GPU-0", name="H100", processes=(GpuProcess(pid=1, name="x",
+                                                                                 used_memory_bytes=1),))
+    snapshot_dict = GpuSnapshot(state="ok", devices=(device,)).to_dict()
+    container = ContainerInfo(name="gpu0", container="corral-gpu0", id="abc", managed=True, state="running",
+                              health="healthy", image="img", model="/m.gguf", gpus="0", port=8081,
+                              started_at=None, uptime_s=None, exit_code=None).to_dict()
+
+    assert set(provider("gpu0")) == set(summary)
+    assert set(key("a1b2c3d4e5f6", "webapp")) == set(api_key.public_view()) | {"usage"}
+    assert set(request("req-1")) == set(live.view())
+    assert set(gpus()) == set(snapshot_dict)
+    assert set(gpu(0, processes=((1, "x", 1.0),))) == set(snapshot_dict["devices"][0])
+    assert set(gpu(0, processes=((1, "x", 1.0),))["processes"][0]) == set(snapshot_dict["devices"][0]["processes"][0])
+    assert set(deployment("gpu0")) == set(container)
+
+
+# -- rows follow LiveState by key -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_every_panel_shows_one_row_per_gpu_deployment_provider_key_and_request():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+
+        assert row_keys(screen.gpus) == ["GPU-0000", "GPU-0001"]
+        assert row_keys(screen.fleet) == ["corral-gpu0", "corral-gpu1"]
+        assert row_keys(screen.providers) == ["gpu0", "gpu1", "openai"]
+        assert row_keys(screen.keys) == ["0f9e8d7c6b5a", "112233445566", "a1b2c3d4e5f6"]  # sorted by name
+        assert row_keys(screen.requests) == ["req-1", "req-2", "req-3"]  # arrival order
+
+
+@pytest.mark.asyncio
+async def test_cells_show_the_values_an_operator_reads():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+
+        assert cell(screen.gpus, "GPU-0000", "util").endswith("87%")
+        assert cell(screen.gpus, "GPU-0000", "memory").endswith("9.6/80.0G")
+        assert cell(screen.gpus, "GPU-0000", "power") == "512/700W"
+        assert cell(screen.gpus, "GPU-0000", "processes") == "llama-server(4242) 9.1G"
+        assert cell(screen.fleet, "corral-gpu0", "slots") == "2/4"  # req-1 and req-2 run on gpu0
+        assert cell(screen.fleet, "corral-gpu0", "uptime") == "1h02m"
+        assert cell(screen.fleet, "corral-gpu0", "model") == "qwen2.5-7b-instruct-q4_k_m.gguf"
+        assert cell(screen.providers, "openai", "state") == "circuit_open"
+        assert cell(screen.providers, "openai", "load") == "1/16"
+        assert cell(screen.providers, "openai", "errors") == "20.0%"
+        assert cell(screen.providers, "gpu0", "p50") == "840ms"
+        assert cell(screen.keys, "a1b2c3d4e5f6", "limits") == "60/100k/-"
+        assert cell(screen.keys, "a1b2c3d4e5f6", "used") == "12s ago"
+        assert cell(screen.keys, "a1b2c3d4e5f6", "models") == "all"
+        assert cell(screen.keys, "112233445566", "expiry") == "revoked"
+        assert cell(screen.keys, "0f9e8d7c6b5a", "expiry") == "in 10d00h"
+        assert cell(screen.requests, "req-2", "elapsed") == "1m15s"
+        assert cell(screen.requests, "req-2", "rate") == "32.0"
+
+
+@pytest.mark.asyncio
+async def test_values_a_device_does_not_support_show_as_a_dash():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.gpus
+
+        assert [cell(table, "GPU-0001", column) for column in ("util", "temp", "power")] == ["-", "-", "-"]
+        assert cell(table, "GPU-0001", "processes") == "idle"
+
+
+@pytest.mark.asyncio
+async def test_a_provider_state_change_updates_only_its_cell_and_keeps_the_cursor(monkeypatch):
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.providers
+        table.focus()
+        table.move_cursor(row=table.get_row_index("gpu1"))
+        updated: list[tuple[str, str]] = []
+        added: list[str] = []
+        real_update, real_add = table.update_cell, table.add_row
+        monkeypatch.setattr(table, "update_cell", lambda r, c, v, **kw: (updated.append((r, c)),
+                                                                          real_update(r, c, v, **kw)))
+        monkeypatch.setattr(table, "add_row", lambda *cells, **kw: (added.append(kw["key"]),
+                                                                     real_add(*cells, **kw))[1])
+
+        app.feed("provider", provider("gpu1", state="ready", capacity=2, models=("llama3-8b",)))
+        await pilot.pause()
+
+        assert cell(table, "gpu1", "state") == "ready"
+        assert updated == [("gpu1", "state")]
+        assert added == []
+        assert row_keys(table) == ["gpu0", "gpu1", "openai"]
+        assert table.cursor_key() == "gpu1"
+
+
+@pytest.mark.asyncio
+async def test_the_cursor_stays_on_its_row_when_rows_above_come_and_go():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.providers
+        table.move_cursor(row=table.get_row_index("openai"))
+
+        app.feed("provider.removed", {"name": "gpu0"})
+        await pilot.pause()
+        assert table.cursor_key() == "openai"
+
+        app.feed("provider", provider("a-new-one"))  # sorts in above
+        await pilot.pause()
+        assert row_keys(table) == ["a-new-one", "gpu1", "openai"]
+        assert table.cursor_key() == "openai"
+
+
+@pytest.mark.asyncio
+async def test_a_removed_provider_key_and_request_lose_their_rows():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+
+        app.feed("provider.removed", {"name": "gpu1"})
+        app.feed("key.removed", {"id": "112233445566"})
+        app.feed("request.end", {**request("req-1"), "status": 200, "ok": True, "prompt_tokens": 12})
+        await pilot.pause()
+
+        assert row_keys(screen.providers) == ["gpu0", "openai"]
+        assert "112233445566" not in row_keys(screen.keys)
+        assert row_keys(screen.requests) == ["req-2", "req-3"]
+        assert cell(screen.fleet, "corral-gpu0", "slots") == "1/4"
+        assert cell(screen.fleet, "corral-gpu1", "slots") == "0/-", "no provider named gpu1 any more"
+
+
+@pytest.mark.asyncio
+async def test_without_a_driver_the_gpu_panel_says_so_and_why():
+    reason = "no NVIDIA driver: libnvidia-ml.so.1 was not found (install the NVIDIA driver to see GPUs)"
+    app = DashboardHarness(snapshot(providers=[provider("gpu0")], gpu_data=no_gpus(reason)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        notice = app.dashboard.query_one("#gpus .notice")
+
+        assert notice.display
+        assert "no NVIDIA driver" in str(notice.render())
+        assert "libnvidia-ml.so.1 was not found" in str(notice.render())
+        assert app.dashboard.gpus.row_count == 0
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_docker_engine_shows_its_reason():
+    engine_down = {"engine": {"state": "unavailable", "reason": "Docker is not running at unix:///var/run/docker.sock"},
+                   "deployments": []}
+    app = DashboardHarness(snapshot(providers=[provider("gpu0")], fleet_data=engine_down))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        notice = app.dashboard.query_one("#fleet .notice")
+
+        assert notice.display
+        assert "Docker is not running at unix:///var/run/docker.sock" in str(notice.render())
+
+
+# -- first run --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_first_run_shows_what_to_do_until_a_provider_exists():
+    app = DashboardHarness(snapshot())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+        first_run = screen.query_one("#first-run")
+        hints = " ".join(str(hint.render()) for hint in first_run.query(".hint"))
+
+        assert first_run.display
+        assert not screen.query_one("#providers").display
+        for hint in ("d  deploy a model", "p  add an endpoint", "k  create a key"):
+            assert hint in hints
+
+        app.feed("provider", provider("gpu0"))
+        await settle(pilot)
+
+        assert not first_run.display
+        assert screen.query_one("#providers").display
+        assert row_keys(screen.providers) == ["gpu0"]
+        assert screen.focused is screen.providers
+
+
+@pytest.mark.asyncio
+async def test_before_the_snapshot_the_dashboard_waits_instead_of_claiming_a_first_run():
+    app = DashboardHarness(data=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+
+        assert not screen.query_one("#first-run").display
+        assert "waiting for corral-core" in str(screen.query_one("#gpus .notice").render())
+        assert "waiting for corral-core" in str(screen.query_one("#fleet .notice").render())
+
+        app.feed("snapshot", snapshot())
+        await pilot.pause()
+        assert screen.query_one("#first-run").display
+
+
+@pytest.mark.asyncio
+async def test_a_deployment_alone_also_ends_the_first_run():
+    app = DashboardHarness(snapshot())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.feed("fleet", fleet(deployment("gpu0")))
+        await pilot.pause()
+
+        assert not app.dashboard.query_one("#first-run").display
+
+
+@pytest.mark.asyncio
+async def test_first_run_keys_ask_the_app_for_its_actions():
+    app = DashboardHarness(snapshot())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("d", "p", "k")
+        await pilot.pause()
+
+        assert [message.action_id for message in app.posted] == ["fleet.deploy", "provider.add", "key.create"]
+        ids = {binding.id for binding in DashboardScreen.BINDINGS}  # type: ignore[union-attr]
+        assert {"fleet.deploy", "provider.add", "key.create"} <= ids
+
+
+# -- live requests ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_selected_live_request_can_be_cancelled():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.requests
+        table.focus()
+        await pilot.pause()
+        await pilot.press("down")
+        await pilot.press("x")
+        await pilot.pause()
+
+        cancels = [m for m in app.posted if isinstance(m, DashboardScreen.CancelRequest)]
+        assert [m.request_id for m in cancels] == ["req-2"]
+        assert "request.cancel" in {b.id for b in table.BINDINGS}  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_progress_updates_tokens_in_place():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.feed("request.progress", request("req-1", provider="gpu0", model="qwen2.5-7b", key_name="webapp",
+                                             started_at=NOW - 4, completion_tokens=1234, tokens_per_s=50.5))
+        await pilot.pause()
+
+        table = app.dashboard.requests
+        assert cell(table, "req-1", "tokens") == "1.2k"
+        assert cell(table, "req-1", "rate") == "50.5"
+        assert row_keys(table) == ["req-1", "req-2", "req-3"]
+
+
+# -- the clock and throughput ----------------------------------------------------------------------------
+
+
+def test_throughput_counts_ended_requests_and_grown_tokens_per_provider_per_second():
+    clock = [NOW]
+    throughput = Throughput(lambda: clock[0])
+    throughput.observe({"r1": request("r1", provider="gpu0"), "r2": request("r2", provider="gpu1")})
+    throughput.observe({"r1": request("r1", provider="gpu0", completion_tokens=40)})  # r2 ended; r1 grew by 40
+
+    assert not throughput.roll(), "nothing to close within the same second"
+    clock[0] += 1
+    assert throughput.roll()
+
+    assert throughput.series("gpu0", 0)[-1] == 0
+    assert throughput.series("gpu0", 1)[-1] == 40
+    assert throughput.series("gpu1", 0)[-1] == 1
+    assert throughput.total[-1] == (1, 40)
+
+    clock[0] += 3  # quiet seconds count as zeros
+    assert throughput.roll()
+    assert throughput.series("gpu1", 0, last=4) == [1, 0, 0, 0]
+
+
+@pytest.mark.asyncio
+async def test_ages_and_rates_move_with_the_clock_without_any_event():
+    clock = [NOW]
+    app = DashboardHarness(busy_box(), now=lambda: clock[0])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+        app.feed("request.end", {**request("req-1"), "status": 200, "ok": True, "prompt_tokens": 12})
+
+        clock[0] += 1
+        await wait_for(lambda: str(screen.query_one("#requests-rate").render()) == "req/s 1", pilot)
+
+        assert cell(screen.providers, "gpu0", "requests_s") == "▁▁▁▁▁█ 1"
+        assert cell(screen.providers, "gpu1", "requests_s") == "▁▁▁▁▁▁ 0", "no traffic is a flat line, not a gap"
+        assert cell(screen.requests, "req-2", "elapsed") == "1m16s"
+
+        clock[0] += 9
+        await wait_for(lambda: cell(screen.requests, "req-2", "elapsed") == "1m25s", pilot)
+
+        assert cell(screen.keys, "a1b2c3d4e5f6", "used") == "22s ago"
+        assert cell(screen.fleet, "corral-gpu0", "uptime") == "1h02m"
+        assert cell(screen.providers, "gpu0", "requests_s") == "▁▁▁▁▁▁ 0"
+
+
+@pytest.mark.asyncio
+async def test_coming_back_to_the_dashboard_catches_up_with_what_changed_while_away():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await app.push_screen(Screen())
+        app.live.apply("provider", provider("late-arrival"))  # the app feeds only the screens it shows
+        app.live.apply("request.end", {**request("req-1"), "status": 200, "ok": True, "prompt_tokens": 1})
+
+        app.pop_screen()
+        await settle(pilot)
+
+        assert "late-arrival" in row_keys(app.dashboard.providers)
+        assert "req-1" not in row_keys(app.dashboard.requests)
+
+
+@pytest.mark.asyncio
+async def test_a_new_theme_recolours_the_cells():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.providers
+
+        def colour() -> str:
+            return table.get_cell("gpu0", "state").style.color.triplet.hex  # type: ignore[union-attr]
+
+        assert colour() == "#6cc283"  # corral-dark's success
+        app.theme = "textual-light"
+        await wait_for(lambda: colour() != "#6cc283", pilot)
+
+        assert colour() == app.theme_variables["success"].lower()
+
+
+# -- layout -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_at_80x24_tab_moves_between_panels_and_the_focused_one_opens():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+        assert screen.has_class("-compact")
+        assert screen.focused is screen.providers
+
+        await pilot.press("tab")
+        await pilot.pause()
+
+        assert screen.focused is screen.keys
+        assert screen.query_one("#keys").outer_size.height > 5
+        assert screen.query_one("#providers").outer_size.height == 1
+
+
+# -- scale ------------------------------------------------------------------------------------------------
+
+
+def fleet_at_scale() -> dict[str, Any]:
+    return snapshot(
+        providers=[provider(f"p{i:02d}", capacity=32) for i in range(20)],
+        keys=[key(f"{i:012x}", f"app-{i:03d}", rpm=600, last_used_at=NOW - i) for i in range(200)],
+        gpu_data=gpus(*(gpu(i) for i in range(8))),
+        fleet_data=fleet(*(deployment(f"p{i:02d}", port=9000 + i) for i in range(32))),
+    )
+
+
+@pytest.mark.asyncio
+async def test_five_hundred_requests_and_two_hundred_keys_keep_every_table_exact():
+    app = DashboardHarness(fleet_at_scale())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+        for i in range(500):
+            app.live.apply("request.start", request(f"req-{i}", provider=f"p{i % 20:02d}", started_at=NOW - i % 60))
+        screen.live_changed(app.live, {"requests"})
+        for tick in range(3):  # three 1 Hz rounds: every request progresses, 50 end, every key's usage moves
+            for i in range(500):
+                if f"req-{i}" in app.live.requests:
+                    app.live.apply("request.progress", request(f"req-{i}", provider=f"p{i % 20:02d}",
+                                                               completion_tokens=10 * (tick + 1)))
+            for i in range(tick * 50, tick * 50 + 50):
+                app.live.apply("request.end", {**request(f"req-{i}"), "status": 200, "ok": True, "prompt_tokens": 1})
+            for i in range(200):
+                app.live.apply("key", key(f"{i:012x}", f"app-{i:03d}", rpm=600, requests_last_minute=tick))
+            screen.live_changed(app.live, {"requests", "keys", "providers"})
+        await pilot.pause()
+
+        assert screen.requests.row_count == 350
+        assert screen.keys.row_count == 200
+        assert screen.providers.row_count == 20
+        assert screen.fleet.row_count == 32
+        assert screen.gpus.row_count == 8
+        assert cell(screen.requests, "req-499", "tokens") == "30"
+        assert cell(screen.keys, f"{7:012x}", "rpm") == "2"
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_ended_requests_keeps_the_survivors_in_order_and_the_cursor_on_its_row():
+    app = DashboardHarness(fleet_at_scale())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+        for i in range(300):
+            app.live.apply("request.start", request(f"req-{i}", provider=f"p{i % 20:02d}"))
+        screen.live_changed(app.live, {"requests"})
+        screen.requests.move_cursor(row=screen.requests.get_row_index("req-288"))
+
+        for i in range(0, 300, 3):
+            app.live.apply("request.end", {"id": f"req-{i + 1}"})
+            app.live.apply("request.end", {"id": f"req-{i + 2}"})
+        screen.live_changed(app.live, {"requests"})
+        await pilot.pause()
+
+        assert row_keys(screen.requests) == [f"req-{i}" for i in range(0, 300, 3)]
+        assert screen.requests.cursor_key() == "req-288"
