@@ -74,7 +74,7 @@ class KeyCreateForm(_KeyForm):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy", "Copy key", id="key.copy", tooltip="Copy the new key to the clipboard"),
-        Binding("enter,escape", "done", "Done", id="key.done", tooltip="Close; the key will not be shown again"),
+        Binding("enter", "done", "Done", id="key.done", tooltip="Close; the key will not be shown again"),
     ]
 
     def __init__(self) -> None:
@@ -107,7 +107,7 @@ class KeyCreateForm(_KeyForm):
         # Before creation the form saves; after it, only copy and done make sense.
         if action in ("copy", "done"):
             return self._secret is not None
-        if action in ("save", "cancel"):
+        if action == "save":
             return self._secret is None
         return True
 
@@ -139,6 +139,10 @@ class KeyCreateForm(_KeyForm):
             self.notify("key copied to the clipboard")
 
     def action_done(self) -> None:
+        self.dismiss(self.created)
+
+    def action_cancel(self) -> None:
+        # Escape closes the form; once the key exists that is the same as "done": the key is kept.
         self.dismiss(self.created)
 
 

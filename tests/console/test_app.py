@@ -164,3 +164,17 @@ async def test_help_lists_the_bindings_of_the_current_screen(corral_daemon):
         assert {"app.chat", "app.dashboard", "key.create", "provider.add", "fleet.deploy"} <= set(ids)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+
+
+@pytest.mark.asyncio
+async def test_escape_closes_a_form_without_saving(corral_daemon):
+    app = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False)
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.connected)
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, KeyCreateForm))
+        await pilot.press("a", "b", "escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, KeyCreateForm))
+
+        assert corral_daemon.admin_call("GET", "/keys").json() == []
