@@ -12,6 +12,21 @@ from textual.widgets import DataTable, Static
 
 
 class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    #help-body {
+        width: 90%;
+        max-width: 100;
+        height: auto;
+        max-height: 90%;
+        border: round $primary;
+        border-title-color: $primary;
+        background: $surface;
+        padding: 0 1;
+    }
+    #help-title { color: $text-muted; }
+    #help-table { height: auto; }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "dismiss", "Close", id="help.close"),
     ]
@@ -22,8 +37,9 @@ class HelpScreen(ModalScreen[None]):
         self._rows = bindings
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help-body"):
-            yield Static("Keys  (remap any binding by its id in ~/.config/corral/console.json)", id="help-title")
+        with VerticalScroll(id="help-body") as body:
+            body.border_title = "Keys on this screen"
+            yield Static("Remap any binding by its id in ~/.config/corral/console.json", id="help-title")
             table: DataTable[str] = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("Keys", "Action", "Id")
             for keys, description, binding_id in self._rows:
