@@ -16,7 +16,6 @@ from textual.theme import Theme
 
 from console.actions import ConsoleActions
 from console.daemon_link import DaemonStartFailed, EventFeed, ensure_daemon
-from console.demo import DemoUnavailable, start_demo
 from console.live_state import LiveState
 from console.palette import CorralCommands
 from console.screens.base import LiveScreen
@@ -111,6 +110,8 @@ class CorralApp(ConsoleActions, App[None]):
 
     @work(exclusive=True, group="demo")
     async def _start_demo(self) -> None:
+        from console.demo import DemoUnavailable, start_demo  # gguf and numpy load only for the demo
+
         try:
             self.notify(await start_demo(self.client, self.data_dir), title="demo")
         except DemoUnavailable as error:

@@ -18,7 +18,7 @@ from textual.widgets.selection_list import Selection
 from console.screens.confirm import FormScreen, ModelFieldValidator, form_field, optional_int
 from gateway_core.client import CorralError
 from gateway_core.fleet.deployment import DeploymentSpec
-from gateway_core.fleet.vram import format_bytes
+from gateway_core.fleet.units import format_bytes
 
 PLAN_DEBOUNCE_S = 0.3
 _SAMPLE = {"name": "sample", "model_path": "/models/sample.gguf", "port": 8081}

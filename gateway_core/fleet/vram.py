@@ -17,10 +17,8 @@ from typing import Any
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from .models import GgufModel
+from .units import MiB, format_bytes
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 TIMES = "\N{MULTIPLICATION SIGN}"
 COMPUTE_SHARE_PERCENT = 5
 COMPUTE_BASE = 256 * MiB
@@ -225,11 +223,3 @@ def _partial_offload(estimate: VramEstimate, usable: list[GpuFree], free: int) -
 
 def _list_indices(gpus: list[GpuFree]) -> str:
     return ", ".join(str(index) for index in sorted(gpu.index for gpu in gpus))
-
-
-def format_bytes(size: int) -> str:
-    """Binary units with two decimals: "4.37 GiB", "512.00 MiB"."""
-    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if abs(size) >= scale:
-            return f"{size / scale:.2f} {unit}"
-    return f"{size} B"

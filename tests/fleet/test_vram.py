@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway_core.fleet.models import GgufModel, read_model
-from gateway_core.fleet.vram import GiB, GpuFree, MiB, Placement, compute_margin, estimate, place
+from gateway_core.fleet.units import GiB, MiB
+from gateway_core.fleet.vram import GpuFree, Placement, compute_margin, estimate, place
 from tests.testbed.tiny_model import write_tiny_model
 
 # Llama 3 8B Instruct at Q4_K_M: 32 layers, 32 heads sharing 8 KV heads of 128, trained on 8192 tokens.
