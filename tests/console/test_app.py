@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 
 import docker.errors
 import pytest
@@ -14,6 +13,7 @@ from console.screens.help import HelpScreen
 from console.screens.key_forms import KeyCreateForm
 from console.settings import ConsoleSettings
 from tests.testbed import CorralDaemon, daemons_on, free_port, write_devices
+from tests.testbed.waiting import pilot_wait
 
 
 @pytest.fixture(autouse=True)
@@ -24,12 +24,7 @@ def private_config(tmp_path, monkeypatch):
 
 
 async def wait_for(pilot, condition, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
+    await pilot_wait(pilot.pause, condition, timeout_s=timeout_s)
 
 
 def row_keys(table) -> list[str]:

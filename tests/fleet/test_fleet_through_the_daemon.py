@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.testbed import CorralDaemon, write_devices
+from tests.testbed.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.llama_server]
 
@@ -57,13 +58,6 @@ def provider_state(daemon, name: str) -> str | None:
     return response.json()["state"] if response.status_code == 200 else None
 
 
-def wait_until(condition, timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_deployed_gguf_is_served_through_the_gateway_to_the_openai_sdk(fleet_daemon, tiny_model,

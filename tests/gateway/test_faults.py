@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakes.anthropic_server import AnthropicFakeServer
 from tests.fakes.fault_server import FaultServer
+from tests.testbed.waiting import wait_until
 
 PROMPT = [{"role": "user", "content": "hi"}]
 
@@ -32,13 +33,6 @@ def provider_state(daemon, name: str) -> str:
     return daemon.admin_call("GET", f"/providers/{name}").json()["state"]
 
 
-def wait_until(condition, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_loading_provider_gets_no_traffic_until_it_is_ready(corral_daemon):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
+
+from tests.testbed.waiting import wait_until
 
 pytestmark = pytest.mark.llama_server
 
@@ -19,13 +20,6 @@ def slots_busy(server) -> int:
     return sum(1 for slot in httpx.get(server.base_url + "/slots").json() if slot["is_processing"])
 
 
-def wait_until(condition, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_client_disconnect_cancels_the_upstream_request_and_frees_the_slot(corral_daemon, llama_servers):
