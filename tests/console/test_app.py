@@ -173,3 +173,18 @@ async def test_escape_closes_a_form_without_saving(corral_daemon):
         await wait_for(pilot, lambda: not isinstance(app.screen, KeyCreateForm))
 
         assert corral_daemon.admin_call("GET", "/keys").json() == []
+
+
+@pytest.mark.asyncio
+async def test_bindings_are_remapped_by_id_from_the_settings_file(corral_daemon, tmp_path):
+    settings_file = tmp_path / "console.json"
+    ConsoleSettings(keymap={"app.chat": "f5"}).save(settings_file)
+    app = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False,
+                    settings_path=settings_file)
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.current_mode == "dashboard", "f3 no longer opens the chat"
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.current_mode == "chat")
