@@ -15,7 +15,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from console.detach import spawn_detached
 from gateway_core.client import CorralClient, CorralError, DaemonNotRunning
 
 LOG_NAME = "corral-core.log"
@@ -72,20 +72,6 @@ async def _probe(client: CorralClient) -> dict[str, Any] | None:
         return None
 
 
-def _spawn_detached(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as log:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"--- {stamp} corral started: {' '.join(command)}\n".encode())
-        log.flush()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    # Reaps the daemon whenever it exits, so it never lingers as a zombie of a long-lived console.
-    threading.Thread(target=process.wait, name=f"corral-core-{process.pid}-reaper", daemon=True).start()
-    return process
-
-
 async def ensure_daemon(socket_path: Path, data_dir: Path, *, listen: str | None = None,
                         timeout_s: float = 15.0) -> StartOutcome:
     """Return at once if corral-core answers on `socket_path`; otherwise start it detached and wait for /health.
@@ -104,7 +90,7 @@ async def ensure_daemon(socket_path: Path, data_dir: Path, *, listen: str | None
         log_path = data_dir / LOG_NAME
         command = daemon_command(socket_path, data_dir, listen or os.environ.get("CORRAL_LISTEN") or None)
         try:
-            process = await asyncio.to_thread(_spawn_detached, command, log_path)
+            process = await asyncio.to_thread(spawn_detached, command, log_path)
         except OSError as error:
             raise DaemonStartFailed(f"cannot start corral-core ({' '.join(command)}): {error}",
                                     log_path=log_path) from error

@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from gateway_core.client import CorralClient
 from gateway_core.fleet.manager import free_port
 
 from .demo_model import write_tiny_model
-from .detach import exit_status, spawn_detached
+from .detach import spawn_detached
 
 DEMO_PROVIDER = "demo"
 DEMO_MODEL = "tiny"
@@ -46,14 +47,13 @@ def _log_tail(path: Path, lines: int = 10) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-async def _wait_healthy(base_url: str, pid: int, log_path: Path) -> None:
+async def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
     async with httpx.AsyncClient(timeout=1.0) as http:
         while asyncio.get_running_loop().time() < deadline:
-            code = exit_status(pid)
-            if code is not None:
+            if process.returncode is not None:  # set by spawn_detached's reaper thread
                 tail = await asyncio.to_thread(_log_tail, log_path)
-                raise DemoUnavailable(f"the demo llama-server exited with {code}:\n{tail}")
+                raise DemoUnavailable(f"the demo llama-server exited with {process.returncode}:\n{tail}")
             with contextlib.suppress(httpx.TransportError):
                 if (await http.get(base_url + "/health")).status_code == 200:
                     return
@@ -73,10 +73,10 @@ async def start_demo(client: CorralClient, data_dir: Path) -> str:
         await asyncio.to_thread(write_tiny_model, model)
     port = free_port(18080)
     log_path = demo_dir / "llama-server.log"
-    pid = await asyncio.to_thread(spawn_detached, _server_command(model, port), log_path)
+    process = await asyncio.to_thread(spawn_detached, _server_command(model, port), log_path)
     base_url = f"http://127.0.0.1:{port}"
-    await _wait_healthy(base_url, pid, log_path)
-    await asyncio.to_thread((demo_dir / "llama-server.pid").write_text, f"{pid}\n")
+    await _wait_healthy(base_url, process, log_path)
+    await asyncio.to_thread((demo_dir / "llama-server.pid").write_text, f"{process.pid}\n")
     if DEMO_PROVIDER in providers:
         await client.update_provider(DEMO_PROVIDER, base_url=base_url)
     else:
