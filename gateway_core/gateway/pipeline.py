@@ -148,11 +148,8 @@ async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: Parse
     state.metrics.in_flight(provider.name, 1)
     live.provider = provider.name
     sent = time.perf_counter()
-    request = provider.client.build_request("POST", url, content=payload, headers=headers)
-    pending = asyncio.ensure_future(provider.client.send(request, stream=True))
-    live.on_cancel = pending.cancel
     try:
-        upstream = await pending
+        upstream = await _send(provider, live, url, payload, headers)
     except (httpx.TransportError, asyncio.CancelledError) as error:
         if isinstance(error, asyncio.CancelledError) and not live.cancel_requested:
             raise
@@ -175,6 +172,26 @@ async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: Parse
                             code="upstream_error")
     provider.breaker.record_success()
     return upstream, adapter
+
+
+async def _send(provider: ProviderRuntime, live: LiveRequest, url: str, payload: bytes,
+                headers: dict[str, str]) -> httpx.Response:
+    """Send and wait for the response headers, in a task an operator's cancel can stop.
+
+    A kept-alive connection the upstream has just closed (llama-server closes one after every
+    stream) fails with "Server disconnected without sending a response" before any answer: that
+    is the pool's stale connection, not the provider failing, so it is tried once more on a new one.
+    """
+    for last_try in (False, True):
+        request = provider.client.build_request("POST", url, content=payload, headers=headers)
+        pending = asyncio.ensure_future(provider.client.send(request, stream=True))
+        live.on_cancel = pending.cancel
+        try:
+            return await pending
+        except httpx.RemoteProtocolError:
+            if last_try or live.cancel_requested:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _unknown_model(state: GatewayState, model: str) -> GatewayError:

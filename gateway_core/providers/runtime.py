@@ -20,7 +20,9 @@ def make_client(config: ProviderConfig) -> httpx.AsyncClient:
     # Long reads: a large prompt can take minutes before the first byte. Connect failures must be quick to fail over.
     return httpx.AsyncClient(
         timeout=httpx.Timeout(connect=3.0, read=600.0, write=60.0, pool=30.0),
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=30.0),
+        # Keep-alive as many as may be open: httpcore closes connections beyond the keep-alive limit
+        # even while busy, which churns the pool under load (bench/README.md).
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=30.0),
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakes.anthropic_server import AnthropicFakeServer
 from tests.fakes.fault_server import FaultServer
+from tests.fakes.one_shot_server import OneShotServer
 from tests.testbed.waiting import wait_until
 
 PROMPT = [{"role": "user", "content": "hi"}]
@@ -216,3 +217,17 @@ def test_a_client_that_stops_reading_does_not_stall_other_requests(corral_daemon
 
     assert statuses == [200] * 5
     assert elapsed < 2.0
+
+
+def test_a_reused_connection_the_upstream_already_closed_is_retried_not_counted_as_a_failure(corral_daemon):
+    with OneShotServer() as upstream:
+        corral_daemon.add_provider("one-shot", upstream.base_url)
+        key = corral_daemon.create_key("app")
+
+        statuses = [chat(corral_daemon, key).status_code for _ in range(6)]
+        provider = corral_daemon.admin_call("GET", "/providers/one-shot").json()
+
+    assert statuses == [200] * 6
+    assert upstream.hung_up >= 1, "the gateway did reuse a connection the server had given up on"
+    assert provider["errors"] == 0
+    assert provider["circuit"] == "closed"
