@@ -1,0 +1,96 @@
+"""`python -m bench [--quick] [--out bench/results]`: what the gateway costs against calling llama-server directly."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import profile, report
+from bench.load import LoadWorker
+from bench.processes import Stack, memory_kib
+from bench.scenarios import PLANS, Plan, Runner, plan_dict
+
+PROFILE_S = 10
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_const", const="quick", dest="plan",
+                        help="a shorter run (fewer rounds, 5,000-request soak)")
+    parser.add_argument("--plan", choices=sorted(PLANS),
+                        help="full (default), quick, or smoke (the test suite's tiny run)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where latest.json/.md go")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                        help="profile corral-core with py-spy where a target is missed (default: on for full)")
+    parser.set_defaults(plan="full")
+    return parser
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the Stack, which stops every process it started
+
+
+def _profiles(runner: Runner, stack: Stack, worker: LoadWorker, verdicts: list[dict[str, Any]], out: Path,
+              plan: Plan) -> list[dict[str, Any]]:
+    """One py-spy profile per kind of missed target, each under the load that missed it."""
+    missed = {row["target"] for row in verdicts if row["met"] is False}
+    loads = []
+    if any("null upstream" in target for target in missed):
+        loads.append(("throughput: non-streaming to the null upstream, c=32", "null", False, 32, "profile-null.txt"))
+    if any("added latency" in target for target in missed):
+        loads.append(("latency: non-streaming chat to llama-server, c=32", "tiny", False, 32, "profile-chat.txt"))
+    if any("TTFT" in target for target in missed):
+        loads.append(("TTFT: streaming chat to llama-server, c=8", "tiny", True, 8, "profile-stream.txt"))
+    results = []
+    for label, model, stream, concurrency, filename in loads:
+        print(f"profiling corral-core ({label}) for {PROFILE_S}s")
+        spec = runner._spec("gateway", model, stream, concurrency, 1_000_000, PROFILE_S + 1.5)
+        try:
+            results.append(profile.record(stack.gateway_pid, worker, spec, out / filename, label, PROFILE_S))
+        except RuntimeError as error:
+            print(f"  profile skipped: {error}")
+    return results
+
+
+def run(plan: Plan, out: Path, want_profile: bool) -> dict[str, Any]:
+    started = time.monotonic()
+    with Stack(llama_servers=plan.llama_servers) as stack:
+        endpoints = stack.start()
+        rss_at_start = memory_kib(stack.gateway_pid)
+        worker = LoadWorker()
+        stack.callback(worker.close)
+        runner = Runner(worker, endpoints, stack.gateway_pid, plan, upstream_errors=stack.upstream_errors)
+        results = {"corral_memory_at_start_kib": rss_at_start, "chat": runner.chat(), "stream": runner.stream(),
+                   "null": runner.null_sweep(), "soak": runner.soak()}
+        results["corral_memory_at_end_kib"] = memory_kib(stack.gateway_pid)
+        verdicts = report.targets(results)
+        profiles = _profiles(runner, stack, worker, verdicts, out, plan) if want_profile else []
+        generator = {"max_rate_direct_to_null_rps": (results["null"]["max_sustained"]["direct"] or {}).get("rps"),
+                     "max_cpu_pct": max(level[side]["generator_cpu_pct"] for key in ("chat", "stream")
+                                        for level in results[key] for side in ("direct", "gateway")),
+                     "kind": "raw asyncio HTTP/1.1 (httptools, uvloop), keep-alive, separate process"}
+        return {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "plan": plan_dict(plan),
+                "machine": report.machine(stack.llama_version()), "generator": generator, "results": results,
+                "targets": verdicts, "profiles": profiles, "runtime_s": round(time.monotonic() - started, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    plan = PLANS[args.plan]
+    signal.signal(signal.SIGTERM, _terminate)
+    result = run(plan, args.out, plan.profile if args.profile is None else args.profile)
+    json_path, md_path = report.write(result, args.out)
+    print()
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path} in {result['runtime_s']}s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""The null upstream: an OpenAI-compatible server that answers at once with canned bytes.
+
+It impersonates llama-server (`/health`, `/v1/models`, `/props` with `total_slots`) so corral-core treats it as one,
+and it costs as little CPU as possible (raw asyncio + httptools on uvloop), so that what a benchmark through it
+measures is the gateway. Run it in its own process:
+
+    python -m bench.null_upstream --port 9000 [--model null] [--slots 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+import httptools
+import orjson
+import uvloop
+
+CONTENT = ("Hello", " from", " the", " null", " upstream")
+
+
+def _response(status: str, content_type: bytes, body: bytes) -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n".encode()
+    return head + b"Content-Type: " + content_type + b"\r\n\r\n" + body
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+class Canned:
+    """Every response this server can give, built once."""
+
+    def __init__(self, model: str, slots: int) -> None:
+        json_type = b"application/json"
+        usage = {"prompt_tokens": 4, "completion_tokens": len(CONTENT), "total_tokens": 4 + len(CONTENT)}
+        completion = {
+            "id": "chatcmpl-null", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "".join(CONTENT)}}],
+            "usage": usage,
+        }
+        self.completion = _response("200 OK", json_type, orjson.dumps(completion))
+        self.health = _response("200 OK", json_type, b'{"status":"ok"}')
+        models = {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "bench"}]}
+        self.models = _response("200 OK", json_type, orjson.dumps(models))
+        props = {"total_slots": slots, "model_path": f"/null/{model}.gguf", "build_info": "null-upstream"}
+        self.props = _response("200 OK", json_type, orjson.dumps(props))
+        not_found = {"error": {"code": 404, "message": "not found", "type": "not_found_error", "param": None}}
+        self.not_found = _response("404 Not Found", json_type, orjson.dumps(not_found))
+        self.stream_plain = self._stream(model, None)
+        self.stream_usage = self._stream(model, usage)
+
+    @staticmethod
+    def _stream(model: str, usage: dict[str, int] | None) -> bytes:
+        base = {"id": "chatcmpl-null", "object": "chat.completion.chunk", "created": 0, "model": model}
+        deltas = [{"role": "assistant", "content": None}] + [{"content": text} for text in CONTENT]
+        frames = [{**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]} for delta in deltas]
+        frames.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if usage is not None:
+            frames.append({**base, "choices": [], "usage": usage})
+        body = b"".join(_chunk(b"data: " + orjson.dumps(frame) + b"\n\n") for frame in frames)
+        body += _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        return head + b"Transfer-Encoding: chunked\r\n\r\n" + body
+
+
+class NullProtocol(asyncio.Protocol):
+    """One keep-alive connection: parse requests with httptools, answer each with canned bytes."""
+
+    def __init__(self, canned: Canned) -> None:
+        self.canned = canned
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.body = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.close()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self._answer(self.url.split(b"?", 1)[0]))
+        self.url, self.body = b"", bytearray()
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+
+    def _answer(self, path: bytes) -> bytes:
+        canned = self.canned
+        if path == b"/v1/chat/completions":
+            return self._chat()
+        if path == b"/health":
+            return canned.health
+        if path in (b"/v1/models", b"/models"):
+            return canned.models
+        if path == b"/props":
+            return canned.props
+        return canned.not_found
+
+    def _chat(self) -> bytes:
+        try:
+            request = orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return _response("400 Bad Request", b"application/json", b'{"error":{"message":"bad json"}}')
+        if request.get("stream") is not True:
+            return self.canned.completion
+        options = request.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return self.canned.stream_usage if wants_usage else self.canned.stream_plain
+
+
+async def serve(host: str, port: int, model: str, slots: int) -> None:
+    loop = asyncio.get_running_loop()
+    canned = Canned(model, slots)
+    server = await loop.create_server(lambda: NullProtocol(canned), host, port, backlog=4096, reuse_address=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.null_upstream", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", default="null")
+    parser.add_argument("--slots", type=int, default=512, help="total_slots reported by /props")
+    args = parser.parse_args(argv)
+    uvloop.run(serve(args.host, args.port, args.model, args.slots))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""The machine description, the targets verdicts, and the Markdown and JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import gateway_core
+
+TARGET_CONCURRENCY = 32
+
+
+def machine(llama_version: str) -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "python": platform.python_version(), "llama_server": llama_version,
+            "corral": gateway_core.__version__}
+
+
+def _at(levels: list[dict[str, Any]], concurrency: int) -> dict[str, Any] | None:
+    return next((level for level in levels if level["concurrency"] == concurrency), None)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the value measured and whether it is met (None where the plan did not measure it)."""
+    rows: list[dict[str, Any]] = []
+    chat = _at(results["chat"], TARGET_CONCURRENCY)
+    for name, limit in (("p50", 1.0), ("p99", 5.0)):
+        value = chat["overhead"]["latency_ms"][name] if chat else None
+        rows.append({"target": f"added latency {name} <= {limit:g} ms at {TARGET_CONCURRENCY} clients (chat)",
+                     "measured": None if value is None else f"{value:+.3f} ms",
+                     "met": None if value is None else value <= limit})
+    for level in results["stream"]:
+        value = level["overhead"]["ttft_ms"]["p50"]
+        rows.append({"target": f"TTFT p50 <= 1 ms slower than direct (stream, c={level['concurrency']})",
+                     "measured": None if value is None else f"{value:+.3f} ms",
+                     "met": None if value is None else value <= 1.0})
+    best = results["null"]["max_sustained"]["gateway"]
+    rows.append({"target": ">= 1,500 req/s through the gateway to the null upstream (< 1% errors)",
+                 "measured": f"{best['rps']:.0f} req/s at c={best['concurrency']}" if best else "no level < 1% errors",
+                 "met": bool(best and best["rps"] >= 1500)})
+    soak = results["soak"]
+    rows.append({"target": f"RSS flat over the soak ({soak['gateway']['requests']:,} requests)",
+                 "measured": f"{soak['rss_kib_start'] / 1024:.1f} -> {soak['rss_kib_end'] / 1024:.1f} MiB "
+                             f"(second half {soak['rss_growth_second_half_kib']:+d} KiB)",
+                 "met": soak["rss_flat"]})
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _delta(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
+
+
+HEADER = ("| scenario | c | path | req/s | p50 ms | p90 ms | p99 ms | TTFT p50 | TTFT p99 | errors "
+          "| corral CPU ms/req | corral CPU % | generator CPU % |\n" + "|---" * 13 + "|")
+
+
+def _rows(scenario: str, level: dict[str, Any]) -> list[str]:
+    out = []
+    for side in ("direct", "gateway"):
+        s = level[side]
+        lat, ttft = s["latency_ms"], s.get("ttft_ms", {})
+        cpu = _ms(s["corral_cpu_ms_per_request"]) if side == "gateway" else "-"
+        corral_pct = f"{s['corral_cpu_pct']:.0f}" if side == "gateway" else "-"
+        hidden = level.get("corral_upstream_errors", 0) if side == "gateway" else 0
+        errors = f"{s['errors']}/{s['requests']}" + (f" ({hidden} upstream)" if hidden else "")
+        out.append(f"| {scenario} | {level['concurrency']} | {side} | {s['rps']:.0f} | {_ms(lat['p50'])} "
+                   f"| {_ms(lat['p90'])} | {_ms(lat['p99'])} | {_ms(ttft.get('p50'))} | {_ms(ttft.get('p99'))} "
+                   f"| {errors} | {cpu} | {corral_pct} | {s['generator_cpu_pct']:.0f} |")
+    o = level["overhead"]
+    lat, ttft = o["latency_ms"], o.get("ttft_ms", {})
+    ratio = f"x{o['rps_ratio']:.2f}" if o["rps_ratio"] is not None else "-"
+    out.append(f"| {scenario} | {level['concurrency']} | **overhead** | {ratio} | {_delta(lat['p50'])} "
+               f"| {_delta(lat['p90'])} | {_delta(lat['p99'])} | {_delta(ttft.get('p50'))} | {_delta(ttft.get('p99'))} "
+               "| | | | |")
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m, r = report["machine"], report["results"]
+    lines = [f"# Corral benchmark ({report['plan']['name']} plan, {report['timestamp']})", "",
+             f"{m['nproc']} x {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, "
+             f"llama-server {m['llama_server']}, corral {m['corral']}. "
+             f"llama-server x{report['plan']['llama_servers']} (--parallel 8, --threads 1), tiny model, "
+             f"max_tokens {report['plan']['max_tokens']}. Times in ms; overhead = gateway - direct; "
+             "\"(N upstream)\" = failed upstream attempts inside corral-core, failed over or not.", "", HEADER]
+    for name, key in (("chat", "chat"), ("stream", "stream")):
+        for level in r[key]:
+            lines.extend(_rows(name, level))
+    for level in r["null"]["levels"]:
+        lines.extend(_rows("null", level))
+    soak = r["soak"]
+    s = soak["gateway"]
+    lines.append(f"| soak (null) | {soak['concurrency']} | gateway | {s['rps']:.0f} | {_ms(s['latency_ms']['p50'])} "
+                 f"| {_ms(s['latency_ms']['p90'])} | {_ms(s['latency_ms']['p99'])} | - | - "
+                 f"| {s['errors']}/{s['requests']} | {_ms(s['corral_cpu_ms_per_request'])} "
+                 f"| {s['corral_cpu_pct']:.0f} | {s['generator_cpu_pct']:.0f} |")
+    best = r["null"]["max_sustained"]
+    lines += ["", "Max sustained rate to the null upstream (< 1% errors): "
+              + ", ".join(f"{side} {v['rps']:.0f} req/s at c={v['concurrency']}" if v else f"{side} none"
+                          for side, v in best.items()) + ".",
+              f"Soak: corral-core RSS {soak['rss_kib_start'] / 1024:.1f} MiB -> {soak['rss_kib_end'] / 1024:.1f} MiB "
+              f"over {s['requests']:,} requests; peak RSS (VmHWM) {soak['peak_rss_kib'] / 1024:.1f} MiB.", "",
+              "| target | measured | met |", "|---|---|---|"]
+    for row in report["targets"]:
+        verdict = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
+        lines.append(f"| {row['target']} | {row['measured'] or '-'} | {verdict} |")
+    for profile in report.get("profiles", []):
+        lines += ["", f"Profile of corral-core, {profile['label']} ({profile['samples']} samples, "
+                      f"raw stacks in {profile['raw_file']}):", "", "| self % | frame |", "|---|---|"]
+        lines += [f"| {share:.1f} | `{frame}` |" for frame, share in profile["top_self"][:12]]
+        lines += ["", "| self % by package |  |", "|---|---|"]
+        lines += [f"| {share:.1f} | {package} |" for package, share in profile["by_package"][:10]]
+    return "\n".join(lines) + "\n"
+
+
+def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md_path.write_text(markdown(report))
+    return json_path, md_path

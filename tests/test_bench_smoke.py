@@ -1,0 +1,63 @@
+"""The benchmark runner still runs end to end: a tiny plan, direct and through Corral, with zero errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.llama_server
+
+REPO = Path(__file__).resolve().parents[1]
+SIDE_KEYS = {"requests", "errors", "error_rate", "rps", "latency_ms", "corral_cpu_ms_per_request", "generator_cpu_pct"}
+
+
+def run_smoke_plan(out: Path, llama_server_binary: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CORRAL_LLAMA_SERVER": str(llama_server_binary)}
+    command = [sys.executable, "-m", "bench", "--plan", "smoke", "--no-profile", "--out", str(out)]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # the runner stops everything it started on SIGTERM
+        try:
+            output, _ = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate(timeout=5)
+        pytest.fail(f"the smoke plan did not finish in 60 s:\n{output[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, output, None)
+
+
+def test_smoke_plan_writes_json_and_markdown_with_zero_errors(tmp_path: Path, llama_server_binary: Path) -> None:
+    result = run_smoke_plan(tmp_path, llama_server_binary)
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.loads((tmp_path / "latest.json").read_text())
+    assert (tmp_path / "latest.md").read_text().startswith("# Corral benchmark")
+    assert {"timestamp", "machine", "plan", "generator", "results", "targets"} <= report.keys()
+    assert {"nproc", "cpu_model", "python", "llama_server", "corral"} <= report["machine"].keys()
+    results = report["results"]
+    levels = [*results["chat"], *results["stream"], *results["null"]["levels"]]
+    assert [level["concurrency"] for level in results["chat"]] == [1, 4]
+    for level in levels:
+        for side in ("direct", "gateway"):
+            assert level[side].keys() >= SIDE_KEYS
+            assert level[side]["errors"] == 0, level[side]["error_samples"]
+            assert level[side]["requests"] > 0
+        assert "p99" in level["overhead"]["latency_ms"]
+    for level in results["stream"]:
+        assert level["gateway"]["ttft_ms"]["p50"] is not None
+        assert level["direct"]["ttft_ms"]["p50"] is not None
+    soak = results["soak"]
+    assert soak["gateway"]["errors"] == 0
+    assert soak["gateway"]["requests"] == report["plan"]["soak_requests"]
+    assert soak["rss_kib_start"] > 0
+    assert soak["rss_kib_end"] > 0
+    assert report["targets"]
+    assert all({"target", "measured", "met"} <= row.keys() for row in report["targets"])
