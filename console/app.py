@@ -62,7 +62,7 @@ class CorralApp(ConsoleActions, App[None]):
         self._register_themes()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self.switch_mode("dashboard")
-        self.set_interval(FLUSH_INTERVAL_S, self._flush)
+        self.set_interval(FLUSH_INTERVAL_S, self._flush_live)
         self.follow_daemon()
 
     def _register_themes(self) -> None:
@@ -126,7 +126,7 @@ class CorralApp(ConsoleActions, App[None]):
         for screen in self._live_screens():
             screen.set_connection_banner(None if self.connected else self.sub_title)
 
-    def _flush(self) -> None:
+    def _flush_live(self) -> None:
         if not self._pending:
             return
         changed, self._pending = self._pending, set()
