@@ -15,7 +15,7 @@ from textual.widgets import Button, Footer, Input, OptionList, Select, Selection
 from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
-from console.screens.confirm import FormScreen, ModelFieldValidator, form_field, optional_int
+from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int
 from gateway_core.client import CorralError
 from gateway_core.fleet.deployment import DeploymentSpec
 from gateway_core.fleet.units import format_bytes

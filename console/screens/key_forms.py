@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Static
 
-from console.screens.confirm import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
+from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
 from gateway_core.api.admin_models import KeySpec
 from gateway_core.client import CorralError
 

@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Log, Static
 
 from console.screens.base import LiveScreen
-from console.screens.confirm import FORMS_CSS
+from console.screens.form_base import FORMS_CSS
 from gateway_core.client import CorralError
 
 MAX_LINES = 5000

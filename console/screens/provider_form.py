@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Footer, Input, Select, Static
 
-from console.screens.confirm import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
+from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
 from gateway_core.client import CorralError
 from gateway_core.providers.config import PROVIDER_TYPES, ProviderConfig
 

@@ -6,7 +6,7 @@ then look at the SVGs under tests/console/__snapshots__/ before committing them.
 
 from __future__ import annotations
 
-from tests.console.test_dashboard import DashboardHarness, busy_box, no_gpus, provider, snapshot
+from tests.console.dashboard_data import DashboardHarness, busy_box, no_gpus, provider, snapshot
 
 SMALL = (80, 24)
 LARGE = (120, 40)

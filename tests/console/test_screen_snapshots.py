@@ -18,7 +18,7 @@ from console.screens.help import HelpScreen
 from console.screens.key_forms import KeyCreateForm
 from console.theme_files import builtin_themes_dir
 from console.themes import load_theme
-from tests.console.test_dashboard import provider, snapshot
+from tests.console.dashboard_data import provider, snapshot
 
 SIZES = [(80, 24), (120, 40)]
 
