@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ import orjson
 import uvloop
 
 from bench.http1 import Connection, StaleConnection, build_request
+from tests.testbed.child_processes import die_with_parent
 
 MAX_ERROR_SAMPLES = 5
 
@@ -104,12 +103,6 @@ def worker_main() -> int:
         sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
         sys.stdout.buffer.flush()
     return 0
-
-
-def die_with_parent() -> None:
-    """Ask Linux to kill this child if the benchmark dies without cleaning up."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class LoadWorker:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.load import die_with_parent
 from tests.testbed import CorralDaemon, LlamaServerPool, ensure_llama_server, ensure_tiny_model, free_port
+from tests.testbed.child_processes import die_with_parent, stop_process
 
 READY_TIMEOUT_S = 30.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -70,13 +70,7 @@ class NullUpstream:
         raise RuntimeError(f"the null upstream did not start; see {self.log_path}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 @dataclass

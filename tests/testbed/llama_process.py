@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -12,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from .child_processes import die_with_parent, stop_process
 from .ports import free_port
 
 HEALTH_TIMEOUT_S = 30.0
@@ -19,12 +18,6 @@ HEALTH_TIMEOUT_S = 30.0
 
 class LlamaServerFailedToStart(RuntimeError):
     pass
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill the server if the test process dies without running its teardown."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -68,7 +61,7 @@ class LlamaServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             log.close()
             try:
@@ -98,14 +91,7 @@ class LlamaServerProcess:
             return "(no log)"
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 class LlamaServerPool:
