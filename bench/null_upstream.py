@@ -2,7 +2,9 @@
 
 It impersonates llama-server (`/health`, `/v1/models`, `/props` with `total_slots`) so corral-core treats it as one,
 and it costs as little CPU as possible (raw asyncio + httptools on uvloop), so that what a benchmark through it
-measures is the gateway. Run it in its own process:
+measures is the gateway. A streamed request for the upstream model `drip` (or `drip-N`) is answered slowly instead:
+one content chunk per second (N per second), `max_tokens` of them, so that requests stay live (the console benchmark).
+Run it in its own process:
 
     python -m bench.null_upstream --port 9000 [--model null] [--slots 512]
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import signal
 
 import httptools
@@ -18,6 +21,12 @@ import orjson
 import uvloop
 
 CONTENT = ("Hello", " from", " the", " null", " upstream")
+DRIP_MODEL = "drip"
+DRIP_DEFAULT_CHUNKS = 60
+DRIP_MAX_S = 300.0  # no drip stream outlives this, whatever max_tokens asks for
+DRIP_MIN_SLEEP_S = 0.002
+# Words of a dripped answer; every paragraph ends with a blank line, as model answers do.
+DRIP_WORDS = (" the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", " dog") * 4 + (".\n\n",)
 
 
 def _response(status: str, content_type: bytes, body: bytes) -> bytes:
@@ -66,6 +75,56 @@ class Canned:
         return head + b"Transfer-Encoding: chunked\r\n\r\n" + body
 
 
+def drip_rate(model: object) -> float | None:
+    """Chunks per second for a drip model name (`drip`: 1, `drip-N`: N), None for any other model."""
+    if model == DRIP_MODEL:
+        return 1.0
+    if isinstance(model, str) and model.startswith(DRIP_MODEL + "-"):
+        try:
+            rate = float(model.removeprefix(DRIP_MODEL + "-"))
+        except ValueError:
+            return None
+        return rate if rate > 0 else None
+    return None
+
+
+class Drip:
+    """A streamed answer written a chunk at a time at `rate` per second, bounded in count and in time."""
+
+    def __init__(self, model: str, rate: float, chunks: int, usage: bool) -> None:
+        self.rate = rate
+        self.chunks = max(1, min(chunks, int(rate * DRIP_MAX_S)))
+        base = {"id": "chatcmpl-drip", "object": "chat.completion.chunk", "created": 0, "model": model}
+        self._frames = [self._frame({**base, "choices": [{"index": 0, "delta": {"content": word},
+                                                           "finish_reason": None}]}) for word in DRIP_WORDS]
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        self.head = head + b"Transfer-Encoding: chunked\r\n\r\n" + self._frame(
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}]})
+        tail = [{**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+        if usage:
+            tail.append({**base, "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": self.chunks,
+                                                          "total_tokens": 4 + self.chunks}})
+        self.tail = b"".join(map(self._frame, tail)) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+
+    @staticmethod
+    def _frame(frame: dict[str, object]) -> bytes:
+        return _chunk(b"data: " + orjson.dumps(frame) + b"\n\n")
+
+    async def write(self, transport: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        transport.write(self.head)
+        started, sent = loop.time(), 0
+        words = itertools.cycle(self._frames)
+        while sent < self.chunks and not transport.is_closing():
+            due = min(self.chunks, int((loop.time() - started) * self.rate) + 1)
+            if due > sent:  # at high rates, every chunk that is due goes in one write
+                transport.write(b"".join(itertools.islice(words, due - sent)))
+                sent = due
+            await asyncio.sleep(max(DRIP_MIN_SLEEP_S, started + sent / self.rate - loop.time()))
+        if not transport.is_closing():
+            transport.write(self.tail)
+
+
 class NullProtocol(asyncio.Protocol):
     """One keep-alive connection: parse requests with httptools, answer each with canned bytes."""
 
@@ -75,6 +134,7 @@ class NullProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.url = b""
         self.body = bytearray()
+        self.drips: set[asyncio.Future[None]] = set()  # held, so running drip tasks are not collected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -94,9 +154,37 @@ class NullProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         assert self.transport is not None
-        self.transport.write(self._answer(self.url.split(b"?", 1)[0]))
+        path = self.url.split(b"?", 1)[0]
+        drip = self._drip(self.body) if path == b"/v1/chat/completions" else None
+        if drip is not None:
+            task = asyncio.ensure_future(self._finish_drip(drip, self.parser.should_keep_alive()))
+            self.drips.add(task)
+            task.add_done_callback(self.drips.discard)
+        else:
+            self.transport.write(self._answer(path))
         self.url, self.body = b"", bytearray()
-        if not self.parser.should_keep_alive():
+        if drip is None and not self.parser.should_keep_alive():
+            self.transport.close()
+
+    def _drip(self, body: bytes) -> Drip | None:
+        if b'"drip' not in body:
+            return None  # the common case stays one JSON parse per request
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        rate = drip_rate(request.get("model")) if isinstance(request, dict) else None
+        if rate is None or request.get("stream") is not True:
+            return None
+        options = request.get("stream_options")
+        chunks = request.get("max_tokens")
+        return Drip(request["model"], rate, chunks if isinstance(chunks, int) else DRIP_DEFAULT_CHUNKS,
+                    usage=isinstance(options, dict) and options.get("include_usage") is True)
+
+    async def _finish_drip(self, drip: Drip, keep_alive: bool) -> None:
+        assert self.transport is not None
+        await drip.write(self.transport)
+        if not keep_alive:
             self.transport.close()
 
     def _answer(self, path: bytes) -> bytes:
