@@ -1,10 +1,12 @@
-"""`python -m bench [--quick] [--out bench/results]`: what the gateway costs against calling llama-server directly."""
+"""`python -m bench [--quick] [--out bench/results]`: what the gateway costs against calling llama-server directly,
+and what the console costs (`--console-only`)."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +14,8 @@ from types import FrameType
 from typing import Any
 
 from bench import profile, report
+from bench.console_cost import CONSOLE_PLANS, ConsolePlan
+from bench.console_cost import measure as measure_console
 from bench.load import LoadWorker
 from bench.processes import Stack, memory_kib
 from bench.scenarios import PLANS, Plan, Runner, plan_dict
@@ -23,8 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_const", const="quick", dest="plan",
                         help="a shorter run (fewer rounds, 5,000-request soak)")
-    parser.add_argument("--plan", choices=sorted(PLANS),
-                        help="full (default), quick, or smoke (the test suite's tiny run)")
+    parser.add_argument("--plan", choices=sorted(PLANS) + sorted(CONSOLE_PLANS),
+                        help="full (default), quick, or smoke (the test suite's tiny run); console or console-smoke "
+                             "measure only the console, into latest-console.json/.md")
+    parser.add_argument("--console-only", action="store_const", const="console", dest="plan",
+                        help="only the console's cost (the same as --plan console)")
+    parser.add_argument("--console", action=argparse.BooleanOptionalAction, default=None,
+                        help="also measure the console after the gateway (default: on for full)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where latest.json/.md go")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="profile corral-core with py-spy where a target is missed (default: on for full)")
@@ -58,7 +67,20 @@ def _profiles(runner: Runner, stack: Stack, worker: LoadWorker, verdicts: list[d
     return results
 
 
-def run(plan: Plan, out: Path, want_profile: bool) -> dict[str, Any]:
+def console_results(plan: ConsolePlan) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="corral-bench-console-") as workdir:
+        return measure_console(plan, Path(workdir))
+
+
+def run_console(plan: ConsolePlan) -> dict[str, Any]:
+    started = time.monotonic()
+    results = {"console": console_results(plan)}
+    return {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "plan": {"name": plan.name},
+            "machine": report.machine("-"), "results": results, "targets": report.targets(results),
+            "runtime_s": round(time.monotonic() - started, 1)}
+
+
+def run(plan: Plan, out: Path, want_profile: bool, with_console: bool = False) -> dict[str, Any]:
     started = time.monotonic()
     with Stack(llama_servers=plan.llama_servers) as stack:
         endpoints = stack.start()
@@ -75,17 +97,25 @@ def run(plan: Plan, out: Path, want_profile: bool) -> dict[str, Any]:
                      "max_cpu_pct": max(level[side]["generator_cpu_pct"] for key in ("chat", "stream")
                                         for level in results[key] for side in ("direct", "gateway")),
                      "kind": "raw asyncio HTTP/1.1 (httptools, uvloop), keep-alive, separate process"}
-        return {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "plan": plan_dict(plan),
-                "machine": report.machine(stack.llama_version()), "generator": generator, "results": results,
-                "targets": verdicts, "profiles": profiles, "runtime_s": round(time.monotonic() - started, 1)}
+        llama_version = stack.llama_version()
+    if with_console:  # after the gateway's stack has stopped, so that nothing else competes for the cores
+        results["console"] = console_results(CONSOLE_PLANS["console"])
+    return {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "plan": plan_dict(plan),
+            "machine": report.machine(llama_version), "generator": generator, "results": results,
+            "targets": report.targets(results), "profiles": profiles, "runtime_s": round(time.monotonic() - started, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    plan = PLANS[args.plan]
     signal.signal(signal.SIGTERM, _terminate)
-    result = run(plan, args.out, plan.profile if args.profile is None else args.profile)
-    json_path, md_path = report.write(result, args.out)
+    if args.plan in CONSOLE_PLANS:
+        result = run_console(CONSOLE_PLANS[args.plan])
+        json_path, md_path = report.write(result, args.out, "latest-console")
+    else:
+        plan = PLANS[args.plan]
+        with_console = plan.name == "full" if args.console is None else args.console
+        result = run(plan, args.out, plan.profile if args.profile is None else args.profile, with_console)
+        json_path, md_path = report.write(result, args.out)
     print()
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path} in {result['runtime_s']}s", file=sys.stderr)

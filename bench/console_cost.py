@@ -8,6 +8,7 @@ streams at 10,000 tokens per second, with the token rate the console saw.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -87,6 +88,7 @@ def idle_window(terminal: ConsoleTerminal, state: SyntheticState, seconds: float
 
 def measure(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
     rng = random.Random(SEED)
+    load_average = " / ".join(f"{load:.2f}" for load in os.getloadavg())  # other work on the box skews latency
     with SyntheticState(plan.scale, workdir) as state:
         produced = state.start()
         print(f"console: state up ({produced['live_requests_at_start']} live requests, "
@@ -118,6 +120,7 @@ def measure(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
     return {
         "plan": asdict(plan),
         "state": produced,
+        "load_average": load_average,
         "terminal": {"columns": plan.size[0], "rows": plan.size[1], "driver": "Textual LinuxDriver on a pty"},
         "first_frame_s": round(first["t"] - terminal.spawned_at, 3),
         "first_data_frame_s": round(loaded["t"] - terminal.spawned_at, 3),

@@ -30,6 +30,11 @@ def _at(levels: list[dict[str, Any]], concurrency: int) -> dict[str, Any] | None
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with the value measured and whether it is met (None where the plan did not measure it)."""
+    rows = gateway_targets(results) if "chat" in results else []
+    return rows + (console_targets(results["console"]) if "console" in results else [])
+
+
+def gateway_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     chat = _at(results["chat"], TARGET_CONCURRENCY)
     for name, limit in (("p50", 1.0), ("p99", 5.0)):
@@ -52,6 +57,65 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                              f"(second half {soak['rss_growth_second_half_kib']:+d} KiB)",
                  "met": soak["rss_flat"]})
     return rows
+
+
+def _keys(summary: dict[str, Any]) -> str:
+    unanswered = f", {summary['timeouts']} unanswered in 5 s" if summary["timeouts"] else ""
+    return (f"p50 {_ms1(summary['p50'])} ms, p99 {_ms1(summary['p99'])} ms, max {_ms1(summary['max'])} ms "
+            f"({summary['count']} keys{unanswered})")
+
+
+def _ms1(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _verdict(limit: float, value: float | None, unanswered: int = 0) -> bool | None:
+    return None if value is None else value < limit and not unanswered
+
+
+def console_targets(console: dict[str, Any]) -> list[dict[str, Any]]:
+    idle, keys, stream = console["idle"], console["keypress_ms"], console["streaming"]
+    streamed = stream["keypress_ms"]
+    return [
+        {"target": "console: first frame within 1 s of starting", "measured": f"{console['first_frame_s']:.2f} s "
+         f"(all the data shown at {console['first_data_frame_s']:.2f} s)", "met": console["first_frame_s"] <= 1.0},
+        {"target": "console: under 10% of one core when idle (state moving at 1 Hz)",
+         "measured": f"{idle['cpu_pct']:.1f}% over {idle['window_s']:g} s", "met": idle["cpu_pct"] < 10.0},
+        {"target": "console: a keypress answered in under 100 ms (p99, dashboard)", "measured": _keys(keys),
+         "met": _verdict(100.0, keys["p99"], keys["timeouts"])},
+        {"target": f"console: keys do not lag while chat streams at {stream['target_tokens_per_s']:,} tok/s "
+                   "(p99 < 100 ms)",
+         "measured": _keys(streamed) + f"; {stream['tokens_per_s'] or 0:,} tok/s received",
+         "met": _verdict(100.0, streamed["p99"], streamed["timeouts"])},
+    ]
+
+
+def console_markdown(console: dict[str, Any]) -> list[str]:
+    state, idle, keys, stream = console["state"], console["idle"], console["keypress_ms"], console["streaming"]
+    term = console["terminal"]
+    deployments = f"{state['deployments']} deployments (llama-server containers)" + (
+        f" [{state['deployments_reason']}]" if state["deployments_reason"] else "")
+    lines = ["", f"## Console cost ({term['columns']}x{term['rows']}, {term['driver']})", "",
+             f"State: {state['gpus']} GPUs (NVML stub), {deployments}, {state['providers']} providers, "
+             f"{state['keys']} keys, {idle['live_requests']} live requests each moving once a second. "
+             f"Load average when it started: {console['load_average']}.", "",
+             "| figure | value |", "|---|---|",
+             f"| time to first frame | {console['first_frame_s']:.2f} s |",
+             f"| time to the first frame with all the data | {console['first_data_frame_s']:.2f} s |",
+             f"| CPU when idle ({idle['window_s']:g} s, no keys) | {idle['cpu_pct']:.1f}% of one core; "
+             f"{idle['frames_per_s']:g} frames/s, {idle['output_kib_per_s']:g} KiB/s to the terminal; "
+             f"corral-core {idle['corral_core_cpu_pct']:.1f}% |",
+             f"| keypress latency, dashboard | {_keys(keys)}; console CPU {keys['console_cpu_pct']:.0f}% |",
+             f"| chat answer ({stream['model']}) | {stream['tokens'] or 0:,} tokens, {stream['tokens_per_s'] or 0:,} "
+             f"tok/s as the console received them (upstream {stream['target_tokens_per_s']:,}/s), "
+             f"{stream['answer_wall_s']:g} s from send to the finished answer; console CPU "
+             f"{stream['console_cpu_pct']:.0f}% |",
+             f"| keypress latency while it streams | {_keys(stream['keypress_ms'])} |", "",
+             "| key | count | p50 ms | max ms |", "|---|---|---|---|"]
+    for where, summary in (("", keys), ("while streaming: ", stream["keypress_ms"])):
+        lines += [f"| {where}{key} | {row['count']} | {_ms1(row['p50'])} | {_ms1(row['max'])} |"
+                  for key, row in summary["by_key"].items()]
+    return lines
 
 
 def _ms(value: float | None) -> str:
@@ -89,6 +153,26 @@ def _rows(scenario: str, level: dict[str, Any]) -> list[str]:
 
 def markdown(report: dict[str, Any]) -> str:
     m, r = report["machine"], report["results"]
+    lines = gateway_markdown(report) if "chat" in r else [
+        f"# Corral benchmark ({report['plan']['name']} plan, {report['timestamp']})", "",
+        f"{m['nproc']} x {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, corral {m['corral']}."]
+    if "console" in r:
+        lines += console_markdown(r["console"])
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for row in report["targets"]:
+        verdict = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
+        lines.append(f"| {row['target']} | {row['measured'] or '-'} | {verdict} |")
+    for profile in report.get("profiles", []):
+        lines += ["", f"Profile of corral-core, {profile['label']} ({profile['samples']} samples, "
+                      f"raw stacks in {profile['raw_file']}):", "", "| self % | frame |", "|---|---|"]
+        lines += [f"| {share:.1f} | `{frame}` |" for frame, share in profile["top_self"][:12]]
+        lines += ["", "| self % by package |  |", "|---|---|"]
+        lines += [f"| {share:.1f} | {package} |" for package, share in profile["by_package"][:10]]
+    return "\n".join(lines) + "\n"
+
+
+def gateway_markdown(report: dict[str, Any]) -> list[str]:
+    m, r = report["machine"], report["results"]
     lines = [f"# Corral benchmark ({report['plan']['name']} plan, {report['timestamp']})", "",
              f"{m['nproc']} x {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, "
              f"llama-server {m['llama_server']}, corral {m['corral']}. "
@@ -111,23 +195,13 @@ def markdown(report: dict[str, Any]) -> str:
               + ", ".join(f"{side} {v['rps']:.0f} req/s at c={v['concurrency']}" if v else f"{side} none"
                           for side, v in best.items()) + ".",
               f"Soak: corral-core RSS {soak['rss_kib_start'] / 1024:.1f} MiB -> {soak['rss_kib_end'] / 1024:.1f} MiB "
-              f"over {s['requests']:,} requests; peak RSS (VmHWM) {soak['peak_rss_kib'] / 1024:.1f} MiB.", "",
-              "| target | measured | met |", "|---|---|---|"]
-    for row in report["targets"]:
-        verdict = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
-        lines.append(f"| {row['target']} | {row['measured'] or '-'} | {verdict} |")
-    for profile in report.get("profiles", []):
-        lines += ["", f"Profile of corral-core, {profile['label']} ({profile['samples']} samples, "
-                      f"raw stacks in {profile['raw_file']}):", "", "| self % | frame |", "|---|---|"]
-        lines += [f"| {share:.1f} | `{frame}` |" for frame, share in profile["top_self"][:12]]
-        lines += ["", "| self % by package |  |", "|---|---|"]
-        lines += [f"| {share:.1f} | {package} |" for package, share in profile["by_package"][:10]]
-    return "\n".join(lines) + "\n"
+              f"over {s['requests']:,} requests; peak RSS (VmHWM) {soak['peak_rss_kib'] / 1024:.1f} MiB."]
+    return lines
 
 
-def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write(report: dict[str, Any], out_dir: Path, stem: str = "latest") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     md_path.write_text(markdown(report))
     return json_path, md_path

@@ -159,6 +159,7 @@ class DashboardScreen(LiveScreen):
         self.keys = KeysTable(now, id="keys-table")
         self.requests = RequestsTable(now, id="requests-table")
         self._ready = False
+        self._lines: dict[str, str] = {}  # selector -> the text shown
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="status-bar"):
@@ -286,14 +287,23 @@ class DashboardScreen(LiveScreen):
         if started is not None:
             parts.append(f"up {duration(self.now() - started)}")
         parts.append(f"{len(live.requests)} in flight")
-        self.query_one("#status-line", Static).update(" · ".join(parts))
+        self._write_line("#status-line", " · ".join(parts))
 
     def _show_totals(self) -> None:
         for which, name in enumerate(("requests", "tokens")):
             series = [sample[which] for sample in self.throughput.total]
             self.query_one(f"#{name}-spark", Sparkline).data = series
             unit = "req/s" if which == 0 else "tok/s"
-            self.query_one(f"#{name}-rate", Label).update(f"{unit} {count(round(series[-1], 1))}")
+            self._write_line(f"#{name}-rate", f"{unit} {count(round(series[-1], 1))}")
+
+    def _write_line(self, selector: str, text: str) -> None:
+        """Rewrite a one-line Static only when its text changed, and lay the screen out again only when its
+        length did: a layout pass costs more than the rest of a redraw."""
+        before = self._lines.get(selector)
+        if text == before:
+            return
+        self._lines[selector] = text
+        self.query_one(selector, Static).update(text, layout=before is None or len(text) != len(before))
 
     def _tick(self) -> None:
         if not self._ready:
