@@ -48,7 +48,7 @@ def test_console_smoke_plan_measures_frames_cpu_and_every_key(tmp_path: Path, ll
     assert console["idle"]["cpu_pct"] > 0
     assert console["idle"]["live_requests"] >= 19
     keys = console["keypress_ms"]
-    assert keys["count"] == 12 and keys["timeouts"] == 0, keys
+    assert (keys["count"], keys["timeouts"]) == (12, 0), keys
     assert keys["p50"] <= keys["p99"] <= keys["max"]
     stream = console["streaming"]
     assert (stream["outcome"], stream["tokens"]) == ("done", 5000), stream
