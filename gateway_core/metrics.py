@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 PROVIDER_STATES = ("ready", "loading", "down", "circuit_open")
@@ -10,6 +13,17 @@ TOKEN_KINDS = ("prompt", "completion")
 # LLM calls range from a cached embedding (milliseconds) to a long generation (minutes).
 LLM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+@dataclass(slots=True)
+class _RequestSeries:
+    """The series one finished request updates, for one (model, provider, status)."""
+
+    requests: Any
+    duration: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    ttft: Any = None  # labelled on the first request that has one, so embeddings never export an empty TTFT
 
 
 class GatewayMetrics:
@@ -46,8 +60,10 @@ class GatewayMetrics:
             "corral_provider_up", "1 for the provider's current state, 0 for the others.",
             ["provider", "state"], registry=registry,
         )
-        # provider -> the (model, status) pairs it has been labelled with, so remove_provider finds them all.
-        self._series: dict[str, set[tuple[str, str]]] = {}
+        # provider -> (model, status) -> its labelled series, looked up once: labels() is costly on the hot path,
+        # and remove_provider finds every series of a provider here.
+        self._series: dict[str, dict[tuple[str, str], _RequestSeries]] = {}
+        self._in_flight: dict[str, Any] = {}
 
     def request_finished(
         self,
@@ -60,18 +76,33 @@ class GatewayMetrics:
         completion_tokens: int,
         overhead_s: float,
     ) -> None:
-        status = str(status)
-        self._series.setdefault(provider, set()).add((model, status))
-        self.requests.labels(model, provider, status).inc()
-        self.duration.labels(model, provider).observe(duration_s)
+        by_label = self._series.setdefault(provider, {})
+        series = by_label.get((model, str(status)))
+        if series is None:
+            series = by_label[(model, str(status))] = self._request_series(model, provider, str(status))
+        series.requests.inc()
+        series.duration.observe(duration_s)
         if ttft_s is not None:
-            self.ttft.labels(model, provider).observe(ttft_s)
-        self.tokens.labels(model, provider, "prompt").inc(prompt_tokens)
-        self.tokens.labels(model, provider, "completion").inc(completion_tokens)
+            if series.ttft is None:
+                series.ttft = self.ttft.labels(model, provider)
+            series.ttft.observe(ttft_s)
+        series.prompt_tokens.inc(prompt_tokens)
+        series.completion_tokens.inc(completion_tokens)
         self.overhead.observe(overhead_s)
 
+    def _request_series(self, model: str, provider: str, status: str) -> _RequestSeries:
+        return _RequestSeries(
+            requests=self.requests.labels(model, provider, status),
+            duration=self.duration.labels(model, provider),
+            prompt_tokens=self.tokens.labels(model, provider, "prompt"),
+            completion_tokens=self.tokens.labels(model, provider, "completion"),
+        )
+
     def in_flight(self, provider: str, delta: int) -> None:
-        self.requests_in_flight.labels(provider).inc(delta)
+        gauge = self._in_flight.get(provider)
+        if gauge is None:
+            gauge = self._in_flight[provider] = self.requests_in_flight.labels(provider)
+        gauge.inc(delta)
 
     def provider_state(self, provider: str, state: str) -> None:
         if state not in PROVIDER_STATES:
@@ -81,12 +112,13 @@ class GatewayMetrics:
 
     def remove_provider(self, provider: str) -> None:
         """Drop every series labelled with the provider, so a removed provider stops being exported."""
-        for model, status in self._series.pop(provider, set()):
+        for model, status in self._series.pop(provider, {}):
             self.requests.remove(model, provider, status)
             self.duration.remove(model, provider)
             self.ttft.remove(model, provider)
             for kind in TOKEN_KINDS:
                 self.tokens.remove(model, provider, kind)
+        self._in_flight.pop(provider, None)
         self.requests_in_flight.remove(provider)
         for state in PROVIDER_STATES:
             self.provider_up.remove(provider, state)

@@ -19,7 +19,7 @@ from gateway_core.gateway.limits import RateLimiter
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.health import probe
-from gateway_core.providers.runtime import ProviderRuntime, make_client
+from gateway_core.providers.runtime import ProviderRuntime
 from gateway_core.store.config_store import ConfigStore
 
 log = logging.getLogger("corral.core")
@@ -46,7 +46,7 @@ class GatewayState:
         self.providers: dict[str, ProviderRuntime] = {}
         for record in self.store.all("providers"):
             config = ProviderConfig.model_validate(record)
-            self.providers[config.name] = ProviderRuntime(config, make_client(config))
+            self.providers[config.name] = ProviderRuntime(config)
         self.limiter = RateLimiter()
         self.metrics = GatewayMetrics()
         self.live = LiveRequests()
@@ -81,12 +81,12 @@ class GatewayState:
 
     async def put_provider(self, config: ProviderConfig) -> ProviderRuntime:
         old = self.providers.get(config.name)
-        runtime = ProviderRuntime(config, make_client(config))
+        runtime = ProviderRuntime(config)
         self.store.put("providers", "name", config.stored())
         self.providers[config.name] = runtime
         if old is not None:
             await self._stop_probing(config.name)
-            await old.client.aclose()
+            await old.close()
         await self.probe_once(runtime)
         self._start_probing(runtime)
         return runtime
@@ -97,14 +97,14 @@ class GatewayState:
             return False
         self.store.remove("providers", "name", name)
         await self._stop_probing(name)
-        await runtime.client.aclose()
+        await runtime.close()
         self.metrics.remove_provider(name)
         self.events.publish("provider.removed", {"name": name})
         log.info("provider %s removed", name)
         return True
 
     async def probe_once(self, runtime: ProviderRuntime) -> None:
-        result = await probe(runtime.config, runtime.client)
+        result = await probe(runtime.config, runtime.session)
         runtime.mark_probed()
         changed = (result.health, result.detail) != (runtime.health, runtime.health_detail)
         if result.health == "ready":
@@ -171,7 +171,7 @@ class GatewayState:
         for name in list(self._probers):
             await self._stop_probing(name)
         for runtime in self.providers.values():
-            await runtime.client.aclose()
+            await runtime.close()
         self.store.close()
 
     async def _register_deployment(self, spec: DeploymentSpec) -> None:

@@ -22,7 +22,7 @@ from gateway_core.gateway.errors import GatewayError
 from gateway_core.gateway.keys import ApiKey, new_key
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.health import probe
-from gateway_core.providers.runtime import make_client
+from gateway_core.providers.upstream import make_session
 from gateway_core.state import GatewayState
 
 
@@ -100,11 +100,11 @@ def build_admin_app(state: GatewayState) -> Starlette:
 
     async def test_unsaved_provider(request: Request) -> Response:
         config = validated_provider(await read_json(request))
-        client = make_client(config)
+        session = make_session(config)
         try:
-            result = await probe(config, client)
+            result = await probe(config, session)
         finally:
-            await client.aclose()
+            await session.close()
         return json_response({"name": config.name, "health": result.health, "detail": result.detail,
                               "models": result.models, "capacity": result.capacity})
 

@@ -13,6 +13,9 @@ from starlette.responses import Response, StreamingResponse
 from gateway_core.state import GatewayState
 
 KEEPALIVE_S = 15.0
+# Events that come within this long of the first go out in one write: a busy gateway publishes hundreds a second,
+# and a write each wakes the console (and this loop) as often. The console redraws every 0.25 s anyway.
+COALESCE_S = 0.05
 
 
 def _frame(kind: str, data: Any, seq: int = 0) -> bytes:
@@ -33,7 +36,15 @@ async def events_endpoint(state: GatewayState, request: Request, snapshot: Calla
                     continue
                 if event is None:  # this subscriber fell behind; the client reconnects for a fresh snapshot
                     return
-                yield _frame(event.kind, event.data, event.seq)
+                await asyncio.sleep(COALESCE_S)
+                frames = [_frame(event.kind, event.data, event.seq)]
+                while not queue.empty():
+                    event = queue.get_nowait()
+                    if event is None:
+                        yield b"".join(frames)
+                        return
+                    frames.append(_frame(event.kind, event.data, event.seq))
+                yield b"".join(frames)
         finally:
             state.events.unsubscribe(queue)
 

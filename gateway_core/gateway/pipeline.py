@@ -11,10 +11,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import anyio
-import httpx
+import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway_core.gateway.accounting import LiveRequest
 from gateway_core.gateway.balancer import plan
@@ -23,9 +22,17 @@ from gateway_core.gateway.keys import ApiKey
 from gateway_core.gateway.limits import Lease, LimitExceeded
 from gateway_core.gateway.request import ParsedRequest, parse, read_body
 from gateway_core.gateway.sse import error_frame
+from gateway_core.gateway.stream_response import EventStreamResponse
 from gateway_core.providers.adapters import Adapter, adapter_for
 from gateway_core.providers.openai_compat import Usage
 from gateway_core.providers.runtime import ProviderRuntime
+from gateway_core.providers.upstream import (
+    TRANSPORT_ERRORS,
+    UpstreamResponse,
+    describe,
+    is_stale_connection,
+    reuses_connection_after_stream,
+)
 from gateway_core.state import GatewayState
 
 log = logging.getLogger("corral.gateway")
@@ -35,6 +42,8 @@ SATURATED_WAIT_S = 30.0  # how long a request waits for a slot when every provid
 FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The identity the console and CLI use over the admin socket: every model, no limits.
 ADMIN_KEY = ApiKey(id="admin", name="admin (console)", secret_sha256="")
+CANCELLED = "the request was cancelled by an operator"
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection before the answer ended"
 
 
 @dataclass
@@ -91,32 +100,37 @@ async def _forward(state: GatewayState, parsed: ParsedRequest, key: ApiKey, leas
             last_error = outcome
             continue
         upstream, adapter = outcome
-        if upstream.status_code >= 400:  # a 4xx the client must see as it is
-            body = await upstream.aread()
-            await upstream.aclose()
+        if upstream.status >= 400:  # a 4xx the client must see as it is
+            try:
+                body = await upstream.read()
+            except TRANSPORT_ERRORS as error:
+                body = orjson.dumps(GatewayError(upstream.status, f"provider '{provider.name}' answered HTTP "
+                                                 f"{upstream.status} and broke off ({describe(error)})").body())
+            finally:
+                upstream.release()
             headers = {"server-timing": timing.header()}
-            _release(state, provider, live, lease, ok=False, status=upstream.status_code, usage=Usage())
-            return Response(body, status_code=upstream.status_code, media_type="application/json", headers=headers)
+            _release(state, provider, live, lease, ok=False, status=upstream.status, usage=Usage())
+            return Response(body, status_code=upstream.status, media_type="application/json", headers=headers)
         if parsed.stream:
             headers = {"server-timing": timing.header(), "cache-control": "no-cache",
                        "x-corral-provider": provider.name}
             stream = _relay(state, provider, adapter, upstream, parsed, live, lease)
-            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+            return EventStreamResponse(stream, headers)
         try:
-            raw = await upstream.aread()
-        except httpx.HTTPError as error:
+            raw = await upstream.read()
+        except TRANSPORT_ERRORS as error:
             provider.breaker.record_failure()
-            last_error = GatewayError(502, f"provider '{provider.name}' failed mid-answer: {error}")
+            last_error = GatewayError(502, f"provider '{provider.name}' failed mid-answer: {describe(error)}")
             _release(state, provider, live, lease, ok=False, status=502, usage=Usage())
             continue
         finally:
-            await upstream.aclose()
+            upstream.release()
         body, usage = adapter.response(raw, parsed.model)
         headers = {"server-timing": timing.header(), "x-corral-provider": provider.name}
         _release(state, provider, live, lease, ok=True, status=200, usage=usage)
         return Response(body, media_type="application/json", headers=headers)
     if live.cancel_requested:
-        last_error = GatewayError(499, "the request was cancelled by an operator", code="cancelled")
+        last_error = GatewayError(499, CANCELLED, code="cancelled")
     assert last_error is not None
     return _finish_early(state, live, lease, last_error, timing)
 
@@ -136,7 +150,7 @@ async def _plan_or_wait(state: GatewayState, candidates: list[ProviderRuntime]) 
 
 
 async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: ParsedRequest, live: LiveRequest,
-                   timing: Timing) -> tuple[httpx.Response, Adapter] | GatewayError:
+                   timing: Timing) -> tuple[UpstreamResponse, Adapter] | GatewayError:
     """Send to one provider and wait for its response headers. Failures worth failing over become errors."""
     adapter = adapter_for(provider.config)
     try:
@@ -150,48 +164,52 @@ async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: Parse
     sent = time.perf_counter()
     try:
         upstream = await _send(provider, live, url, payload, headers)
-    except (httpx.TransportError, asyncio.CancelledError) as error:
+    except (*TRANSPORT_ERRORS, asyncio.CancelledError) as error:
         if isinstance(error, asyncio.CancelledError) and not live.cancel_requested:
             raise
         _attempt_failed(state, provider)
-        reason = "cancelled" if live.cancel_requested else f"{type(error).__name__}: {error}"
+        reason = "cancelled" if live.cancel_requested else describe(error)
         log.warning("provider %s failed before answering (%s); failing over", provider.name, reason)
         return GatewayError(503, f"provider '{provider.name}' could not be reached ({reason})",
                             code="provider_unreachable")
     finally:
         timing.upstream_s += time.perf_counter() - sent
         live.on_cancel = None
-    if upstream.status_code in FAILOVER_STATUSES:
-        detail = (await upstream.aread())[:300].decode(errors="replace")
-        await upstream.aclose()
+    if upstream.status in FAILOVER_STATUSES:
+        try:
+            detail = (await upstream.read())[:300].decode(errors="replace")
+        except TRANSPORT_ERRORS as error:
+            detail = f"(broke off: {describe(error)})"
+        finally:
+            upstream.release()
         _attempt_failed(state, provider)
-        status = 429 if upstream.status_code == 429 else 502
-        if upstream.status_code == 503:
-            status = 503
-        return GatewayError(status, f"provider '{provider.name}' answered HTTP {upstream.status_code}: {detail}",
+        status = upstream.status if upstream.status in (429, 503) else 502
+        return GatewayError(status, f"provider '{provider.name}' answered HTTP {upstream.status}: {detail}",
                             code="upstream_error")
     provider.breaker.record_success()
     return upstream, adapter
 
 
 async def _send(provider: ProviderRuntime, live: LiveRequest, url: str, payload: bytes,
-                headers: dict[str, str]) -> httpx.Response:
+                headers: dict[str, str]) -> UpstreamResponse:
     """Send and wait for the response headers, in a task an operator's cancel can stop.
 
-    A kept-alive connection the upstream has just closed (llama-server closes one after every
-    stream) fails with "Server disconnected without sending a response" before any answer: that
-    is the pool's stale connection, not the provider failing, so it is tried once more on a new one.
+    A kept-alive connection the upstream closed just as it was reused fails before any answer: that is the
+    pool's stale connection, not the provider failing, so the request is tried once more.
     """
     for last_try in (False, True):
-        request = provider.client.build_request("POST", url, content=payload, headers=headers)
-        pending = asyncio.ensure_future(provider.client.send(request, stream=True))
+        pending = asyncio.ensure_future(_post(provider, url, payload, headers))
         live.on_cancel = pending.cancel
         try:
             return await pending
-        except httpx.RemoteProtocolError:
-            if last_try or live.cancel_requested:
+        except TRANSPORT_ERRORS as error:
+            if last_try or live.cancel_requested or not is_stale_connection(error):
                 raise
     raise AssertionError("unreachable")
+
+
+async def _post(provider: ProviderRuntime, url: str, payload: bytes, headers: dict[str, str]) -> UpstreamResponse:
+    return await provider.session.post(url, data=payload, headers=headers)
 
 
 def _unknown_model(state: GatewayState, model: str) -> GatewayError:
@@ -217,14 +235,14 @@ def _attempt_failed(state: GatewayState, provider: ProviderRuntime) -> None:
         state.events.publish("provider", provider.summary())
 
 
-async def _relay(state: GatewayState, provider: ProviderRuntime, adapter: Adapter, upstream: httpx.Response,
+async def _relay(state: GatewayState, provider: ProviderRuntime, adapter: Adapter, upstream: UpstreamResponse,
                  parsed: ParsedRequest, live: LiveRequest, lease: Lease) -> AsyncIterator[bytes]:
     stream = adapter.stream(parsed.model, provider.models[parsed.model], parsed.wants_usage)
-    live.on_cancel = lambda: asyncio.ensure_future(upstream.aclose())
-    ok = False
+    live.on_cancel = upstream.close
+    ok = client_gone = False
     last_progress = 0.0
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in upstream.content.iter_any():
             out = stream.feed(chunk)
             if stream.has_content and live.first_token_mono is None:
                 live.first_token_mono = time.monotonic()
@@ -235,32 +253,42 @@ async def _relay(state: GatewayState, provider: ProviderRuntime, adapter: Adapte
                 state.events.publish("request.progress", live.view())
             if out:
                 yield out
-        tail = stream.finish()
-        ok = stream.finished and not tail
-        if tail:
-            yield tail
-    except (httpx.HTTPError, httpx.StreamError) as error:  # StreamClosed: an operator cancelled it
-        message = ("the request was cancelled by an operator" if live.cancel_requested
-                   else f"provider '{provider.name}' failed mid-stream: {type(error).__name__}: {error}")
+        if live.cancel_requested:
+            yield error_frame(CANCELLED, code="cancelled")
+        else:
+            tail = stream.finish()
+            ok = stream.finished and not tail
+            if tail:
+                yield tail
+    except TRANSPORT_ERRORS as error:  # including the connection an operator's cancel closed
+        message = (CANCELLED if live.cancel_requested
+                   else f"provider '{provider.name}' failed mid-stream: {describe(error)}")
         yield error_frame(message, code="cancelled" if live.cancel_requested else "upstream_stream_cut")
+    except (asyncio.CancelledError, GeneratorExit):  # the client went away; not the provider's fault
+        client_gone = True
+        raise
     finally:
-        # Shielded: when the client went away this runs inside a cancelled scope, and closing the
-        # upstream connection is what frees the llama-server slot.
-        with anyio.CancelScope(shield=True):
-            await upstream.aclose()
-        if not ok and not live.cancel_requested:
+        # Closing the upstream connection is what frees the llama-server slot when the client went away;
+        # a finished stream's connection goes back to the pool instead.
+        if ok and reuses_connection_after_stream(provider.config):
+            upstream.release()
+        else:
+            upstream.close()
+        its_fault = not (ok or live.cancel_requested or client_gone)
+        if its_fault:
             provider.breaker.record_failure()
-        _release(state, provider, live, lease, ok=ok, status=200 if ok else 502, usage=stream.usage)
+        status = 200 if ok else CLIENT_CLOSED if client_gone else 502
+        _release(state, provider, live, lease, ok=ok, status=status, usage=stream.usage, its_fault=its_fault)
 
 
 def _release(state: GatewayState, provider: ProviderRuntime, live: LiveRequest, lease: Lease, *, ok: bool,
-             status: int, usage: Usage) -> None:
+             status: int, usage: Usage, its_fault: bool = True) -> None:
     provider.in_flight -= 1
     state.signal_slot_released()
     state.metrics.in_flight(provider.name, -1)
     duration = time.monotonic() - live.started_mono
     ttft = live.first_token_mono - live.started_mono if live.first_token_mono else None
-    provider.record(duration, ok=ok)
+    provider.record(duration, ok=ok, its_fault=its_fault)
     _account(state, live, lease, ok=ok, status=status, usage=usage, duration=duration, ttft=ttft)
 
 

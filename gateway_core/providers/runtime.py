@@ -7,29 +7,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-import httpx
+import aiohttp
 
 from .circuit import CircuitBreaker
 from .config import ProviderConfig
+from .upstream import make_session
 
 Health = Literal["unknown", "ready", "loading", "down"]
 DEFAULT_CAPACITY = 4  # used until a provider tells us better (llama-server's /props total_slots)
 
 
-def make_client(config: ProviderConfig) -> httpx.AsyncClient:
-    # Long reads: a large prompt can take minutes before the first byte. Connect failures must be quick to fail over.
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(connect=3.0, read=600.0, write=60.0, pool=30.0),
-        # Keep-alive as many as may be open: httpcore closes connections beyond the keep-alive limit
-        # even while busy, which churns the pool under load (bench/README.md).
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=30.0),
-    )
-
-
 @dataclass(eq=False)
 class ProviderRuntime:
     config: ProviderConfig
-    client: httpx.AsyncClient
     health: Health = "unknown"
     health_detail: str = "not probed yet"
     discovered_models: dict[str, str] = field(default_factory=dict)
@@ -42,6 +32,18 @@ class ProviderRuntime:
     requests: int = 0
     errors: int = 0
     last_probe_at: float | None = None
+    _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Its keep-alive pool, opened on first use (aiohttp binds it to the running event loop)."""
+        if self._session is None:
+            self._session = make_session(self.config)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     @property
     def name(self) -> str:
@@ -82,11 +84,13 @@ class ProviderRuntime:
     def load(self) -> float:
         return self.in_flight / self.capacity
 
-    def record(self, duration_s: float, ok: bool) -> None:
+    def record(self, duration_s: float, ok: bool, *, its_fault: bool = True) -> None:
+        """Count a finished request; one that did not finish through no fault of the provider (the client left,
+        an operator cancelled it) is not an error."""
         self.requests += 1
         if ok:
             self.latencies.append(duration_s)
-        else:
+        elif its_fault:
             self.errors += 1
 
     def latency_p50(self) -> float | None:

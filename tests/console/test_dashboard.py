@@ -59,7 +59,7 @@ async def settle(pilot) -> None:
 
 def test_event_factories_have_the_daemons_exact_keys():
     config = ProviderConfig(name="gpu0", type="llama-server", base_url="http://127.0.0.1:8080")
-    summary = ProviderRuntime(config=config, client=None).summary()  # type: ignore[arg-type]
+    summary = ProviderRuntime(config=config).summary()
     api_key = ApiKey(id="a1b2c3d4e5f6", name="webapp", secret_sha256="0" * 64)
     live = LiveRequest(id="req-1", key_id="a1b2c3d4e5f6", key_name="webapp", model="tiny", route="chat",
                        stream=True)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
-import httpx
 import pytest
 
 from gateway_core.gateway.balancer import plan
@@ -24,17 +22,11 @@ class Clock:
 
 @pytest.fixture
 def make():
-    clients: list[httpx.AsyncClient] = []
-
     def runtime(name: str, **fields) -> ProviderRuntime:
-        client = httpx.AsyncClient()
-        clients.append(client)
         config = ProviderConfig(name=name, type="llama-server", base_url="http://127.0.0.1:9", **fields)
-        return ProviderRuntime(config, client, health="ready", discovered_capacity=4)
+        return ProviderRuntime(config, health="ready", discovered_capacity=4)
 
-    yield runtime
-    for client in clients:
-        asyncio.run(client.aclose())
+    return runtime
 
 
 def test_equal_idle_providers_take_turns(make):

@@ -20,14 +20,8 @@ def slots_busy(server) -> int:
     return sum(1 for slot in httpx.get(server.base_url + "/slots").json() if slot["is_processing"])
 
 
-
-
-def test_client_disconnect_cancels_the_upstream_request_and_frees_the_slot(corral_daemon, llama_servers):
-    (server,) = llama_servers(1, extra_args=LONG_RUNNING)
-    corral_daemon.add_provider("only", server.base_url)
-    key = corral_daemon.create_key("app")
+def leave_mid_stream(corral_daemon, server, key: str) -> None:
     body = {"model": "tiny", "messages": PROMPT, "stream": True, "max_tokens": 1_000_000, "ignore_eos": True}
-
     with httpx.stream("POST", corral_daemon.base_url + "/v1/chat/completions", json=body,
                       headers={"authorization": f"Bearer {key}"}, timeout=30) as response:
         lines = response.iter_lines()  # keep a reference: a dropped iterator would close the stream itself
@@ -37,8 +31,30 @@ def test_client_disconnect_cancels_the_upstream_request_and_frees_the_slot(corra
         assert slots_busy(server) == 1, "the generation should be running while the client reads"
     # Leaving the block closed the connection mid-stream.
 
+
+def test_client_disconnect_cancels_the_upstream_request_and_frees_the_slot(corral_daemon, llama_servers):
+    (server,) = llama_servers(1, extra_args=LONG_RUNNING)
+    corral_daemon.add_provider("only", server.base_url)
+    key = corral_daemon.create_key("app")
+
+    leave_mid_stream(corral_daemon, server, key)
+
     assert wait_until(lambda: slots_busy(server) == 0), "llama-server kept generating for a client that left"
     assert wait_until(lambda: corral_daemon.admin_call("GET", "/requests").json() == [])
+
+
+def test_clients_that_leave_mid_stream_are_not_counted_against_the_provider(corral_daemon, llama_servers):
+    (server,) = llama_servers(1, extra_args=LONG_RUNNING)
+    corral_daemon.add_provider("only", server.base_url)
+    key = corral_daemon.create_key("app")
+
+    for _ in range(3):  # three failures in a row would open the circuit
+        leave_mid_stream(corral_daemon, server, key)
+        assert wait_until(lambda: corral_daemon.admin_call("GET", "/requests").json() == [])
+
+    (provider,) = corral_daemon.admin_call("GET", "/providers").json()
+    assert (provider["state"], provider["circuit"], provider["errors"]) == ("ready", "closed", 0)
+    assert provider["requests"] == 3
 
 
 def test_operator_can_cancel_a_live_request_from_the_admin_api(corral_daemon, llama_servers):
