@@ -130,7 +130,8 @@ class ChatScreen(LiveScreen):
         hint.set_class(bool(problems), "-shown")
 
     def watch_generating(self, generating: bool) -> None:
-        self.set_class(generating, "-generating")
+        # On the prompt, not the screen: a class on the screen restyles every block of every answer.
+        self.query_one("#chat-prompt", Input).set_class(generating, "-generating")
 
     @on(Input.Submitted, "#chat-prompt")
     def _prompt_submitted(self) -> None:

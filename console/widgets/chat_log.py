@@ -98,9 +98,13 @@ class AnswerStream:
         self._timer.stop()
         stream, self._stream = self._stream, None
         follow = self._log.is_near_bottom()
+        # Only the tail goes in: a full update() re-parses and re-mounts every block of the answer, which for a
+        # long one stalls the keyboard for as long (bench/README.md, "Console cost").
+        tail = "".join(self._pending) + suffix
+        self._pending.clear()
+        await stream.write(tail)
         await stream.stop()
         self.entry.text = self.text + suffix
-        await self.entry.body.update(self.entry.text)
         if stats:
             self.entry.show_stats(stats)
         if follow:
