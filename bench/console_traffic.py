@@ -1,9 +1,10 @@
 """Live requests for the console benchmark: N streaming chat requests held open through corral-core.
 
 Each stream asks for a model that the null upstream drips (one chunk a second), reads the answer to its end and
-starts again, so about N requests are always live and each one moves once a second. Streams start spread over
-`--ramp-s`, so their updates are spread over the second too. Raw asyncio in a process of its own, so it costs the
-box little. It stops at `--duration` or on SIGTERM, and prints one JSON line of counts.
+starts again, so about N requests are always live and each one moves once a second. Answer lengths vary from half
+to one and a half times `--max-tokens` (seeded), so requests end and start all the time rather than in waves.
+Streams start spread over `--ramp-s`, so their updates are spread over the second too. Raw asyncio in a process of
+its own, so it costs the box little. It stops at `--duration` or on SIGTERM, and prints one JSON line of counts.
 
     python -m bench.console_traffic --port P --keys-file F --streams 500 --model trickle --max-tokens 60
 """
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import signal
 from collections import Counter
 from pathlib import Path
@@ -67,9 +69,10 @@ async def run(args: argparse.Namespace, keys: list[str]) -> Counter[str]:
         loop.add_signal_handler(sig, stop.set)
     loop.call_later(min(args.duration, MAX_DURATION_S), stop.set)
     counts: Counter[str] = Counter()
+    lengths = random.Random(args.streams)
     tasks = [asyncio.create_task(hold(args.host, args.port,
                                       request_bytes(args.host, args.port, keys[i % len(keys)], args.model,
-                                                    args.max_tokens),
+                                                    lengths.randint(args.max_tokens // 2, args.max_tokens * 3 // 2)),
                                       args.ramp_s * i / args.streams, stop, counts))
              for i in range(args.streams)]
     await stop.wait()
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys-file", required=True, help="a JSON list of API keys; streams take them in turn")
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--model", default="trickle")
-    parser.add_argument("--max-tokens", type=int, default=60, help="chunks per answer: its length in seconds")
+    parser.add_argument("--max-tokens", type=int, default=60, help="mean chunks per answer: its length in seconds")
     parser.add_argument("--ramp-s", type=float, default=2.0)
     parser.add_argument("--duration", type=float, default=300.0)
     args = parser.parse_args(argv)
