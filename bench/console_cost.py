@@ -32,16 +32,17 @@ class ConsolePlan:
     scale: Scale
     idle_s: float
     dashboard_keys: int
-    stream_tokens: int  # length of the fast chat answer, at FAST_RATE tokens a second
-    stream_keys: int  # most keys typed while it streams
+    stream_tokens: tuple[int, ...]  # lengths of the fast chat answers, at FAST_RATE tokens a second
+    stream_keys: int  # most keys typed while each streams
     size: tuple[int, int] = (120, 40)
 
 
 CONSOLE_PLANS = {
-    "console": ConsolePlan("console", Scale(), idle_s=20.0, dashboard_keys=96, stream_tokens=50_000, stream_keys=40),
+    "console": ConsolePlan("console", Scale(), idle_s=20.0, dashboard_keys=96,
+                           stream_tokens=(10_000, 50_000), stream_keys=40),
     "console-smoke": ConsolePlan("console-smoke", Scale(gpus=2, deployments=1, providers=3, keys=10, live_requests=20,
                                                         stream_s=10),
-                                 idle_s=2.0, dashboard_keys=12, stream_tokens=5_000, stream_keys=3),
+                                 idle_s=2.0, dashboard_keys=12, stream_tokens=(5_000,), stream_keys=3),
 }
 
 
@@ -86,6 +87,23 @@ def idle_window(terminal: ConsoleTerminal, state: SyntheticState, seconds: float
             "live_requests": state.live_requests()}
 
 
+def chat_answer(terminal: ConsoleTerminal, tokens: int, typed_keys: int, rng: random.Random) -> dict[str, Any]:
+    """One answer of `tokens` at FAST_RATE a second, typing into the prompt meanwhile."""
+    print(f"console: chat answer of {tokens:,} tokens at {FAST_RATE:,}/s, typing meanwhile")
+    cpu_before = terminal.cpu_seconds()
+    streamed, finished, sent_at = stream_chat(terminal, tokens, typed_keys, rng,
+                                              timeout_s=60 + 3 * tokens / FAST_RATE)
+    wall = (finished["t"] if finished else time.monotonic()) - sent_at
+    answer = (finished or {}).get("answer") or {}
+    return {"model": FAST_MODEL, "target_tokens_per_s": FAST_RATE, "asked_tokens": tokens,
+            "tokens": answer.get("tokens"),
+            "tokens_per_s": None if answer.get("tokens_per_s") is None else round(answer["tokens_per_s"]),
+            "first_token_s": answer.get("first_token_s"), "outcome": answer.get("outcome"),
+            "answer_wall_s": round(wall, 2),
+            "console_cpu_pct": round(100 * (terminal.cpu_seconds() - cpu_before) / wall, 1),
+            "keypress_ms": latency_summary(streamed)}
+
+
 def measure(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
     rng = random.Random(SEED)
     load_average = " / ".join(f"{load:.2f}" for load in os.getloadavg())  # other work on the box skews latency
@@ -109,13 +127,7 @@ def measure(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
         cpu_before, keys_started = terminal.cpu_seconds(), time.monotonic()
         dashboard = tour_dashboard(terminal, plan.dashboard_keys, rng)
         keys_cpu_pct = 100 * (terminal.cpu_seconds() - cpu_before) / (time.monotonic() - keys_started)
-        print(f"console: chat answer of {plan.stream_tokens:,} tokens at {FAST_RATE:,}/s, typing meanwhile")
-        cpu_before = terminal.cpu_seconds()
-        streamed, finished, sent_at = stream_chat(terminal, plan.stream_tokens, plan.stream_keys, rng,
-                                                  timeout_s=60 + 3 * plan.stream_tokens / FAST_RATE)
-        stream_wall = (finished["t"] if finished else time.monotonic()) - sent_at
-        stream_cpu_pct = 100 * (terminal.cpu_seconds() - cpu_before) / stream_wall
-        answer = (finished or {}).get("answer") or {}
+        streaming = [chat_answer(terminal, tokens, plan.stream_keys, rng) for tokens in plan.stream_tokens]
         traffic = state.traffic_counts()
     return {
         "plan": asdict(plan),
@@ -126,10 +138,6 @@ def measure(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
         "first_data_frame_s": round(loaded["t"] - terminal.spawned_at, 3),
         "idle": idle,
         "keypress_ms": latency_summary(dashboard) | {"console_cpu_pct": round(keys_cpu_pct, 1)},
-        "streaming": {"model": FAST_MODEL, "target_tokens_per_s": FAST_RATE, "tokens": answer.get("tokens"),
-                      "tokens_per_s": None if answer.get("tokens_per_s") is None else round(answer["tokens_per_s"]),
-                      "first_token_s": answer.get("first_token_s"), "outcome": answer.get("outcome"),
-                      "answer_wall_s": round(stream_wall, 2), "console_cpu_pct": round(stream_cpu_pct, 1),
-                      "keypress_ms": latency_summary(streamed)},
+        "streaming": streaming,
         "traffic": traffic,
     }

@@ -20,6 +20,7 @@ GAP_S = (0.15, 0.4)
 # One tour of the dashboard: rows in the focused table, the next panel, help, the chat and back.
 DASHBOARD_TOUR = ("down", "down", "down", "tab", "down", "down", "up", "?", "q", "tab", "f3", "f2")
 NAVIGATION_LIMIT = 10
+CLEAR_S = 1.0
 
 
 @dataclass
@@ -103,6 +104,8 @@ def stream_chat(terminal: ConsoleTerminal, max_tokens: int, typed_keys: int, rng
     """
     if press(terminal, "f3") is None:
         raise RuntimeError(f"the chat did not open: {terminal.latest()}")
+    terminal.press("ctrl+l")  # a new conversation, so an earlier answer adds nothing to this one's cost
+    time.sleep(CLEAR_S)
     focus(terminal, "chat-max-tokens", "shift+tab")
     for key, empty in (("ctrl+a", False), ("ctrl+k", True)):
         written_at = terminal.press(key)

@@ -74,24 +74,26 @@ def _verdict(limit: float, value: float | None, unanswered: int = 0) -> bool | N
 
 
 def console_targets(console: dict[str, Any]) -> list[dict[str, Any]]:
-    idle, keys, stream = console["idle"], console["keypress_ms"], console["streaming"]
-    streamed = stream["keypress_ms"]
-    return [
+    idle, keys = console["idle"], console["keypress_ms"]
+    rows = [
         {"target": "console: first frame within 1 s of starting", "measured": f"{console['first_frame_s']:.2f} s "
          f"(all the data shown at {console['first_data_frame_s']:.2f} s)", "met": console["first_frame_s"] <= 1.0},
         {"target": "console: under 10% of one core when idle (state moving at 1 Hz)",
          "measured": f"{idle['cpu_pct']:.1f}% over {idle['window_s']:g} s", "met": idle["cpu_pct"] < 10.0},
         {"target": "console: a keypress answered in under 100 ms (p99, dashboard)", "measured": _keys(keys),
          "met": _verdict(100.0, keys["p99"], keys["timeouts"])},
-        {"target": f"console: keys do not lag while chat streams at {stream['target_tokens_per_s']:,} tok/s "
-                   "(p99 < 100 ms)",
-         "measured": _keys(streamed) + f"; {stream['tokens_per_s'] or 0:,} tok/s received",
-         "met": _verdict(100.0, streamed["p99"], streamed["timeouts"])},
     ]
+    for stream in console["streaming"]:
+        streamed = stream["keypress_ms"]
+        rows.append({"target": f"console: keys do not lag (p99 < 100 ms) while a {stream['asked_tokens']:,}-token "
+                               f"chat answer streams at {stream['target_tokens_per_s']:,} tok/s",
+                     "measured": _keys(streamed) + f"; {stream['tokens_per_s'] or 0:,} tok/s received",
+                     "met": _verdict(100.0, streamed["p99"], streamed["timeouts"])})
+    return rows
 
 
 def console_markdown(console: dict[str, Any]) -> list[str]:
-    state, idle, keys, stream = console["state"], console["idle"], console["keypress_ms"], console["streaming"]
+    state, idle, keys = console["state"], console["idle"], console["keypress_ms"]
     term = console["terminal"]
     deployments = f"{state['deployments']} deployments (llama-server containers)" + (
         f" [{state['deployments_reason']}]" if state["deployments_reason"] else "")
@@ -105,14 +107,17 @@ def console_markdown(console: dict[str, Any]) -> list[str]:
              f"| CPU when idle ({idle['window_s']:g} s, no keys) | {idle['cpu_pct']:.1f}% of one core; "
              f"{idle['frames_per_s']:g} frames/s, {idle['output_kib_per_s']:g} KiB/s to the terminal; "
              f"corral-core {idle['corral_core_cpu_pct']:.1f}% |",
-             f"| keypress latency, dashboard | {_keys(keys)}; console CPU {keys['console_cpu_pct']:.0f}% |",
-             f"| chat answer ({stream['model']}) | {stream['tokens'] or 0:,} tokens, {stream['tokens_per_s'] or 0:,} "
-             f"tok/s as the console received them (upstream {stream['target_tokens_per_s']:,}/s), "
-             f"{stream['answer_wall_s']:g} s from send to the finished answer; console CPU "
-             f"{stream['console_cpu_pct']:.0f}% |",
-             f"| keypress latency while it streams | {_keys(stream['keypress_ms'])} |", "",
-             "| key | count | p50 ms | max ms |", "|---|---|---|---|"]
-    for where, summary in (("", keys), ("while streaming: ", stream["keypress_ms"])):
+             f"| keypress latency, dashboard | {_keys(keys)}; console CPU {keys['console_cpu_pct']:.0f}% |"]
+    for stream in console["streaming"]:
+        lines += [f"| chat answer of {stream['asked_tokens']:,} tokens ({stream['model']}) | {stream['tokens'] or 0:,} "
+                  f"tokens ({stream['outcome']}), {stream['tokens_per_s'] or 0:,} tok/s as the console received them "
+                  f"(upstream {stream['target_tokens_per_s']:,}/s), {stream['answer_wall_s']:g} s from send to the "
+                  f"finished answer; console CPU {stream['console_cpu_pct']:.0f}% |",
+                  f"| keypress latency while it streams | {_keys(stream['keypress_ms'])} |"]
+    lines += ["", "| key | count | p50 ms | max ms |", "|---|---|---|---|"]
+    groups = [("", keys)] + [(f"while {s['asked_tokens']:,} tokens stream: ", s["keypress_ms"])
+                             for s in console["streaming"]]
+    for where, summary in groups:
         lines += [f"| {where}{key} | {row['count']} | {_ms1(row['p50'])} | {_ms1(row['max'])} |"
                   for key, row in summary["by_key"].items()]
     return lines

@@ -50,7 +50,7 @@ def test_console_smoke_plan_measures_frames_cpu_and_every_key(tmp_path: Path, ll
     keys = console["keypress_ms"]
     assert (keys["count"], keys["timeouts"]) == (12, 0), keys
     assert keys["p50"] <= keys["p99"] <= keys["max"]
-    stream = console["streaming"]
+    (stream,) = console["streaming"]
     assert (stream["outcome"], stream["tokens"]) == ("done", 5000), stream
     assert stream["tokens_per_s"] > 0
     assert console["traffic"].get("failed", 0) == 0, console["traffic"]
