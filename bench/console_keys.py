@@ -90,6 +90,14 @@ def focus(terminal: ConsoleTerminal, widget_id: str, key: str) -> None:
     raise RuntimeError(f"could not move focus to #{widget_id}: {terminal.latest()}")
 
 
+def clear_input(terminal: ConsoleTerminal) -> None:
+    """Empty the focused input: Home, then delete to the end (focus selects the text, so typing would replace it)."""
+    terminal.press("ctrl+a")
+    written_at = terminal.press("ctrl+k")
+    if terminal.wait_for(lambda r: r.get("value") == 0, written_at, KEY_TIMEOUT_S) is None:
+        raise RuntimeError(f"could not clear #{(terminal.latest() or {}).get('focus')}: {terminal.latest()}")
+
+
 def type_text(terminal: ConsoleTerminal, text: str) -> None:
     for character in text:
         if press(terminal, character) is None:
@@ -107,12 +115,10 @@ def stream_chat(terminal: ConsoleTerminal, max_tokens: int, typed_keys: int, rng
     terminal.press("ctrl+l")  # a new conversation, so an earlier answer adds nothing to this one's cost
     time.sleep(CLEAR_S)
     focus(terminal, "chat-max-tokens", "shift+tab")
-    for key, empty in (("ctrl+a", False), ("ctrl+k", True)):
-        written_at = terminal.press(key)
-        if empty and terminal.wait_for(lambda r: r.get("value") == 0, written_at, KEY_TIMEOUT_S) is None:
-            raise RuntimeError(f"could not clear max tokens: {terminal.latest()}")
+    clear_input(terminal)
     type_text(terminal, str(max_tokens))
     focus(terminal, "chat-prompt", "tab")
+    clear_input(terminal)  # what was typed while an earlier answer streamed
     type_text(terminal, "go")
     answers = (terminal.latest() or {}).get("answers", 0)
     sent_at = terminal.press("enter")
