@@ -21,6 +21,7 @@ GAP_S = (0.15, 0.4)
 DASHBOARD_TOUR = ("down", "down", "down", "tab", "down", "down", "up", "?", "q", "tab", "f3", "f2")
 NAVIGATION_LIMIT = 10
 CLEAR_S = 1.0
+CLEAR_LIMIT = 200
 
 
 @dataclass
@@ -91,11 +92,15 @@ def focus(terminal: ConsoleTerminal, widget_id: str, key: str) -> None:
 
 
 def clear_input(terminal: ConsoleTerminal) -> None:
-    """Empty the focused input: Home, then delete to the end (focus selects the text, so typing would replace it)."""
-    terminal.press("ctrl+a")
-    written_at = terminal.press("ctrl+k")
-    if terminal.wait_for(lambda r: r.get("value") == 0, written_at, KEY_TIMEOUT_S) is None:
-        raise RuntimeError(f"could not clear #{(terminal.latest() or {}).get('focus')}: {terminal.latest()}")
+    """Empty the focused input with backspaces (focus may select its text: then one deletes it all)."""
+    for _ in range(CLEAR_LIMIT):
+        length = (terminal.latest() or {}).get("value")
+        if length == 0:
+            return
+        written_at = terminal.press("backspace")
+        if terminal.wait_for(lambda r, length=length: r.get("value", 0) < length, written_at, KEY_TIMEOUT_S) is None:
+            break
+    raise RuntimeError(f"could not clear #{(terminal.latest() or {}).get('focus')}: {terminal.latest()}")
 
 
 def type_text(terminal: ConsoleTerminal, text: str) -> None:

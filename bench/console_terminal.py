@@ -28,7 +28,7 @@ from tests.testbed.child_processes import die_with_parent, stop_process
 Record = dict[str, Any]
 # What an xterm sends for each key the benchmark presses; anything else is sent as typed.
 KEY_BYTES = {"down": b"\x1b[B", "up": b"\x1b[A", "tab": b"\t", "shift+tab": b"\x1b[Z", "f2": b"\x1bOQ",
-             "f3": b"\x1bOR",
+             "f3": b"\x1bOR", "backspace": b"\x7f",
              "enter": b"\r", "ctrl+a": b"\x01", "ctrl+k": b"\x0b", "ctrl+l": b"\x0c", "ctrl+q": b"\x11"}
 OUTPUT_TAIL = 4096
 
