@@ -1,12 +1,18 @@
 """The chat conversation as widgets: one entry per message, answers streamed in with buffered writes, and the
 stats line shown under each answer.
 
+A long answer is shown in several Markdown parts: every flush lays out each block of the part it writes to, so
+a part is sealed after PART_CHARS and the answer goes on in a fresh one (bench/README.md, "Console cost").
+
 Widgets show; the chat screen decides what to send and what an answer means.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,11 +27,48 @@ if TYPE_CHECKING:
 # Writing every token to the Markdown stream makes the keyboard lag; 50 ms batches still look live.
 FLUSH_INTERVAL_S = 0.05
 NEAR_BOTTOM_LINES = 3
+# A flush then lays out some 20 paragraphs, not the thousands of a 50,000-token answer.
+PART_CHARS = 4000
+FLUSH_CHARS = 4000
+FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+PLAIN_PARAGRAPH = re.compile(r" {0,3}[^\W_]")  # a letter or digit first; four spaces would make it code
+ORDERED_ITEM = re.compile(r"\d{1,9}[.)](\s|$)")
+TABLE_OR_SETEXT_LINE = re.compile(r"[ \t]*[-=|:][-=|: \t]*")
 ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
+class BodyPart(Vertical):
+    """One Markdown part of a message's body, which a sealed part can fold away while it is out of view.
+
+    Textual lays out every widget on the screen after each change, and each Markdown block is a widget. Folded,
+    the part's blocks leave the layout and a fixed height keeps its place, so a flush costs the same after 50,000
+    tokens as after 500.
+    """
+
+    def __init__(self, markdown: Markdown) -> None:
+        # The zero-height pin makes Textual measure the part by its width alone (not by the entry's growing
+        # height), so a sealed part keeps its cached layout while the answer grows below it.
+        super().__init__(markdown, Static(classes="chat-part-pin"), classes="chat-part")
+        self.markdown = markdown
+        self.sealed = False  # nothing more will be written to it
+
+    @property
+    def folded(self) -> bool:
+        return not self.markdown.display
+
+    def fold(self) -> None:
+        if self.sealed and not self.folded and self.size.height:
+            self.styles.height = self.size.height
+            self.markdown.display = False
+
+    def unfold(self) -> None:
+        if self.folded:
+            self.markdown.display = True
+            self.styles.height = "auto"
+
+
 class ChatEntry(Vertical):
-    """One message: who said it, the Markdown body, and (for answers) a stats line."""
+    """One message: who said it, the Markdown body (in parts, when long), and (for answers) a stats line."""
 
     def __init__(self, role: str, text: str = "", *, title: str | None = None) -> None:
         super().__init__(classes=f"chat-entry chat-{role}")
@@ -35,16 +78,38 @@ class ChatEntry(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(self._title, classes="chat-role", markup=False)
-        yield Markdown(self.text, classes="chat-body")
+        yield BodyPart(Markdown(self.text, classes="chat-body"))
         yield Static("", classes="chat-stats", markup=False)
 
     @property
+    def body_parts(self) -> list[BodyPart]:
+        return list(self.query_children(BodyPart))
+
+    @property
+    def parts(self) -> list[Markdown]:
+        """The Markdown widgets that show the body, in order; only a long answer has more than one."""
+        return [part.markdown for part in self.body_parts]
+
+    @property
     def body(self) -> Markdown:
-        return self.query_one(".chat-body", Markdown)
+        """The last part: the one an answer is being written into."""
+        return self.parts[-1]
+
+    @property
+    def source(self) -> str:
+        """The Markdown shown so far, across all parts."""
+        return "".join(part.source for part in self.parts)
+
+    async def add_part(self) -> Markdown:
+        """Seal the last part and start a new one."""
+        self.body_parts[-1].sealed = True
+        markdown = Markdown(classes="chat-body")
+        await self.mount(BodyPart(markdown), before=self.stats)
+        return markdown
 
     @property
     def stats(self) -> Static:
-        return self.query_one(".chat-stats", Static)
+        return self.query_children(".chat-stats").only_one(Static)
 
     def show_stats(self, line: str) -> None:
         self.stats.update(line)
@@ -58,52 +123,138 @@ class ChatNote(Static):
         super().__init__(text, markup=False, classes="chat-note -error" if error else "chat-note")
 
 
+class PartBreaks:
+    """Where a streamed Markdown answer can be cut into parts that look exactly as the whole would.
+
+    A cut goes before a plain paragraph that follows a blank line outside any fenced code block. Such a paragraph
+    ends whatever block came before, and it has no top margin to collapse with one; a paragraph whose next line
+    underlines it (a setext heading or a table) is not plain.
+    """
+
+    def __init__(self) -> None:
+        self.found: deque[int] = deque()  # offsets into the answer, ascending
+        self._tail = ""  # the unfinished last line
+        self._offset = 0  # where _tail starts in the answer
+        self._fence: str | None = None  # the open fence's marker
+        self._after_blank = False
+        self._paragraph: int | None = None  # a paragraph's first line: a break unless the next line underlines it
+
+    def feed(self, text: str) -> None:
+        lines = (self._tail + text).split("\n")
+        self._tail = lines.pop()
+        for line in lines:
+            self._read_line(line)
+            self._offset += len(line) + 1
+
+    def _read_line(self, line: str) -> None:
+        if self._paragraph is not None:
+            if not TABLE_OR_SETEXT_LINE.fullmatch(line):
+                self.found.append(self._paragraph)
+            self._paragraph = None
+        fence = FENCE.match(line)
+        if self._fence is not None:
+            closes = (fence is not None and fence[1][0] == self._fence[0] and len(fence[1]) >= len(self._fence)
+                      and not line[fence.end():].strip())
+            self._fence = None if closes else self._fence
+        elif fence is not None:
+            self._fence = fence[1]
+        elif self._after_blank and PLAIN_PARAGRAPH.match(line) and not ORDERED_ITEM.match(line.lstrip(" ")):
+            self._paragraph = self._offset
+        self._after_blank = self._fence is None and not line.strip()
+
+
 class AnswerStream:
-    """An answer being written: tokens are buffered and flushed into the Markdown stream on a short timer."""
+    """An answer being written: tokens are buffered and appended to the Markdown on a short timer.
+
+    It appends itself rather than through `Markdown.get_stream()`: a part can only be sealed once it has taken all
+    its text, and a MarkdownStream stopped while it appends re-parses that text into a second copy.
+    """
 
     def __init__(self, log: ChatLog, entry: ChatEntry) -> None:
         self.entry = entry
         self._log = log
-        self._parts: list[str] = []
+        self._fragments: list[str] = []
         self._pending: list[str] = []
-        self._stream = Markdown.get_stream(entry.body)
+        self._breaks = PartBreaks()
+        self._written = 0  # characters of the answer appended so far
+        self._part = entry.body
+        self._part_start = 0  # where the part being written begins in the answer
+        # The timer may cancel a flush mid-append (when it stops); the append goes on, and finish() waits for it.
+        self._appending: asyncio.Task[None] | None = None
         self._timer: Timer = log.set_interval(FLUSH_INTERVAL_S, self._flush, name="chat-answer-flush")
         self.finished = False
 
     @property
     def text(self) -> str:
-        return "".join(self._parts)
+        return "".join(self._fragments)
 
     def add(self, fragment: str) -> None:
-        """Buffer a fragment; it shows within FLUSH_INTERVAL_S."""
-        self._parts.append(fragment)
+        """Buffer a fragment; it shows within FLUSH_INTERVAL_S, or as soon as the previous flush ends."""
+        self._fragments.append(fragment)
         self._pending.append(fragment)
 
     async def _flush(self) -> None:
-        stream = self._stream
-        if stream is None or not self._pending:
+        if self.finished or not self._pending:
             return
+        self._appending = asyncio.ensure_future(self._append_following(self._take_pending()))
+        await asyncio.shield(self._appending)
+
+    def _take_pending(self) -> str:
+        """Up to about FLUSH_CHARS of the buffer: after a slow flush it catches up over the next ticks, not in one
+        long stall of the keyboard."""
         fragment = "".join(self._pending)
         self._pending.clear()
+        cut = fragment.find("\n", FLUSH_CHARS) + 1 if len(fragment) > FLUSH_CHARS else 0
+        if cut:
+            fragment, rest = fragment[:cut], fragment[cut:]
+            self._pending.append(rest)
+        return fragment
+
+    async def _append_following(self, fragment: str) -> None:
         follow = self._log.is_near_bottom()
-        await stream.write(fragment)
+        await self._append(fragment)
         if follow:
             self._log.scroll_end(animate=False)
+        self._log.schedule_folds()
+
+    async def _append(self, fragment: str) -> None:
+        """Append to the part being written; past PART_CHARS, seal it at the next break and go on in a new part."""
+        self._breaks.feed(fragment)
+        start, end = self._written, self._written + len(fragment)
+        while (cut := self._next_cut(start, end)) is not None:
+            await self._part.append(fragment[:cut - start])
+            fragment = fragment[cut - start:]
+            self._part, self._part_start, start = await self.entry.add_part(), cut, cut
+        if fragment:
+            await self._part.append(fragment)
+        self._written = end
+
+    def _next_cut(self, start: int, end: int) -> int | None:
+        """The first break in the text from `start` to `end` once the part is long enough; None if none."""
+        found = self._breaks.found
+        earliest = max(start, self._part_start + PART_CHARS)
+        while found and found[0] < min(earliest, end):
+            found.popleft()  # too early, and once this text is written, too late
+        return found.popleft() if found and found[0] < end else None
 
     async def finish(self, suffix: str = "", stats: str | None = None) -> str:
-        """Stop streaming and render the whole answer once (plus `suffix`); returns the answer without it."""
+        """Stop streaming and append what is left (plus `suffix`); returns the answer without it."""
         if self.finished:
             return self.text
         self.finished = True
         self._timer.stop()
-        stream, self._stream = self._stream, None
+        if self._appending is not None:
+            await self._appending
+        # Only the rest goes in, a slice per frame: a full update() re-parses and re-mounts every block of the
+        # answer, which for a long one stalls the keyboard for as long (bench/README.md, "Console cost").
+        self._pending.append(suffix)
+        while self._pending:
+            await self._append_following(self._take_pending())
+            if self._pending:
+                await asyncio.sleep(FLUSH_INTERVAL_S / 2)
         follow = self._log.is_near_bottom()
-        # Only the tail goes in: a full update() re-parses and re-mounts every block of the answer, which for a
-        # long one stalls the keyboard for as long (bench/README.md, "Console cost").
-        tail = "".join(self._pending) + suffix
-        self._pending.clear()
-        await stream.write(tail)
-        await stream.stop()
+        self.entry.body_parts[-1].sealed = True
+        self._log.schedule_folds()
         self.entry.text = self.text + suffix
         if stats:
             self.entry.show_stats(stats)
@@ -113,7 +264,46 @@ class AnswerStream:
 
 
 class ChatLog(VerticalScroll):
-    """The scrolling conversation. It follows new output only while the reader is near the bottom."""
+    """The scrolling conversation. It follows new output only while the reader is near the bottom.
+
+    Sealed answer parts more than a screen away from the view are folded (see BodyPart).
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._folds_due = False
+        self._folded_at_width = 0
+
+    def on_mount(self) -> None:
+        self.watch(self, "scroll_y", self.schedule_folds, init=False)
+
+    def on_resize(self) -> None:
+        if self.size.width != self._folded_at_width:  # folded heights were measured at the old width
+            self._folded_at_width = self.size.width
+            for entry in self.entries:
+                for part in entry.body_parts:
+                    part.unfold()
+            self.schedule_folds()
+
+    def schedule_folds(self) -> None:
+        """Fold and unfold sealed parts once the next frame has laid them out."""
+        if not self._folds_due:
+            self._folds_due = True
+            self.call_after_refresh(self._update_folds)
+
+    def _update_folds(self) -> None:
+        self._folds_due = False
+        view = self.content_region
+        near = view.grow((view.height, 0, view.height, 0))
+        for entry in self.entries:
+            for part in entry.body_parts:
+                region = part.region
+                if not (part.sealed and region):
+                    continue
+                if region.overlaps(near):
+                    part.unfold()
+                else:
+                    part.fold()
 
     def is_near_bottom(self) -> bool:
         return self.max_scroll_y - self.scroll_y <= NEAR_BOTTOM_LINES

@@ -1,0 +1,91 @@
+"""A long answer streams into several Markdown parts that together show exactly the text that came in."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from textual.app import App, ComposeResult
+
+from console.widgets.chat_log import PART_CHARS, ChatLog, PartBreaks
+
+CHAT_CSS = Path(__file__).resolve().parents[2] / "console" / "styles" / "chat.tcss"
+PARAGRAPH = " the quick brown fox jumps over a lazy dog" * 4 + ".\n\n"
+CODE = "```python\nprint(1)\n\nvalue = 2\n\nprint(value)\n```\n\n"
+
+
+class ChatLogHarness(App[None]):
+    CSS_PATH = CHAT_CSS
+
+    def compose(self) -> ComposeResult:
+        yield ChatLog(id="chat-log")
+
+
+def long_answer(paragraphs: int) -> str:
+    # Code blocks with blank lines inside them, so a cut in the wrong place would show.
+    return "".join(CODE if index % 7 == 3 else PARAGRAPH for index in range(paragraphs))
+
+
+def breaks(text: str) -> list[int]:
+    found = PartBreaks()
+    found.feed(text)
+    return list(found.found)
+
+
+def test_breaks_go_before_plain_paragraphs_after_a_blank_line():
+    text = "One.\n\nTwo.\n\n## Head\n\n- item\n\n   Three.\n\nFour\n===\n\n1. first\n\nFive.\nmore\n"
+    assert [text[offset:offset + 5] for offset in breaks(text)] == ["Two.\n", "   Th", "Five."]
+
+
+def test_no_break_falls_inside_a_fenced_code_block():
+    text = "Intro.\n\n~~~\nfenced\n\ninside\n~~~\n\nAfter.\n\n"
+    assert [text[offset:offset + 6] for offset in breaks(text)] == ["After."]
+
+
+@pytest.mark.asyncio
+async def test_a_long_streamed_answer_is_split_into_parts_that_show_exactly_its_text():
+    answer_text = long_answer(300)
+    app = ChatLogHarness()
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.query_one(ChatLog)
+        answer = await log.begin_answer()
+        for start in range(0, len(answer_text), 997):  # fragments cut anywhere, even inside a line
+            answer.add(answer_text[start:start + 997])
+            await asyncio.sleep(0.005)
+        await answer.finish("", "stats")
+        await pilot.pause()
+
+        entry = answer.entry
+        assert answer.text == entry.text == answer_text
+        assert entry.source == answer_text
+        sources = [part.source for part in entry.parts]
+        assert len(sources) >= len(answer_text) // (2 * PART_CHARS)
+        assert all(len(source) >= PART_CHARS for source in sources[:-1])
+        assert all(source.count("```") % 2 == 0 for source in sources)  # every fence opens and closes in one part
+        assert all(part.sealed for part in entry.body_parts)
+
+
+@pytest.mark.asyncio
+async def test_parts_far_from_the_view_fold_and_unfold_when_scrolled_to():
+    app = ChatLogHarness()
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.query_one(ChatLog)
+        answer = await log.begin_answer()
+        answer.add(long_answer(300))
+        await answer.finish("", "stats")
+        log.scroll_end(animate=False)
+        for _ in range(20):
+            await pilot.pause()
+        first, *_, last = answer.entry.body_parts
+        assert first.folded
+        assert not last.folded
+        height = log.virtual_size.height
+
+        log.scroll_home(animate=False)
+        for _ in range(20):
+            await pilot.pause()
+
+        assert not first.folded
+        assert last.folded
+        assert log.virtual_size.height == height  # folded parts keep their place
