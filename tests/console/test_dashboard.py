@@ -438,7 +438,7 @@ def fleet_at_scale() -> dict[str, Any]:
 
 
 @pytest.mark.asyncio
-async def test_five_hundred_requests_and_two_hundred_keys_keep_every_table_exact():
+async def test_five_hundred_requests_and_two_hundred_keys_keep_every_table_exact_where_it_is_seen():
     app = DashboardHarness(fleet_at_scale())
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -463,8 +463,37 @@ async def test_five_hundred_requests_and_two_hundred_keys_keep_every_table_exact
         assert screen.providers.row_count == 20
         assert screen.fleet.row_count == 32
         assert screen.gpus.row_count == 8
+        assert cell(screen.requests, "req-150", "tokens") == "30"  # the top rows, in view
+        assert cell(screen.keys, f"{0:012x}", "rpm") == "2"
+        for table, row_key in ((screen.requests, "req-499"), (screen.keys, f"{199:012x}")):  # far out of view
+            table.move_cursor(row=table.get_row_index(row_key))
+            await pilot.pause()
         assert cell(screen.requests, "req-499", "tokens") == "30"
-        assert cell(screen.keys, f"{7:012x}", "rpm") == "2"
+        assert cell(screen.keys, f"{199:012x}", "rpm") == "2"
+
+
+@pytest.mark.asyncio
+async def test_rows_out_of_view_are_written_when_they_scroll_into_view_not_before():
+    app = DashboardHarness(fleet_at_scale())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+        for i in range(300):
+            app.live.apply("request.start", request(f"req-{i}", provider=f"p{i % 20:02d}"))
+        screen.live_changed(app.live, {"requests"})
+        await pilot.pause()
+        for i in range(300):
+            app.live.apply("request.progress", request(f"req-{i}", provider=f"p{i % 20:02d}", completion_tokens=7))
+        screen.live_changed(app.live, {"requests"})
+        await pilot.pause()
+
+        assert cell(screen.requests, "req-0", "tokens") == "7"
+        assert cell(screen.requests, "req-299", "tokens") == "0"  # not written while out of view
+
+        screen.requests.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+
+        assert cell(screen.requests, "req-299", "tokens") == "7"
 
 
 @pytest.mark.asyncio

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_core.gateway.limits import KeyLimits, LimitExceeded, RateLimiter
+from gateway_core.gateway.limits import BUCKET_S, KeyLimits, LimitExceeded, RateLimiter
 
 
 class FakeClock:
@@ -230,3 +230,17 @@ def test_negative_token_counts_are_refused(limiter):
 def test_key_limits_are_positive_integers_or_none(field, value):
     with pytest.raises(ValueError, match=f"{field} must be a positive integer or None"):
         KeyLimits(**{field: value})
+
+
+def test_a_busy_key_keeps_a_bounded_window_and_frees_no_request_early(limiter, clock):
+    limits = KeyLimits(rpm=60_000)
+    for n in range(50_000):  # 50,000 requests in 5 s: 10,000 a second
+        clock.now = n / 10_000
+        limiter.acquire("k1", "app1", limits).release()
+
+    assert limiter.usage("k1")["requests_last_minute"] == 50_000
+    assert len(limiter._keys["k1"].requests.entries) <= 5 / BUCKET_S + 1
+    clock.now = 60.0  # the first requests, at 0 to 0.1 s, are still within a minute of the last of their bucket
+    assert limiter.usage("k1")["requests_last_minute"] == 50_000
+    clock.now = 60.1
+    assert limiter.usage("k1")["requests_last_minute"] == 49_000
