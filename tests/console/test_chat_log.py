@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from textual.app import App, ComposeResult
 
-from console.widgets.chat_log import PART_CHARS, ChatLog, PartBreaks
+from console.markdown_parts import PartBreaks
+from console.widgets.chat_log import PART_CHARS, ChatLog
 
 CHAT_CSS = Path(__file__).resolve().parents[2] / "console" / "styles" / "chat.tcss"
 PARAGRAPH = " the quick brown fox jumps over a lazy dog" * 4 + ".\n\n"
