@@ -31,7 +31,7 @@ from gateway_core.providers.upstream import (
     UpstreamResponse,
     describe,
     is_stale_connection,
-    reuses_connection_after_stream,
+    stream_request_headers,
 )
 from gateway_core.state import GatewayState
 
@@ -157,6 +157,8 @@ async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: Parse
         url, payload, headers = adapter.build(parsed, provider.models[parsed.model])
     except GatewayError as error:
         return error
+    if parsed.stream:
+        headers = stream_request_headers(provider.config, headers)
     provider.in_flight += 1
     provider.breaker.on_attempt()
     state.metrics.in_flight(provider.name, 1)
@@ -270,7 +272,7 @@ async def _relay(state: GatewayState, provider: ProviderRuntime, adapter: Adapte
     finally:
         # Closing the upstream connection is what frees the llama-server slot when the client went away;
         # a finished stream's connection goes back to the pool instead.
-        if ok and reuses_connection_after_stream(provider.config):
+        if ok:
             upstream.release()
         else:
             upstream.close()

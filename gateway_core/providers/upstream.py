@@ -45,10 +45,11 @@ def make_session(config: ProviderConfig) -> aiohttp.ClientSession:
                                  raise_for_status=False)
 
 
-def reuses_connection_after_stream(config: ProviderConfig) -> bool:
-    """llama-server closes the connection after every streamed answer, although it says keep-alive; pooling it would
-    hand the next request a connection that is about to die."""
-    return config.type != "llama-server"
+def stream_request_headers(config: ProviderConfig, headers: dict[str, str]) -> dict[str, str]:
+    """Headers for a streamed request. llama-server closes the connection after every streamed answer although it
+    says keep-alive, so the pool would hand a dying connection to the next request; asking for `Connection: close`
+    makes llama-server say so, and the connection is not pooled."""
+    return {**headers, "connection": "close"} if config.type == "llama-server" else headers
 
 
 def is_stale_connection(error: BaseException) -> bool:

@@ -6,10 +6,17 @@ import asyncio
 import socket
 
 import aiohttp
+import orjson
 import pytest
 
 from gateway_core.providers.config import ProviderConfig
-from gateway_core.providers.upstream import env_proxy, is_stale_connection, make_session, reuses_connection_after_stream
+from gateway_core.providers.upstream import (
+    describe,
+    env_proxy,
+    is_stale_connection,
+    make_session,
+    stream_request_headers,
+)
 from tests.testbed.ports import free_port
 
 HOSTED = "https://api.mistral.ai/v1"
@@ -41,13 +48,41 @@ def test_without_proxy_variables_every_provider_is_reached_directly(no_proxy_env
     assert env_proxy(HOSTED) is None
 
 
-def test_only_llama_server_connections_are_dropped_after_a_stream():
+def test_only_streams_to_llama_server_ask_for_the_connection_to_close():
     def config(type_: str) -> ProviderConfig:
         return ProviderConfig(name="p", type=type_, base_url="http://127.0.0.1:8080")
 
-    assert not reuses_connection_after_stream(config("llama-server"))
-    assert reuses_connection_after_stream(config("ollama"))
-    assert reuses_connection_after_stream(config("openai"))
+    sent = {"content-type": "application/json"}
+    assert stream_request_headers(config("llama-server"), sent) == {**sent, "connection": "close"}
+    assert stream_request_headers(config("ollama"), sent) == sent
+    assert stream_request_headers(config("openai"), sent) == sent
+
+
+@pytest.mark.llama_server
+@pytest.mark.asyncio
+async def test_back_to_back_streams_to_llama_server_never_reuse_a_connection_it_closed(llama_servers):
+    (server,) = llama_servers(1, parallel=8)
+    config = ProviderConfig(name="p", type="llama-server", base_url=server.base_url)
+    body = orjson.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
+                         "stream": True})
+    headers = stream_request_headers(config, {"content-type": "application/json"})
+    session = make_session(config)
+    failures: list[str] = []
+
+    async def client() -> None:
+        for _ in range(12):  # without the header, most of these fail writing to a pooled, closed connection
+            try:
+                async with session.post(server.base_url + "/v1/chat/completions", data=body, headers=headers) as r:
+                    await r.read()
+            except aiohttp.ClientError as error:
+                failures.append(describe(error))
+
+    try:
+        await asyncio.gather(*(client() for _ in range(16)))
+    finally:
+        await session.close()
+
+    assert failures == []
 
 
 def test_a_reused_connection_closed_by_the_server_is_stale_but_a_refused_one_is_not():
