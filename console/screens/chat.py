@@ -20,12 +20,13 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.reactive import reactive
 from textual.validation import Integer, Number
-from textual.widgets import Footer, Input, Select, Static
+from textual.widgets import Input, Select, Static
 from textual.worker import Worker, WorkerState
 
 from console.live_state import LiveState
 from console.screens.base import LiveScreen
 from console.widgets.chat_log import AnswerMeter, AnswerStats, AnswerStream, ChatLog
+from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 
 STOPPED_MARK = "[stopped]"
@@ -95,7 +96,7 @@ class ChatScreen(LiveScreen):
         yield Static("", id="chat-hint", markup=False)
         yield ChatLog(id="chat-log")
         yield Input(placeholder="Ask something… (Enter sends)", id="chat-prompt")
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         self.query_one("#chat-temperature", Input).border_title = "temperature"

@@ -8,9 +8,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
 
 from console.screens.form_base import FORMS_CSS
+from console.widgets.key_hints import KeyHints
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -36,7 +37,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes_label} (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no")
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         # Enter must mean "yes" whatever is focused, so the buttons are for the mouse only.

@@ -15,11 +15,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
 from textual.message import Message
-from textual.widgets import Footer, Label, Sparkline, Static
+from textual.widgets import Label, Sparkline, Static
 
 from console.live_state import SECTIONS, LiveState
 from console.screens.base import LiveScreen
 from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
+from console.widgets.key_hints import KeyHints
 from console.widgets.panels import (
     Clock,
     DashboardPanel,
@@ -175,7 +176,7 @@ class DashboardScreen(LiveScreen):
             yield DashboardPanel("Providers", self.providers, id="providers", classes="-serving")
             yield DashboardPanel("Keys", self.keys, id="keys", classes="-serving -grow")
             yield DashboardPanel("Live requests", self.requests, id="requests", classes="-serving -grow-more")
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         self._fit(self.app.size)

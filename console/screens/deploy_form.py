@@ -11,11 +11,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Input, OptionList, Select, SelectionList, Static
+from textual.widgets import Button, Input, OptionList, Select, SelectionList, Static
 from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
 from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int
+from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 from gateway_core.fleet.deployment import DeploymentSpec
 from gateway_core.fleet.units import format_bytes
@@ -120,7 +121,7 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Deploy", id="save", variant="primary", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         self.query_one("#deploy-status").display = False

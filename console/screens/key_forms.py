@@ -9,9 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Input, Static
 
 from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
+from console.widgets.key_hints import KeyHints
 from gateway_core.api.admin_models import KeySpec
 from gateway_core.client import CorralError
 
@@ -98,7 +99,7 @@ class KeyCreateForm(_KeyForm):
                              id="secret-warning")
             yield Static("", id="form-error", classes="form-error")
             yield self.buttons()
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
@@ -165,7 +166,7 @@ class KeyEditForm(_KeyForm):
                     hint=f"now {expiry}; a number sets a new expiry from today")
             yield Static("", id="form-error", classes="form-error")
             yield self.buttons()
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         self.query_one("#models", Input).focus()

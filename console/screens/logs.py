@@ -11,10 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Footer, Log, Static
+from textual.widgets import Log, Static
 
 from console.screens.base import LiveScreen
 from console.screens.form_base import FORMS_CSS
+from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 
 MAX_LINES = 5000
@@ -47,7 +48,7 @@ class LogsScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Static("", id="logs-title")
         yield Log(max_lines=self.max_lines, auto_scroll=True, id="log")
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         self._show_title()

@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, Checkbox, Footer, Input, Select, Static
+from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
+from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 from gateway_core.providers.config import PROVIDER_TYPES, ProviderConfig
 
@@ -113,7 +114,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                 yield Button("Test", id="test", compact=True)
                 yield Button("Save", id="save", variant="primary", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         self.query_one("#base_url" if self.editing else "#name", Input).focus()
