@@ -26,7 +26,9 @@ from console.settings import ConsoleSettings
 from console.themes import load_themes
 from gateway_core.client import CorralClient
 
-FLUSH_INTERVAL_S = 0.25  # events are applied as they come; screens redraw at most this often
+# Events are applied as they come; screens redraw at most this often: twice the 1 Hz the state moves at, which
+# halves the bytes sent to an SSH terminal against 4 Hz.
+FLUSH_INTERVAL_S = 0.5
 
 
 class CorralApp(ConsoleActions, App[None]):
@@ -107,6 +109,8 @@ class CorralApp(ConsoleActions, App[None]):
                     self._connection(data)
                 else:
                     self._pending |= self.live.apply(kind, data)
+                    if kind == "snapshot":  # the first picture, or the one after a reconnect, shows at once
+                        self._flush_live()
 
     @work(exclusive=True, group="demo")
     async def _start_demo(self) -> None:
