@@ -5,10 +5,12 @@ Pure data, no widgets: `apply` returns which sections changed so screens refresh
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 SECTIONS = ("status", "providers", "keys", "requests", "gpus", "fleet")
+ENDED_KEPT = 4096  # ended requests kept for a rate view to count; bounds memory while no dashboard reads them
 
 
 @dataclass
@@ -22,6 +24,9 @@ class LiveState:
     fleet: dict[str, Any] = field(default_factory=lambda: {"engine": {"state": "unavailable",
                                                                       "reason": "connecting"}, "deployments": []})
     finished: int = 0  # requests finished since the snapshot
+    # The request.end views since a rate view last took them: a request shorter than one redraw is never in
+    # `requests` when a screen looks, so rates are counted from these.
+    ended: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ENDED_KEPT))
 
     def apply(self, kind: str, data: dict[str, Any]) -> set[str]:
         handler = _HANDLERS.get(kind)
@@ -57,6 +62,7 @@ class LiveState:
     def _request_end(self, data: dict[str, Any]) -> set[str]:
         self.requests.pop(data["id"], None)
         self.finished += 1
+        self.ended.append(data)
         return {"requests"}
 
     def _gpus(self, data: dict[str, Any]) -> set[str]:
@@ -66,6 +72,12 @@ class LiveState:
     def _fleet(self, data: dict[str, Any]) -> set[str]:
         self.fleet = data
         return {"fleet"}
+
+    def take_ended(self) -> list[dict[str, Any]]:
+        """The ended requests' last views since the previous call."""
+        ended = list(self.ended)
+        self.ended.clear()
+        return ended
 
     def in_flight(self, provider: str) -> int:
         return sum(1 for request in self.requests.values() if request.get("provider") == provider)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,7 +45,7 @@ FIRST_RUN_HINTS = (
 
 
 class Throughput:
-    """Requests/s and tokens/s per provider, in one-second buckets, seen only through LiveState's requests."""
+    """Requests/s and tokens/s per provider, in one-second buckets, from LiveState's live and ended requests."""
 
     def __init__(self, now: Clock, window: int = 30) -> None:
         self.now = now
@@ -60,14 +60,19 @@ class Throughput:
     def _empty(self) -> deque[tuple[float, float]]:
         return deque([(0.0, 0.0)] * self.window, maxlen=self.window)
 
-    def observe(self, requests: Mapping[str, Mapping[str, Any]], *, count: bool = True) -> None:
-        """Count the requests that ended and the tokens generated since the last call: O(requests).
+    def observe(self, requests: Mapping[str, Mapping[str, Any]], ended: Iterable[Mapping[str, Any]] = (), *,
+                count: bool = True) -> None:
+        """Count the requests that ended and the tokens generated since the last call: O(requests + ended).
 
-        With `count=False` it only takes `requests` as the new baseline (after a gap in what it saw).
+        `ended` are the request.end views since the last call, so a request that came and went between two calls
+        counts too. With `count=False` it only takes `requests` as the new baseline (after a gap in what it saw).
         """
-        for request_id, (provider, _) in self._seen.items():
-            if count and request_id not in requests:
+        for request in ended:
+            provider, tokens = request.get("provider") or "", request.get("completion_tokens") or 0
+            before = self._seen.pop(request["id"], None)
+            if count:
                 self._bucket[provider][0] += 1
+                self._bucket[provider][1] += max(0, tokens - (before[1] if before else 0))
         seen: dict[str, tuple[str, int]] = {}
         for request_id, request in requests.items():
             provider, tokens = request.get("provider") or "", request.get("completion_tokens") or 0
@@ -204,7 +209,7 @@ class DashboardScreen(LiveScreen):
 
     def _redraw_all(self) -> None:
         live = self.host.live
-        self.throughput.observe(live.requests, count=False)
+        self.throughput.observe(live.requests, live.take_ended(), count=False)
         with self.app.batch_update():
             self._redraw(live, set(SECTIONS))
 
@@ -212,7 +217,7 @@ class DashboardScreen(LiveScreen):
         if not self._ready:
             return  # the first render, after mount, shows everything
         if "requests" in changed:
-            self.throughput.observe(live.requests)
+            self.throughput.observe(live.requests, live.take_ended())
         with self.app.batch_update():
             self._redraw(live, changed)
 

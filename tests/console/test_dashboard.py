@@ -332,7 +332,8 @@ def test_throughput_counts_ended_requests_and_grown_tokens_per_provider_per_seco
     clock = [NOW]
     throughput = Throughput(lambda: clock[0])
     throughput.observe({"r1": request("r1", provider="gpu0"), "r2": request("r2", provider="gpu1")})
-    throughput.observe({"r1": request("r1", provider="gpu0", completion_tokens=40)})  # r2 ended; r1 grew by 40
+    throughput.observe({"r1": request("r1", provider="gpu0", completion_tokens=40)},  # r1 grew by 40
+                       [request("r2", provider="gpu1")])  # r2 ended
 
     assert not throughput.roll(), "nothing to close within the same second"
     clock[0] += 1
@@ -346,6 +347,21 @@ def test_throughput_counts_ended_requests_and_grown_tokens_per_provider_per_seco
     clock[0] += 3  # quiet seconds count as zeros
     assert throughput.roll()
     assert throughput.series("gpu1", 0, last=4) == [1, 0, 0, 0]
+
+
+def test_throughput_counts_requests_that_came_and_went_between_two_looks_but_not_ones_a_snapshot_dropped():
+    clock = [NOW]
+    throughput = Throughput(lambda: clock[0])
+    throughput.observe({"r1": request("r1", provider="gpu0", completion_tokens=5)})
+    throughput.observe({}, [request("r2", provider="gpu1", completion_tokens=30),  # never seen live
+                            request("r1", provider="gpu0", completion_tokens=12)])  # 7 more than seen
+    throughput.observe({"r3": request("r3", provider="gpu0")})
+    throughput.observe({})  # r3 vanished without an end: a reconnect's snapshot, not a finished request
+
+    clock[0] += 1
+    assert throughput.roll()
+    assert throughput.total[-1] == (2, 37)
+    assert throughput.series("gpu1", 1)[-1] == 30
 
 
 @pytest.mark.asyncio

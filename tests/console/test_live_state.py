@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.live_state import SECTIONS, LiveState
+from console.live_state import ENDED_KEPT, SECTIONS, LiveState
 
 SNAPSHOT = {
     "version": "0.1.0",
@@ -40,3 +40,16 @@ def test_deltas_change_only_their_section():
     assert live.apply("key.removed", {"id": "k1"}) == set(), "removing what is gone changes nothing"
     assert live.apply("container", {"action": "start"}) == set(), "fleet changes arrive as 'fleet' events"
     assert live.apply("fleet", {"engine": {"state": "ok"}, "deployments": [{"name": "x"}]}) == {"fleet"}
+
+
+def test_ended_requests_are_kept_for_the_rates_until_taken_and_bounded_until_then():
+    live = LiveState()
+    for i in range(ENDED_KEPT + 10):
+        live.apply("request.end", {"id": f"req-{i}", "provider": "gpu0", "completion_tokens": 3})
+
+    ended = live.take_ended()
+
+    assert len(ended) == ENDED_KEPT
+    assert ended[-1]["id"] == f"req-{ENDED_KEPT + 9}"
+    assert live.take_ended() == []
+    assert live.finished == ENDED_KEPT + 10
