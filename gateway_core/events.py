@@ -52,6 +52,21 @@ class EventBus:
         return len(self._subscribers)
 
 
+def squash_requests(events: list[Event]) -> list[Event]:
+    """Drop each request's start and progress events that a later event in the same batch supersedes.
+
+    A subscriber applies request.start and request.progress alike (the request's latest view) and request.end
+    removes it, so only a request's last event in a batch matters; at thousands of short requests a second
+    this halves what the console must decode.
+    """
+    last: dict[str, int] = {}
+    for index, event in enumerate(events):
+        if event.kind.startswith("request."):
+            last[event.data["id"]] = index
+    return [event for index, event in enumerate(events)
+            if not event.kind.startswith("request.") or last[event.data["id"]] == index]
+
+
 def _close(queue: asyncio.Queue[Event | None]) -> None:
     """Make room for the end-of-stream marker in a full queue."""
     while not queue.empty():

@@ -10,11 +10,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from gateway_core.events import squash_requests
 from gateway_core.state import GatewayState
 
 KEEPALIVE_S = 15.0
-# Events that come within this long of the first go out in one write: a busy gateway publishes hundreds a second,
-# and a write each wakes the console (and this loop) as often. The console redraws every 0.25 s anyway.
+# Events that come within this long of the first go out in one write, each request's superseded ones dropped: a busy
+# gateway publishes thousands a second, and a write each wakes the console (and this loop) as often.
 COALESCE_S = 0.05
 
 
@@ -37,14 +38,12 @@ async def events_endpoint(state: GatewayState, request: Request, snapshot: Calla
                 if event is None:  # this subscriber fell behind; the client reconnects for a fresh snapshot
                     return
                 await asyncio.sleep(COALESCE_S)
-                frames = [_frame(event.kind, event.data, event.seq)]
-                while not queue.empty():
-                    event = queue.get_nowait()
-                    if event is None:
-                        yield b"".join(frames)
-                        return
-                    frames.append(_frame(event.kind, event.data, event.seq))
-                yield b"".join(frames)
+                batch = [event]
+                while not queue.empty() and (event := queue.get_nowait()) is not None:
+                    batch.append(event)
+                yield b"".join(_frame(e.kind, e.data, e.seq) for e in squash_requests(batch))
+                if event is None:
+                    return
         finally:
             state.events.unsubscribe(queue)
 
