@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bench_run import run_bench
+
 pytestmark = pytest.mark.llama_server
 
-REPO = Path(__file__).resolve().parents[1]
 SIDE_KEYS = {"requests", "errors", "error_rate", "rps", "latency_ms", "corral_cpu_ms_per_request", "generator_cpu_pct"}
 
 
-def run_smoke_plan(out: Path, llama_server_binary: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CORRAL_LLAMA_SERVER": str(llama_server_binary)}
-    command = [sys.executable, "-m", "bench", "--plan", "smoke", "--no-profile", "--out", str(out)]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.terminate()  # the runner stops everything it started on SIGTERM
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate(timeout=5)
-        pytest.fail(f"the smoke plan did not finish in 60 s:\n{output[-3000:]}")
-    return subprocess.CompletedProcess(command, process.returncode, output, None)
-
-
 def test_smoke_plan_writes_json_and_markdown_with_zero_errors(tmp_path: Path, llama_server_binary: Path) -> None:
-    result = run_smoke_plan(tmp_path, llama_server_binary)
+    result = run_bench(["--plan", "smoke", "--no-profile"], tmp_path, llama_server_binary, 60)
 
     assert result.returncode == 0, result.stdout[-3000:]
     report = json.loads((tmp_path / "latest.json").read_text())

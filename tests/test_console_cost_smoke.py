@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bench_run import run_bench
+
 pytestmark = [pytest.mark.llama_server, pytest.mark.docker, pytest.mark.nvml_stub]
 
-REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 90
-
-
-def run_console_smoke(out: Path, llama_server_binary: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CORRAL_LLAMA_SERVER": str(llama_server_binary)}
-    command = [sys.executable, "-m", "bench", "--plan", "console-smoke", "--out", str(out)]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.terminate()  # the runner stops everything it started on SIGTERM
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate(timeout=5)
-        pytest.fail(f"the console smoke plan did not finish in {TIMEOUT_S} s:\n{output[-3000:]}")
-    return subprocess.CompletedProcess(command, process.returncode, output, None)
 
 
 def test_console_smoke_plan_measures_frames_cpu_and_every_key(tmp_path: Path, llama_server_binary: Path,
                                                                llama_server_image: str, nvml_stub: object) -> None:
-    result = run_console_smoke(tmp_path, llama_server_binary)
+    result = run_bench(["--plan", "console-smoke"], tmp_path, llama_server_binary, TIMEOUT_S)
 
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tmp_path / "latest-console.md").read_text().startswith("# Corral benchmark (console-smoke plan")

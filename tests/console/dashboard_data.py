@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from textual.app import App
+from textual.widgets import DataTable
 
 from console.live_state import LiveState
 from console.screens.dashboard import DashboardScreen
@@ -143,6 +144,23 @@ def busy_box() -> dict[str, Any]:
                          deployment("gpu1", gpus="1", port=8082, health="starting", up_s=40,
                                     model="/models/llama3-8b-q8_0.gguf")),
     )
+
+
+# -- reading what the dashboard shows ---------------------------------------------------------------------
+
+
+def cell(table: DataTable, row_key: str, column_key: str) -> str:
+    return str(table.get_cell(row_key, column_key))
+
+
+def row_keys(table: DataTable) -> list[str]:
+    return [row.key.value for row in table.ordered_rows]
+
+
+async def settle(pilot) -> None:
+    """Let the first render (after mount) and any focus moves happen."""
+    await pilot.pause()
+    await pilot.pause()
 
 
 class DashboardHarness(App[None]):

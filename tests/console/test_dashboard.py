@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from textual.screen import Screen
-from textual.widgets import DataTable
 
 from console.screens.dashboard import DashboardScreen, Throughput
 from gateway_core.fleet.gpus import GpuDevice, GpuProcess, GpuSnapshot
@@ -20,6 +18,7 @@ from tests.console.dashboard_data import (
     NOW,
     DashboardHarness,
     busy_box,
+    cell,
     deployment,
     fleet,
     gpu,
@@ -28,16 +27,10 @@ from tests.console.dashboard_data import (
     no_gpus,
     provider,
     request,
+    row_keys,
+    settle,
     snapshot,
 )
-
-
-def cell(table: DataTable, row_key: str, column_key: str) -> str:
-    return str(table.get_cell(row_key, column_key))
-
-
-def row_keys(table: DataTable) -> list[str]:
-    return [row.key.value for row in table.ordered_rows]
 
 
 async def wait_for(condition: Callable[[], bool], pilot, timeout_s: float = 5.0) -> None:
@@ -46,12 +39,6 @@ async def wait_for(condition: Callable[[], bool], pilot, timeout_s: float = 5.0)
             return
         await pilot.pause(0.05)
     raise AssertionError("condition not met in time")
-
-
-async def settle(pilot) -> None:
-    """Let the first render (after mount) and any focus moves happen."""
-    await pilot.pause()
-    await pilot.pause()
 
 
 # -- the factories above must keep the daemon's shapes ----------------------------------------------------
@@ -439,95 +426,3 @@ async def test_at_80x24_tab_moves_between_panels_and_the_focused_one_opens():
         assert screen.focused is screen.keys
         assert screen.query_one("#keys").outer_size.height > 5
         assert screen.query_one("#providers").outer_size.height == 1
-
-
-# -- scale ------------------------------------------------------------------------------------------------
-
-
-def fleet_at_scale() -> dict[str, Any]:
-    return snapshot(
-        providers=[provider(f"p{i:02d}", capacity=32) for i in range(20)],
-        keys=[key(f"{i:012x}", f"app-{i:03d}", rpm=600, last_used_at=NOW - i) for i in range(200)],
-        gpu_data=gpus(*(gpu(i) for i in range(8))),
-        fleet_data=fleet(*(deployment(f"p{i:02d}", port=9000 + i) for i in range(32))),
-    )
-
-
-@pytest.mark.asyncio
-async def test_five_hundred_requests_and_two_hundred_keys_keep_every_table_exact_where_it_is_seen():
-    app = DashboardHarness(fleet_at_scale())
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        screen = app.dashboard
-        for i in range(500):
-            app.live.apply("request.start", request(f"req-{i}", provider=f"p{i % 20:02d}", started_at=NOW - i % 60))
-        screen.live_changed(app.live, {"requests"})
-        for tick in range(3):  # three 1 Hz rounds: every request progresses, 50 end, every key's usage moves
-            for i in range(500):
-                if f"req-{i}" in app.live.requests:
-                    app.live.apply("request.progress", request(f"req-{i}", provider=f"p{i % 20:02d}",
-                                                               completion_tokens=10 * (tick + 1)))
-            for i in range(tick * 50, tick * 50 + 50):
-                app.live.apply("request.end", {**request(f"req-{i}"), "status": 200, "ok": True, "prompt_tokens": 1})
-            for i in range(200):
-                app.live.apply("key", key(f"{i:012x}", f"app-{i:03d}", rpm=600, requests_last_minute=tick))
-            screen.live_changed(app.live, {"requests", "keys", "providers"})
-        await pilot.pause()
-
-        assert screen.requests.row_count == 350
-        assert screen.keys.row_count == 200
-        assert screen.providers.row_count == 20
-        assert screen.fleet.row_count == 32
-        assert screen.gpus.row_count == 8
-        assert cell(screen.requests, "req-150", "tokens") == "30"  # the top rows, in view
-        assert cell(screen.keys, f"{0:012x}", "rpm") == "2"
-        for table, row_key in ((screen.requests, "req-499"), (screen.keys, f"{199:012x}")):  # far out of view
-            table.move_cursor(row=table.get_row_index(row_key))
-            await pilot.pause()
-        assert cell(screen.requests, "req-499", "tokens") == "30"
-        assert cell(screen.keys, f"{199:012x}", "rpm") == "2"
-
-
-@pytest.mark.asyncio
-async def test_rows_out_of_view_are_written_when_they_scroll_into_view_not_before():
-    app = DashboardHarness(fleet_at_scale())
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        screen = app.dashboard
-        for i in range(300):
-            app.live.apply("request.start", request(f"req-{i}", provider=f"p{i % 20:02d}"))
-        screen.live_changed(app.live, {"requests"})
-        await pilot.pause()
-        for i in range(300):
-            app.live.apply("request.progress", request(f"req-{i}", provider=f"p{i % 20:02d}", completion_tokens=7))
-        screen.live_changed(app.live, {"requests"})
-        await pilot.pause()
-
-        assert cell(screen.requests, "req-0", "tokens") == "7"
-        assert cell(screen.requests, "req-299", "tokens") == "0"  # not written while out of view
-
-        screen.requests.scroll_end(animate=False, immediate=True)
-        await pilot.pause()
-
-        assert cell(screen.requests, "req-299", "tokens") == "7"
-
-
-@pytest.mark.asyncio
-async def test_a_burst_of_ended_requests_keeps_the_survivors_in_order_and_the_cursor_on_its_row():
-    app = DashboardHarness(fleet_at_scale())
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        screen = app.dashboard
-        for i in range(300):
-            app.live.apply("request.start", request(f"req-{i}", provider=f"p{i % 20:02d}"))
-        screen.live_changed(app.live, {"requests"})
-        screen.requests.move_cursor(row=screen.requests.get_row_index("req-288"))
-
-        for i in range(0, 300, 3):
-            app.live.apply("request.end", {"id": f"req-{i + 1}"})
-            app.live.apply("request.end", {"id": f"req-{i + 2}"})
-        screen.live_changed(app.live, {"requests"})
-        await pilot.pause()
-
-        assert row_keys(screen.requests) == [f"req-{i}" for i in range(0, 300, 3)]
-        assert screen.requests.cursor_key() == "req-288"
