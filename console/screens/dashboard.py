@@ -21,12 +21,11 @@ from console.live_state import SECTIONS, LiveState
 from console.screens.base import LiveScreen
 from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
 from console.widgets.key_hints import KeyHints
+from console.widgets.live_table import Clock, LiveTable
 from console.widgets.panels import (
-    Clock,
     DashboardPanel,
     FleetTable,
     KeysTable,
-    LiveTable,
     ProvidersTable,
     RequestsTable,
     count,

@@ -7,7 +7,8 @@ from typing import Any
 
 from rich.text import Text
 
-from console.widgets.panels import LiveTable, Row, dash
+from console.widgets.live_table import LiveTable, Row
+from console.widgets.panels import dash
 
 GIB = 1024**3
 EIGHTHS = " ▏▎▍▌▋▊▉"
