@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Input  # noqa: TID251
 from console.app import CorralApp
 from console.screens.chat import ChatScreen
 from console.screens.dashboard import DashboardScreen
+from console.widgets.live_table import LiveTable
 
 DASHBOARD_TABLES = ("gpus", "fleet", "providers", "keys", "requests")
 
@@ -44,7 +45,7 @@ class ProbedConsole(CorralApp):
         record: dict[str, Any] = {"t": time.monotonic(), "screen": type(screen).__name__,
                                   "focus": focused.id if focused is not None else None,
                                   "answers": self.answers}
-        if isinstance(focused, DataTable):
+        if isinstance(focused, (DataTable, LiveTable)):
             record["cursor"] = focused.cursor_row
         elif isinstance(focused, Input):
             record["value"] = len(focused.value)

@@ -176,8 +176,8 @@ class DashboardScreen(LiveScreen):
         with Vertical(id="panels"):
             yield DashboardPanel("GPUs", self.gpus, id="gpus")
             yield FirstRunPanel(id="first-run")
-            yield DashboardPanel("Containers", self.fleet, id="fleet", classes="-serving")
-            yield DashboardPanel("Providers", self.providers, id="providers", classes="-serving")
+            yield DashboardPanel("Containers", self.fleet, id="fleet", classes="-serving -gives-way")
+            yield DashboardPanel("Providers", self.providers, id="providers", classes="-serving -gives-way")
             yield DashboardPanel("Keys", self.keys, id="keys", classes="-serving -grow")
             yield DashboardPanel("Live requests", self.requests, id="requests", classes="-serving -grow-more")
         yield KeyHints()

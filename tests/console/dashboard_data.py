@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from textual.app import App
-from textual.widgets import DataTable
 
 from console.live_state import LiveState
 from console.screens.dashboard import DashboardScreen
 from console.theme_files import builtin_themes_dir
 from console.themes import load_theme
+from console.widgets.live_table import LiveTable
 
 NOW = 1_760_000_000.0  # every clock in these tests: uptimes and "last used" render the same on every run
 GIB = 1024**3
@@ -149,12 +149,12 @@ def busy_box() -> dict[str, Any]:
 # -- reading what the dashboard shows ---------------------------------------------------------------------
 
 
-def cell(table: DataTable, row_key: str, column_key: str) -> str:
+def cell(table: LiveTable, row_key: str, column_key: str) -> str:
     return str(table.get_cell(row_key, column_key))
 
 
-def row_keys(table: DataTable) -> list[str]:
-    return [row.key.value for row in table.ordered_rows]
+def row_keys(table: LiveTable) -> list[str]:
+    return table.row_keys
 
 
 async def settle(pilot) -> None:

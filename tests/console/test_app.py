@@ -28,7 +28,7 @@ async def wait_for(pilot, condition, timeout_s: float = 15.0) -> None:
 
 
 def row_keys(table) -> list[str]:
-    return [key.value for key in table.rows]
+    return table.row_keys
 
 
 @pytest.mark.asyncio

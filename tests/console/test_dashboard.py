@@ -122,27 +122,23 @@ async def test_values_a_device_does_not_support_show_as_a_dash():
 
 
 @pytest.mark.asyncio
-async def test_a_provider_state_change_updates_only_its_cell_and_keeps_the_cursor(monkeypatch):
+async def test_a_provider_state_change_repaints_only_its_row_and_keeps_the_cursor(monkeypatch):
     app = DashboardHarness(busy_box())
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         table = app.dashboard.providers
         table.focus()
         table.move_cursor(row=table.get_row_index("gpu1"))
-        updated: list[tuple[str, str]] = []
-        added: list[str] = []
-        real_update, real_add = table.update_cell, table.add_row
-        monkeypatch.setattr(table, "update_cell", lambda r, c, v, **kw: (updated.append((r, c)),
-                                                                          real_update(r, c, v, **kw)))
-        monkeypatch.setattr(table, "add_row", lambda *cells, **kw: (added.append(kw["key"]),
-                                                                     real_add(*cells, **kw))[1])
+        await pilot.pause()
+        painted: list[int] = []
+        real_render_line = table.render_line
+        monkeypatch.setattr(table, "render_line", lambda y: (painted.append(y), real_render_line(y))[1])
 
         app.feed("provider", provider("gpu1", state="ready", capacity=2, models=("llama3-8b",)))
         await pilot.pause()
 
         assert cell(table, "gpu1", "state") == "ready"
-        assert updated == [("gpu1", "state")]
-        assert added == []
+        assert painted == [1 + table.get_row_index("gpu1")], "one line under the header: gpu1's"
         assert row_keys(table) == ["gpu0", "gpu1", "openai"]
         assert table.cursor_key() == "gpu1"
 

@@ -1,5 +1,5 @@
 """The dashboard at the issue's scale: 8 GPUs, 32 deployments, 20 providers, 200 keys and hundreds of live
-requests, with rows written only where they can be seen."""
+requests, with rows drawn only where they can be seen and again only when they change."""
 
 from __future__ import annotations
 
@@ -76,23 +76,32 @@ async def test_five_hundred_requests_and_two_hundred_keys_keep_every_table_exact
 
 
 @pytest.mark.asyncio
-async def test_rows_out_of_view_are_written_when_they_scroll_into_view_not_before():
+async def test_rows_changing_out_of_view_repaint_nothing_and_show_their_change_when_scrolled_to(monkeypatch):
     app = DashboardHarness(fleet_at_scale())
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        screen = app.dashboard
+        table = app.dashboard.requests
         send_requests(app, "request.start", 300)
         await pilot.pause()
-        send_requests(app, "request.progress", 300, completion_tokens=7)
+        painted: list[int] = []
+        real_render_line = table.render_line
+        monkeypatch.setattr(table, "render_line", lambda y: (painted.append(y), real_render_line(y))[1])
+
+        for i in range(200, 300):
+            app.live.apply("request.progress", request(f"req-{i}", provider=f"p{i % 20:02d}", completion_tokens=7))
+        app.dashboard.live_changed(app.live, {"requests"})
         await pilot.pause()
 
-        assert cell(screen.requests, "req-0", "tokens") == "7"
-        assert cell(screen.requests, "req-299", "tokens") == "0"  # not written while out of view
+        assert painted == [], "no line on screen changed"
+        assert cell(table, "req-299", "tokens") == "7"
 
-        screen.requests.scroll_end(animate=False, immediate=True)
+        table.scroll_end(animate=False, immediate=True)
         await pilot.pause()
 
-        assert cell(screen.requests, "req-299", "tokens") == "7"
+        last_line = table.size.height - 1
+        assert last_line in painted
+        drawn = "".join(segment.text for segment in real_render_line(last_line))
+        assert drawn.split()[-3:] == ["3s", "7", "-"], "the bottom row is req-299: 3 s old, 7 tokens, no rate yet"
 
 
 @pytest.mark.asyncio
