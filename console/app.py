@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.theme import Theme
 
 from console.actions import ConsoleActions
+from console.collector import QuietCollector
 from console.daemon_link import DaemonStartFailed, EventFeed, ensure_daemon
 from console.live_state import LiveState
 from console.palette import CorralCommands
@@ -56,6 +57,7 @@ class CorralApp(ConsoleActions, App[None]):
         self.live = LiveState()
         self.connected = False
         self._pending: set[str] = set()
+        self.collector = QuietCollector()
         self.set_keymap(self.settings.keymap)
 
     # -- start-up -------------------------------------------------------------------------------------
@@ -66,6 +68,13 @@ class CorralApp(ConsoleActions, App[None]):
         self.switch_mode("dashboard")
         self.set_interval(FLUSH_INTERVAL_S, self._flush_live)
         self.follow_daemon()
+        self.call_after_refresh(self.collector.start)  # after the first frame, which should not wait for it
+        self.set_interval(1.0, self.collector.tick)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self.collector.input_seen()
+        await super().on_event(event)
 
     def _register_themes(self) -> None:
         loaded = load_themes()
@@ -85,6 +94,7 @@ class CorralApp(ConsoleActions, App[None]):
             self.settings.save(self._settings_path)
 
     async def on_unmount(self) -> None:
+        self.collector.stop()
         await self.client.aclose()
 
     # -- the daemon -----------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""Full garbage collections wait for the operator to stop typing, and still come at least once a minute."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from console.app import CorralApp
+from console.collector import FULL_EVERY_S, MAX_DEFER_S, NEVER, QUIET_S, QuietCollector
+from tests.testbed.waiting import pilot_wait
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def collector_on(clock: Clock) -> tuple[QuietCollector, list[float]]:
+    runs: list[float] = []
+    return QuietCollector(clock, collect=lambda: runs.append(clock.now)), runs
+
+
+def test_a_full_collection_waits_until_the_keyboard_has_been_quiet():
+    clock = Clock()
+    collector, runs = collector_on(clock)
+    clock.now += FULL_EVERY_S
+    collector.input_seen()
+
+    assert not collector.tick(), "a key just came"
+    clock.now += QUIET_S
+    assert collector.tick()
+    assert runs == [clock.now]
+
+
+def test_an_idle_console_collects_at_most_every_full_every_s():
+    clock = Clock()
+    collector, runs = collector_on(clock)
+    for _ in range(int(3 * FULL_EVERY_S)):
+        clock.now += 1
+        collector.tick()
+
+    assert len(runs) == 3
+    assert [b - a for a, b in zip(runs, runs[1:], strict=False)] == [FULL_EVERY_S, FULL_EVERY_S]
+
+
+def test_typing_without_a_pause_still_gets_a_full_collection_each_max_defer_s():
+    clock = Clock()
+    collector, runs = collector_on(clock)
+    for _ in range(int(2 * MAX_DEFER_S)):
+        clock.now += 1
+        collector.input_seen()
+        collector.tick()
+
+    assert len(runs) == 2
+    assert runs[0] - 1000.0 == MAX_DEFER_S
+
+
+def test_start_takes_full_collections_from_cpython_and_stop_gives_them_back():
+    before = gc.get_threshold()
+    collector = QuietCollector()
+    collector.start()
+    try:
+        assert gc.get_threshold() == (before[0], before[1], NEVER)
+        assert gc.get_freeze_count() > 0, "what exists at start is left out of later scans"
+    finally:
+        collector.stop()
+
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_the_console_holds_full_collections_while_it_runs_and_counts_keys_as_input(tmp_path):
+    before = gc.get_threshold()
+    app = CorralApp(tmp_path / "nobody.sock", tmp_path / "data", autostart=False)
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot_wait(pilot.pause, lambda: gc.get_threshold()[2] == NEVER, timeout_s=5)
+        typed_before = app.collector.last_input
+        await pilot.press("tab")
+
+        assert app.collector.last_input > typed_before
+
+    assert gc.get_threshold() == before, "a console that has quit leaves the interpreter as it found it"
