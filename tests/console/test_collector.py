@@ -1,13 +1,17 @@
-"""Full garbage collections wait for the operator to stop typing, and still come at least once a minute."""
+"""Work that would stall a key waits for a quiet keyboard: full garbage collections (which still come at least
+once a minute) and building the chat screen."""
 
 from __future__ import annotations
 
 import gc
+import itertools
 
 import pytest
 
+import console.app
 from console.app import CorralApp
 from console.collector import FULL_EVERY_S, MAX_DEFER_S, NEVER, QUIET_S, QuietCollector
+from console.screens.chat import ChatScreen
 from tests.testbed.waiting import pilot_wait
 
 
@@ -44,7 +48,7 @@ def test_an_idle_console_collects_at_most_every_full_every_s():
         collector.tick()
 
     assert len(runs) == 3
-    assert [b - a for a, b in zip(runs, runs[1:], strict=False)] == [FULL_EVERY_S, FULL_EVERY_S]
+    assert [b - a for a, b in itertools.pairwise(runs)] == [FULL_EVERY_S, FULL_EVERY_S]
 
 
 def test_typing_without_a_pause_still_gets_a_full_collection_each_max_defer_s():
@@ -86,3 +90,24 @@ async def test_the_console_holds_full_collections_while_it_runs_and_counts_keys_
         assert app.collector.last_input > typed_before
 
     assert gc.get_threshold() == before, "a console that has quit leaves the interpreter as it found it"
+
+
+@pytest.mark.asyncio
+async def test_the_chat_screen_is_built_behind_a_quiet_dashboard_so_the_first_f3_does_not_wait(tmp_path, monkeypatch):
+    mounted: list[str] = []
+    real_on_mount = ChatScreen.on_mount
+    monkeypatch.setattr(ChatScreen, "on_mount", lambda screen: (mounted.append(screen.app.current_mode),
+                                                                 real_on_mount(screen)))
+    monkeypatch.setattr(console.app, "WARM_CHAT_AFTER_S", 0.1)
+    monkeypatch.setattr(console.app, "QUIET_S", 0.0)
+    app = CorralApp(tmp_path / "nobody.sock", tmp_path / "data", autostart=False)
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        focused = app.screen.focused
+        await pilot_wait(pilot.pause, lambda: mounted, timeout_s=5)
+
+        assert app.current_mode == "dashboard", "the operator saw nothing move"
+        assert app.screen.focused is focused
+        await pilot.press("f3")
+        await pilot_wait(pilot.pause, lambda: isinstance(app.screen, ChatScreen), timeout_s=5)
+        assert len(mounted) == 1, "F3 showed the screen built before"
