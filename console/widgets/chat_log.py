@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Markdown, Static
 
 from console.markdown_parts import PartBreaks
@@ -29,42 +30,80 @@ FLUSH_INTERVAL_S = 0.05
 NEAR_BOTTOM_LINES = 3
 # A flush then lays out some 20 paragraphs, not the thousands of a 50,000-token answer.
 PART_CHARS = 4000
+CHAPTER_PARTS = 8
 FLUSH_CHARS = 4000
 ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
-class BodyPart(Vertical):
-    """One Markdown part of a message's body, which a sealed part can fold away while it is out of view.
+class Foldable(Vertical):
+    """A sealed piece of an answer that can fold away while it is out of view.
 
-    Textual lays out every widget on the screen after each change, and each Markdown block is a widget. Folded,
-    the part's blocks leave the layout and a fixed height keeps its place, so a flush costs the same after 50,000
-    tokens as after 500.
+    Textual lays out every displayed widget on the screen after each change, and each Markdown block is a widget.
+    Folded, what the piece shows leaves the layout and a fixed height keeps its place, so a flush costs about the
+    same after 50,000 tokens as after 500.
     """
 
-    def __init__(self, markdown: Markdown) -> None:
-        # The zero-height pin makes Textual measure the part by its width alone (not by the entry's growing
-        # height), so a sealed part keeps its cached layout while the answer grows below it.
-        super().__init__(markdown, Static(classes="chat-part-pin"), classes="chat-part")
-        self.markdown = markdown
-        self.sealed = False  # nothing more will be written to it
+    def __init__(self, *children: Widget, classes: str) -> None:
+        # The zero-height pin makes Textual measure the piece by its width alone (not by the entry's growing
+        # height), so a sealed piece keeps its cached layout while the answer grows below it.
+        self.pin = Static(classes="chat-part-pin")
+        super().__init__(*children, self.pin, classes=classes)
+        self.folded = False
 
-    @property
-    def folded(self) -> bool:
-        return not self.markdown.display
+    def shown(self) -> list[Widget]:
+        """What folding hides."""
+        raise NotImplementedError
 
     def fold(self) -> None:
-        if self.sealed and not self.folded and self.size.height:
+        """Only for a sealed piece: what it shows must not change while folded."""
+        if not self.folded and self.size.height:
             self.styles.height = self.size.height
-            self.markdown.display = False
+            for widget in self.shown():
+                widget.display = False
+            self.folded = True
 
     def unfold(self) -> None:
         if self.folded:
-            self.markdown.display = True
+            for widget in self.shown():
+                widget.display = True
             self.styles.height = "auto"
+            self.folded = False
+
+
+class BodyPart(Foldable):
+    """One Markdown part of a message's body."""
+
+    def __init__(self, markdown: Markdown) -> None:
+        super().__init__(markdown, classes="chat-part")
+        self.markdown = markdown
+        self.sealed = False  # nothing more will be written to it
+
+    def shown(self) -> list[Widget]:
+        return [self.markdown]
+
+
+class Chapter(Foldable):
+    """Up to CHAPTER_PARTS consecutive parts, folded as one once all are sealed: a long answer's layout then
+    visits a widget per chapter, not two per part (0.19 ms each, per frame, measured)."""
+
+    def __init__(self, part: BodyPart) -> None:
+        super().__init__(part, classes="chat-chapter")
+
+    @property
+    def parts(self) -> list[BodyPart]:
+        return list(self.query_children(BodyPart))
+
+    @property
+    def sealed(self) -> bool:
+        return all(part.sealed for part in self.parts)
+
+    def shown(self) -> list[Widget]:
+        return list(self.parts)
 
 
 class ChatEntry(Vertical):
-    """One message: who said it, the Markdown body (in parts, when long), and (for answers) a stats line."""
+    """One message: who said it, the Markdown body (in parts and chapters, when long), and (for answers) a stats
+    line."""
 
     def __init__(self, role: str, text: str = "", *, title: str | None = None) -> None:
         super().__init__(classes=f"chat-entry chat-{role}")
@@ -74,12 +113,16 @@ class ChatEntry(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(self._title, classes="chat-role", markup=False)
-        yield BodyPart(Markdown(self.text, classes="chat-body"))
+        yield Chapter(BodyPart(Markdown(self.text, classes="chat-body")))
         yield Static("", classes="chat-stats", markup=False)
 
     @property
+    def chapters(self) -> list[Chapter]:
+        return list(self.query_children(Chapter))
+
+    @property
     def body_parts(self) -> list[BodyPart]:
-        return list(self.query_children(BodyPart))
+        return [part for chapter in self.chapters for part in chapter.parts]
 
     @property
     def parts(self) -> list[Markdown]:
@@ -97,10 +140,15 @@ class ChatEntry(Vertical):
         return "".join(part.source for part in self.parts)
 
     async def add_part(self) -> Markdown:
-        """Seal the last part and start a new one."""
-        self.body_parts[-1].sealed = True
+        """Seal the last part and start a new one (in a new chapter when the last is full)."""
+        chapter = self.chapters[-1]
+        parts = chapter.parts
+        parts[-1].sealed = True
         markdown = Markdown(classes="chat-body")
-        await self.mount(BodyPart(markdown), before=self.stats)
+        if len(parts) < CHAPTER_PARTS:
+            await chapter.mount(BodyPart(markdown), before=chapter.pin)
+        else:
+            await self.mount(Chapter(BodyPart(markdown)), before=self.stats)
         return markdown
 
     @property
@@ -222,7 +270,7 @@ class AnswerStream:
 class ChatLog(VerticalScroll):
     """The scrolling conversation. It follows new output only while the reader is near the bottom.
 
-    Sealed answer parts more than a screen away from the view are folded (see BodyPart).
+    Sealed chapters and parts more than a screen away from the view are folded (see Foldable).
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -237,12 +285,14 @@ class ChatLog(VerticalScroll):
         if self.size.width != self._folded_at_width:  # folded heights were measured at the old width
             self._folded_at_width = self.size.width
             for entry in self.entries:
-                for part in entry.body_parts:
-                    part.unfold()
+                for chapter in entry.chapters:
+                    chapter.unfold()
+                    for part in chapter.parts:
+                        part.unfold()
             self.schedule_folds()
 
     def schedule_folds(self) -> None:
-        """Fold and unfold sealed parts once the next frame has laid them out."""
+        """Fold and unfold sealed chapters and parts once the next frame has laid them out."""
         if not self._folds_due:
             self._folds_due = True
             self.call_after_refresh(self._update_folds)
@@ -251,15 +301,29 @@ class ChatLog(VerticalScroll):
         self._folds_due = False
         view = self.content_region
         near = view.grow((view.height, 0, view.height, 0))
+        unfolded = False
         for entry in self.entries:
-            for part in entry.body_parts:
-                region = part.region
-                if not (part.sealed and region):
+            for chapter in entry.chapters:
+                region = chapter.region
+                if not region:
                     continue
-                if region.overlaps(near):
-                    part.unfold()
-                else:
-                    part.fold()
+                if chapter.sealed and not region.overlaps(near):
+                    chapter.fold()
+                    continue
+                if chapter.folded:
+                    chapter.unfold()
+                    unfolded = True  # its parts have no place until the next frame: fold them then
+                    continue
+                for part in chapter.parts:
+                    region = part.region
+                    if not (part.sealed and region):
+                        continue
+                    if region.overlaps(near):
+                        part.unfold()
+                    else:
+                        part.fold()
+        if unfolded:
+            self.schedule_folds()
 
     def is_near_bottom(self) -> bool:
         return self.max_scroll_y - self.scroll_y <= NEAR_BOTTOM_LINES

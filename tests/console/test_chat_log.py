@@ -9,7 +9,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 from console.markdown_parts import PartBreaks
-from console.widgets.chat_log import PART_CHARS, ChatLog
+from console.widgets.chat_log import CHAPTER_PARTS, PART_CHARS, ChatLog
 
 CHAT_CSS = Path(__file__).resolve().parents[2] / "console" / "styles" / "chat.tcss"
 PARAGRAPH = " the quick brown fox jumps over a lazy dog" * 4 + ".\n\n"
@@ -68,7 +68,7 @@ async def test_a_long_streamed_answer_is_split_into_parts_that_show_exactly_its_
 
 
 @pytest.mark.asyncio
-async def test_parts_far_from_the_view_fold_and_unfold_when_scrolled_to():
+async def test_chapters_far_from_the_view_fold_as_one_and_unfold_when_scrolled_to():
     app = ChatLogHarness()
     async with app.run_test(size=(120, 40)) as pilot:
         log = app.query_one(ChatLog)
@@ -78,9 +78,13 @@ async def test_parts_far_from_the_view_fold_and_unfold_when_scrolled_to():
         log.scroll_end(animate=False)
         for _ in range(20):
             await pilot.pause()
-        first, *_, last = answer.entry.body_parts
+        first, *_, last = answer.entry.chapters
+        assert len(answer.entry.chapters) >= 2
+        assert all(len(chapter.parts) <= CHAPTER_PARTS for chapter in answer.entry.chapters)
         assert first.folded
+        assert not any(part.display for part in first.parts), "a folded chapter's parts leave the layout"
         assert not last.folded
+        assert not last.parts[-1].folded
         height = log.virtual_size.height
 
         log.scroll_home(animate=False)
@@ -88,5 +92,6 @@ async def test_parts_far_from_the_view_fold_and_unfold_when_scrolled_to():
             await pilot.pause()
 
         assert not first.folded
+        assert not first.parts[0].folded
         assert last.folded
-        assert log.virtual_size.height == height  # folded parts keep their place
+        assert log.virtual_size.height == height  # folded chapters keep their place
