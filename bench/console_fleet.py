@@ -22,7 +22,7 @@ from tests.testbed import (
     ensure_llama_image,
     ensure_llama_server,
     ensure_tiny_model,
-    free_port,
+    free_ports,
 )
 
 BENCH_LABEL = "corral.bench.console"  # what cleanup looks for, here and after a run that was killed
@@ -47,8 +47,9 @@ class BenchFleet:
             return self
         self._remove_all()  # left behind by a killed run
         model = str(ensure_tiny_model())
+        ports = free_ports(self.count)  # one at a time, the kernel can hand the same port out twice
         specs = [DeploymentSpec(name=f"bench-{index:02d}", model_path=model, image=image, gpus=None, ctx_size=256,
-                                port=free_port()) for index in range(self.count)]
+                                port=port) for index, port in enumerate(ports)]
         with ThreadPoolExecutor(DEPLOY_THREADS) as pool:
             outcomes = list(pool.map(self._deploy, specs))
         self.names = [spec.name for spec, error in zip(specs, outcomes, strict=True) if error is None]

@@ -6,7 +6,7 @@ from .docker_image import ImageUnavailable, ensure_llama_image
 from .llama_build import LlamaServerUnavailable, ensure_llama_server
 from .llama_process import LlamaServerFailedToStart, LlamaServerPool, LlamaServerProcess
 from .nvml import NvmlStub, NvmlStubUnavailable, ensure_nvml_stub, write_devices
-from .ports import free_port
+from .ports import free_port, free_ports
 from .requirement import component_unavailable, testbed_required
 from .tiny_model import ensure_tiny_model
 
@@ -28,6 +28,7 @@ __all__ = [
     "ensure_nvml_stub",
     "ensure_tiny_model",
     "free_port",
+    "free_ports",
     "testbed_required",
     "write_devices",
 ]
