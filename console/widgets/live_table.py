@@ -197,21 +197,20 @@ class LiveTable(ScrollView, can_focus=True):
         width = self.size.width
         base = self.rich_style
         if y < HEADER_LINES:
+            header = base + self.get_component_rich_style("live-table--header")
             if self._header is None:
-                header = base + self.get_component_rich_style("live-table--header")
                 self._header = self._draw([label for _, label, _ in self.COLUMNS], header)
-            strip = self._header
-        else:
-            index = y - HEADER_LINES + scroll_y
-            if index >= len(self._order):
-                return Strip.blank(width, base)
-            key = self._order[index]
-            cursor = index == self._cursor and self._show_cursor
-            strip = self._strips.get((key, cursor))
-            if strip is None:
-                over = self.get_component_rich_style("live-table--cursor") if cursor else NO_STYLE
-                strip = self._strips[key, cursor] = self._draw(self._cells[key], base + over, over)
-        return strip.crop_extend(scroll_x, scroll_x + width, base)
+            return self._header.crop_extend(scroll_x, scroll_x + width, header)
+        index = y - HEADER_LINES + scroll_y
+        if index >= len(self._order):
+            return Strip.blank(width, base)
+        key = self._order[index]
+        cursor = index == self._cursor and self._show_cursor
+        over = self.get_component_rich_style("live-table--cursor") if cursor else NO_STYLE
+        strip = self._strips.get((key, cursor))
+        if strip is None:
+            strip = self._strips[key, cursor] = self._draw(self._cells[key], base + over, over)
+        return strip.crop_extend(scroll_x, scroll_x + width, base + over)  # the cursor's bar spans the width
 
     def _draw(self, cells: Iterable[Cell], style: Style, over: Style = NO_STYLE) -> Strip:
         """One row at full width: each cell cropped (with an ellipsis) or padded to its column. `over` wins over

@@ -144,6 +144,20 @@ async def test_a_provider_state_change_repaints_only_its_row_and_keeps_the_curso
 
 
 @pytest.mark.asyncio
+async def test_a_click_on_a_row_focuses_the_table_and_puts_the_cursor_there():
+    app = DashboardHarness(busy_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.keys
+
+        await pilot.click("#keys-table", offset=(4, 2))  # line 0 is the header, then batch, old-ci, webapp
+        await pilot.pause()
+
+        assert table.has_focus
+        assert table.cursor_key() == "112233445566"
+
+
+@pytest.mark.asyncio
 async def test_the_cursor_stays_on_its_row_when_rows_above_come_and_go():
     app = DashboardHarness(busy_box())
     async with app.run_test(size=(120, 40)) as pilot:
