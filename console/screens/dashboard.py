@@ -119,7 +119,7 @@ class FirstRunPanel(Vertical):
         for key, action, why in FIRST_RUN_HINTS:
             with Horizontal(classes="hint-line"):
                 yield Static(f"{key}  {action}", classes="hint")
-                yield Static(why, classes="hint-why")
+                yield Static(why, classes="hint-why", id=f"first-run-why-{key}")
 
 
 class DashboardScreen(LiveScreen):
@@ -274,6 +274,10 @@ class DashboardScreen(LiveScreen):
             panel.set_notice(None if deployments else "No llama-server containers: press d to deploy a model.",
                              hint=True)
         self.fleet.show(deployments, busy, live.providers)
+        # The first-run view hides this panel: its deploy hint says why deploying cannot work yet.
+        self._write_line("#first-run-why-d", FIRST_RUN_HINTS[0][2] if ok or reason == "connecting" else
+                         f"needs Docker: {reason}")
+        self.query_one("#first-run-why-d").set_class(not ok and reason != "connecting", "-problem")
         running = sum(1 for d in deployments if d.get("state") == "running")
         panel.set_summary(f"{running}/{len(deployments)} running" if ok else "engine unavailable")
 

@@ -248,6 +248,26 @@ async def test_first_run_shows_what_to_do_until_a_provider_exists():
 
 
 @pytest.mark.asyncio
+async def test_first_run_says_why_deploying_cannot_work_without_a_docker_engine():
+    reason = "cannot reach the Docker engine at unix:///var/run/docker.sock: No such file; is dockerd running?"
+    engine_down = {"engine": {"state": "unavailable", "reason": reason}, "deployments": []}
+    app = DashboardHarness(snapshot(fleet_data=engine_down))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        why = app.dashboard.query_one("#first-run-why-d")
+
+        assert app.dashboard.query_one("#first-run").display
+        assert str(why.render()) == f"needs Docker: {reason}"
+        assert why.has_class("-problem")
+
+        app.feed("fleet", {"engine": {"state": "ok", "reason": ""}, "deployments": []})
+        await settle(pilot)
+
+        assert str(why.render()) == "run a GGUF file with llama-server in a container"
+        assert not why.has_class("-problem")
+
+
+@pytest.mark.asyncio
 async def test_before_the_snapshot_the_dashboard_waits_instead_of_claiming_a_first_run():
     app = DashboardHarness(data=None)
     async with app.run_test(size=(120, 40)) as pilot:
