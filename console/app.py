@@ -76,10 +76,11 @@ class CorralApp(ConsoleActions, App[None]):
     def _warm_chat(self) -> None:
         """Build the chat screen while the operator reads the dashboard. A mode's first show composes its screen
         and re-applies the whole stylesheet (150-230 ms in the console benchmark), which the first F3 waited for."""
-        if self.current_mode != "dashboard" or len(self.screen_stack) > 1:
-            return  # the operator went to the chat (which built it) or has a dialog open
-        if self.collector.clock() - self.collector.last_input < QUIET_S:
-            self.set_timer(WARM_CHAT_AFTER_S, self._warm_chat)
+        if self.current_mode == "chat":
+            return  # the operator went there first, which built it
+        busy = self.collector.clock() - self.collector.last_input < QUIET_S
+        if busy or self.current_mode != "dashboard" or len(self.screen_stack) > 1:
+            self.set_timer(WARM_CHAT_AFTER_S, self._warm_chat)  # typing, or a dialog open: later
             return
         self.switch_mode("chat")  # both switches land before the next frame: nothing flashes
         self.switch_mode("dashboard")

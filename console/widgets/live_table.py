@@ -141,7 +141,8 @@ class LiveTable(ScrollView, can_focus=True):
     # -- keeping up with the collection ------------------------------------------------------------------------
 
     def sync(self, rows: Iterable[tuple[str, Row]]) -> None:
-        """Make the table show exactly `rows`, in their order for an unsorted table; repaint only changed lines."""
+        """Make the table show exactly `rows` and repaint only the lines that changed. New rows go in order of the
+        first column, or at the bottom of an unsorted table; the cursor stays on its row."""
         cursor = self.cursor_key()
         seen: set[str] = set()
         added: list[str] = []
