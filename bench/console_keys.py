@@ -73,10 +73,14 @@ def press(terminal: ConsoleTerminal, key: str, log: KeyLog | None = None) -> Rec
     return record
 
 
-def tour_dashboard(terminal: ConsoleTerminal, presses: int, rng: random.Random) -> KeyLog:
+def tour_dashboard(terminal: ConsoleTerminal, presses: int, rng: random.Random,
+                   going_on: Callable[[], bool] = lambda: True) -> KeyLog:
+    """Up to `presses` keys of the tour, while `going_on()` holds."""
     log = KeyLog()
     for index in range(presses):
         time.sleep(rng.uniform(*GAP_S))
+        if not going_on():
+            break
         press(terminal, DASHBOARD_TOUR[index % len(DASHBOARD_TOUR)], log)
     return log
 

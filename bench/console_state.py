@@ -62,6 +62,7 @@ class SyntheticState(contextlib.ExitStack):
         self.fleet = BenchFleet(scale.deployments)
         self.traffic: subprocess.Popen[str] | None = None
         self.produced: dict[str, Any] = {}
+        self.keys: list[str] = []
 
     def start(self) -> dict[str, Any]:
         """Bring everything up and wait until the requests are live; returns what was actually produced."""
@@ -74,7 +75,7 @@ class SyntheticState(contextlib.ExitStack):
         self.fleet.start()
         self.daemon.start()
         self._add_providers()
-        keys = self._create_keys()
+        keys = self.keys = self._create_keys()
         self.callback(self._stop_traffic)
         self._start_traffic(keys)
         live = self._wait_live()

@@ -108,6 +108,12 @@ def console_markdown(console: dict[str, Any]) -> list[str]:
              f"{idle['frames_per_s']:g} frames/s, {idle['output_kib_per_s']:g} KiB/s to the terminal; "
              f"corral-core {idle['corral_core_cpu_pct']:.1f}% |",
              f"| keypress latency, dashboard | {_keys(keys)}; console CPU {keys['console_cpu_pct']:.0f}% |"]
+    busy = console.get("busy_gateway")
+    if busy:
+        lines += [f"| gateway also serving short requests flat out ({busy['window_s']:g} s) | "
+                  f"{busy['requests_per_s']:,} req/s, {busy['errors']} errors; console CPU "
+                  f"{busy['console_cpu_pct']:.0f}%, corral-core {busy['corral_core_cpu_pct']:.0f}% |",
+                  f"| keypress latency, dashboard, meanwhile | {_keys(busy['keypress_ms'])} |"]
     for stream in console["streaming"]:
         lines += [f"| chat answer of {stream['asked_tokens']:,} tokens ({stream['model']}) | {stream['tokens'] or 0:,} "
                   f"tokens ({stream['outcome']}), {stream['tokens_per_s'] or 0:,} tok/s as the console received them "
@@ -115,8 +121,8 @@ def console_markdown(console: dict[str, Any]) -> list[str]:
                   f"finished answer; console CPU {stream['console_cpu_pct']:.0f}% |",
                   f"| keypress latency while it streams | {_keys(stream['keypress_ms'])} |"]
     lines += ["", "| key | count | p50 ms | max ms |", "|---|---|---|---|"]
-    groups = [("", keys)] + [(f"while {s['asked_tokens']:,} tokens stream: ", s["keypress_ms"])
-                             for s in console["streaming"]]
+    groups = [("", keys)] + ([("gateway busy: ", busy["keypress_ms"])] if busy else []) + [
+        (f"while {s['asked_tokens']:,} tokens stream: ", s["keypress_ms"]) for s in console["streaming"]]
     for where, summary in groups:
         lines += [f"| {where}{key} | {row['count']} | {_ms1(row['p50'])} | {_ms1(row['max'])} |"
                   for key, row in summary["by_key"].items()]

@@ -30,6 +30,11 @@ def test_console_smoke_plan_measures_frames_cpu_and_every_key(tmp_path: Path, ll
     keys = console["keypress_ms"]
     assert (keys["count"], keys["timeouts"]) == (12, 0), keys
     assert keys["p50"] <= keys["p99"] <= keys["max"]
+    busy = console["busy_gateway"]
+    assert busy["requests"] > 0
+    assert busy["errors"] == 0, busy["error_samples"]
+    assert busy["keypress_ms"]["count"] >= 1, busy
+    assert busy["keypress_ms"]["timeouts"] == 0, busy
     (stream,) = console["streaming"]
     assert (stream["outcome"], stream["tokens"]) == ("done", 5000), stream
     assert stream["tokens_per_s"] > 0
