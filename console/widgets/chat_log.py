@@ -36,11 +36,11 @@ ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
 class Foldable(Vertical):
-    """A sealed piece of an answer that can fold away while it is out of view.
+    """A piece of an answer that, once sealed, can fold away while it is out of view.
 
     Textual lays out every displayed widget on the screen after each change, and each Markdown block is a widget.
-    Folded, what the piece shows leaves the layout and a fixed height keeps its place, so a flush costs about the
-    same after 50,000 tokens as after 500.
+    Folded, what the piece shows leaves the layout and a fixed height keeps its place, so a flush's cost grows
+    little with the answer's length (bench/README.md, "Console cost").
     """
 
     def __init__(self, *children: Widget, classes: str) -> None:
