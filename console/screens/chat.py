@@ -23,9 +23,10 @@ from textual.validation import Integer, Number
 from textual.widgets import Input, Select, Static
 from textual.worker import Worker, WorkerState
 
+from console.answer_stats import AnswerMeter, AnswerStats
 from console.live_state import LiveState
 from console.screens.base import LiveScreen
-from console.widgets.chat_log import AnswerMeter, AnswerStats, AnswerStream, ChatLog
+from console.widgets.chat_log import AnswerStream, ChatLog
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 
