@@ -25,18 +25,39 @@ PROFILE_S = 10
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_const", const="quick", dest="plan",
-                        help="a shorter run (fewer rounds, 5,000-request soak)")
-    parser.add_argument("--plan", choices=sorted(PLANS) + sorted(CONSOLE_PLANS),
-                        help="full (default), quick, or smoke (the test suite's tiny run); console or console-smoke "
-                             "measure only the console, into latest-console.json/.md")
-    parser.add_argument("--console-only", action="store_const", const="console", dest="plan",
-                        help="only the console's cost (the same as --plan console)")
-    parser.add_argument("--console", action=argparse.BooleanOptionalAction, default=None,
-                        help="also measure the console after the gateway (default: on for full)")
+    parser.add_argument(
+        "--quick",
+        action="store_const",
+        const="quick",
+        dest="plan",
+        help="a shorter run (fewer rounds, 5,000-request soak)",
+    )
+    parser.add_argument(
+        "--plan",
+        choices=sorted(PLANS) + sorted(CONSOLE_PLANS),
+        help="full (default), quick, or smoke (the test suite's tiny run); console or console-smoke "
+        "measure only the console, into latest-console.json/.md",
+    )
+    parser.add_argument(
+        "--console-only",
+        action="store_const",
+        const="console",
+        dest="plan",
+        help="only the console's cost (the same as --plan console)",
+    )
+    parser.add_argument(
+        "--console",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure the console after the gateway (default: on for full)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where latest.json/.md go")
-    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
-                        help="profile corral-core with py-spy where a target is missed (default: on for full)")
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="profile corral-core with py-spy where a target is missed (default: on for full)",
+    )
     parser.set_defaults(plan="full")
     return parser
 
@@ -45,8 +66,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the Stack, which stops every process it started
 
 
-def _profiles(runner: Runner, stack: Stack, worker: LoadWorker, verdicts: list[dict[str, Any]], out: Path,
-              plan: Plan) -> list[dict[str, Any]]:
+def _profiles(
+    runner: Runner, stack: Stack, worker: LoadWorker, verdicts: list[dict[str, Any]], out: Path, plan: Plan
+) -> list[dict[str, Any]]:
     """One py-spy profile per kind of missed target, each under the load that missed it."""
     missed = {row["target"] for row in verdicts if row["met"] is False}
     loads = []
@@ -75,9 +97,14 @@ def console_results(plan: ConsolePlan) -> dict[str, Any]:
 def run_console(plan: ConsolePlan) -> dict[str, Any]:
     started = time.monotonic()
     results = {"console": console_results(plan)}
-    return {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "plan": {"name": plan.name},
-            "machine": report.machine("-"), "results": results, "targets": report.targets(results),
-            "runtime_s": round(time.monotonic() - started, 1)}
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan": {"name": plan.name},
+        "machine": report.machine("-"),
+        "results": results,
+        "targets": report.targets(results),
+        "runtime_s": round(time.monotonic() - started, 1),
+    }
 
 
 def run(plan: Plan, out: Path, want_profile: bool, with_console: bool = False) -> dict[str, Any]:
@@ -88,21 +115,39 @@ def run(plan: Plan, out: Path, want_profile: bool, with_console: bool = False) -
         worker = LoadWorker()
         stack.callback(worker.close)
         runner = Runner(worker, endpoints, stack.gateway_pid, plan, upstream_errors=stack.upstream_errors)
-        results = {"corral_memory_at_start_kib": rss_at_start, "chat": runner.chat(), "stream": runner.stream(),
-                   "null": runner.null_sweep(), "soak": runner.soak()}
+        results = {
+            "corral_memory_at_start_kib": rss_at_start,
+            "chat": runner.chat(),
+            "stream": runner.stream(),
+            "null": runner.null_sweep(),
+            "soak": runner.soak(),
+        }
         results["corral_memory_at_end_kib"] = memory_kib(stack.gateway_pid)
         verdicts = report.targets(results)
         profiles = _profiles(runner, stack, worker, verdicts, out, plan) if want_profile else []
-        generator = {"max_rate_direct_to_null_rps": (results["null"]["max_sustained"]["direct"] or {}).get("rps"),
-                     "max_cpu_pct": max(level[side]["generator_cpu_pct"] for key in ("chat", "stream")
-                                        for level in results[key] for side in ("direct", "gateway")),
-                     "kind": "raw asyncio HTTP/1.1 (httptools, uvloop), keep-alive, separate process"}
+        generator = {
+            "max_rate_direct_to_null_rps": (results["null"]["max_sustained"]["direct"] or {}).get("rps"),
+            "max_cpu_pct": max(
+                level[side]["generator_cpu_pct"]
+                for key in ("chat", "stream")
+                for level in results[key]
+                for side in ("direct", "gateway")
+            ),
+            "kind": "raw asyncio HTTP/1.1 (httptools, uvloop), keep-alive, separate process",
+        }
         llama_version = stack.llama_version()
     if with_console:  # after the gateway's stack has stopped, so that nothing else competes for the cores
         results["console"] = console_results(CONSOLE_PLANS["console"])
-    return {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "plan": plan_dict(plan),
-            "machine": report.machine(llama_version), "generator": generator, "results": results,
-            "targets": report.targets(results), "profiles": profiles, "runtime_s": round(time.monotonic() - started, 1)}
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan": plan_dict(plan),
+        "machine": report.machine(llama_version),
+        "generator": generator,
+        "results": results,
+        "targets": report.targets(results),
+        "profiles": profiles,
+        "runtime_s": round(time.monotonic() - started, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,12 +43,26 @@ class ConsolePlan:
 
 
 CONSOLE_PLANS = {
-    "console": ConsolePlan("console", Scale(), idle_s=20.0, dashboard_keys=96,
-                           stream_tokens=(10_000, 50_000), stream_keys=40, busy_s=15.0, busy_keys=36),
-    "console-smoke": ConsolePlan("console-smoke", Scale(gpus=2, deployments=1, providers=3, keys=10, live_requests=20,
-                                                        stream_s=10),
-                                 idle_s=2.0, dashboard_keys=12, stream_tokens=(5_000,), stream_keys=3, busy_s=2.0,
-                                 busy_keys=4),
+    "console": ConsolePlan(
+        "console",
+        Scale(),
+        idle_s=20.0,
+        dashboard_keys=96,
+        stream_tokens=(10_000, 50_000),
+        stream_keys=40,
+        busy_s=15.0,
+        busy_keys=36,
+    ),
+    "console-smoke": ConsolePlan(
+        "console-smoke",
+        Scale(gpus=2, deployments=1, providers=3, keys=10, live_requests=20, stream_s=10),
+        idle_s=2.0,
+        dashboard_keys=12,
+        stream_tokens=(5_000,),
+        stream_keys=3,
+        busy_s=2.0,
+        busy_keys=4,
+    ),
 }
 
 
@@ -61,19 +75,32 @@ def latency_summary(log: KeyLog) -> dict[str, Any]:
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 1)
 
-    return {"count": len(values), "timeouts": len(log.timeouts), "p50": rounded(percentile(values, 0.5)),
-            "p99": rounded(percentile(values, 0.99)), "max": rounded(values[-1] if values else None),
-            "by_key": {key: {"count": len(ms), "p50": rounded(percentile(sorted(ms), 0.5)), "max": rounded(max(ms))}
-                       for key, ms in sorted(by_key.items())}}
+    return {
+        "count": len(values),
+        "timeouts": len(log.timeouts),
+        "p50": rounded(percentile(values, 0.5)),
+        "p99": rounded(percentile(values, 0.99)),
+        "max": rounded(values[-1] if values else None),
+        "by_key": {
+            key: {"count": len(ms), "p50": rounded(percentile(sorted(ms), 0.5)), "max": rounded(max(ms))}
+            for key, ms in sorted(by_key.items())
+        },
+    }
 
 
 def shows_everything(produced: dict[str, Any]) -> Any:
     """A frame of the dashboard with every GPU, deployment, provider and key, and nearly every live request."""
+
     def check(record: Record) -> bool:
         rows = record.get("rows")
-        return bool(rows) and (rows["gpus"] >= produced["gpus"] and rows["fleet"] >= produced["deployments"]
-                               and rows["providers"] >= produced["providers"] and rows["keys"] >= produced["keys"]
-                               and rows["requests"] >= int(0.9 * produced["scale"]["live_requests"]))
+        return bool(rows) and (
+            rows["gpus"] >= produced["gpus"]
+            and rows["fleet"] >= produced["deployments"]
+            and rows["providers"] >= produced["providers"]
+            and rows["keys"] >= produced["keys"]
+            and rows["requests"] >= int(0.9 * produced["scale"]["live_requests"])
+        )
+
     return check
 
 
@@ -86,24 +113,32 @@ def idle_window(terminal: ConsoleTerminal, state: SyntheticState, seconds: float
     time.sleep(seconds)
     ended = time.monotonic()
     wall = ended - started
-    return {"window_s": round(wall, 2), "cpu_pct": round(100 * (terminal.cpu_seconds() - console_before) / wall, 1),
-            "frames_per_s": round(terminal.frames_between(started, ended) / wall, 1),
-            "output_kib_per_s": round((terminal.output_bytes - output_before) / 1024 / wall, 1),
-            "corral_core_cpu_pct": round(100 * (cpu_seconds(core_pid) - core_before) / wall, 1),
-            "live_requests": state.live_requests()}
+    return {
+        "window_s": round(wall, 2),
+        "cpu_pct": round(100 * (terminal.cpu_seconds() - console_before) / wall, 1),
+        "frames_per_s": round(terminal.frames_between(started, ended) / wall, 1),
+        "output_kib_per_s": round((terminal.output_bytes - output_before) / 1024 / wall, 1),
+        "corral_core_cpu_pct": round(100 * (cpu_seconds(core_pid) - core_before) / wall, 1),
+        "live_requests": state.live_requests(),
+    }
 
 
-def busy_gateway(terminal: ConsoleTerminal, state: SyntheticState, plan: ConsolePlan,
-                 rng: random.Random) -> dict[str, Any]:
+def busy_gateway(
+    terminal: ConsoleTerminal, state: SyntheticState, plan: ConsolePlan, rng: random.Random
+) -> dict[str, Any]:
     """Short non-streamed requests through the gateway at the generator's full rate (32 connections, one key),
     on top of the live streams, while keys tour the dashboard: what a console on a busy gateway costs."""
     print(f"console: the gateway also serves short requests flat out for {plan.busy_s:g}s; {plan.busy_keys} keys")
     assert state.daemon.process is not None
     core_pid = state.daemon.process.pid
-    spec = round_spec([("127.0.0.1", state.daemon.port)],
-                      {"model": TRICKLE_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
-                      concurrency=32, count=10_000_000, duration_s=plan.busy_s,
-                      headers={"Authorization": f"Bearer {state.keys[0]}"})
+    spec = round_spec(
+        [("127.0.0.1", state.daemon.port)],
+        {"model": TRICKLE_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+        concurrency=32,
+        count=10_000_000,
+        duration_s=plan.busy_s,
+        headers={"Authorization": f"Bearer {state.keys[0]}"},
+    )
     worker = LoadWorker()
     outcome: dict[str, Any] = {}
     load = threading.Thread(target=lambda: outcome.update(worker.run(spec)), daemon=True)
@@ -116,29 +151,37 @@ def busy_gateway(terminal: ConsoleTerminal, state: SyntheticState, plan: Console
     finally:
         worker.close()
     completed = int(outcome.get("ok", 0))
-    return {"window_s": round(wall, 2), "requests": completed, "errors": int(outcome.get("errors", 0)),
-            "error_samples": outcome.get("error_samples", {}),
-            "requests_per_s": round(completed / max(float(outcome.get("wall_s") or plan.busy_s), 1e-9)),
-            "console_cpu_pct": round(100 * (terminal.cpu_seconds() - console_before) / wall, 1),
-            "corral_core_cpu_pct": round(100 * (cpu_seconds(core_pid) - core_before) / wall, 1),
-            "keypress_ms": latency_summary(log)}
+    return {
+        "window_s": round(wall, 2),
+        "requests": completed,
+        "errors": int(outcome.get("errors", 0)),
+        "error_samples": outcome.get("error_samples", {}),
+        "requests_per_s": round(completed / max(float(outcome.get("wall_s") or plan.busy_s), 1e-9)),
+        "console_cpu_pct": round(100 * (terminal.cpu_seconds() - console_before) / wall, 1),
+        "corral_core_cpu_pct": round(100 * (cpu_seconds(core_pid) - core_before) / wall, 1),
+        "keypress_ms": latency_summary(log),
+    }
 
 
 def chat_answer(terminal: ConsoleTerminal, tokens: int, typed_keys: int, rng: random.Random) -> dict[str, Any]:
     """One answer of `tokens` at FAST_RATE a second, typing into the prompt meanwhile."""
     print(f"console: chat answer of {tokens:,} tokens at {FAST_RATE:,}/s, typing meanwhile")
     cpu_before = terminal.cpu_seconds()
-    streamed, finished, sent_at = stream_chat(terminal, tokens, typed_keys, rng,
-                                              timeout_s=60 + 3 * tokens / FAST_RATE)
+    streamed, finished, sent_at = stream_chat(terminal, tokens, typed_keys, rng, timeout_s=60 + 3 * tokens / FAST_RATE)
     wall = (finished["t"] if finished else time.monotonic()) - sent_at
     answer = (finished or {}).get("answer") or {}
-    return {"model": FAST_MODEL, "target_tokens_per_s": FAST_RATE, "asked_tokens": tokens,
-            "tokens": answer.get("tokens"),
-            "tokens_per_s": None if answer.get("tokens_per_s") is None else round(answer["tokens_per_s"]),
-            "first_token_s": answer.get("first_token_s"), "outcome": answer.get("outcome"),
-            "answer_wall_s": round(wall, 2),
-            "console_cpu_pct": round(100 * (terminal.cpu_seconds() - cpu_before) / wall, 1),
-            "keypress_ms": latency_summary(streamed)}
+    return {
+        "model": FAST_MODEL,
+        "target_tokens_per_s": FAST_RATE,
+        "asked_tokens": tokens,
+        "tokens": answer.get("tokens"),
+        "tokens_per_s": None if answer.get("tokens_per_s") is None else round(answer["tokens_per_s"]),
+        "first_token_s": answer.get("first_token_s"),
+        "outcome": answer.get("outcome"),
+        "answer_wall_s": round(wall, 2),
+        "console_cpu_pct": round(100 * (terminal.cpu_seconds() - cpu_before) / wall, 1),
+        "keypress_ms": latency_summary(streamed),
+    }
 
 
 def measure(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
@@ -146,8 +189,10 @@ def measure(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
     load_average = " / ".join(f"{load:.2f}" for load in os.getloadavg())  # other work on the box skews latency
     with SyntheticState(plan.scale, workdir) as state:
         produced = state.start()
-        print(f"console: state up ({produced['live_requests_at_start']} live requests, "
-              f"{produced['deployments']} deployments); starting the console")
+        print(
+            f"console: state up ({produced['live_requests_at_start']} live requests, "
+            f"{produced['deployments']} deployments); starting the console"
+        )
         terminal = ConsoleTerminal(state.socket_path, state.data_dir, workdir, plan.size)
         state.callback(terminal.stop)
         terminal.start()
@@ -155,8 +200,10 @@ def measure(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
         loaded = terminal.wait_for(shows_everything(produced), 0.0, FIRST_FRAME_TIMEOUT_S)
         if first is None or loaded is None:
             tail = terminal.output_tail.decode(errors="replace")[-1500:]
-            raise RuntimeError(f"the console showed no {'frame' if first is None else 'data'} within "
-                               f"{FIRST_FRAME_TIMEOUT_S:g}s; last frame {terminal.latest()}; terminal tail:\n{tail}")
+            raise RuntimeError(
+                f"the console showed no {'frame' if first is None else 'data'} within "
+                f"{FIRST_FRAME_TIMEOUT_S:g}s; last frame {terminal.latest()}; terminal tail:\n{tail}"
+            )
         time.sleep(SETTLE_S)
         print(f"console: idle for {plan.idle_s:g}s")
         idle = idle_window(terminal, state, plan.idle_s)

@@ -48,8 +48,10 @@ class BenchFleet:
         self._remove_all()  # left behind by a killed run
         model = str(ensure_tiny_model())
         ports = free_ports(self.count)  # one at a time, the kernel can hand the same port out twice
-        specs = [DeploymentSpec(name=f"bench-{index:02d}", model_path=model, image=image, gpus=None, ctx_size=256,
-                                port=port) for index, port in enumerate(ports)]
+        specs = [
+            DeploymentSpec(name=f"bench-{index:02d}", model_path=model, image=image, gpus=None, ctx_size=256, port=port)
+            for index, port in enumerate(ports)
+        ]
         with ThreadPoolExecutor(DEPLOY_THREADS) as pool:
             outcomes = list(pool.map(self._deploy, specs))
         self.names = [spec.name for spec, error in zip(specs, outcomes, strict=True) if error is None]

@@ -73,8 +73,9 @@ def press(terminal: ConsoleTerminal, key: str, log: KeyLog | None = None) -> Rec
     return record
 
 
-def tour_dashboard(terminal: ConsoleTerminal, presses: int, rng: random.Random,
-                   going_on: Callable[[], bool] = lambda: True) -> KeyLog:
+def tour_dashboard(
+    terminal: ConsoleTerminal, presses: int, rng: random.Random, going_on: Callable[[], bool] = lambda: True
+) -> KeyLog:
     """Up to `presses` keys of the tour, while `going_on()` holds."""
     log = KeyLog()
     for index in range(presses):
@@ -113,8 +114,9 @@ def type_text(terminal: ConsoleTerminal, text: str) -> None:
             raise RuntimeError(f"{character!r} was not answered: {terminal.latest()}")
 
 
-def stream_chat(terminal: ConsoleTerminal, max_tokens: int, typed_keys: int, rng: random.Random,
-                timeout_s: float) -> tuple[KeyLog, Record | None, float]:
+def stream_chat(
+    terminal: ConsoleTerminal, max_tokens: int, typed_keys: int, rng: random.Random, timeout_s: float
+) -> tuple[KeyLog, Record | None, float]:
     """In the chat: set max tokens, send a prompt, and type into the prompt while the answer streams.
 
     Returns the keys typed before the answer finished, the frame that showed it finished, and when it was sent.
@@ -141,6 +143,7 @@ def stream_chat(terminal: ConsoleTerminal, max_tokens: int, typed_keys: int, rng
         if latest.get("answers", 0) > answers or time.monotonic() > deadline:
             break
         press(terminal, rng.choice("abcdefghij"), log)
-    finished = terminal.wait_for(lambda r: r.get("answers", 0) > answers, sent_at,
-                                 max(0.0, deadline - time.monotonic()))
+    finished = terminal.wait_for(
+        lambda r: r.get("answers", 0) > answers, sent_at, max(0.0, deadline - time.monotonic())
+    )
     return log, finished, sent_at

@@ -42,9 +42,12 @@ class ProbedConsole(CorralApp):
     def frame_record(self) -> dict[str, Any]:
         screen = self.screen
         focused = screen.focused
-        record: dict[str, Any] = {"t": time.monotonic(), "screen": type(screen).__name__,
-                                  "focus": focused.id if focused is not None else None,
-                                  "answers": self.answers}
+        record: dict[str, Any] = {
+            "t": time.monotonic(),
+            "screen": type(screen).__name__,
+            "focus": focused.id if focused is not None else None,
+            "answers": self.answers,
+        }
         if isinstance(focused, (DataTable, LiveTable)):
             record["cursor"] = focused.cursor_row
         elif isinstance(focused, Input):
@@ -59,10 +62,12 @@ class ProbedConsole(CorralApp):
     def count_answer(self, message: ChatScreen.AnswerFinished) -> None:
         stats = message.stats
         self.answers += 1
-        self.last_answer = {"outcome": message.outcome,
-                            "tokens": None if stats is None else stats.completion_tokens,
-                            "tokens_per_s": None if stats is None else stats.tokens_per_s,
-                            "first_token_s": None if stats is None else stats.first_token_s}
+        self.last_answer = {
+            "outcome": message.outcome,
+            "tokens": None if stats is None else stats.completion_tokens,
+            "tokens_per_s": None if stats is None else stats.tokens_per_s,
+            "first_token_s": None if stats is None else stats.first_token_s,
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

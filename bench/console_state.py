@@ -42,12 +42,22 @@ class Scale:
 
 def gpu_devices(count: int, pids: list[int]) -> list[dict[str, Any]]:
     """H100s in varied states, each running the given processes."""
-    return [{"name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-bench-{index:02d}", "memory_total": 80 * GIB,
-             "memory_used": (10 + 7 * index) * GIB, "utilization_gpu": (13 * index) % 100,
-             "utilization_memory": (7 * index) % 100, "temperature": 40 + 5 * index,
-             "power_usage_mw": 150_000 + 40_000 * index, "power_limit_mw": 700_000, "fan_speed": 30,
-             "processes": [{"pid": pid, "used_memory": (2 + slot) * GIB} for slot, pid in enumerate(pids)]}
-            for index in range(count)]
+    return [
+        {
+            "name": "NVIDIA H100 80GB HBM3",
+            "uuid": f"GPU-bench-{index:02d}",
+            "memory_total": 80 * GIB,
+            "memory_used": (10 + 7 * index) * GIB,
+            "utilization_gpu": (13 * index) % 100,
+            "utilization_memory": (7 * index) % 100,
+            "temperature": 40 + 5 * index,
+            "power_usage_mw": 150_000 + 40_000 * index,
+            "power_limit_mw": 700_000,
+            "fan_speed": 30,
+            "processes": [{"pid": pid, "used_memory": (2 + slot) * GIB} for slot, pid in enumerate(pids)],
+        }
+        for index in range(count)
+    ]
 
 
 class SyntheticState(contextlib.ExitStack):
@@ -79,10 +89,16 @@ class SyntheticState(contextlib.ExitStack):
         self.callback(self._stop_traffic)
         self._start_traffic(keys)
         live = self._wait_live()
-        self.produced = {"scale": asdict(self.scale), "gpus": self.scale.gpus if not gpus_reason else 0,
-                         "gpus_reason": gpus_reason, "deployments": len(self.fleet.names),
-                         "deployments_reason": self.fleet.reason, "providers": self.scale.providers,
-                         "keys": len(keys), "live_requests_at_start": live}
+        self.produced = {
+            "scale": asdict(self.scale),
+            "gpus": self.scale.gpus if not gpus_reason else 0,
+            "gpus_reason": gpus_reason,
+            "deployments": len(self.fleet.names),
+            "deployments_reason": self.fleet.reason,
+            "providers": self.scale.providers,
+            "keys": len(keys),
+            "live_requests_at_start": live,
+        }
         return self.produced
 
     @property
@@ -101,8 +117,9 @@ class SyntheticState(contextlib.ExitStack):
         except NvmlStubUnavailable as error:
             return {}, str(error)
         assert self.null.process is not None
-        devices = write_devices(self.workdir / "gpus.json",
-                                gpu_devices(self.scale.gpus, [self.null.process.pid, os.getpid()]))
+        devices = write_devices(
+            self.workdir / "gpus.json", gpu_devices(self.scale.gpus, [self.null.process.pid, os.getpid()])
+        )
         base = {key: value for key, value in os.environ.items() if key != "LD_LIBRARY_PATH"}
         stub_env = stub.environment(devices, base)
         return {key: stub_env[key] for key in ("LD_LIBRARY_PATH", "CORRAL_NVML_STUB_CONFIG")}, ""
@@ -111,8 +128,15 @@ class SyntheticState(contextlib.ExitStack):
         models = {TRICKLE_MODEL: "drip", FAST_MODEL: f"drip-{FAST_RATE}"}
         with self.daemon.admin() as admin:
             for index in range(self.scale.providers):
-                response = admin.post("/providers", json={"name": f"edge-{index:02d}", "type": "llama-server",
-                                                          "base_url": self.null.base_url, "models": models})
+                response = admin.post(
+                    "/providers",
+                    json={
+                        "name": f"edge-{index:02d}",
+                        "type": "llama-server",
+                        "base_url": self.null.base_url,
+                        "models": models,
+                    },
+                )
                 response.raise_for_status()
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -142,11 +166,29 @@ class SyntheticState(contextlib.ExitStack):
         keys_file = self.workdir / "keys.json"
         keys_file.write_text(json.dumps(keys))
         keys_file.chmod(0o600)
-        command = [sys.executable, "-m", "bench.console_traffic", "--port", str(self.daemon.port),
-                   "--keys-file", str(keys_file), "--streams", str(self.scale.live_requests),
-                   "--model", TRICKLE_MODEL, "--max-tokens", str(self.scale.stream_s)]
-        self.traffic = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent)
+        command = [
+            sys.executable,
+            "-m",
+            "bench.console_traffic",
+            "--port",
+            str(self.daemon.port),
+            "--keys-file",
+            str(keys_file),
+            "--streams",
+            str(self.scale.live_requests),
+            "--model",
+            TRICKLE_MODEL,
+            "--max-tokens",
+            str(self.scale.stream_s),
+        ]
+        self.traffic = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=die_with_parent,
+        )
 
     def _wait_live(self) -> int:
         """Live requests once (nearly) all streams are open."""

@@ -27,9 +27,20 @@ from tests.testbed.child_processes import die_with_parent, stop_process
 
 Record = dict[str, Any]
 # What an xterm sends for each key the benchmark presses; anything else is sent as typed.
-KEY_BYTES = {"down": b"\x1b[B", "up": b"\x1b[A", "tab": b"\t", "shift+tab": b"\x1b[Z", "f2": b"\x1bOQ",
-             "f3": b"\x1bOR", "backspace": b"\x7f",
-             "enter": b"\r", "ctrl+a": b"\x01", "ctrl+k": b"\x0b", "ctrl+l": b"\x0c", "ctrl+q": b"\x11"}
+KEY_BYTES = {
+    "down": b"\x1b[B",
+    "up": b"\x1b[A",
+    "tab": b"\t",
+    "shift+tab": b"\x1b[Z",
+    "f2": b"\x1bOQ",
+    "f3": b"\x1bOR",
+    "backspace": b"\x7f",
+    "enter": b"\r",
+    "ctrl+a": b"\x01",
+    "ctrl+k": b"\x0b",
+    "ctrl+l": b"\x0c",
+    "ctrl+q": b"\x11",
+}
 OUTPUT_TAIL = 4096
 
 
@@ -57,13 +68,29 @@ class ConsoleTerminal:
         records_read, records_write = os.pipe()
         config = self.workdir / "console-config"  # no user settings or themes
         env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor", "XDG_CONFIG_HOME": str(config)}
-        command = [sys.executable, "-m", "bench.console_probe", "--socket", str(self.socket_path),
-                   "--data-dir", str(self.data_dir), "--records-fd", str(records_write)]
+        command = [
+            sys.executable,
+            "-m",
+            "bench.console_probe",
+            "--socket",
+            str(self.socket_path),
+            "--data-dir",
+            str(self.data_dir),
+            "--records-fd",
+            str(records_write),
+        ]
         self.spawned_at = time.monotonic()
         with (self.workdir / "console-stdout.log").open("ab") as log:
             # Textual draws on stderr and reads stdin: both are the terminal.
-            self.process = subprocess.Popen(command, stdin=slave, stdout=log, stderr=slave, env=env,
-                                            pass_fds=(records_write,), preexec_fn=die_with_parent)
+            self.process = subprocess.Popen(
+                command,
+                stdin=slave,
+                stdout=log,
+                stderr=slave,
+                env=env,
+                pass_fds=(records_write,),
+                preexec_fn=die_with_parent,
+            )
         os.close(slave)
         os.close(records_write)
         self._master = master

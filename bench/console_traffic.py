@@ -28,10 +28,18 @@ RETRY_S = 0.5
 
 
 def request_bytes(host: str, port: int, key: str, model: str, max_tokens: int) -> bytes:
-    body = orjson.dumps({"model": model, "stream": True, "max_tokens": max_tokens,
-                         "messages": [{"role": "user", "content": "keep me busy"}]})
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    body = orjson.dumps(
+        {
+            "model": model,
+            "stream": True,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "keep me busy"}],
+        }
+    )
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -70,11 +78,25 @@ async def run(args: argparse.Namespace, keys: list[str]) -> Counter[str]:
     loop.call_later(min(args.duration, MAX_DURATION_S), stop.set)
     counts: Counter[str] = Counter()
     lengths = random.Random(args.streams)
-    tasks = [asyncio.create_task(hold(args.host, args.port,
-                                      request_bytes(args.host, args.port, keys[i % len(keys)], args.model,
-                                                    lengths.randint(args.max_tokens // 2, args.max_tokens * 3 // 2)),
-                                      args.ramp_s * i / args.streams, stop, counts))
-             for i in range(args.streams)]
+    tasks = [
+        asyncio.create_task(
+            hold(
+                args.host,
+                args.port,
+                request_bytes(
+                    args.host,
+                    args.port,
+                    keys[i % len(keys)],
+                    args.model,
+                    lengths.randint(args.max_tokens // 2, args.max_tokens * 3 // 2),
+                ),
+                args.ramp_s * i / args.streams,
+                stop,
+                counts,
+            )
+        )
+        for i in range(args.streams)
+    ]
     await stop.wait()
     for task in tasks:
         task.cancel()

@@ -29,8 +29,13 @@ class Result:
 
 
 def build_request(host: str, port: int, path: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", *(f"{name}: {value}" for name, value in headers.items())]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -111,8 +116,11 @@ class Connection(asyncio.Protocol):
         if self.status != 200:
             self._fail(ResponseError(f"HTTP {self.status}: {bytes(self.body[:200]).decode(errors='replace')}"))
         elif self.stream and (self.stream_error or not self.done):
-            self._fail(ResponseError("stream ended with an error event" if self.stream_error else
-                                     "stream ended without data: [DONE]"))
+            self._fail(
+                ResponseError(
+                    "stream ended with an error event" if self.stream_error else "stream ended without data: [DONE]"
+                )
+            )
         elif not self.stream and b'"choices"' not in self.body:
             self._fail(ResponseError(f"no choices in: {bytes(self.body[:200]).decode(errors='replace')}"))
         else:

@@ -25,12 +25,28 @@ from tests.testbed.child_processes import die_with_parent
 MAX_ERROR_SAMPLES = 5
 
 
-def round_spec(endpoints: list[tuple[str, int]], body: dict[str, Any], *, concurrency: int, count: int,
-               duration_s: float, headers: dict[str, str] | None = None, path: str = "/v1/chat/completions",
-               timeout_s: float = 30.0) -> dict[str, Any]:
+def round_spec(
+    endpoints: list[tuple[str, int]],
+    body: dict[str, Any],
+    *,
+    concurrency: int,
+    count: int,
+    duration_s: float,
+    headers: dict[str, str] | None = None,
+    path: str = "/v1/chat/completions",
+    timeout_s: float = 30.0,
+) -> dict[str, Any]:
     """One round: `count` requests (at most `duration_s`) from `concurrency` connections spread over endpoints."""
-    return {"endpoints": endpoints, "body": body, "concurrency": concurrency, "count": count,
-            "duration_s": duration_s, "headers": headers or {}, "path": path, "timeout_s": timeout_s}
+    return {
+        "endpoints": endpoints,
+        "body": body,
+        "concurrency": concurrency,
+        "count": count,
+        "duration_s": duration_s,
+        "headers": headers or {},
+        "path": path,
+        "timeout_s": timeout_s,
+    }
 
 
 async def run_round(spec: dict[str, Any]) -> dict[str, Any]:
@@ -89,9 +105,16 @@ async def run_round(spec: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*(client(endpoint, conn) for endpoint, conn in zip(plan, conns, strict=True)))
     wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu0
     await asyncio.sleep(0)  # let the transports finish closing
-    return {"ok": len(latencies), "errors": sum(errors.values()), "error_samples": dict(errors.most_common(
-        MAX_ERROR_SAMPLES)), "latency_ms": latencies, "ttft_ms": ttfts, "wall_s": wall_s, "cpu_s": cpu_s,
-            "reconnects": reconnects}
+    return {
+        "ok": len(latencies),
+        "errors": sum(errors.values()),
+        "error_samples": dict(errors.most_common(MAX_ERROR_SAMPLES)),
+        "latency_ms": latencies,
+        "ttft_ms": ttfts,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "reconnects": reconnects,
+    }
 
 
 def worker_main() -> int:
@@ -109,8 +132,12 @@ class LoadWorker:
     """The driver's handle on a generator process; a round that overruns its bound kills the worker."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "bench.load"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.load"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            preexec_fn=die_with_parent,
+        )
 
     def run(self, spec: dict[str, Any]) -> dict[str, Any]:
         assert self.process.stdin is not None

@@ -45,9 +45,13 @@ class Canned:
         json_type = b"application/json"
         usage = {"prompt_tokens": 4, "completion_tokens": len(CONTENT), "total_tokens": 4 + len(CONTENT)}
         completion = {
-            "id": "chatcmpl-null", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "".join(CONTENT)}}],
+            "id": "chatcmpl-null",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "".join(CONTENT)}}
+            ],
             "usage": usage,
         }
         self.completion = _response("200 OK", json_type, orjson.dumps(completion))
@@ -95,15 +99,30 @@ class Drip:
         self.rate = rate
         self.chunks = max(1, min(chunks, int(rate * DRIP_MAX_S)))
         base = {"id": "chatcmpl-drip", "object": "chat.completion.chunk", "created": 0, "model": model}
-        self._frames = [self._frame({**base, "choices": [{"index": 0, "delta": {"content": word},
-                                                           "finish_reason": None}]}) for word in DRIP_WORDS]
+        self._frames = [
+            self._frame({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
+            for word in DRIP_WORDS
+        ]
         head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        self.head = head + b"Transfer-Encoding: chunked\r\n\r\n" + self._frame(
-            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}]})
+        self.head = (
+            head
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + self._frame(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}],
+                }
+            )
+        )
         tail = [{**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
         if usage:
-            tail.append({**base, "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": self.chunks,
-                                                          "total_tokens": 4 + self.chunks}})
+            tail.append(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {"prompt_tokens": 4, "completion_tokens": self.chunks, "total_tokens": 4 + self.chunks},
+                }
+            )
         self.tail = b"".join(map(self._frame, tail)) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
 
     @staticmethod
@@ -178,8 +197,12 @@ class NullProtocol(asyncio.Protocol):
             return None
         options = request.get("stream_options")
         chunks = request.get("max_tokens")
-        return Drip(request["model"], rate, chunks if isinstance(chunks, int) else DRIP_DEFAULT_CHUNKS,
-                    usage=isinstance(options, dict) and options.get("include_usage") is True)
+        return Drip(
+            request["model"],
+            rate,
+            chunks if isinstance(chunks, int) else DRIP_DEFAULT_CHUNKS,
+            usage=isinstance(options, dict) and options.get("include_usage") is True,
+        )
 
     async def _finish_drip(self, drip: Drip, keep_alive: bool) -> None:
         assert self.transport is not None

@@ -59,7 +59,11 @@ class NullUpstream:
             with self.log_path.open("ab") as log:
                 self.process = subprocess.Popen(
                     [sys.executable, "-m", "bench.null_upstream", "--port", str(self.port), "--model", self.model],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.process.poll() is None:
                 with contextlib.suppress(httpx.TransportError):
@@ -105,8 +109,12 @@ class Stack(contextlib.ExitStack):
         self.daemon.add_provider("null", self.null.base_url)
         key = self.daemon.create_key("bench")
         self._wait_ready(len(servers) + 1)
-        return Endpoints(llama=[("127.0.0.1", server.port) for server in servers], null=("127.0.0.1", self.null.port),
-                         gateway=("127.0.0.1", self.daemon.port), key=key)
+        return Endpoints(
+            llama=[("127.0.0.1", server.port) for server in servers],
+            null=("127.0.0.1", self.null.port),
+            gateway=("127.0.0.1", self.daemon.port),
+            key=key,
+        )
 
     @property
     def gateway_pid(self) -> int:
@@ -127,7 +135,8 @@ class Stack(contextlib.ExitStack):
         raise RuntimeError(f"providers not ready within {READY_TIMEOUT_S}s: {providers}\n{self.daemon.log_tail()}")
 
     def llama_version(self) -> str:
-        result = subprocess.run([str(self.llama_binary), "--version"], capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL, timeout=30)
+        result = subprocess.run(
+            [str(self.llama_binary), "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30
+        )
         lines = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("version")]
         return lines[0].removeprefix("version: ") if lines else "unknown"

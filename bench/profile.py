@@ -20,15 +20,27 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def record(pid: int, worker: LoadWorker, spec: dict[str, Any], raw_file: Path, label: str,
-           duration_s: int = 10) -> dict[str, Any]:
+def record(
+    pid: int, worker: LoadWorker, spec: dict[str, Any], raw_file: Path, label: str, duration_s: int = 10
+) -> dict[str, Any]:
     """Run `spec` on the worker (it should last a little over `duration_s`) while py-spy samples `pid`."""
     binary = py_spy()
     if binary is None:
         raise RuntimeError("py-spy is not installed; `.venv/bin/pip install py-spy`")
     raw_file.parent.mkdir(parents=True, exist_ok=True)
-    command = [binary, "record", "-p", str(pid), "-f", "raw", "-d", str(duration_s), "-o", str(raw_file),
-               "--nonblocking"]
+    command = [
+        binary,
+        "record",
+        "-p",
+        str(pid),
+        "-f",
+        "raw",
+        "-d",
+        str(duration_s),
+        "-o",
+        str(raw_file),
+        "--nonblocking",
+    ]
     spy = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         result = worker.run(spec)
@@ -41,8 +53,14 @@ def record(pid: int, worker: LoadWorker, spec: dict[str, Any], raw_file: Path, l
         raise RuntimeError(f"py-spy failed ({spy.returncode}): {output.decode(errors='replace')[-500:]}")
     summary = summarize(raw_file.read_text())
     rps = result["ok"] / result["wall_s"] if result["wall_s"] else 0.0
-    return {"label": label, "raw_file": raw_file.name, "load_rps_while_profiled": round(rps, 1),
-            "load_errors": result["errors"], "load_error_samples": result["error_samples"], **summary}
+    return {
+        "label": label,
+        "raw_file": raw_file.name,
+        "load_rps_while_profiled": round(rps, 1),
+        "load_errors": result["errors"],
+        "load_error_samples": result["error_samples"],
+        **summary,
+    }
 
 
 def _split(frame: str) -> tuple[str, str]:
@@ -54,7 +72,7 @@ def package_of(path: str) -> str:
     """httpcore/_async/http11.py -> httpcore; gateway_core/gateway/x.py -> gateway_core.gateway; asyncio -> stdlib."""
     parts = Path(path).parts
     if "site-packages" in parts:
-        parts = parts[parts.index("site-packages") + 1:]
+        parts = parts[parts.index("site-packages") + 1 :]
     if not parts:
         return "(native)"
     top = parts[0].removesuffix(".py")
@@ -87,5 +105,9 @@ def summarize(raw: str, top: int = 25) -> dict[str, Any]:
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, round(100 * count / total, 1)) for name, count in counter.most_common(top)] if total else []
 
-    return {"samples": total, "top_self": shares(self_counts), "top_inclusive": shares(inclusive),
-            "by_package": shares(packages)}
+    return {
+        "samples": total,
+        "top_self": shares(self_counts),
+        "top_inclusive": shares(inclusive),
+        "by_package": shares(packages),
+    }

@@ -33,23 +33,61 @@ class Plan:
 
 
 PLANS = {
-    "full": Plan("full", chat_concurrency=(1, 8, 32, 128), stream_concurrency=(1, 8, 32),
-                 null_concurrency=(1, 8, 32, 64, 128, 256), rounds=4, round_requests=2000, null_round_requests=6000,
-                 round_s=3.0, soak_requests=100_000, soak_concurrency=16, soak_chunks=10, profile=True),
-    "quick": Plan("quick", chat_concurrency=(1, 8, 32, 128), stream_concurrency=(1, 8, 32),
-                  null_concurrency=(8, 32, 128), rounds=2, round_requests=500, null_round_requests=2000, round_s=1.5,
-                  soak_requests=5_000, soak_concurrency=16, soak_chunks=5),
+    "full": Plan(
+        "full",
+        chat_concurrency=(1, 8, 32, 128),
+        stream_concurrency=(1, 8, 32),
+        null_concurrency=(1, 8, 32, 64, 128, 256),
+        rounds=4,
+        round_requests=2000,
+        null_round_requests=6000,
+        round_s=3.0,
+        soak_requests=100_000,
+        soak_concurrency=16,
+        soak_chunks=10,
+        profile=True,
+    ),
+    "quick": Plan(
+        "quick",
+        chat_concurrency=(1, 8, 32, 128),
+        stream_concurrency=(1, 8, 32),
+        null_concurrency=(8, 32, 128),
+        rounds=2,
+        round_requests=500,
+        null_round_requests=2000,
+        round_s=1.5,
+        soak_requests=5_000,
+        soak_concurrency=16,
+        soak_chunks=5,
+    ),
     # Two llama-servers, as in full: with one, an upstream connection llama-server closed after a stream can reach
     # the client as a 503 (no other provider to fail over to); see bench/README.md.
-    "smoke": Plan("smoke", chat_concurrency=(1, 4), stream_concurrency=(1, 4), null_concurrency=(1, 4), rounds=2,
-                  round_requests=12, null_round_requests=50, round_s=3.0, soak_requests=200, soak_concurrency=4,
-                  soak_chunks=2),
+    "smoke": Plan(
+        "smoke",
+        chat_concurrency=(1, 4),
+        stream_concurrency=(1, 4),
+        null_concurrency=(1, 4),
+        rounds=2,
+        round_requests=12,
+        null_round_requests=50,
+        round_s=3.0,
+        soak_requests=200,
+        soak_concurrency=4,
+        soak_chunks=2,
+    ),
 }
 
 
 class Runner:
-    def __init__(self, worker: LoadWorker, endpoints: Endpoints, gateway_pid: int, plan: Plan,
-                 upstream_errors: Callable[[], int], log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        worker: LoadWorker,
+        endpoints: Endpoints,
+        gateway_pid: int,
+        plan: Plan,
+        upstream_errors: Callable[[], int],
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.worker = worker
         self.upstream_errors = upstream_errors
         self.endpoints = endpoints
@@ -57,16 +95,27 @@ class Runner:
         self.plan = plan
         self.log = log
 
-    def _spec(self, side: str, model: str, stream: bool, concurrency: int, count: int, duration_s: float
-              ) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "messages": PROMPT, "max_tokens": self.plan.max_tokens,
-                                "stream": stream}
+    def _spec(
+        self, side: str, model: str, stream: bool, concurrency: int, count: int, duration_s: float
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": PROMPT,
+            "max_tokens": self.plan.max_tokens,
+            "stream": stream,
+        }
         if model == "tiny":
             # Exactly max_tokens, deterministically: equal work on both sides, and the same first content chunk.
             body.update(ignore_eos=True, temperature=0)
         if side == "gateway":
-            return round_spec([self.endpoints.gateway], body, concurrency=concurrency, count=count,
-                              duration_s=duration_s, headers={"Authorization": f"Bearer {self.endpoints.key}"})
+            return round_spec(
+                [self.endpoints.gateway],
+                body,
+                concurrency=concurrency,
+                count=count,
+                duration_s=duration_s,
+                headers={"Authorization": f"Bearer {self.endpoints.key}"},
+            )
         direct = self.endpoints.llama if model == "tiny" else [self.endpoints.null]
         return round_spec(direct, body, concurrency=concurrency, count=count, duration_s=duration_s)
 
@@ -86,16 +135,22 @@ class Runner:
         for index in range(self.plan.rounds):
             order = ("direct", "gateway") if index % 2 == 0 else ("gateway", "direct")
             for side in order:
-                rounds[side].append(self._round(self._spec(side, model, stream, concurrency, count,
-                                                           self.plan.round_s)))
+                rounds[side].append(self._round(self._spec(side, model, stream, concurrency, count, self.plan.round_s)))
         direct, gateway = summarize(rounds["direct"], stream), summarize(rounds["gateway"], stream)
-        result = {"concurrency": concurrency, "direct": direct, "gateway": gateway,
-                  "overhead": overhead(direct, gateway), "corral_memory_kib": memory_kib(self.pid),
-                  # Failed upstream attempts inside corral-core, including those it hid from clients by failing over.
-                  "corral_upstream_errors": self.upstream_errors() - upstream_errors_before}
-        self.log(f"  c={concurrency:<4} direct {direct['rps']:>8.1f} req/s p50 {direct['latency_ms']['p50']} ms | "
-                 f"gateway {gateway['rps']:>8.1f} req/s p50 {gateway['latency_ms']['p50']} ms | "
-                 f"errors {direct['errors']}/{gateway['errors']}")
+        result = {
+            "concurrency": concurrency,
+            "direct": direct,
+            "gateway": gateway,
+            "overhead": overhead(direct, gateway),
+            "corral_memory_kib": memory_kib(self.pid),
+            # Failed upstream attempts inside corral-core, including those it hid from clients by failing over.
+            "corral_upstream_errors": self.upstream_errors() - upstream_errors_before,
+        }
+        self.log(
+            f"  c={concurrency:<4} direct {direct['rps']:>8.1f} req/s p50 {direct['latency_ms']['p50']} ms | "
+            f"gateway {gateway['rps']:>8.1f} req/s p50 {gateway['latency_ms']['p50']} ms | "
+            f"errors {direct['errors']}/{gateway['errors']}"
+        )
         return result
 
     def chat(self) -> list[dict[str, Any]]:
@@ -137,10 +192,18 @@ class Runner:
         # Flat: the second half adds under 1% and the whole soak under 5% (allocator warm-up is allowed for).
         flat = end - middle <= 0.01 * start and end - start <= 0.05 * start
         self.log(f"  {summary['rps']} req/s, errors {summary['errors']}, RSS {start} -> {end} KiB")
-        return {"concurrency": plan.soak_concurrency, "gateway": summary, "rss_kib_start": start,
-                "rss_kib_end": end, "rss_growth_kib": end - start, "rss_growth_second_half_kib": end - middle,
-                "rss_flat": flat, "peak_rss_kib": samples[-1]["VmHWM"], "samples": samples,
-                "corral_upstream_errors": self.upstream_errors() - upstream_errors_before}
+        return {
+            "concurrency": plan.soak_concurrency,
+            "gateway": summary,
+            "rss_kib_start": start,
+            "rss_kib_end": end,
+            "rss_growth_kib": end - start,
+            "rss_growth_second_half_kib": end - middle,
+            "rss_flat": flat,
+            "peak_rss_kib": samples[-1]["VmHWM"],
+            "samples": samples,
+            "corral_upstream_errors": self.upstream_errors() - upstream_errors_before,
+        }
 
 
 def plan_dict(plan: Plan) -> dict[str, Any]:

@@ -38,9 +38,12 @@ def summarize(rounds: list[dict[str, Any]], stream: bool) -> dict[str, Any]:
         "error_samples": dict(samples.most_common(3)),
         "reconnects": sum(r.get("reconnects", 0) for r in rounds),
         "rps": round(ok / wall, 1) if wall else 0.0,
-        "latency_ms": {"p50": _rounded(percentile(latencies, 0.50)), "p90": _rounded(percentile(latencies, 0.90)),
-                       "p99": _rounded(percentile(latencies, 0.99)),
-                       "mean": _rounded(sum(latencies) / len(latencies) if latencies else None)},
+        "latency_ms": {
+            "p50": _rounded(percentile(latencies, 0.50)),
+            "p90": _rounded(percentile(latencies, 0.90)),
+            "p99": _rounded(percentile(latencies, 0.99)),
+            "mean": _rounded(sum(latencies) / len(latencies) if latencies else None),
+        },
         "generator_cpu_pct": round(100 * sum(r["cpu_s"] for r in rounds) / wall, 1) if wall else 0.0,
         "corral_cpu_pct": round(100 * corral_cpu / wall, 1) if wall else 0.0,
         "corral_cpu_ms_per_request": _rounded(1000 * corral_cpu / (ok + errors) if ok + errors else None, 4),
@@ -56,8 +59,11 @@ def overhead(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for group in ("latency_ms", "ttft_ms"):
         if group in direct and group in gateway:
-            result[group] = {name: _rounded(gateway[group][name] - direct[group][name])
-                             if gateway[group][name] is not None and direct[group][name] is not None else None
-                             for name in direct[group]}
+            result[group] = {
+                name: _rounded(gateway[group][name] - direct[group][name])
+                if gateway[group][name] is not None and direct[group][name] is not None
+                else None
+                for name in direct[group]
+            }
     result["rps_ratio"] = round(gateway["rps"] / direct["rps"], 3) if direct["rps"] else None
     return result

@@ -42,8 +42,10 @@ class ConsoleActions:
                 self.edit_provider(provider)
             elif action == "toggle":
                 enabled = not provider.get("enabled", True)
-                self._call_daemon(lambda: self.client.update_provider(key, enabled=enabled),
-                                  f"{'enabled' if enabled else 'disabled'} provider {key}")
+                self._call_daemon(
+                    lambda: self.client.update_provider(key, enabled=enabled),
+                    f"{'enabled' if enabled else 'disabled'} provider {key}",
+                )
             elif action == "remove":
                 self.remove_provider(key)
         elif section == "keys" and key in live.keys:
@@ -53,8 +55,12 @@ class ConsoleActions:
             elif action == "revoke":
                 self.revoke_key(key, found["name"])
             elif action == "remove":
-                self.confirm_then(f"Delete key {found['name']} ({key})?", "This cannot be undone.",
-                                  lambda: self.client.remove_key(key), f"deleted key {found['name']}")
+                self.confirm_then(
+                    f"Delete key {found['name']} ({key})?",
+                    "This cannot be undone.",
+                    lambda: self.client.remove_key(key),
+                    f"deleted key {found['name']}",
+                )
         elif section == "fleet":
             deployment = next((d for d in live.fleet.get("deployments", []) if key in (d["name"], d["container"])), {})
             key = deployment.get("name", key)  # rows are keyed by container; the daemon wants the deployment
@@ -109,21 +115,37 @@ class ConsoleActions:
         self.push_screen(ConfirmScreen(question, detail), answered)  # type: ignore[attr-defined]
 
     def remove_provider(self, name: str) -> None:
-        self.confirm_then(f"Remove provider {name}?", "Requests for its models go to other providers, if any.",
-                          lambda: self.client.remove_provider(name), f"removed provider {name}")
+        self.confirm_then(
+            f"Remove provider {name}?",
+            "Requests for its models go to other providers, if any.",
+            lambda: self.client.remove_provider(name),
+            f"removed provider {name}",
+        )
 
     def revoke_key(self, key_id: str, name: str) -> None:
-        self.confirm_then(f"Revoke key {name} ({key_id})?", "Apps using it are refused from their next request.",
-                          lambda: self.client.revoke_key(key_id), f"revoked key {name}")
+        self.confirm_then(
+            f"Revoke key {name} ({key_id})?",
+            "Apps using it are refused from their next request.",
+            lambda: self.client.revoke_key(key_id),
+            f"revoked key {name}",
+        )
 
     def remove_deployment(self, name: str) -> None:
-        self.confirm_then(f"Remove deployment {name}?", "Its container and its provider are removed.",
-                          lambda: self.client.remove_deployment(name), f"removed deployment {name}")
+        self.confirm_then(
+            f"Remove deployment {name}?",
+            "Its container and its provider are removed.",
+            lambda: self.client.remove_deployment(name),
+            f"removed deployment {name}",
+        )
 
     def control_deployment(self, name: str, action: str) -> None:
         if action == "stop":
-            self.confirm_then(f"Stop deployment {name}?", "It stops serving until started again.",
-                              lambda: self.client.control_deployment(name, "stop"), f"stopped {name}")
+            self.confirm_then(
+                f"Stop deployment {name}?",
+                "It stops serving until started again.",
+                lambda: self.client.control_deployment(name, "stop"),
+                f"stopped {name}",
+            )
         else:
             self._call_daemon(lambda: self.client.control_deployment(name, action), f"{name}: {action} done")
 
@@ -141,8 +163,10 @@ class ConsoleActions:
             self.notify(error.message, title="export failed", severity="error")  # type: ignore[attr-defined]
             return
         self.copy_to_clipboard(text)  # type: ignore[attr-defined]
-        self.notify(f"docker-compose.yml copied to the clipboard ({len(text.splitlines())} lines); "  # type: ignore[attr-defined]
-                    "`corral fleet export-compose -o FILE` writes it to a file")
+        self.notify(
+            f"docker-compose.yml copied to the clipboard ({len(text.splitlines())} lines); "  # type: ignore[attr-defined]
+            "`corral fleet export-compose -o FILE` writes it to a file"
+        )
 
     @work(group="daemon-calls")
     async def _call_daemon(self, call: Callable[[], Awaitable[Any]], done: str) -> None:

@@ -57,6 +57,11 @@ class AnswerMeter:
         if self.first is not None and self.last is not None and self.last > self.first and tokens > 1:
             rate = (tokens - 1) / (self.last - self.first)
         first = None if self.first is None else self.first - self.started
-        return AnswerStats(provider=stream.provider, first_token_s=first, tokens_per_s=rate,
-                           completion_tokens=tokens, prompt_tokens=usage.get("prompt_tokens"),
-                           counted_by_server=counted)
+        return AnswerStats(
+            provider=stream.provider,
+            first_token_s=first,
+            tokens_per_s=rate,
+            completion_tokens=tokens,
+            prompt_tokens=usage.get("prompt_tokens"),
+            counted_by_server=counted,
+        )

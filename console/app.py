@@ -45,8 +45,16 @@ class CorralApp(ConsoleActions, App[None]):
         Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Leave the console (corral-core keeps running)"),
     ]
 
-    def __init__(self, socket_path: Path, data_dir: Path, *, demo: bool = False, autostart: bool = True,
-                 settings: ConsoleSettings | None = None, settings_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        data_dir: Path,
+        *,
+        demo: bool = False,
+        autostart: bool = True,
+        settings: ConsoleSettings | None = None,
+        settings_path: Path | None = None,
+    ) -> None:
         self.settings = settings or ConsoleSettings.load(settings_path)
         self._settings_path = settings_path
         super().__init__()
@@ -173,8 +181,7 @@ class CorralApp(ConsoleActions, App[None]):
         for key, active in self.active_bindings.items():
             binding = active.binding
             if binding.id and binding.action != "help":
-                rows.append((self.get_key_display(binding) or key, binding.description or binding.action,
-                             binding.id))
+                rows.append((self.get_key_display(binding) or key, binding.description or binding.action, binding.id))
         self.push_screen(HelpScreen(sorted(set(rows), key=lambda row: row[2])))
 
     @on(DashboardScreen.CancelRequest)

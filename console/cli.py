@@ -39,17 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag = argparse.ArgumentParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-    parser = argparse.ArgumentParser(prog="corral", description="Corral's console and command line. "
-                                     "With no subcommand, open the console.")
+    parser = argparse.ArgumentParser(
+        prog="corral", description="Corral's console and command line. With no subcommand, open the console."
+    )
     parser.add_argument("--socket", help=SOCKET_HELP)
     parser.add_argument("--data-dir", help="corral-core's data directory, for starting it (default: $CORRAL_DATA_DIR)")
-    parser.add_argument("--demo", action="store_true",
-                        help="also start a local llama-server with a tiny generated model and add it as a provider")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="also start a local llama-server with a tiny generated model and add it as a provider",
+    )
     parser.add_argument("--no-autostart", action="store_true", help="do not start corral-core if none answers")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(group: argparse._SubParsersAction, name: str, handler: commands.Handler, help_: str,
-                *, json: bool = False) -> argparse.ArgumentParser:
+    def command(
+        group: argparse._SubParsersAction, name: str, handler: commands.Handler, help_: str, *, json: bool = False
+    ) -> argparse.ArgumentParser:
         parents = [common, json_flag] if json else [common]
         cmd = group.add_parser(name, help=help_, description=help_, parents=parents)
         cmd.set_defaults(handler=handler)
@@ -57,11 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(sub, "status", commands.status, "show corral-core's providers, models, keys and load", json=True)
     command(sub, "models", commands.models, "list the public models and who serves them", json=True)
-    command(sub, "gpus", fleet_commands.gpus, "show GPU telemetry (utilization, memory, power, processes)",
-            json=True)
+    command(sub, "gpus", fleet_commands.gpus, "show GPU telemetry (utilization, memory, power, processes)", json=True)
 
-    providers = sub.add_parser("providers", help="list, add, remove, enable, disable and test providers",
-                               parents=[common])
+    providers = sub.add_parser(
+        "providers", help="list, add, remove, enable, disable and test providers", parents=[common]
+    )
     psub = providers.add_subparsers(dest="action", metavar="ACTION", required=True)
     command(psub, "list", commands.providers_list, "list providers with their state and load", json=True)
     add = command(psub, "add", commands.providers_add, "add a provider (it is probed at once)", json=True)
@@ -69,8 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--type", required=True, choices=PROVIDER_TYPES)
     add.add_argument("--url", required=True, help="the provider's base URL, e.g. http://127.0.0.1:8080")
     add.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the upstream API key")
-    add.add_argument("--model", action="append", metavar="PUBLIC[=UPSTREAM]",
-                     help="a model to serve (repeatable); without any, the provider's models are discovered")
+    add.add_argument(
+        "--model",
+        action="append",
+        metavar="PUBLIC[=UPSTREAM]",
+        help="a model to serve (repeatable); without any, the provider's models are discovered",
+    )
     add.add_argument("--priority", type=int, metavar="N", help="higher is tried first (default 0)")
     add.add_argument("--weight", type=_positive_int, metavar="N", help="share among equal priorities (default 1)")
     add.add_argument("--max-concurrency", type=_positive_int, metavar="N")
@@ -81,14 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
         ("disable", commands.providers_disable, "stop sending new requests to a provider"),
     ):
         command(psub, name, handler, help_).add_argument("name", metavar="NAME")
-    command(psub, "test", commands.providers_test, "probe a provider now; exits 1 unless it is ready",
-            json=True).add_argument("name", metavar="NAME")
+    command(
+        psub, "test", commands.providers_test, "probe a provider now; exits 1 unless it is ready", json=True
+    ).add_argument("name", metavar="NAME")
 
     keys = sub.add_parser("keys", help="list, create, revoke and remove API keys", parents=[common])
     ksub = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     command(ksub, "list", commands.keys_list, "list API keys (never their secrets)", json=True)
-    create = command(ksub, "create", commands.keys_create,
-                     "create an API key; the key is printed once, alone on the last line", json=True)
+    create = command(
+        ksub,
+        "create",
+        commands.keys_create,
+        "create an API key; the key is printed once, alone on the last line",
+        json=True,
+    )
     create.add_argument("name", metavar="NAME")
     create.add_argument("--models", metavar="M1,M2", help="the models it may use (default: all)")
     create.add_argument("--rpm", type=_positive_int, metavar="N", help="requests per minute")
@@ -96,9 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--max-concurrency", type=_positive_int, metavar="N")
     create.add_argument("--expires-in", type=_positive_float, metavar="DAYS")
     command(ksub, "revoke", commands.keys_revoke, "refuse a key from its next request").add_argument(
-        "id_or_name", metavar="ID_OR_NAME")
+        "id_or_name", metavar="ID_OR_NAME"
+    )
     command(ksub, "remove", commands.keys_remove, "delete a key for good").add_argument(
-        "id_or_name", metavar="ID_OR_NAME")
+        "id_or_name", metavar="ID_OR_NAME"
+    )
 
     add_fleet_commands(sub, command, common)
 

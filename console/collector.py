@@ -23,8 +23,7 @@ NEVER = 1_000_000_000  # gen2 threshold: CPython's own full collections never co
 class QuietCollector:
     """Moves CPython's full collections to quiet moments; `tick()` is called about once a second."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 collect: Callable[[], object] = gc.collect) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, collect: Callable[[], object] = gc.collect) -> None:
         self.clock = clock
         self.collect = collect
         self.last_input = self.last_full = clock()

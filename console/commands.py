@@ -56,8 +56,10 @@ async def status(client: CorralClient, args: argparse.Namespace) -> int:
     providers = data["providers"]
     ready = sum(1 for p in providers if p["state"] == "ready")
     print(f"corral-core {data['version']}, up {duration(data['uptime_s'])}, socket {client.socket_path}")
-    print(f"{plural(len(providers), 'provider')} ({ready} ready), {plural(len(data['models']), 'model')}, "
-          f"{plural(data['keys'], 'key')}, {plural(data['requests_in_flight'], 'request')} in flight")
+    print(
+        f"{plural(len(providers), 'provider')} ({ready} ready), {plural(len(data['models']), 'model')}, "
+        f"{plural(data['keys'], 'key')}, {plural(data['requests_in_flight'], 'request')} in flight"
+    )
     if providers:
         print()
         print(_providers_table(providers, wide=False))
@@ -98,8 +100,14 @@ def _providers_table(providers: list[dict[str, Any]], *, wide: bool) -> str:
     for p in providers:
         row = [p["name"], p["type"], p["state"], _capacity(p), ", ".join(sorted(p["models"])) or "-"]
         if wide:
-            row += [p["priority"], p["weight"], p["requests"], percent(p["error_rate"]) if p["requests"] else "-",
-                    duration(p["latency_p50_s"]), p["base_url"]]
+            row += [
+                p["priority"],
+                p["weight"],
+                p["requests"],
+                percent(p["error_rate"]) if p["requests"] else "-",
+                duration(p["latency_p50_s"]),
+                p["base_url"],
+            ]
         rows.append(row)
     return table(headers, rows)
 
@@ -131,8 +139,12 @@ def _state_line(provider: dict[str, Any]) -> str:
 
 async def providers_add(client: CorralClient, args: argparse.Namespace) -> int:
     fields: dict[str, Any] = {"name": args.name, "type": args.type, "base_url": args.url}
-    optional = {"api_key_env": args.api_key_env, "priority": args.priority, "weight": args.weight,
-                "max_concurrency": args.max_concurrency}
+    optional = {
+        "api_key_env": args.api_key_env,
+        "priority": args.priority,
+        "weight": args.weight,
+        "max_concurrency": args.max_concurrency,
+    }
     fields.update({field: value for field, value in optional.items() if value is not None})
     if args.model:
         fields["models"] = parse_model_mapping(args.model)
@@ -145,8 +157,10 @@ async def providers_add(client: CorralClient, args: argparse.Namespace) -> int:
     print(f"added provider {added['name']}: {_state_line(added)}")
     print(f"models: {', '.join(sorted(added['models'])) or 'none yet'}")
     if added["state"] not in ("ready", "disabled"):
-        warn(f"provider {added['name']} is saved but not ready yet; `corral providers test {added['name']}` "
-             "probes it again")
+        warn(
+            f"provider {added['name']} is saved but not ready yet; `corral providers test {added['name']}` "
+            "probes it again"
+        )
     return 0
 
 
@@ -164,8 +178,10 @@ async def providers_enable(client: CorralClient, args: argparse.Namespace) -> in
 
 async def providers_disable(client: CorralClient, args: argparse.Namespace) -> int:
     updated = await client.update_provider(args.name, enabled=False)
-    print(f"disabled provider {updated['name']}: it gets no new requests until `corral providers enable "
-          f"{updated['name']}`")
+    print(
+        f"disabled provider {updated['name']}: it gets no new requests until `corral providers enable "
+        f"{updated['name']}`"
+    )
     return 0
 
 
@@ -190,8 +206,11 @@ def _key_state(key: dict[str, Any]) -> str:
 
 
 def _limits(key: dict[str, Any]) -> str:
-    parts = [f"{label} {key[field]}" for field, label in (("rpm", "rpm"), ("tpm", "tpm"),
-                                                          ("max_concurrency", "conc")) if key.get(field)]
+    parts = [
+        f"{label} {key[field]}"
+        for field, label in (("rpm", "rpm"), ("tpm", "tpm"), ("max_concurrency", "conc"))
+        if key.get(field)
+    ]
     return ", ".join(parts) or "none"
 
 
@@ -204,17 +223,30 @@ async def keys_list(client: CorralClient, args: argparse.Namespace) -> int:
         print("no keys: create one with `corral keys create NAME`")
         return 0
     now = time.time()
-    rows = [[key["id"], key["name"], _key_state(key), ", ".join(key["models"]) if key["models"] is not None else "all",
-             _limits(key), until(key["expires_at"], now), ago(key["last_used_at"], now),
-             key.get("usage", {}).get("requests_last_minute", 0)]
-            for key in data]
+    rows = [
+        [
+            key["id"],
+            key["name"],
+            _key_state(key),
+            ", ".join(key["models"]) if key["models"] is not None else "all",
+            _limits(key),
+            until(key["expires_at"], now),
+            ago(key["last_used_at"], now),
+            key.get("usage", {}).get("requests_last_minute", 0),
+        ]
+        for key in data
+    ]
     print(table(["ID", "NAME", "STATE", "MODELS", "LIMITS", "EXPIRES", "LAST USED", "REQ/MIN"], rows))
     return 0
 
 
 async def keys_create(client: CorralClient, args: argparse.Namespace) -> int:
-    fields: dict[str, Any] = {"rpm": args.rpm, "tpm": args.tpm, "max_concurrency": args.max_concurrency,
-                              "expires_in_days": args.expires_in}
+    fields: dict[str, Any] = {
+        "rpm": args.rpm,
+        "tpm": args.tpm,
+        "max_concurrency": args.max_concurrency,
+        "expires_in_days": args.expires_in,
+    }
     if args.models is not None:
         fields["models"] = [model.strip() for model in args.models.split(",") if model.strip()]
     created = await client.create_key(args.name, **{k: v for k, v in fields.items() if v is not None})
@@ -222,8 +254,10 @@ async def keys_create(client: CorralClient, args: argparse.Namespace) -> int:
         print_json(created)
         return 0
     models = ", ".join(created["models"]) if created["models"] is not None else "all"
-    print(f"created key {created['name']} (id {created['id']}): models {models}; limits {_limits(created)}; "
-          f"expires {until(created['expires_at'])}")
+    print(
+        f"created key {created['name']} (id {created['id']}): models {models}; limits {_limits(created)}; "
+        f"expires {until(created['expires_at'])}"
+    )
     print("This key is shown only once. Store it now:")
     print(created["key"])  # alone on the last line, so scripts can `| tail -n 1`
     return 0

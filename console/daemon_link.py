@@ -72,8 +72,9 @@ async def _probe(client: CorralClient) -> dict[str, Any] | None:
         return None
 
 
-async def ensure_daemon(socket_path: Path, data_dir: Path, *, listen: str | None = None,
-                        timeout_s: float = 15.0) -> StartOutcome:
+async def ensure_daemon(
+    socket_path: Path, data_dir: Path, *, listen: str | None = None, timeout_s: float = 15.0
+) -> StartOutcome:
     """Return at once if corral-core answers on `socket_path`; otherwise start it detached and wait for /health.
 
     `listen` (else $CORRAL_LISTEN) is passed through as --listen. Raises DaemonStartFailed when the daemon
@@ -92,24 +93,34 @@ async def ensure_daemon(socket_path: Path, data_dir: Path, *, listen: str | None
         try:
             process = await asyncio.to_thread(spawn_detached, command, log_path)
         except OSError as error:
-            raise DaemonStartFailed(f"cannot start corral-core ({' '.join(command)}): {error}",
-                                    log_path=log_path) from error
+            raise DaemonStartFailed(
+                f"cannot start corral-core ({' '.join(command)}): {error}", log_path=log_path
+            ) from error
         deadline = time.monotonic() + timeout_s
         while True:
             if process.returncode is not None:
                 raise DaemonStartFailed(
                     f"corral-core exited with code {process.returncode} before answering on {socket_path}. "
-                    f"Last lines of {log_path}:\n{log_tail(log_path)}", log_path=log_path)
+                    f"Last lines of {log_path}:\n{log_tail(log_path)}",
+                    log_path=log_path,
+                )
             with contextlib.suppress(CorralError):  # not listening yet, or busy starting
                 health = await _probe(client)
                 if health is not None:
-                    return StartOutcome(started=True, socket_path=socket_path, version=health.get("version"),
-                                        pid=process.pid, log_path=log_path)
+                    return StartOutcome(
+                        started=True,
+                        socket_path=socket_path,
+                        version=health.get("version"),
+                        pid=process.pid,
+                        log_path=log_path,
+                    )
             if time.monotonic() >= deadline:
                 await asyncio.to_thread(_stop, process)
                 raise DaemonStartFailed(
                     f"corral-core did not answer on {socket_path} within {timeout_s:g} s, so it was stopped. "
-                    f"Last lines of {log_path}:\n{log_tail(log_path)}", log_path=log_path)
+                    f"Last lines of {log_path}:\n{log_tail(log_path)}",
+                    log_path=log_path,
+                )
             await asyncio.sleep(POLL_S)
 
 
@@ -134,8 +145,9 @@ class EventFeed:
     retries with backoff (0.2 s doubling to 5 s). Use `async with`, or call `aclose()`, to stop it.
     """
 
-    def __init__(self, socket_path: Path, *, min_backoff_s: float = 0.2, max_backoff_s: float = 5.0,
-                 buffer: int = 1024) -> None:
+    def __init__(
+        self, socket_path: Path, *, min_backoff_s: float = 0.2, max_backoff_s: float = 5.0, buffer: int = 1024
+    ) -> None:
         self.socket_path = socket_path
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
@@ -164,8 +176,9 @@ class EventFeed:
     async def __aenter__(self) -> EventFeed:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:

@@ -37,10 +37,24 @@ def _server_command(model: Path, port: int) -> list[str]:
         return [sys.executable, "-m", "console.demo_server", str(model), str(port)]
     binary = os.environ.get("CORRAL_LLAMA_SERVER") or shutil.which("llama-server")
     if binary:
-        return [binary, "--model", str(model), "--port", str(port), "--host", "127.0.0.1", "--alias", DEMO_MODEL,
-                "--parallel", "4", "--threads", "1"]
-    raise DemoUnavailable("the demo needs xllamacpp (`pip install 'corral[demo]'`) or a llama-server binary "
-                          "(set CORRAL_LLAMA_SERVER)")
+        return [
+            binary,
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--alias",
+            DEMO_MODEL,
+            "--parallel",
+            "4",
+            "--threads",
+            "1",
+        ]
+    raise DemoUnavailable(
+        "the demo needs xllamacpp (`pip install 'corral[demo]'`) or a llama-server binary (set CORRAL_LLAMA_SERVER)"
+    )
 
 
 def _log_tail(path: Path, lines: int = 10) -> str:
@@ -80,6 +94,7 @@ async def start_demo(client: CorralClient, data_dir: Path) -> str:
     if DEMO_PROVIDER in providers:
         await client.update_provider(DEMO_PROVIDER, base_url=base_url)
     else:
-        await client.add_provider(name=DEMO_PROVIDER, type="llama-server", base_url=base_url,
-                                  models={DEMO_MODEL: DEMO_MODEL})
+        await client.add_provider(
+            name=DEMO_PROVIDER, type="llama-server", base_url=base_url, models={DEMO_MODEL: DEMO_MODEL}
+        )
     return f"demo llama-server started on {base_url} and added as provider '{DEMO_PROVIDER}'"

@@ -21,7 +21,8 @@ def spawn_detached(command: list[str], log_path: Path) -> subprocess.Popen[bytes
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         log.write(f"--- {stamp} corral started: {' '.join(command)}\n".encode())
         log.flush()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     threading.Thread(target=process.wait, name=f"reaper-{process.pid}", daemon=True).start()
     return process

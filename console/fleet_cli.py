@@ -29,14 +29,19 @@ def _systemd_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_fleet_commands(sub: argparse._SubParsersAction, command: Command, common: argparse.ArgumentParser) -> None:
-    fleet = sub.add_parser("fleet", help="deploy and control llama-server containers and systemd services",
-                           parents=[common])
+    fleet = sub.add_parser(
+        "fleet", help="deploy and control llama-server containers and systemd services", parents=[common]
+    )
     fsub = fleet.add_subparsers(dest="action", metavar="ACTION", required=True)
-    command(fsub, "list", fleet_commands.fleet_list, "list llama-server containers, Corral's and others",
-            json=True)
+    command(fsub, "list", fleet_commands.fleet_list, "list llama-server containers, Corral's and others", json=True)
 
-    deploy = command(fsub, "deploy", fleet_commands.fleet_deploy,
-                     "deploy a GGUF as a llama-server and route to it once healthy", json=True)
+    deploy = command(
+        fsub,
+        "deploy",
+        fleet_commands.fleet_deploy,
+        "deploy a GGUF as a llama-server and route to it once healthy",
+        json=True,
+    )
     _deploy_options(deploy)
     deploy.add_argument("--timeout", type=float, default=300.0, metavar="S", help="health wait (default 300)")
     deploy.add_argument("--plan", action="store_true", help="show the VRAM estimate and placement only")
@@ -44,32 +49,49 @@ def add_fleet_commands(sub: argparse._SubParsersAction, command: Command, common
     deploy.add_argument("--dry-run", action="store_true", help="with --systemd: print the unit and commands only")
     _systemd_options(deploy)
 
-    for action, help_ in (("start", "start a stopped deployment"), ("stop", "stop a deployment"),
-                          ("restart", "restart a deployment")):
+    for action, help_ in (
+        ("start", "start a stopped deployment"),
+        ("stop", "stop a deployment"),
+        ("restart", "restart a deployment"),
+    ):
         control = command(fsub, action, fleet_commands.fleet_control, help_)
         control.add_argument("name", metavar="NAME")
         control.add_argument("--systemd", action="store_true", help="a systemd deployment")
         control.add_argument("--user", action="store_true", help="with --systemd: a user unit")
     command(fsub, "remove", fleet_commands.fleet_remove, "remove a deployment and its provider").add_argument(
-        "name", metavar="NAME")
+        "name", metavar="NAME"
+    )
     logs = command(fsub, "logs", fleet_commands.fleet_logs, "show (or follow) a deployment's logs")
     logs.add_argument("name", metavar="NAME")
     logs.add_argument("--tail", type=int, default=200, metavar="N")
     logs.add_argument("-f", "--follow", action="store_true")
 
-    export = command(fsub, "export-compose", fleet_commands.fleet_export_compose,
-                     "write Corral's deployments as a docker-compose.yml")
+    export = command(
+        fsub,
+        "export-compose",
+        fleet_commands.fleet_export_compose,
+        "write Corral's deployments as a docker-compose.yml",
+    )
     export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    imported = command(fsub, "import-compose", fleet_commands.fleet_import_compose,
-                       "deploy the llama-server services of a compose file")
+    imported = command(
+        fsub,
+        "import-compose",
+        fleet_commands.fleet_import_compose,
+        "deploy the llama-server services of a compose file",
+    )
     imported.add_argument("file", metavar="FILE")
     imported.add_argument("--timeout", type=float, default=300.0, metavar="S", help="health wait per service")
 
     unit = command(fsub, "systemd-unit", fleet_commands.fleet_systemd_unit, "print a systemd unit for a GGUF")
     _deploy_options(unit)
     _systemd_options(unit)
-    install = command(fsub, "install", fleet_commands.fleet_deploy,
-                      "install and start a systemd service for a GGUF (same as deploy --systemd)", json=True)
+    install = command(
+        fsub,
+        "install",
+        fleet_commands.fleet_deploy,
+        "install and start a systemd service for a GGUF (same as deploy --systemd)",
+        json=True,
+    )
     _deploy_options(install)
     _systemd_options(install)
     install.add_argument("--timeout", type=float, default=300.0, metavar="S")
@@ -81,6 +103,11 @@ def add_fleet_commands(sub: argparse._SubParsersAction, command: Command, common
 
     models_dir = sub.add_parser("models-dir", help="find GGUF models on this box", parents=[common])
     msub = models_dir.add_subparsers(dest="action", metavar="ACTION", required=True)
-    scan = command(msub, "scan", fleet_commands.models_dir_scan,
-                   "list GGUF models with their architecture, size and quantization", json=True)
+    scan = command(
+        msub,
+        "scan",
+        fleet_commands.models_dir_scan,
+        "list GGUF models with their architecture, size and quantization",
+        json=True,
+    )
     scan.add_argument("dirs", nargs="*", metavar="DIR", help="directories (default: $CORRAL_MODELS_DIRS)")

@@ -45,8 +45,12 @@ async def gpus(client: CorralClient, args: argparse.Namespace) -> int:
         print(f"GPUs unavailable: {snapshot['reason']}")
         return 0
     print(f"driver {snapshot['driver_version']}")
-    print(table(["GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "PROCESSES"],
-                [_gpu_row(device) for device in snapshot["devices"]]))
+    print(
+        table(
+            ["GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "PROCESSES"],
+            [_gpu_row(device) for device in snapshot["devices"]],
+        )
+    )
     return 0
 
 
@@ -56,8 +60,17 @@ async def gpus(client: CorralClient, args: argparse.Namespace) -> int:
 def _deployment_row(info: dict[str, Any]) -> list[object]:
     uptime = duration(info["uptime_s"]) if info["uptime_s"] is not None else "-"
     model = Path(info["model"]).name if info["model"] else "-"
-    return [info["name"], "yes" if info["managed"] else "no", info["state"], info["health"], model,
-            info["gpus"], dash(info["port"]), uptime, info["image"]]
+    return [
+        info["name"],
+        "yes" if info["managed"] else "no",
+        info["state"],
+        info["health"],
+        model,
+        info["gpus"],
+        dash(info["port"]),
+        uptime,
+        info["image"],
+    ]
 
 
 async def fleet_list(client: CorralClient, args: argparse.Namespace) -> int:
@@ -71,15 +84,26 @@ async def fleet_list(client: CorralClient, args: argparse.Namespace) -> int:
     if not data["deployments"]:
         print("no llama-server containers: deploy one with `corral fleet deploy MODEL.gguf`")
         return 0
-    print(table(["NAME", "MANAGED", "STATE", "HEALTH", "MODEL", "GPUS", "PORT", "UPTIME", "IMAGE"],
-                [_deployment_row(info) for info in data["deployments"]]))
+    print(
+        table(
+            ["NAME", "MANAGED", "STATE", "HEALTH", "MODEL", "GPUS", "PORT", "UPTIME", "IMAGE"],
+            [_deployment_row(info) for info in data["deployments"]],
+        )
+    )
     return 0
 
 
 def deploy_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {"model_path": str(Path(args.gguf_path).expanduser().resolve())}
-    for option, field in (("name", "name"), ("image", "image"), ("gpus", "gpus"), ("ctx", "ctx_size"),
-                          ("port", "port"), ("parallel", "parallel"), ("n_gpu_layers", "n_gpu_layers")):
+    for option, field in (
+        ("name", "name"),
+        ("image", "image"),
+        ("gpus", "gpus"),
+        ("ctx", "ctx_size"),
+        ("port", "port"),
+        ("parallel", "parallel"),
+        ("n_gpu_layers", "n_gpu_layers"),
+    ):
         value = getattr(args, option, None)
         if value is not None:
             fields[field] = value
@@ -106,13 +130,12 @@ async def fleet_deploy(client: CorralClient, args: argparse.Namespace) -> int:
             print_json(report)
         else:
             spec = report["spec"]
-            gpus = spec['gpus'] if spec['gpus'] is not None else 'none'
+            gpus = spec["gpus"] if spec["gpus"] is not None else "none"
             print(f"{spec['name']}: {Path(spec['model_path']).name} on port {spec['port']}, gpus {gpus}")
             _print_plan(report)
         return 0
     if args.systemd:
-        fields["systemd"] = {"user": args.user, "binary": args.binary, "log_dir": args.log_dir,
-                             "dry_run": args.dry_run}
+        fields["systemd"] = {"user": args.user, "binary": args.binary, "log_dir": args.log_dir, "dry_run": args.dry_run}
     result = await client.deploy(health_timeout_s=args.timeout, **fields)
     if args.json:
         print_json(result)
@@ -121,8 +144,10 @@ async def fleet_deploy(client: CorralClient, args: argparse.Namespace) -> int:
         print("\n".join(result["dry_run"]))
         return 0
     deployment = result["deployment"]
-    print(f"deployed {deployment['name']}: healthy on port {deployment.get('port') or fields.get('port')}, "
-          f"served as model '{deployment['name']}'")
+    print(
+        f"deployed {deployment['name']}: healthy on port {deployment.get('port') or fields.get('port')}, "
+        f"served as model '{deployment['name']}'"
+    )
     _print_plan(result)
     return 0
 
@@ -157,8 +182,10 @@ async def fleet_status(client: CorralClient, args: argparse.Namespace) -> int:
     if args.json:
         print_json(status)
     else:
-        print(f"{status['unit']}: {status['active_state']} ({status['sub_state']}), pid {dash(status['main_pid'])}, "
-              f"restarts {status['restarts']}")
+        print(
+            f"{status['unit']}: {status['active_state']} ({status['sub_state']}), pid {dash(status['main_pid'])}, "
+            f"restarts {status['restarts']}"
+        )
     return 0 if status["running"] else 1
 
 
@@ -197,9 +224,19 @@ async def models_dir_scan(client: CorralClient, args: argparse.Namespace) -> int
     if args.json:
         print_json(result)
         return 0
-    rows = [[m["name"], m["architecture"], _params(m["parameter_count"]), m["quantization"],
-             dash(m["context_length"]), f"{m['file_size'] / GIB:.2f} GiB", len(m["parts"]), m["path"]]
-            for m in result["models"]]
+    rows = [
+        [
+            m["name"],
+            m["architecture"],
+            _params(m["parameter_count"]),
+            m["quantization"],
+            dash(m["context_length"]),
+            f"{m['file_size'] / GIB:.2f} GiB",
+            len(m["parts"]),
+            m["path"],
+        ]
+        for m in result["models"]
+    ]
     if rows:
         print(table(["NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "PARTS", "PATH"], rows))
     else:

@@ -19,10 +19,12 @@ class LiveState:
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by name
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # live requests by id
-    gpus: dict[str, Any] = field(default_factory=lambda: {"state": "unavailable", "reason": "connecting",
-                                                          "devices": []})
-    fleet: dict[str, Any] = field(default_factory=lambda: {"engine": {"state": "unavailable",
-                                                                      "reason": "connecting"}, "deployments": []})
+    gpus: dict[str, Any] = field(
+        default_factory=lambda: {"state": "unavailable", "reason": "connecting", "devices": []}
+    )
+    fleet: dict[str, Any] = field(
+        default_factory=lambda: {"engine": {"state": "unavailable", "reason": "connecting"}, "deployments": []}
+    )
     finished: int = 0  # requests finished since the snapshot
     # The request.end views since a rate view last took them: a request shorter than one redraw is never in
     # `requests` when a screen looks, so rates are counted from these.

@@ -44,8 +44,12 @@ class PartBreaks:
             self._paragraph = None
         fence = FENCE.match(line)
         if self._fence is not None:
-            closes = (fence is not None and fence[1][0] == self._fence[0] and len(fence[1]) >= len(self._fence)
-                      and not line[fence.end():].strip())
+            closes = (
+                fence is not None
+                and fence[1][0] == self._fence[0]
+                and len(fence[1]) >= len(self._fence)
+                and not line[fence.end() :].strip()
+            )
             self._fence = None if closes else self._fence
         elif fence is not None:
             self._fence = fence[1]

@@ -16,17 +16,22 @@ if TYPE_CHECKING:
 class CorralCommands(Provider):
     def _entries(self) -> list[tuple[str, str, object]]:
         app: CorralApp = self.app  # type: ignore[assignment]
-        entries = [(help_text, f"[{action_id}]", partial(app.run_action_id, action_id))
-                   for action_id, (_, help_text) in ACTIONS.items()]
-        entries += [("Go to the dashboard", "[app.dashboard]", partial(app.switch_mode, "dashboard")),
-                    ("Open the chat", "[app.chat]", partial(app.switch_mode, "chat")),
-                    ("Show the keys for this screen", "[app.help]", app.action_help)]
+        entries = [
+            (help_text, f"[{action_id}]", partial(app.run_action_id, action_id))
+            for action_id, (_, help_text) in ACTIONS.items()
+        ]
+        entries += [
+            ("Go to the dashboard", "[app.dashboard]", partial(app.switch_mode, "dashboard")),
+            ("Open the chat", "[app.chat]", partial(app.switch_mode, "chat")),
+            ("Show the keys for this screen", "[app.help]", app.action_help),
+        ]
         # The focused screen's own bindings (cancel a request, stop a deployment...) are offered too.
         for active in app.active_bindings.values():
             binding = active.binding
             if binding.id and binding.description and active.enabled and binding.id not in ACTIONS:
-                entries.append((binding.description, f"[{binding.id}]",
-                                partial(app.run_action, binding.action, active.node)))
+                entries.append(
+                    (binding.description, f"[{binding.id}]", partial(app.run_action, binding.action, active.node))
+                )
         return entries
 
     async def discover(self) -> Hits:

@@ -11,8 +11,18 @@ from textual.theme import Theme
 from .theme_files import theme_files
 
 THEME_FIELDS = {
-    "name", "dark", "primary", "secondary", "accent", "foreground", "background",
-    "surface", "panel", "success", "warning", "error",
+    "name",
+    "dark",
+    "primary",
+    "secondary",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "success",
+    "warning",
+    "error",
 }
 
 

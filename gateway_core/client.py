@@ -1,7 +1,7 @@
 """An async client for corral-core's admin socket, for the console, the `corral` CLI and headless scripts.
 
-    async with CorralClient() as client:
-        print(await client.status())
+async with CorralClient() as client:
+    print(await client.status())
 """
 
 from __future__ import annotations
@@ -28,8 +28,15 @@ CHAT_READ_TIMEOUT_S = 600.0
 class CorralError(Exception):
     """An error from the daemon (its OpenAI-shaped error body) or from talking to it (status None)."""
 
-    def __init__(self, message: str, *, status: int | None = None, param: str | None = None,
-                 code: str | None = None, error_type: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -42,8 +49,13 @@ class CorralError(Exception):
         error = body.get("error") if isinstance(body, dict) else None
         if not isinstance(error, dict):
             return cls(fallback, status=status)
-        return cls(str(error.get("message") or fallback), status=status, param=error.get("param"),
-                   code=error.get("code"), error_type=error.get("type"))
+        return cls(
+            str(error.get("message") or fallback),
+            status=status,
+            param=error.get("param"),
+            code=error.get("code"),
+            error_type=error.get("type"),
+        )
 
 
 class DaemonNotRunning(CorralError):
@@ -154,14 +166,16 @@ class CorralClient(FleetCalls):
 
     def __init__(self, socket_path: str | Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.socket_path = Path(socket_path) if socket_path else default_socket_path(default_data_dir())
-        self._http = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)),
-                                       base_url="http://corral", timeout=timeout)
+        self._http = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)), base_url="http://corral", timeout=timeout
+        )
 
     async def __aenter__(self) -> CorralClient:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -176,22 +190,27 @@ class CorralClient(FleetCalls):
             return DaemonNotRunning(f"corral-core is not running (no socket at {self.socket_path}). {start}")
         if isinstance(error, httpx.ConnectError) and isinstance(cause, ConnectionRefusedError):
             return DaemonNotRunning(
-                f"corral-core is not running (the socket at {self.socket_path} refuses connections). {start}")
+                f"corral-core is not running (the socket at {self.socket_path} refuses connections). {start}"
+            )
         if isinstance(cause, PermissionError):
-            return CorralError(f"cannot open corral-core's socket at {self.socket_path}: permission denied; "
-                               "run as the user (or group) that owns it")
+            return CorralError(
+                f"cannot open corral-core's socket at {self.socket_path}: permission denied; "
+                "run as the user (or group) that owns it"
+            )
         detail = str(error) or type(error).__name__
         return CorralError(f"lost contact with corral-core on {self.socket_path}: {detail}")
 
-    async def _call(self, method: str, path: str, json: Any = None, read_timeout_s: float | None = None,
-                    **options: Any) -> Any:
+    async def _call(
+        self, method: str, path: str, json: Any = None, read_timeout_s: float | None = None, **options: Any
+    ) -> Any:
         return (await self._send(method, path, json=json, read_timeout_s=read_timeout_s, **options)).json()
 
     async def _call_text(self, method: str, path: str, read_timeout_s: float | None = None, **options: Any) -> str:
         return (await self._send(method, path, read_timeout_s=read_timeout_s, **options)).text
 
-    async def _send(self, method: str, path: str, read_timeout_s: float | None = None,
-                    **options: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, read_timeout_s: float | None = None, **options: Any
+    ) -> httpx.Response:
         timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=read_timeout_s) if read_timeout_s else httpx.USE_CLIENT_DEFAULT
         try:
             response = await self._http.request(method, path, timeout=timeout, **options)
@@ -201,10 +220,12 @@ class CorralClient(FleetCalls):
             raise _error_from_response(response, response.content)
         return response
 
-    def _stream(self, method: str, path: str, *, json: Any = None,
-                timeout: httpx.Timeout | None = None) -> _CheckedStream:
-        request = self._http.build_request(method, path, json=json,
-                                           timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+    def _stream(
+        self, method: str, path: str, *, json: Any = None, timeout: httpx.Timeout | None = None
+    ) -> _CheckedStream:
+        request = self._http.build_request(
+            method, path, json=json, timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT
+        )
         return _CheckedStream(self, request)
 
     # -- daemon ---------------------------------------------------------------------------------------
@@ -302,9 +323,12 @@ class CorralClient(FleetCalls):
 
     async def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
         """A chat completion without streaming: the OpenAI response dict."""
-        return await self._call("POST", "/v1/chat/completions",
-                                {**params, "model": model, "messages": messages, "stream": False},
-                                read_timeout_s=CHAT_READ_TIMEOUT_S)
+        return await self._call(
+            "POST",
+            "/v1/chat/completions",
+            {**params, "model": model, "messages": messages, "stream": False},
+            read_timeout_s=CHAT_READ_TIMEOUT_S,
+        )
 
 
 class _CheckedStream:
@@ -326,8 +350,9 @@ class _CheckedStream:
             raise _error_from_response(self._response, body)
         return self._response
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if self._response is not None:
             await self._response.aclose()
         if isinstance(exc, httpx.TransportError):

@@ -14,8 +14,9 @@ DEPLOY_MARGIN_S = 60.0
 class FleetCalls:
     """Mixed into CorralClient, which provides `_call`, `_call_text` and `_stream`."""
 
-    async def _call(self, method: str, path: str, json: Any = None, read_timeout_s: float | None = None,
-                    **options: Any) -> Any:
+    async def _call(
+        self, method: str, path: str, json: Any = None, read_timeout_s: float | None = None, **options: Any
+    ) -> Any:
         raise NotImplementedError
 
     async def _call_text(self, method: str, path: str, read_timeout_s: float | None = None, **options: Any) -> str:
@@ -33,8 +34,12 @@ class FleetCalls:
         return await self._call("POST", "/fleet/plan", fields)
 
     async def deploy(self, health_timeout_s: float = 300.0, **fields: Any) -> dict[str, Any]:
-        return await self._call("POST", "/fleet/deployments", {**fields, "health_timeout_s": health_timeout_s},
-                                read_timeout_s=health_timeout_s + DEPLOY_MARGIN_S)
+        return await self._call(
+            "POST",
+            "/fleet/deployments",
+            {**fields, "health_timeout_s": health_timeout_s},
+            read_timeout_s=health_timeout_s + DEPLOY_MARGIN_S,
+        )
 
     async def control_deployment(self, name: str, action: str) -> dict[str, Any]:
         return await self._call("POST", f"/fleet/deployments/{name}/{action}", read_timeout_s=120.0)
@@ -56,9 +61,13 @@ class FleetCalls:
         return await self._call_text("GET", "/fleet/compose")
 
     async def import_compose(self, text: str, health_timeout_s: float = 300.0) -> dict[str, Any]:
-        return await self._call("POST", "/fleet/compose", content=text.encode(),
-                                params={"health_timeout_s": health_timeout_s},
-                                read_timeout_s=health_timeout_s * 4 + DEPLOY_MARGIN_S)
+        return await self._call(
+            "POST",
+            "/fleet/compose",
+            content=text.encode(),
+            params={"health_timeout_s": health_timeout_s},
+            read_timeout_s=health_timeout_s * 4 + DEPLOY_MARGIN_S,
+        )
 
     async def systemd_unit(self, **fields: Any) -> str:
         return await self._call_text("POST", "/fleet/systemd/unit", json=fields)

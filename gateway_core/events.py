@@ -63,8 +63,11 @@ def squash_requests(events: list[Event]) -> list[Event]:
     for index, event in enumerate(events):
         if event.kind.startswith("request."):
             last[event.data["id"]] = index
-    return [event for index, event in enumerate(events)
-            if not event.kind.startswith("request.") or last[event.data["id"]] == index]
+    return [
+        event
+        for index, event in enumerate(events)
+        if not event.kind.startswith("request.") or last[event.data["id"]] == index
+    ]
 
 
 def _close(queue: asyncio.Queue[Event | None]) -> None:

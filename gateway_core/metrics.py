@@ -33,32 +33,48 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         registry = self.registry
         self.requests = Counter(
-            "corral_requests_total", "Requests answered, by public model, provider and HTTP status.",
-            ["model", "provider", "status"], registry=registry,
+            "corral_requests_total",
+            "Requests answered, by public model, provider and HTTP status.",
+            ["model", "provider", "status"],
+            registry=registry,
         )
         self.duration = Histogram(
-            "corral_request_duration_seconds", "Time from receiving a request to sending its last byte.",
-            ["model", "provider"], buckets=LLM_BUCKETS, registry=registry,
+            "corral_request_duration_seconds",
+            "Time from receiving a request to sending its last byte.",
+            ["model", "provider"],
+            buckets=LLM_BUCKETS,
+            registry=registry,
         )
         self.ttft = Histogram(
-            "corral_time_to_first_token_seconds", "Time from receiving a streamed request to its first token.",
-            ["model", "provider"], buckets=LLM_BUCKETS, registry=registry,
+            "corral_time_to_first_token_seconds",
+            "Time from receiving a streamed request to its first token.",
+            ["model", "provider"],
+            buckets=LLM_BUCKETS,
+            registry=registry,
         )
         self.overhead = Histogram(
-            "corral_gateway_overhead_seconds", "Time the gateway itself adds to a request, upstream time excluded.",
-            buckets=OVERHEAD_BUCKETS, registry=registry,
+            "corral_gateway_overhead_seconds",
+            "Time the gateway itself adds to a request, upstream time excluded.",
+            buckets=OVERHEAD_BUCKETS,
+            registry=registry,
         )
         self.tokens = Counter(
-            "corral_tokens_total", "Tokens processed, by public model, provider and kind (prompt or completion).",
-            ["model", "provider", "kind"], registry=registry,
+            "corral_tokens_total",
+            "Tokens processed, by public model, provider and kind (prompt or completion).",
+            ["model", "provider", "kind"],
+            registry=registry,
         )
         self.requests_in_flight = Gauge(
-            "corral_requests_in_flight", "Requests being forwarded to each provider now.",
-            ["provider"], registry=registry,
+            "corral_requests_in_flight",
+            "Requests being forwarded to each provider now.",
+            ["provider"],
+            registry=registry,
         )
         self.provider_up = Gauge(
-            "corral_provider_up", "1 for the provider's current state, 0 for the others.",
-            ["provider", "state"], registry=registry,
+            "corral_provider_up",
+            "1 for the provider's current state, 0 for the others.",
+            ["provider", "state"],
+            registry=registry,
         )
         # provider -> (model, status) -> its labelled series, looked up once: labels() is costly on the hot path,
         # and remove_provider finds every series of a provider here.

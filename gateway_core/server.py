@@ -91,8 +91,14 @@ def bind_public_socket(host: str, port: int) -> socket.socket:
 
 def _uvicorn_config(app: object, drain_timeout_s: float) -> uvicorn.Config:
     return uvicorn.Config(
-        app, loop="none", http="httptools", lifespan="off", access_log=False, log_level="warning",
-        timeout_graceful_shutdown=int(drain_timeout_s), timeout_keep_alive=30,
+        app,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(drain_timeout_s),
+        timeout_keep_alive=30,
     )
 
 
@@ -107,8 +113,12 @@ async def serve(settings: Settings, drain_timeout_s: float = DRAIN_TIMEOUT_S, gp
     loop = asyncio.get_running_loop()
 
     def stop(signum: int) -> None:
-        log.info("corral-core: %s received, draining %d request(s) in flight (up to %.0fs)",
-                 signal.Signals(signum).name, len(state.live), drain_timeout_s)
+        log.info(
+            "corral-core: %s received, draining %d request(s) in flight (up to %.0fs)",
+            signal.Signals(signum).name,
+            len(state.live),
+            drain_timeout_s,
+        )
         public.should_exit = admin.should_exit = True
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -116,9 +126,15 @@ async def serve(settings: Settings, drain_timeout_s: float = DRAIN_TIMEOUT_S, gp
     bound_port = public_sock.getsockname()[1]
     try:
         await state.start()
-        log.info("corral-core %s started: public API http://%s:%d, admin socket %s, data %s, %d provider(s)",
-                 __version__, settings.listen_host, bound_port, settings.socket_path, settings.data_dir,
-                 len(state.providers))
+        log.info(
+            "corral-core %s started: public API http://%s:%d, admin socket %s, data %s, %d provider(s)",
+            __version__,
+            settings.listen_host,
+            bound_port,
+            settings.socket_path,
+            settings.data_dir,
+            len(state.providers),
+        )
         await asyncio.gather(public.serve(sockets=[public_sock]), admin.serve(sockets=[admin_sock]))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

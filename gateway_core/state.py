@@ -32,8 +32,14 @@ LOADING_PROBE_INTERVAL_S = 1.0
 
 
 class GatewayState:
-    def __init__(self, data_dir: Path, *, body_cap: int = DEFAULT_BODY_CAP, probe_interval_s: float = PROBE_INTERVAL_S,
-                 gpu_interval_s: float = DEFAULT_GPU_INTERVAL_S):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        body_cap: int = DEFAULT_BODY_CAP,
+        probe_interval_s: float = PROBE_INTERVAL_S,
+        gpu_interval_s: float = DEFAULT_GPU_INTERVAL_S,
+    ):
         self.data_dir = data_dir
         self.store = ConfigStore(data_dir / "config.json")
         self.body_cap = body_cap
@@ -53,9 +59,13 @@ class GatewayState:
         self.stats = Stats()
         self.events = EventBus()
         self.gpus = GpuSampler(lambda snapshot: self.events.publish("gpus", snapshot.to_dict()), gpu_interval_s)
-        self.fleet = FleetManager(gpus=lambda: self.gpus.latest, register=self._register_deployment,
-                                  unregister=self._unregister_deployment, publish=self.events.publish,
-                                  on_deployment_changed=self._reprobe)
+        self.fleet = FleetManager(
+            gpus=lambda: self.gpus.latest,
+            register=self._register_deployment,
+            unregister=self._unregister_deployment,
+            publish=self.events.publish,
+            on_deployment_changed=self._reprobe,
+        )
         self._probers: dict[str, asyncio.Task[None]] = {}
         self._flusher: asyncio.Task[None] | None = None
         # Replaced on every release, so waiters wake once per freed slot without a lock.
@@ -176,8 +186,9 @@ class GatewayState:
 
     async def _register_deployment(self, spec: DeploymentSpec) -> None:
         """A healthy deployment is routed at once, as a llama-server provider under its own name."""
-        config = ProviderConfig(name=spec.name, type="llama-server", base_url=spec.base_url,
-                                models={spec.name: spec.name})
+        config = ProviderConfig(
+            name=spec.name, type="llama-server", base_url=spec.base_url, models={spec.name: spec.name}
+        )
         await self.put_provider(config)
 
     async def _unregister_deployment(self, name: str) -> None:

@@ -59,9 +59,21 @@ def main() -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="corral-gpu-check-"))
     socket_path = data_dir / "admin.sock"
     with (data_dir / "core.log").open("w") as log:
-        core = subprocess.Popen([sys.executable, "-m", "gateway_core.cli", "--data-dir", str(data_dir),
-                                 "--listen", "127.0.0.1:18800", "--socket", str(socket_path)],
-                                stdout=log, stderr=subprocess.STDOUT)
+        core = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway_core.cli",
+                "--data-dir",
+                str(data_dir),
+                "--listen",
+                "127.0.0.1:18800",
+                "--socket",
+                str(socket_path),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     load = subprocess.Popen([sys.executable, "-c", LOAD], stderr=subprocess.DEVNULL)  # nothing happens without torch
     try:
         deadline = time.monotonic() + 10

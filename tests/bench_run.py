@@ -12,12 +12,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_bench(args: list[str], out: Path, llama_server_binary: Path, timeout_s: float
-              ) -> subprocess.CompletedProcess[str]:
+def run_bench(
+    args: list[str], out: Path, llama_server_binary: Path, timeout_s: float
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CORRAL_LLAMA_SERVER": str(llama_server_binary)}
     command = [sys.executable, "-m", "bench", *args, "--out", str(out)]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         output, _ = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

@@ -66,8 +66,14 @@ async def test_a_bad_field_raises_corral_error_with_the_status_and_the_field(cor
 @pytest.mark.asyncio
 async def test_a_provider_is_added_updated_refused_twice_and_removed(corral_daemon):
     async with CorralClient(corral_daemon.socket_path) as client:
-        added = await client.add_provider(name="remote", type="openai", base_url=UNREACHABLE_URL,
-                                          api_key_env="REMOTE_KEY", models={"big": "big-2025"}, priority=5)
+        added = await client.add_provider(
+            name="remote",
+            type="openai",
+            base_url=UNREACHABLE_URL,
+            api_key_env="REMOTE_KEY",
+            models={"big": "big-2025"},
+            priority=5,
+        )
         with pytest.raises(CorralError) as duplicate:
             await client.add_provider(name="remote", type="openai", base_url=UNREACHABLE_URL)
         disabled = await client.update_provider("remote", enabled=False)
@@ -179,13 +185,13 @@ async def test_a_llama_server_provider_serves_its_model_through_the_admin_socket
     messages = [{"role": "user", "content": "hello"}]
 
     async with CorralClient(corral_daemon.socket_path) as client:
-        added = await client.add_provider(name="llama", type="llama-server", base_url=server.base_url,
-                                          models={"tiny": "tiny"})
+        added = await client.add_provider(
+            name="llama", type="llama-server", base_url=server.base_url, models={"tiny": "tiny"}
+        )
         tested = await client.test_provider("llama")
         served = await client.models()
         chunks = []
-        async with client.chat_stream("tiny", messages, max_tokens=8,
-                                      stream_options={"include_usage": True}) as stream:
+        async with client.chat_stream("tiny", messages, max_tokens=8, stream_options={"include_usage": True}) as stream:
             async for chunk in stream:
                 chunks.append(chunk)
         answer = await client.chat("tiny", messages, max_tokens=4)

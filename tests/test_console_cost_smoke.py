@@ -14,8 +14,9 @@ pytestmark = [pytest.mark.llama_server, pytest.mark.docker, pytest.mark.nvml_stu
 TIMEOUT_S = 90
 
 
-def test_console_smoke_plan_measures_frames_cpu_and_every_key(tmp_path: Path, llama_server_binary: Path,
-                                                               llama_server_image: str, nvml_stub: object) -> None:
+def test_console_smoke_plan_measures_frames_cpu_and_every_key(
+    tmp_path: Path, llama_server_binary: Path, llama_server_image: str, nvml_stub: object
+) -> None:
     result = run_bench(["--plan", "console-smoke"], tmp_path, llama_server_binary, TIMEOUT_S)
 
     assert result.returncode == 0, result.stdout[-3000:]

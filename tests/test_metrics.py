@@ -28,7 +28,11 @@ def labels(**values: str) -> Labels:
 
 def finish(metrics: GatewayMetrics, model: str = "llama", provider: str = "gpu1", **overrides: object) -> None:
     fields: dict[str, object] = {
-        "status": 200, "duration_s": 1.2, "ttft_s": 0.3, "prompt_tokens": 10, "completion_tokens": 20,
+        "status": 200,
+        "duration_s": 1.2,
+        "ttft_s": 0.3,
+        "prompt_tokens": 10,
+        "completion_tokens": 20,
         "overhead_s": 0.0004,
     }
     metrics.request_finished(model, provider, **{**fields, **overrides})  # type: ignore[arg-type]
@@ -67,7 +71,12 @@ def test_duration_is_observed_in_llm_sized_buckets():
     buckets = series(metrics, "corral_request_duration_seconds_bucket")
     llama = {dict(key)["le"]: value for key, value in buckets.items()}
     assert (llama["0.005"], llama["1.0"], llama["2.5"], llama["60.0"], llama["120.0"], llama["+Inf"]) == (
-        0.0, 0.0, 1.0, 1.0, 2.0, 2.0
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+        2.0,
+        2.0,
     )
     assert series(metrics, "corral_request_duration_seconds_sum") == {labels(model="llama", provider="gpu1"): 91.2}
 
@@ -91,8 +100,17 @@ def test_gateway_overhead_has_fine_buckets_and_no_labels():
     bucket_series = series(metrics, "corral_gateway_overhead_seconds_bucket")
     buckets = {dict(key)["le"]: value for key, value in bucket_series.items()}
     assert buckets == {
-        "0.0001": 1.0, "0.00025": 1.0, "0.0005": 2.0, "0.001": 2.0, "0.0025": 2.0, "0.005": 2.0, "0.01": 2.0,
-        "0.025": 2.0, "0.05": 2.0, "0.1": 2.0, "+Inf": 3.0,
+        "0.0001": 1.0,
+        "0.00025": 1.0,
+        "0.0005": 2.0,
+        "0.001": 2.0,
+        "0.0025": 2.0,
+        "0.005": 2.0,
+        "0.01": 2.0,
+        "0.025": 2.0,
+        "0.05": 2.0,
+        "0.1": 2.0,
+        "+Inf": 3.0,
     }
     assert series(metrics, "corral_gateway_overhead_seconds_count") == {(): 3.0}
 
@@ -145,8 +163,12 @@ def test_removed_provider_stops_being_exported_and_others_stay():
     metrics.remove_provider("never-seen")
 
     for name in (
-        "corral_requests_total", "corral_request_duration_seconds_count", "corral_time_to_first_token_seconds_count",
-        "corral_tokens_total", "corral_requests_in_flight", "corral_provider_up",
+        "corral_requests_total",
+        "corral_request_duration_seconds_count",
+        "corral_time_to_first_token_seconds_count",
+        "corral_tokens_total",
+        "corral_requests_in_flight",
+        "corral_provider_up",
     ):
         providers = {dict(key)["provider"] for key in series(metrics, name)}
         assert providers == {"gpu2"}, name

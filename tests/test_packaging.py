@@ -22,7 +22,9 @@ def test_installed_wheel_ships_themes_as_data_and_both_console_scripts(tmp_path)
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = dist.glob("corral-*.whl")
     assert {f"console/themes/{name}" for name in THEMES} <= set(zipfile.ZipFile(wheel).namelist())
@@ -32,11 +34,18 @@ def test_installed_wheel_ships_themes_as_data_and_both_console_scripts(tmp_path)
     python = venv / "bin" / "python"
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet", str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     # Run from an empty directory so the checkout cannot shadow the installed package.
     result = subprocess.run(
-        [str(python), "-c", READ_THEMES], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60,
+        [str(python), "-c", READ_THEMES],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     found = json.loads(result.stdout)

@@ -35,7 +35,9 @@ CLEAR_WAIT_S = 5.0
 TEMPERATURE = Number(minimum=0, maximum=2, failure_description="temperature must be between 0 and 2")
 MAX_TOKENS = Integer(minimum=1, failure_description="max tokens must be a positive integer")
 SAMPLING_INPUTS: tuple[tuple[str, str, Callable[[str], float]], ...] = (
-    ("#chat-temperature", "temperature", float), ("#chat-max-tokens", "max_tokens", int))
+    ("#chat-temperature", "temperature", float),
+    ("#chat-max-tokens", "max_tokens", int),
+)
 
 
 def served_models(live: LiveState) -> dict[str, list[str]]:
@@ -76,8 +78,14 @@ class ChatScreen(LiveScreen):
         outcome: str
         stats: AnswerStats | None
 
-    def __init__(self, *, params: dict[str, Any] | None = None, name: str | None = None,
-                 id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.params = dict(params or {})
         self.turns: list[dict[str, str]] = []  # the conversation sent with the next prompt
@@ -89,10 +97,22 @@ class ChatScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-settings"):
             yield Select([], prompt="Model", id="chat-model")
-            yield Input("0.7", placeholder="0-2", id="chat-temperature", type="number", valid_empty=True,
-                        validators=[TEMPERATURE])
-            yield Input("512", placeholder="tokens", id="chat-max-tokens", type="integer", valid_empty=True,
-                        validators=[MAX_TOKENS])
+            yield Input(
+                "0.7",
+                placeholder="0-2",
+                id="chat-temperature",
+                type="number",
+                valid_empty=True,
+                validators=[TEMPERATURE],
+            )
+            yield Input(
+                "512",
+                placeholder="tokens",
+                id="chat-max-tokens",
+                type="integer",
+                valid_empty=True,
+                validators=[MAX_TOKENS],
+            )
         yield Input(placeholder="System prompt (optional)", id="chat-system")
         yield Static("", id="chat-hint", markup=False)
         yield ChatLog(id="chat-log")
@@ -112,8 +132,10 @@ class ChatScreen(LiveScreen):
     def _refresh_models(self, live: LiveState) -> None:
         picker: Select[str] = self.query_one("#chat-model", Select)
         models = served_models(live)
-        options = [(f"{model}  ({', '.join(providers)})" if providers else model, model)
-                   for model, providers in sorted(models.items())]
+        options = [
+            (f"{model}  ({', '.join(providers)})" if providers else model, model)
+            for model, providers in sorted(models.items())
+        ]
         if options == self._model_options:
             return  # set_options resets the selection, so only when something changed
         self._model_options = options
@@ -240,8 +262,9 @@ class ChatScreen(LiveScreen):
             stats = meter.stats(stream) if outcome in ("done", "stopped") else None
             await self._settle(answer, outcome, stats, error)
 
-    async def _settle(self, answer: AnswerStream, outcome: str, stats: AnswerStats | None,
-                      error: CorralError | None) -> None:
+    async def _settle(
+        self, answer: AnswerStream, outcome: str, stats: AnswerStats | None, error: CorralError | None
+    ) -> None:
         """Render the answer once in full, update the conversation, and say how it went."""
         if stats is None:
             await answer.finish()
@@ -251,8 +274,9 @@ class ChatScreen(LiveScreen):
             await answer.finish("", stats.line())
         if error is not None:
             reason = error.message.rstrip(".") + (f" (HTTP {error.status})" if error.status else "")
-            await self.query_one(ChatLog).add_note(f"Error: {reason}. This turn is left out of the conversation.",
-                                                   error=True)
+            await self.query_one(ChatLog).add_note(
+                f"Error: {reason}. This turn is left out of the conversation.", error=True
+            )
             self.notify(reason, title="Chat failed", severity="error")
         text = answer.text
         if stats is None or not text:
@@ -273,5 +297,6 @@ class ChatScreen(LiveScreen):
             self.turns.pop()
         error = event.worker.error
         await self.query_one(ChatLog).add_note(
-            f"Error: {type(error).__name__}: {error}. This turn is left out of the conversation.", error=True)
+            f"Error: {type(error).__name__}: {error}. This turn is left out of the conversation.", error=True
+        )
         self.notify(str(error) or type(error).__name__, title="Chat failed", severity="error")

@@ -59,8 +59,9 @@ class Throughput:
     def _empty(self) -> deque[tuple[float, float]]:
         return deque([(0.0, 0.0)] * self.window, maxlen=self.window)
 
-    def observe(self, requests: Mapping[str, Mapping[str, Any]], ended: Iterable[Mapping[str, Any]] = (), *,
-                count: bool = True) -> None:
+    def observe(
+        self, requests: Mapping[str, Mapping[str, Any]], ended: Iterable[Mapping[str, Any]] = (), *, count: bool = True
+    ) -> None:
         """Count the requests that ended and the tokens generated since the last call: O(requests + ended).
 
         `ended` are the request.end views since the last call, so a request that came and went between two calls
@@ -129,8 +130,9 @@ class DashboardScreen(LiveScreen):
     AUTO_FOCUS = ""  # the first render picks: providers, or the GPUs on a first run
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("d", "post_action('fleet.deploy')", "Deploy", id="fleet.deploy", tooltip="Deploy a GGUF model"),
-        Binding("p", "post_action('provider.add')", "Add endpoint", id="provider.add",
-                tooltip="Add a provider endpoint"),
+        Binding(
+            "p", "post_action('provider.add')", "Add endpoint", id="provider.add", tooltip="Add a provider endpoint"
+        ),
         Binding("k", "post_action('key.create')", "New key", id="key.create", tooltip="Create an API key"),
     ]
 
@@ -268,15 +270,18 @@ class DashboardScreen(LiveScreen):
         ok = engine.get("state") == "ok"
         reason = engine.get("reason") or "unknown reason"
         if not ok:
-            panel.set_notice("waiting for corral-core…" if reason == "connecting" else
-                             f"Docker engine unavailable: {reason}")
+            panel.set_notice(
+                "waiting for corral-core…" if reason == "connecting" else f"Docker engine unavailable: {reason}"
+            )
         else:
-            panel.set_notice(None if deployments else "No llama-server containers: press d to deploy a model.",
-                             hint=True)
+            panel.set_notice(
+                None if deployments else "No llama-server containers: press d to deploy a model.", hint=True
+            )
         self.fleet.show(deployments, busy, live.providers)
         # The first-run view hides this panel: its deploy hint says why deploying cannot work yet.
-        self._write_line("#first-run-why-d", FIRST_RUN_HINTS[0][2] if ok or reason == "connecting" else
-                         f"needs Docker: {reason}")
+        self._write_line(
+            "#first-run-why-d", FIRST_RUN_HINTS[0][2] if ok or reason == "connecting" else f"needs Docker: {reason}"
+        )
         self.query_one("#first-run-why-d").set_class(not ok and reason != "connecting", "-problem")
         running = sum(1 for d in deployments if d.get("state") == "running")
         panel.set_summary(f"{running}/{len(deployments)} running" if ok else "engine unavailable")

@@ -32,8 +32,10 @@ def _check(field: str) -> ModelFieldValidator:
 
 def describe_model(model: dict[str, Any]) -> str:
     ctx = model.get("context_length")
-    return (f"{model['name'][:30]:<30} {model['quantization'][:12]:<12} {format_bytes(model['file_size']):>11}"
-            f"  ctx {ctx if ctx else '?'}")
+    return (
+        f"{model['name'][:30]:<30} {model['quantization'][:12]:<12} {format_bytes(model['file_size']):>11}"
+        f"  ctx {ctx if ctx else '?'}"
+    )
 
 
 def describe_gpu(device: dict[str, Any]) -> str:
@@ -91,29 +93,70 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
                 yield Static("reading the model catalog…", id="catalog-status", classes="hint")
                 yield OptionList(id="catalog")
                 yield Static("", id="model_path-error", classes="field-error")
-                yield form_field("Name", "name", Input(
-                    placeholder="from the file name", id="name", compact=True, valid_empty=True,
-                    validators=[_check("name")]), hint="also the public model name")
+                yield form_field(
+                    "Name",
+                    "name",
+                    Input(
+                        placeholder="from the file name",
+                        id="name",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("name")],
+                    ),
+                    hint="also the public model name",
+                )
                 gpu_hint = "" if devices else f"no GPU: {gpus.get('reason') or 'none found'}"
-                yield form_field("GPUs", "gpus", Select(
-                    GPU_MODES, value="all" if devices else "none", allow_blank=False, id="gpus", compact=True),
-                    hint=gpu_hint)
+                yield form_field(
+                    "GPUs",
+                    "gpus",
+                    Select(GPU_MODES, value="all" if devices else "none", allow_blank=False, id="gpus", compact=True),
+                    hint=gpu_hint,
+                )
                 with Horizontal(classes="field-line", id="gpu-list-line") as line:
                     line.display = bool(devices)
                     yield Static("", classes="field-label")
-                    yield SelectionList[int](*(Selection(describe_gpu(d), d["index"], True) for d in devices),
-                                             id="gpu-list", disabled=True)
-                yield form_field("Context size", "ctx_size", Input(
-                    placeholder="4096 (tokens, shared by all slots)", id="ctx_size", type="integer", compact=True,
-                    valid_empty=True, validators=[_check("ctx_size")]))
-                yield form_field("Parallel slots", "parallel", Input(
-                    placeholder="1", id="parallel", type="integer", compact=True, valid_empty=True,
-                    validators=[_check("parallel")]))
-                yield form_field("Port", "port", Input(
-                    placeholder="first free from 8081", id="port", type="integer", compact=True, valid_empty=True,
-                    validators=[_check("port")]))
-                yield form_field("Image", "image", Input(placeholder="llama.cpp's server image", id="image",
-                                                        compact=True))
+                    yield SelectionList[int](
+                        *(Selection(describe_gpu(d), d["index"], True) for d in devices), id="gpu-list", disabled=True
+                    )
+                yield form_field(
+                    "Context size",
+                    "ctx_size",
+                    Input(
+                        placeholder="4096 (tokens, shared by all slots)",
+                        id="ctx_size",
+                        type="integer",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("ctx_size")],
+                    ),
+                )
+                yield form_field(
+                    "Parallel slots",
+                    "parallel",
+                    Input(
+                        placeholder="1",
+                        id="parallel",
+                        type="integer",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("parallel")],
+                    ),
+                )
+                yield form_field(
+                    "Port",
+                    "port",
+                    Input(
+                        placeholder="first free from 8081",
+                        id="port",
+                        type="integer",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("port")],
+                    ),
+                )
+                yield form_field(
+                    "Image", "image", Input(placeholder="llama.cpp's server image", id="image", compact=True)
+                )
                 yield Static("pick a model to see how much memory it needs", id="plan", classes="panel")
                 yield Static("", id="warnings", classes="warnings")
                 yield Static("", id="deploy-status", classes="panel")
@@ -144,11 +187,15 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
         catalog.add_options([Option(describe_model(model), id=model["path"]) for model in models])
         where = ", ".join(event.catalog.get("directories", [])) or "the model directories"
         problems = event.catalog.get("problems", [])
-        status = f"{len(models)} model(s) in {where}" if models else (
-            f"no .gguf files in {where}: copy models there or set CORRAL_MODELS_DIRS")
+        status = (
+            f"{len(models)} model(s) in {where}"
+            if models
+            else (f"no .gguf files in {where}: copy models there or set CORRAL_MODELS_DIRS")
+        )
         if problems:
             status += f"; {len(problems)} file(s) unreadable: " + "; ".join(
-                f"{p['path']}: {p['message']}" for p in problems[:3])
+                f"{p['path']}: {p['message']}" for p in problems[:3]
+            )
         self.query_one("#catalog-status", Static).update(status)
         paths = [model["path"] for model in models]
         if paths:
@@ -256,8 +303,9 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
 
     def action_cancel(self) -> None:
         if self.saving:
-            self.notify("corral-core carries on with the deployment; the fleet view shows how it ends",
-                        severity="warning")
+            self.notify(
+                "corral-core carries on with the deployment; the fleet view shows how it ends", severity="warning"
+            )
         super().action_cancel()
 
     def submit(self) -> None:
@@ -266,8 +314,10 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
         if name:
             fields["name"] = name
         status = self.query_one("#deploy-status", Static)
-        status.update(f"deploying {name or 'the model'}: starting llama-server, then waiting for health "
-                      f"(up to {self.health_timeout_s:g} s while it loads the model)…")
+        status.update(
+            f"deploying {name or 'the model'}: starting llama-server, then waiting for health "
+            f"(up to {self.health_timeout_s:g} s while it loads the model)…"
+        )
         status.set_classes("panel -busy")
         status.display = True
         status.scroll_visible()

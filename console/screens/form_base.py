@@ -51,8 +51,10 @@ def split_list(text: str) -> list[str]:
 
 def form_field(label: str, name: str, widget: Widget, hint: str = "") -> Vertical:
     """A labelled row for `widget` (whose id is `name`, the API field), with room for its error underneath."""
-    children: list[Widget] = [Horizontal(Label(label, classes="field-label"), widget, classes="field-line"),
-                              Static("", id=f"{name}-error", classes="field-error")]
+    children: list[Widget] = [
+        Horizontal(Label(label, classes="field-label"), widget, classes="field-line"),
+        Static("", id=f"{name}-error", classes="field-error"),
+    ]
     if hint:
         children.insert(1, Static(hint, classes="hint field-hint"))
     return Vertical(*children, classes="field", id=f"{name}-field")

@@ -35,18 +35,55 @@ def limit_fields(key: dict[str, Any]) -> list[Widget]:
     """The fields both forms share, prefilled from `key` (a key view) when editing."""
     models = key.get("models")
     return [
-        form_field("Models", "models", Input(
-            ", ".join(models) if models else "", placeholder="M1, M2 (empty: every model)", id="models",
-            compact=True)),
-        form_field("Requests/min", "rpm", Input(
-            _number(key.get("rpm")), placeholder="empty: no limit", id="rpm", type="integer", compact=True,
-            valid_empty=True, validators=[_check("rpm")])),
-        form_field("Tokens/min", "tpm", Input(
-            _number(key.get("tpm")), placeholder="empty: no limit", id="tpm", type="integer", compact=True,
-            valid_empty=True, validators=[_check("tpm")])),
-        form_field("Max concurrency", "max_concurrency", Input(
-            _number(key.get("max_concurrency")), placeholder="empty: no limit", id="max_concurrency",
-            type="integer", compact=True, valid_empty=True, validators=[_check("max_concurrency")])),
+        form_field(
+            "Models",
+            "models",
+            Input(
+                ", ".join(models) if models else "",
+                placeholder="M1, M2 (empty: every model)",
+                id="models",
+                compact=True,
+            ),
+        ),
+        form_field(
+            "Requests/min",
+            "rpm",
+            Input(
+                _number(key.get("rpm")),
+                placeholder="empty: no limit",
+                id="rpm",
+                type="integer",
+                compact=True,
+                valid_empty=True,
+                validators=[_check("rpm")],
+            ),
+        ),
+        form_field(
+            "Tokens/min",
+            "tpm",
+            Input(
+                _number(key.get("tpm")),
+                placeholder="empty: no limit",
+                id="tpm",
+                type="integer",
+                compact=True,
+                valid_empty=True,
+                validators=[_check("tpm")],
+            ),
+        ),
+        form_field(
+            "Max concurrency",
+            "max_concurrency",
+            Input(
+                _number(key.get("max_concurrency")),
+                placeholder="empty: no limit",
+                id="max_concurrency",
+                type="integer",
+                compact=True,
+                valid_empty=True,
+                validators=[_check("max_concurrency")],
+            ),
+        ),
     ]
 
 
@@ -66,8 +103,11 @@ class _KeyForm(FormScreen[dict[str, Any] | None]):
 
     @staticmethod
     def buttons() -> Horizontal:
-        return Horizontal(Button("Save", id="save", variant="primary", compact=True),
-                          Button("Cancel", id="cancel", compact=True), classes="buttons")
+        return Horizontal(
+            Button("Save", id="save", variant="primary", compact=True),
+            Button("Cancel", id="cancel", compact=True),
+            classes="buttons",
+        )
 
 
 class KeyCreateForm(_KeyForm):
@@ -87,16 +127,29 @@ class KeyCreateForm(_KeyForm):
         with Vertical(classes="dialog") as dialog:
             dialog.border_title = "Create API key"
             with VerticalScroll(classes="form-body", can_focus=False):
-                yield form_field("Name", "name", Input(placeholder="e.g. billing-service", id="name", compact=True,
-                                                      validators=[_check("name")]))
+                yield form_field(
+                    "Name",
+                    "name",
+                    Input(placeholder="e.g. billing-service", id="name", compact=True, validators=[_check("name")]),
+                )
                 yield from limit_fields({})
-                yield form_field("Expires in days", "expires_in_days", Input(
-                    placeholder="empty: never", id="expires_in_days", type="number", compact=True,
-                    valid_empty=True, validators=[_check("expires_in_days")]))
+                yield form_field(
+                    "Expires in days",
+                    "expires_in_days",
+                    Input(
+                        placeholder="empty: never",
+                        id="expires_in_days",
+                        type="number",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("expires_in_days")],
+                    ),
+                )
             with Vertical(id="created"):
                 yield Static("", id="secret")
-                yield Static("This key will not be shown again: copy it now (c), then press enter.",
-                             id="secret-warning")
+                yield Static(
+                    "This key will not be shown again: copy it now (c), then press enter.", id="secret-warning"
+                )
             yield Static("", id="form-error", classes="form-error")
             yield self.buttons()
         yield KeyHints()
@@ -160,10 +213,19 @@ class KeyEditForm(_KeyForm):
             with VerticalScroll(classes="form-body", can_focus=False):
                 yield from limit_fields(self.key)
                 expiry = "never expires" if not self.key.get("expires_at") else "has an expiry"
-                yield form_field("Expires in days", "expires_in_days", Input(
-                    placeholder="empty: keep as is", id="expires_in_days", type="number", compact=True,
-                    valid_empty=True, validators=[_check("expires_in_days")]),
-                    hint=f"now {expiry}; a number sets a new expiry from today")
+                yield form_field(
+                    "Expires in days",
+                    "expires_in_days",
+                    Input(
+                        placeholder="empty: keep as is",
+                        id="expires_in_days",
+                        type="number",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("expires_in_days")],
+                    ),
+                    hint=f"now {expiry}; a number sets a new expiry from today",
+                )
             yield Static("", id="form-error", classes="form-error")
             yield self.buttons()
         yield KeyHints()

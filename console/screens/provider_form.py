@@ -76,39 +76,113 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
         with Vertical(classes="dialog") as dialog:
             dialog.border_title = title
             with VerticalScroll(classes="form-body", can_focus=False):
-                yield form_field("Name", "name", Input(
-                    p.get("name", ""), placeholder="e.g. local-llama", id="name", compact=True,
-                    disabled=self.editing, validators=[_check("name")]))
-                yield form_field("Type", "type", Select(
-                    [(kind, kind) for kind in PROVIDER_TYPES], value=p.get("type", "llama-server"),
-                    allow_blank=False, id="type", compact=True))
-                yield form_field("Base URL", "base_url", Input(
-                    p.get("base_url", ""), placeholder="http://127.0.0.1:8080", id="base_url", compact=True,
-                    validators=[_check("base_url")]))
-                yield form_field("API key env var", "api_key_env", Input(
-                    p.get("api_key_env") or "", placeholder="e.g. OPENAI_API_KEY (read by corral-core)",
-                    id="api_key_env", compact=True, valid_empty=True, validators=[_check("api_key_env")]))
+                yield form_field(
+                    "Name",
+                    "name",
+                    Input(
+                        p.get("name", ""),
+                        placeholder="e.g. local-llama",
+                        id="name",
+                        compact=True,
+                        disabled=self.editing,
+                        validators=[_check("name")],
+                    ),
+                )
+                yield form_field(
+                    "Type",
+                    "type",
+                    Select(
+                        [(kind, kind) for kind in PROVIDER_TYPES],
+                        value=p.get("type", "llama-server"),
+                        allow_blank=False,
+                        id="type",
+                        compact=True,
+                    ),
+                )
+                yield form_field(
+                    "Base URL",
+                    "base_url",
+                    Input(
+                        p.get("base_url", ""),
+                        placeholder="http://127.0.0.1:8080",
+                        id="base_url",
+                        compact=True,
+                        validators=[_check("base_url")],
+                    ),
+                )
+                yield form_field(
+                    "API key env var",
+                    "api_key_env",
+                    Input(
+                        p.get("api_key_env") or "",
+                        placeholder="e.g. OPENAI_API_KEY (read by corral-core)",
+                        id="api_key_env",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("api_key_env")],
+                    ),
+                )
                 key_hint = f"stored key {p['api_key_hint']}; leave empty to keep it" if p.get("api_key_hint") else ""
-                yield form_field("…or key value", "api_key", Input(
-                    placeholder="the upstream key itself", password=True, id="api_key", compact=True),
-                    hint=key_hint)
+                yield form_field(
+                    "…or key value",
+                    "api_key",
+                    Input(placeholder="the upstream key itself", password=True, id="api_key", compact=True),
+                    hint=key_hint,
+                )
                 # The summary cannot tell configured models from discovered ones, so editing starts empty.
                 serving = f"serving {format_models(p['models'])}; leave empty to keep" if p.get("models") else ""
-                yield form_field("Models", "models", Input(
-                    placeholder="PUBLIC=UPSTREAM, … (empty: discover)", id="models", compact=True), hint=serving)
-                yield form_field("Priority", "priority", Input(
-                    str(p.get("priority", 0)), id="priority", type="integer", compact=True, valid_empty=True,
-                    validators=[_check("priority")]), hint="higher tiers are tried first")
-                yield form_field("Weight", "weight", Input(
-                    str(p.get("weight", 1)), id="weight", type="integer", compact=True, valid_empty=True,
-                    validators=[_check("weight")]))
-                yield form_field("Max concurrency", "max_concurrency", Input(
-                    str(p.get("max_concurrency") or ""), placeholder="empty: no limit", id="max_concurrency",
-                    type="integer", compact=True, valid_empty=True, validators=[_check("max_concurrency")]))
-                yield form_field("Enabled", "enabled", Checkbox("route requests to it", p.get("enabled", True),
-                                                                id="enabled", compact=True))
-                yield Static("Test (ctrl+t) probes this configuration without saving it.", id="test-result",
-                             classes="panel")
+                yield form_field(
+                    "Models",
+                    "models",
+                    Input(placeholder="PUBLIC=UPSTREAM, … (empty: discover)", id="models", compact=True),
+                    hint=serving,
+                )
+                yield form_field(
+                    "Priority",
+                    "priority",
+                    Input(
+                        str(p.get("priority", 0)),
+                        id="priority",
+                        type="integer",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("priority")],
+                    ),
+                    hint="higher tiers are tried first",
+                )
+                yield form_field(
+                    "Weight",
+                    "weight",
+                    Input(
+                        str(p.get("weight", 1)),
+                        id="weight",
+                        type="integer",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("weight")],
+                    ),
+                )
+                yield form_field(
+                    "Max concurrency",
+                    "max_concurrency",
+                    Input(
+                        str(p.get("max_concurrency") or ""),
+                        placeholder="empty: no limit",
+                        id="max_concurrency",
+                        type="integer",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[_check("max_concurrency")],
+                    ),
+                )
+                yield form_field(
+                    "Enabled",
+                    "enabled",
+                    Checkbox("route requests to it", p.get("enabled", True), id="enabled", compact=True),
+                )
+                yield Static(
+                    "Test (ctrl+t) probes this configuration without saving it.", id="test-result", classes="panel"
+                )
             yield Static("", id="form-error", classes="form-error")
             with Horizontal(classes="buttons"):
                 yield Button("Test", id="test", compact=True)

@@ -220,8 +220,8 @@ class AnswerStream:
         self._breaks.feed(fragment)
         start, end = self._written, self._written + len(fragment)
         while (cut := self._next_cut(start, end)) is not None:
-            await self._part.append(fragment[:cut - start])
-            fragment = fragment[cut - start:]
+            await self._part.append(fragment[: cut - start])
+            fragment = fragment[cut - start :]
             self._part, self._part_start, start = await self.entry.add_part(), cut, cut
         if fragment:
             await self._part.append(fragment)

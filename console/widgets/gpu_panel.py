@@ -33,7 +33,7 @@ def gpu_notice(gpus: Mapping[str, Any]) -> str | None:
     if reason == "connecting":
         return "waiting for corral-core…"
     if reason.startswith(NO_DRIVER):
-        return f"{NO_DRIVER}: {reason[len(NO_DRIVER):].lstrip(': ')}"
+        return f"{NO_DRIVER}: {reason[len(NO_DRIVER) :].lstrip(': ')}"
     return f"{NO_DRIVER}: {reason}" if "driver" in reason or "libnvidia" in reason else f"GPUs unavailable: {reason}"
 
 
@@ -46,8 +46,15 @@ def gpu_summary(gpus: Mapping[str, Any]) -> str:
 
 
 class GpuTable(LiveTable):
-    COLUMNS = (("index", "#", 2), ("name", "name", 16), ("util", "util", 12), ("memory", "memory", 20),
-               ("temp", "temp", 5), ("power", "power", 9), ("processes", "processes", 40))
+    COLUMNS = (
+        ("index", "#", 2),
+        ("name", "name", 16),
+        ("util", "util", 12),
+        ("memory", "memory", 20),
+        ("temp", "temp", 5),
+        ("power", "power", 9),
+        ("processes", "processes", 40),
+    )
     SORTED = False  # NVML order is index order
     BAR_WIDTH = 7
 
@@ -65,8 +72,11 @@ class GpuTable(LiveTable):
             "-" if used is None or not total else self.bar(used / total, f"{gib(used)}/{gib(total)}G"),
             "-" if temp is None else self.level(f"{temp}°C", "bad" if temp >= 85 else "warn" if temp >= 75 else "ok"),
             self._power(d.get("power_draw_watts"), d.get("power_limit_watts")),
-            ", ".join(f"{p.get('name') or '?'}({p['pid']}) {process_memory(p.get('used_memory_bytes'))}"
-                      for p in d.get("processes") or ()) or self.level("idle", "muted"),
+            ", ".join(
+                f"{p.get('name') or '?'}({p['pid']}) {process_memory(p.get('used_memory_bytes'))}"
+                for p in d.get("processes") or ()
+            )
+            or self.level("idle", "muted"),
         )
 
     def bar(self, fraction: float, label: str) -> Text:

@@ -41,7 +41,12 @@ class LiveTable(ScrollView, can_focus=True):
     COLUMNS: ClassVar[tuple[tuple[str, str, int], ...]] = ()
     SORTED: ClassVar[bool] = True  # re-sort by the first column when rows are added
     COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "live-table--header", "live-table--cursor", "level--ok", "level--warn", "level--bad", "level--muted",
+        "live-table--header",
+        "live-table--cursor",
+        "level--ok",
+        "level--warn",
+        "level--bad",
+        "level--muted",
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor_up", "Up", show=False),

@@ -121,22 +121,46 @@ class FleetTable(LiveTable):
         Binding("l", "screen.item('logs')", "Logs", id="fleet.logs", tooltip="Follow the deployment's logs"),
         Binding("s", "screen.item('toggle')", "Start/stop", id="fleet.toggle", tooltip="Stop it, or start it"),
         Binding("R", "screen.item('restart')", "Restart", id="fleet.restart", tooltip="Restart the deployment"),
-        Binding("x,delete", "screen.item('remove')", "Remove", id="fleet.remove",
-                tooltip="Remove the deployment and its provider"),
+        Binding(
+            "x,delete",
+            "screen.item('remove')",
+            "Remove",
+            id="fleet.remove",
+            tooltip="Remove the deployment and its provider",
+        ),
     ]
-    COLUMNS = (("name", "name", 16), ("state", "state", 10), ("health", "health", 9), ("slots", "slots", 6),
-               ("uptime", "uptime", 8), ("gpus", "gpus", 5), ("port", "port", 5), ("model", "model file", 30))
-    STATE_LEVELS: ClassVar[dict[str, str]] = {"running": "ok", "created": "warn", "restarting": "warn",
-                                              "paused": "warn", "exited": "bad", "dead": "bad"}
+    COLUMNS = (
+        ("name", "name", 16),
+        ("state", "state", 10),
+        ("health", "health", 9),
+        ("slots", "slots", 6),
+        ("uptime", "uptime", 8),
+        ("gpus", "gpus", 5),
+        ("port", "port", 5),
+        ("model", "model file", 30),
+    )
+    STATE_LEVELS: ClassVar[dict[str, str]] = {
+        "running": "ok",
+        "created": "warn",
+        "restarting": "warn",
+        "paused": "warn",
+        "exited": "bad",
+        "dead": "bad",
+    }
     HEALTH_LEVELS: ClassVar[dict[str, str]] = {"healthy": "ok", "starting": "warn", "unhealthy": "bad"}
 
-    def show(self, deployments: Sequence[Mapping[str, Any]], busy: Mapping[str, int],
-             providers: Mapping[str, Mapping[str, Any]]) -> None:
+    def show(
+        self,
+        deployments: Sequence[Mapping[str, Any]],
+        busy: Mapping[str, int],
+        providers: Mapping[str, Mapping[str, Any]],
+    ) -> None:
         now = self.now()
         self.sync((d.get("container") or d["name"], self._row(d, busy, providers, now)) for d in deployments)
 
-    def _row(self, d: Mapping[str, Any], busy: Mapping[str, int], providers: Mapping[str, Mapping[str, Any]],
-             now: float) -> Row:
+    def _row(
+        self, d: Mapping[str, Any], busy: Mapping[str, int], providers: Mapping[str, Mapping[str, Any]], now: float
+    ) -> Row:
         state = d.get("state", "")
         if d.get("exit_code") is not None:
             state = f"{state} {d['exit_code']}"
@@ -162,20 +186,44 @@ class FleetTable(LiveTable):
 class ProvidersTable(LiveTable):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("e", "screen.item('edit')", "Edit", id="provider.edit", tooltip="Edit the selected provider"),
-        Binding("space", "screen.item('toggle')", "Enable/disable", id="provider.toggle",
-                tooltip="Stop or resume sending it requests"),
+        Binding(
+            "space",
+            "screen.item('toggle')",
+            "Enable/disable",
+            id="provider.toggle",
+            tooltip="Stop or resume sending it requests",
+        ),
         Binding("x,delete", "screen.item('remove')", "Remove", id="provider.remove", tooltip="Remove the provider"),
     ]
-    COLUMNS = (("name", "name", 14), ("state", "state", 12), ("load", "busy", 7), ("p50", "p50", 6),
-               ("errors", "err", 6), ("requests_s", "req/s", 11), ("tokens_s", "tok/s", 11), ("type", "type", 12),
-               ("models", "models", 21))
-    STATE_LEVELS: ClassVar[dict[str, str]] = {"ready": "ok", "loading": "warn", "unknown": "warn",
-                                              "down": "bad", "circuit_open": "bad", "disabled": "muted"}
+    COLUMNS = (
+        ("name", "name", 14),
+        ("state", "state", 12),
+        ("load", "busy", 7),
+        ("p50", "p50", 6),
+        ("errors", "err", 6),
+        ("requests_s", "req/s", 11),
+        ("tokens_s", "tok/s", 11),
+        ("type", "type", 12),
+        ("models", "models", 21),
+    )
+    STATE_LEVELS: ClassVar[dict[str, str]] = {
+        "ready": "ok",
+        "loading": "warn",
+        "unknown": "warn",
+        "down": "bad",
+        "circuit_open": "bad",
+        "disabled": "muted",
+    }
 
-    def show(self, providers: Iterable[Mapping[str, Any]], busy: Mapping[str, int],
-             trends: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> None:
-        self.sync((p["name"], self._row(p, busy.get(p["name"], 0), *trends.get(p["name"], ((), ()))))
-                  for p in providers)
+    def show(
+        self,
+        providers: Iterable[Mapping[str, Any]],
+        busy: Mapping[str, int],
+        trends: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    ) -> None:
+        self.sync(
+            (p["name"], self._row(p, busy.get(p["name"], 0), *trends.get(p["name"], ((), ())))) for p in providers
+        )
 
     def _row(self, p: Mapping[str, Any], busy: int, requests_s: Sequence[float], tokens_s: Sequence[float]) -> Row:
         state = p.get("state", "unknown")
@@ -200,8 +248,16 @@ class KeysTable(LiveTable):
         Binding("r", "screen.item('revoke')", "Revoke", id="key.revoke", tooltip="Refuse the key from now on"),
         Binding("x,delete", "screen.item('remove')", "Remove", id="key.remove", tooltip="Delete the key for good"),
     ]
-    COLUMNS = (("name", "name", 14), ("id", "id", 12), ("models", "models", 16), ("limits", "rpm/tpm/conc", 14),
-               ("rpm", "req/m", 5), ("tpm", "tok/m", 6), ("used", "last used", 10), ("expiry", "expires", 10))
+    COLUMNS = (
+        ("name", "name", 14),
+        ("id", "id", 12),
+        ("models", "models", 16),
+        ("limits", "rpm/tpm/conc", 14),
+        ("rpm", "req/m", 5),
+        ("tpm", "tok/m", 6),
+        ("used", "last used", 10),
+        ("expiry", "expires", 10),
+    )
 
     def show(self, keys: Iterable[Mapping[str, Any]]) -> None:
         now = self.now()
@@ -236,11 +292,22 @@ class KeysTable(LiveTable):
 
 class RequestsTable(LiveTable):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("x,delete", "screen.cancel_request", "Cancel request", id="request.cancel",
-                tooltip="Ask corral-core to cancel the selected request"),
+        Binding(
+            "x,delete",
+            "screen.cancel_request",
+            "Cancel request",
+            id="request.cancel",
+            tooltip="Ask corral-core to cancel the selected request",
+        ),
     ]
-    COLUMNS = (("key", "key", 12), ("model", "model", 18), ("provider", "provider", 14), ("elapsed", "elapsed", 7),
-               ("tokens", "tokens", 6), ("rate", "tok/s", 6))
+    COLUMNS = (
+        ("key", "key", 12),
+        ("model", "model", 18),
+        ("provider", "provider", 14),
+        ("elapsed", "elapsed", 7),
+        ("tokens", "tokens", 6),
+        ("rate", "tok/s", 6),
+    )
     SORTED = False  # arrival order: new requests at the bottom
 
     def show(self, requests: Iterable[Mapping[str, Any]]) -> None:

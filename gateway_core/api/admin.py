@@ -42,8 +42,12 @@ def build_admin_app(state: GatewayState) -> Starlette:
     def provider_or_404(name: str):
         runtime = state.providers.get(name)
         if runtime is None:
-            raise GatewayError(404, f"no provider named '{name}'; `corral providers list` shows them",
-                               param="name", code="provider_not_found")
+            raise GatewayError(
+                404,
+                f"no provider named '{name}'; `corral providers list` shows them",
+                param="name",
+                code="provider_not_found",
+            )
         return runtime
 
     def key_or_404(id_or_name: str) -> ApiKey:
@@ -70,8 +74,9 @@ def build_admin_app(state: GatewayState) -> Starlette:
     async def create_provider(request: Request) -> Response:
         config = validated_provider(await read_json(request))
         if config.name in state.providers:
-            raise GatewayError(409, f"a provider named '{config.name}' already exists", param="name",
-                               code="duplicate_name")
+            raise GatewayError(
+                409, f"a provider named '{config.name}' already exists", param="name", code="duplicate_name"
+            )
         runtime = await state.put_provider(config)
         return json_response(runtime.summary(), status=201)
 
@@ -95,8 +100,15 @@ def build_admin_app(state: GatewayState) -> Starlette:
     async def test_saved_provider(request: Request) -> Response:
         runtime = provider_or_404(request.path_params["name"])
         await state.probe_once(runtime)
-        return json_response({"name": runtime.name, "health": runtime.health, "detail": runtime.health_detail,
-                              "models": runtime.models, "capacity": runtime.capacity})
+        return json_response(
+            {
+                "name": runtime.name,
+                "health": runtime.health,
+                "detail": runtime.health_detail,
+                "models": runtime.models,
+                "capacity": runtime.capacity,
+            }
+        )
 
     async def test_unsaved_provider(request: Request) -> Response:
         config = validated_provider(await read_json(request))
@@ -105,8 +117,15 @@ def build_admin_app(state: GatewayState) -> Starlette:
             result = await probe(config, session)
         finally:
             await session.close()
-        return json_response({"name": config.name, "health": result.health, "detail": result.detail,
-                              "models": result.models, "capacity": result.capacity})
+        return json_response(
+            {
+                "name": config.name,
+                "health": result.health,
+                "detail": result.detail,
+                "models": result.models,
+                "capacity": result.capacity,
+            }
+        )
 
     async def list_keys(request: Request) -> Response:
         return json_response([state.key_view(key) for key in state.keys])
@@ -130,8 +149,9 @@ def build_admin_app(state: GatewayState) -> Starlette:
             raise validation_error(error) from error
         changes = update.model_dump(exclude_unset=True)
         if changes.get("name") not in (None, key.name) and state.keys.find(changes["name"]) is not None:
-            raise GatewayError(409, f"a key named '{changes['name']}' already exists", param="name",
-                               code="duplicate_name")
+            raise GatewayError(
+                409, f"a key named '{changes['name']}' already exists", param="name", code="duplicate_name"
+            )
         if "models" in changes and changes["models"] is not None:
             changes["models"] = tuple(changes["models"])
         if "expires_in_days" in changes:

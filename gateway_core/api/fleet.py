@@ -83,8 +83,12 @@ def fleet_routes(state: GatewayState) -> list[Route]:
         systemd = body.pop("systemd", None)
         name = body.get("name")
         if name and name in state.providers:
-            raise GatewayError(409, f"a provider named '{name}' already exists; pick another --name",
-                               param="name", code="duplicate_name")
+            raise GatewayError(
+                409,
+                f"a provider named '{name}' already exists; pick another --name",
+                param="name",
+                code="duplicate_name",
+            )
         result = await fleet.deploy(body, timeout, systemd)
         return json_response(result, status=200 if "dry_run" in result else 201)
 

@@ -58,8 +58,9 @@ def build_public_app(state: GatewayState) -> PublicApp:
     async def health(request: Request) -> Response:
         started = time.perf_counter()
         ready = sum(1 for p in state.providers.values() if p.state == "ready")
-        return json_response({"status": "ok", "providers_ready": ready, "providers": len(state.providers)},
-                             headers=_timing(started))
+        return json_response(
+            {"status": "ok", "providers_ready": ready, "providers": len(state.providers)}, headers=_timing(started)
+        )
 
     async def metrics(request: Request) -> Response:
         started = time.perf_counter()
@@ -67,12 +68,15 @@ def build_public_app(state: GatewayState) -> PublicApp:
         body, content_type = state.metrics.render()
         return Response(body, media_type=content_type, headers=_timing(started))
 
-    return PublicApp(state, Starlette(
-        routes=[
-            *(Route(path, proxied, methods=["POST"]) for path in PROXIED),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ],
-        exception_handlers=EXCEPTION_HANDLERS,
-    ))
+    return PublicApp(
+        state,
+        Starlette(
+            routes=[
+                *(Route(path, proxied, methods=["POST"]) for path in PROXIED),
+                Route("/v1/models", models, methods=["GET"]),
+                Route("/health", health, methods=["GET"]),
+                Route("/metrics", metrics, methods=["GET"]),
+            ],
+            exception_handlers=EXCEPTION_HANDLERS,
+        ),
+    )

@@ -57,8 +57,10 @@ class FleetManager:
         self._on_deployment_changed = on_deployment_changed
         self._background: set[asyncio.Future[None]] = set()
         self._refreshing = False
-        self.latest: dict[str, Any] = {"engine": {"state": "unavailable", "reason": "not connected yet"},
-                                       "deployments": []}
+        self.latest: dict[str, Any] = {
+            "engine": {"state": "unavailable", "reason": "not connected yet"},
+            "deployments": [],
+        }
         self._publish = publish
         self._docker_url = docker_url
         self.engine: ContainerEngine | None = None
@@ -155,8 +157,9 @@ class FleetManager:
         """Fill in defaults, check the model and GPUs, and explain the VRAM fit. Raises FleetInputError."""
         path = Path(str(fields.get("model_path") or "")).expanduser()
         if not str(path) or not path.is_absolute():
-            raise FleetInputError(f"model_path must be an absolute path to a .gguf file, not {str(path)!r}",
-                                  "model_path")
+            raise FleetInputError(
+                f"model_path must be an absolute path to a .gguf file, not {str(path)!r}", "model_path"
+            )
         try:
             model = read_model(path)
         except GgufError as error:
@@ -181,8 +184,12 @@ class FleetManager:
             spec = spec.model_copy(update={"image": DEFAULT_GPU_IMAGE if spec.gpus is not None else DEFAULT_CPU_IMAGE})
         self._check_gpus(spec, snapshot)
         need = estimate(model, spec.ctx_size, spec.parallel)
-        free = [GpuFree(d.index, d.name, (d.memory_total_bytes or 0) - (d.memory_used_bytes or 0),
-                        d.memory_total_bytes or 0) for d in snapshot.devices]
+        free = [
+            GpuFree(
+                d.index, d.name, (d.memory_total_bytes or 0) - (d.memory_used_bytes or 0), d.memory_total_bytes or 0
+            )
+            for d in snapshot.devices
+        ]
         chosen = free if spec.gpus in (None, "all") else [g for g in free if g.index in spec.gpus]
         placement = place(need, chosen if spec.gpus is not None else [])
         return spec, {"estimate": need.to_dict(), "placement": placement.to_dict(), "warnings": list(need.warnings)}
@@ -191,19 +198,23 @@ class FleetManager:
     def _check_gpus(spec: DeploymentSpec, snapshot: GpuSnapshot) -> None:
         if spec.gpus is None or spec.gpus == "all":
             if spec.gpus == "all" and snapshot.state != "ok":
-                raise FleetInputError(f"gpus=all, but no GPU is usable here ({snapshot.reason}); use --gpus none",
-                                      "gpus")
+                raise FleetInputError(
+                    f"gpus=all, but no GPU is usable here ({snapshot.reason}); use --gpus none", "gpus"
+                )
             return
         if snapshot.state != "ok":
             raise FleetInputError(f"GPUs {spec.gpus} were asked for, but {snapshot.reason}", "gpus")
         known = {device.index for device in snapshot.devices}
         missing = [index for index in spec.gpus if index not in known]
         if missing:
-            raise FleetInputError(f"GPU id(s) {missing} do not exist here; this box has GPUs {sorted(known)}",
-                                  "gpus")
+            raise FleetInputError(f"GPU id(s) {missing} do not exist here; this box has GPUs {sorted(known)}", "gpus")
 
-    async def deploy(self, fields: dict[str, Any], health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
-                     systemd: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def deploy(
+        self,
+        fields: dict[str, Any],
+        health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
+        systemd: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         spec, report = self.plan(fields)
         if spec.kind == "systemd":
             return await self._deploy_systemd(spec, report, systemd or {}, health_timeout_s)
@@ -226,11 +237,14 @@ class FleetManager:
         on_gpus = [d.index for d in snapshot.devices if any(p.pid == pid for p in d.processes)]
         if on_gpus:
             return []
-        return [f"{spec.name} (pid {pid}) does not appear on any GPU in NVML: llama-server may have silently "
-                "fallen back to the CPU; check the image is a CUDA build and the NVIDIA container runtime is set up"]
+        return [
+            f"{spec.name} (pid {pid}) does not appear on any GPU in NVML: llama-server may have silently "
+            "fallen back to the CPU; check the image is a CUDA build and the NVIDIA container runtime is set up"
+        ]
 
-    async def _deploy_systemd(self, spec: DeploymentSpec, report: dict[str, Any], options: dict[str, Any],
-                              health_timeout_s: float) -> dict[str, Any]:
+    async def _deploy_systemd(
+        self, spec: DeploymentSpec, report: dict[str, Any], options: dict[str, Any], health_timeout_s: float
+    ) -> dict[str, Any]:
         binary = options.get("binary") or os.environ.get("CORRAL_LLAMA_SERVER") or shutil.which("llama-server")
         if not binary:
             raise FleetInputError("no llama-server binary: pass --binary or set CORRAL_LLAMA_SERVER", "binary")
@@ -240,8 +254,7 @@ class FleetManager:
             return {"dry_run": lines, **report}
         await _wait_http_healthy(spec.base_url, health_timeout_s)
         await self._register(spec)
-        return {"deployment": {"name": spec.name, "kind": "systemd", "spec": spec.model_dump(mode="json")},
-                **report}
+        return {"deployment": {"name": spec.name, "kind": "systemd", "spec": spec.model_dump(mode="json")}, **report}
 
     # -- control ----------------------------------------------------------------------------------------
 
@@ -334,5 +347,7 @@ async def _wait_http_healthy(base_url: str, timeout_s: float) -> None:
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.5)
-    raise FleetError(f"{base_url}/health did not answer 200 within {timeout_s:g} s; `corral fleet status` "
-                     "and `journalctl -u` show why")
+    raise FleetError(
+        f"{base_url}/health did not answer 200 within {timeout_s:g} s; `corral fleet status` "
+        "and `journalctl -u` show why"
+    )

@@ -119,8 +119,18 @@ class Stats:
             "provider": defaultdict(Counter),
         }
 
-    def record(self, *, key: str, model: str, provider: str, ok: bool, duration_s: float,
-               ttft_s: float | None, prompt_tokens: int, completion_tokens: int) -> None:
+    def record(
+        self,
+        *,
+        key: str,
+        model: str,
+        provider: str,
+        ok: bool,
+        duration_s: float,
+        ttft_s: float | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
         for dimension, name in (("key", key), ("model", model), ("provider", provider or "(none)")):
             counter = self.by[dimension][name]
             counter.requests += 1

@@ -53,5 +53,6 @@ class GatewayError(Exception):
 
     def to_response(self, extra_headers: dict[str, str] | None = None) -> Response:
         headers = {**self.headers, **(extra_headers or {})}
-        return Response(orjson.dumps(self.body()), status_code=self.status, media_type="application/json",
-                        headers=headers)
+        return Response(
+            orjson.dumps(self.body()), status_code=self.status, media_type="application/json", headers=headers
+        )

@@ -77,7 +77,7 @@ def new_key(name: str, **settings: Any) -> tuple[ApiKey, str]:
 def split_token(token: str) -> tuple[str, str] | None:
     if not token.startswith(PREFIX):
         return None
-    key_id, sep, secret = token[len(PREFIX):].partition("-")
+    key_id, sep, secret = token[len(PREFIX) :].partition("-")
     if not sep or not key_id or not secret:
         return None
     return key_id, secret
@@ -119,12 +119,14 @@ class KeyRing:
         scheme, _, token = authorization.partition(" ")
         parts = split_token(token.strip()) if scheme.lower() == "bearer" else None
         if parts is None:
-            raise GatewayError(401, "malformed API key: expected 'Bearer sk-corral-<id>-<secret>'",
-                               code="invalid_api_key")
+            raise GatewayError(
+                401, "malformed API key: expected 'Bearer sk-corral-<id>-<secret>'", code="invalid_api_key"
+            )
         key = self._by_id.get(parts[0])
         if key is None or not hmac.compare_digest(key.secret_sha256, _hash(parts[1])):
-            raise GatewayError(401, "unknown API key: check it, or create one with `corral keys create`",
-                               code="invalid_api_key")
+            raise GatewayError(
+                401, "unknown API key: check it, or create one with `corral keys create`", code="invalid_api_key"
+            )
         now = time.time() if now is None else now
         if key.revoked:
             raise GatewayError(401, f"API key '{key.name}' has been revoked", code="revoked_api_key")

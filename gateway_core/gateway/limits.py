@@ -179,7 +179,9 @@ def _check_concurrency(state: _KeyState, key_name: str, limit: int | None) -> No
     if limit is not None and state.in_flight >= limit:
         # A slot frees when any request in flight finishes, which no clock can predict.
         raise LimitExceeded(
-            "concurrency", key_name, 1,
+            "concurrency",
+            key_name,
+            1,
             f"key '{key_name}' is at its limit of {limit} requests in flight; retry after 1 s",
         )
 

@@ -65,31 +65,45 @@ async def handle(state: GatewayState, route: str, request: Request, *, admin: bo
         key = ADMIN_KEY if admin else state.keys.authenticate(request.headers.get("authorization"))
         parsed = parse(route, await read_body(request, state.body_cap))
         if not key.allows(parsed.model):
-            raise GatewayError(403, f"API key '{key.name}' may not use model '{parsed.model}'",
-                               param="model", code="model_not_allowed")
+            raise GatewayError(
+                403, f"API key '{key.name}' may not use model '{parsed.model}'", param="model", code="model_not_allowed"
+            )
         candidates = state.serving(parsed.model)
         if not candidates:
             raise _unknown_model(state, parsed.model)
         try:
             lease = state.limiter.acquire(key.id, key.name, key.limits)
         except LimitExceeded as error:
-            raise GatewayError(429, str(error), code=f"{error.limit}_limit_exceeded",
-                               headers={"retry-after": str(error.retry_after_s)}) from error
+            raise GatewayError(
+                429, str(error), code=f"{error.limit}_limit_exceeded", headers={"retry-after": str(error.retry_after_s)}
+            ) from error
     except GatewayError as error:
         return error.to_response({"server-timing": timing.header()})
-    live = state.live.start(key_id=key.id, key_name=key.name, model=parsed.model, route=route, stream=parsed.stream,
-                            timing=timing)
+    live = state.live.start(
+        key_id=key.id, key_name=key.name, model=parsed.model, route=route, stream=parsed.stream, timing=timing
+    )
     state.events.publish("request.start", live.view())
     return await _forward(state, parsed, key, lease, live, candidates, timing)
 
 
-async def _forward(state: GatewayState, parsed: ParsedRequest, key: ApiKey, lease: Lease, live: LiveRequest,
-                   candidates: list[ProviderRuntime], timing: Timing) -> Response:
+async def _forward(
+    state: GatewayState,
+    parsed: ParsedRequest,
+    key: ApiKey,
+    lease: Lease,
+    live: LiveRequest,
+    candidates: list[ProviderRuntime],
+    timing: Timing,
+) -> Response:
     order = await _plan_or_wait(state, candidates)
     if not order:
         states = ", ".join(f"{p.name} {p.state}" for p in candidates)
-        error = GatewayError(503, f"no provider for model '{parsed.model}' is ready ({states}); retry shortly",
-                             code="no_provider_ready", headers={"retry-after": "1"})
+        error = GatewayError(
+            503,
+            f"no provider for model '{parsed.model}' is ready ({states}); retry shortly",
+            code="no_provider_ready",
+            headers={"retry-after": "1"},
+        )
         return _finish_early(state, live, lease, error, timing)
     last_error: GatewayError | None = None
     for provider in order[:MAX_ATTEMPTS]:
@@ -104,16 +118,23 @@ async def _forward(state: GatewayState, parsed: ParsedRequest, key: ApiKey, leas
             try:
                 body = await upstream.read()
             except TRANSPORT_ERRORS as error:
-                body = orjson.dumps(GatewayError(upstream.status, f"provider '{provider.name}' answered HTTP "
-                                                 f"{upstream.status} and broke off ({describe(error)})").body())
+                body = orjson.dumps(
+                    GatewayError(
+                        upstream.status,
+                        f"provider '{provider.name}' answered HTTP {upstream.status} and broke off ({describe(error)})",
+                    ).body()
+                )
             finally:
                 upstream.release()
             headers = {"server-timing": timing.header()}
             _release(state, provider, live, lease, ok=False, status=upstream.status, usage=Usage())
             return Response(body, status_code=upstream.status, media_type="application/json", headers=headers)
         if parsed.stream:
-            headers = {"server-timing": timing.header(), "cache-control": "no-cache",
-                       "x-corral-provider": provider.name}
+            headers = {
+                "server-timing": timing.header(),
+                "cache-control": "no-cache",
+                "x-corral-provider": provider.name,
+            }
             stream = _relay(state, provider, adapter, upstream, parsed, live, lease)
             return EventStreamResponse(stream, headers)
         try:
@@ -149,8 +170,9 @@ async def _plan_or_wait(state: GatewayState, candidates: list[ProviderRuntime]) 
     return order
 
 
-async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: ParsedRequest, live: LiveRequest,
-                   timing: Timing) -> tuple[UpstreamResponse, Adapter] | GatewayError:
+async def _attempt(
+    state: GatewayState, provider: ProviderRuntime, parsed: ParsedRequest, live: LiveRequest, timing: Timing
+) -> tuple[UpstreamResponse, Adapter] | GatewayError:
     """Send to one provider and wait for its response headers. Failures worth failing over become errors."""
     adapter = adapter_for(provider.config)
     try:
@@ -172,8 +194,9 @@ async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: Parse
         _attempt_failed(state, provider)
         reason = "cancelled" if live.cancel_requested else describe(error)
         log.warning("provider %s failed before answering (%s); failing over", provider.name, reason)
-        return GatewayError(503, f"provider '{provider.name}' could not be reached ({reason})",
-                            code="provider_unreachable")
+        return GatewayError(
+            503, f"provider '{provider.name}' could not be reached ({reason})", code="provider_unreachable"
+        )
     finally:
         timing.upstream_s += time.perf_counter() - sent
         live.on_cancel = None
@@ -186,14 +209,16 @@ async def _attempt(state: GatewayState, provider: ProviderRuntime, parsed: Parse
             upstream.release()
         _attempt_failed(state, provider)
         status = upstream.status if upstream.status in (429, 503) else 502
-        return GatewayError(status, f"provider '{provider.name}' answered HTTP {upstream.status}: {detail}",
-                            code="upstream_error")
+        return GatewayError(
+            status, f"provider '{provider.name}' answered HTTP {upstream.status}: {detail}", code="upstream_error"
+        )
     provider.breaker.record_success()
     return upstream, adapter
 
 
-async def _send(provider: ProviderRuntime, live: LiveRequest, url: str, payload: bytes,
-                headers: dict[str, str]) -> UpstreamResponse:
+async def _send(
+    provider: ProviderRuntime, live: LiveRequest, url: str, payload: bytes, headers: dict[str, str]
+) -> UpstreamResponse:
     """Send and wait for the response headers, in a task an operator's cancel can stop.
 
     A kept-alive connection the upstream closed just as it was reused fails before any answer: that is the
@@ -216,14 +241,23 @@ async def _post(provider: ProviderRuntime, url: str, payload: bytes, headers: di
 
 def _unknown_model(state: GatewayState, model: str) -> GatewayError:
     # A provider still loading has not listed its models yet: that is "try again soon", not "no such model".
-    undiscovered = [p.name for p in state.providers.values()
-                    if p.config.enabled and not p.models and p.health != "ready"]
+    undiscovered = [
+        p.name for p in state.providers.values() if p.config.enabled and not p.models and p.health != "ready"
+    ]
     if undiscovered:
-        return GatewayError(503, f"model '{model}' is not listed by any ready provider; {', '.join(undiscovered)} "
-                            "have not listed their models yet (loading or down); retry shortly",
-                            code="no_provider_ready", headers={"retry-after": "2"})
-    return GatewayError(404, f"model '{model}' is not served here; `GET /v1/models` lists the models",
-                        param="model", code="model_not_found")
+        return GatewayError(
+            503,
+            f"model '{model}' is not listed by any ready provider; {', '.join(undiscovered)} "
+            "have not listed their models yet (loading or down); retry shortly",
+            code="no_provider_ready",
+            headers={"retry-after": "2"},
+        )
+    return GatewayError(
+        404,
+        f"model '{model}' is not served here; `GET /v1/models` lists the models",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def _attempt_failed(state: GatewayState, provider: ProviderRuntime) -> None:
@@ -237,8 +271,15 @@ def _attempt_failed(state: GatewayState, provider: ProviderRuntime) -> None:
         state.events.publish("provider", provider.summary())
 
 
-async def _relay(state: GatewayState, provider: ProviderRuntime, adapter: Adapter, upstream: UpstreamResponse,
-                 parsed: ParsedRequest, live: LiveRequest, lease: Lease) -> AsyncIterator[bytes]:
+async def _relay(
+    state: GatewayState,
+    provider: ProviderRuntime,
+    adapter: Adapter,
+    upstream: UpstreamResponse,
+    parsed: ParsedRequest,
+    live: LiveRequest,
+    lease: Lease,
+) -> AsyncIterator[bytes]:
     stream = adapter.stream(parsed.model, provider.models[parsed.model], parsed.wants_usage)
     live.on_cancel = upstream.close
     ok = client_gone = False
@@ -263,8 +304,9 @@ async def _relay(state: GatewayState, provider: ProviderRuntime, adapter: Adapte
             if tail:
                 yield tail
     except TRANSPORT_ERRORS as error:  # including the connection an operator's cancel closed
-        message = (CANCELLED if live.cancel_requested
-                   else f"provider '{provider.name}' failed mid-stream: {describe(error)}")
+        message = (
+            CANCELLED if live.cancel_requested else f"provider '{provider.name}' failed mid-stream: {describe(error)}"
+        )
         yield error_frame(message, code="cancelled" if live.cancel_requested else "upstream_stream_cut")
     except (asyncio.CancelledError, GeneratorExit):  # the client went away; not the provider's fault
         client_gone = True
@@ -283,8 +325,17 @@ async def _relay(state: GatewayState, provider: ProviderRuntime, adapter: Adapte
         _release(state, provider, live, lease, ok=ok, status=status, usage=stream.usage, its_fault=its_fault)
 
 
-def _release(state: GatewayState, provider: ProviderRuntime, live: LiveRequest, lease: Lease, *, ok: bool,
-             status: int, usage: Usage, its_fault: bool = True) -> None:
+def _release(
+    state: GatewayState,
+    provider: ProviderRuntime,
+    live: LiveRequest,
+    lease: Lease,
+    *,
+    ok: bool,
+    status: int,
+    usage: Usage,
+    its_fault: bool = True,
+) -> None:
     provider.in_flight -= 1
     state.signal_slot_released()
     state.metrics.in_flight(provider.name, -1)
@@ -294,23 +345,58 @@ def _release(state: GatewayState, provider: ProviderRuntime, live: LiveRequest, 
     _account(state, live, lease, ok=ok, status=status, usage=usage, duration=duration, ttft=ttft)
 
 
-def _finish_early(state: GatewayState, live: LiveRequest, lease: Lease, error: GatewayError,
-                  timing: Timing) -> Response:
+def _finish_early(
+    state: GatewayState, live: LiveRequest, lease: Lease, error: GatewayError, timing: Timing
+) -> Response:
     headers = {"server-timing": timing.header()}
-    _account(state, live, lease, ok=False, status=error.status, usage=Usage(),
-             duration=time.monotonic() - live.started_mono, ttft=None)
+    _account(
+        state,
+        live,
+        lease,
+        ok=False,
+        status=error.status,
+        usage=Usage(),
+        duration=time.monotonic() - live.started_mono,
+        ttft=None,
+    )
     return error.to_response(headers)
 
 
-def _account(state: GatewayState, live: LiveRequest, lease: Lease, *, ok: bool, status: int, usage: Usage,
-             duration: float, ttft: float | None) -> None:
+def _account(
+    state: GatewayState,
+    live: LiveRequest,
+    lease: Lease,
+    *,
+    ok: bool,
+    status: int,
+    usage: Usage,
+    duration: float,
+    ttft: float | None,
+) -> None:
     lease.add_tokens(usage.prompt_tokens + usage.completion_tokens)
     lease.release()
     state.live.end(live)
     live.completion_tokens = usage.completion_tokens or live.completion_tokens
-    state.stats.record(key=live.key_name, model=live.model, provider=live.provider, ok=ok, duration_s=duration,
-                       ttft_s=ttft, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
-    state.metrics.request_finished(live.model, live.provider or "none", str(status), duration, ttft,
-                                   usage.prompt_tokens, usage.completion_tokens, live.timing.gateway_s)
-    state.events.publish("request.end", {**live.view(), "status": status, "ok": ok,
-                                         "prompt_tokens": usage.prompt_tokens})
+    state.stats.record(
+        key=live.key_name,
+        model=live.model,
+        provider=live.provider,
+        ok=ok,
+        duration_s=duration,
+        ttft_s=ttft,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+    )
+    state.metrics.request_finished(
+        live.model,
+        live.provider or "none",
+        str(status),
+        duration,
+        ttft,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        live.timing.gateway_s,
+    )
+    state.events.publish(
+        "request.end", {**live.view(), "status": status, "ok": ok, "prompt_tokens": usage.prompt_tokens}
+    )

@@ -52,8 +52,9 @@ class AnthropicAdapter:
 
     def build(self, parsed: ParsedRequest, upstream_model: str) -> tuple[str, bytes, dict[str, str]]:
         if parsed.route != "chat":
-            raise GatewayError(400, f"provider '{self.config.name}' (anthropic) serves chat completions only",
-                               code="unsupported_route")
+            raise GatewayError(
+                400, f"provider '{self.config.name}' (anthropic) serves chat completions only", code="unsupported_route"
+            )
         try:
             body = to_anthropic_request(parsed.body, upstream_model)
         except AnthropicTranslationError as error:

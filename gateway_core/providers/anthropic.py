@@ -62,7 +62,8 @@ def to_anthropic_request(body: dict[str, Any], upstream_model: str) -> dict[str,
     system, turns = _split_messages(messages)
     if not turns:
         raise AnthropicTranslationError(
-            "messages holds only system messages; add at least one user message", "messages")
+            "messages holds only system messages; add at least one user message", "messages"
+        )
     request: dict[str, Any] = {"model": upstream_model, "messages": turns, "max_tokens": _max_tokens(body)}
     if system:
         request["system"] = system
@@ -89,12 +90,14 @@ def from_anthropic_response(resp: dict[str, Any], public_model: str) -> dict[str
         "object": "chat.completion",
         "created": int(time.time()),
         "model": public_model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": None,
-            "finish_reason": finish_reason(resp.get("stop_reason")),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(resp.get("stop_reason")),
+            }
+        ],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
     }
 
@@ -107,18 +110,23 @@ def _tool_call(block: dict[str, Any]) -> dict[str, Any]:
 def _refuse_unsupported_options(body: dict[str, Any]) -> None:
     if (body.get("n") or 1) != 1:
         raise AnthropicTranslationError(
-            "n > 1 is not supported for Anthropic models, which return one choice; send n separate requests", "n")
+            "n > 1 is not supported for Anthropic models, which return one choice; send n separate requests", "n"
+        )
     if body.get("logprobs") or body.get("top_logprobs"):
         raise AnthropicTranslationError(
-            "logprobs are not available from Anthropic models; remove logprobs and top_logprobs", "logprobs")
+            "logprobs are not available from Anthropic models; remove logprobs and top_logprobs", "logprobs"
+        )
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
         raise AnthropicTranslationError(
             f"response_format {response_format.get('type')!r} is not supported for Anthropic models; "
-            "describe the wanted JSON in the prompt or use a tool instead", "response_format")
+            "describe the wanted JSON in the prompt or use a tool instead",
+            "response_format",
+        )
     if "audio" in (body.get("modalities") or []):
-        raise AnthropicTranslationError("audio output is not supported for Anthropic models; ask for text only",
-                                        "modalities")
+        raise AnthropicTranslationError(
+            "audio output is not supported for Anthropic models; ask for text only", "modalities"
+        )
 
 
 def _max_tokens(body: dict[str, Any]) -> int:
@@ -136,7 +144,8 @@ def _copy_sampling(body: dict[str, Any], request: dict[str, Any]) -> None:
     if temperature is not None:
         if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
             raise AnthropicTranslationError(
-                "temperature must be between 0 and 1 for Anthropic models (OpenAI's range goes to 2)", "temperature")
+                "temperature must be between 0 and 1 for Anthropic models (OpenAI's range goes to 2)", "temperature"
+            )
         request["temperature"] = temperature
     if body.get("top_p") is not None:
         request["top_p"] = body["top_p"]
@@ -167,13 +176,15 @@ def _copy_tools(body: dict[str, Any], request: dict[str, Any]) -> None:
 def _tool(tool: Any) -> dict[str, Any]:
     if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(tool.get("function"), dict):
         raise AnthropicTranslationError(
-            'only function tools ({"type": "function", "function": {...}}) are supported for Anthropic models',
-            "tools")
+            'only function tools ({"type": "function", "function": {...}}) are supported for Anthropic models', "tools"
+        )
     function = tool["function"]
     if not function.get("name"):
         raise AnthropicTranslationError("every function tool needs a name", "tools")
-    translated = {"name": function["name"],
-                  "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
+    translated = {
+        "name": function["name"],
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
     if function.get("description"):
         translated["description"] = function["description"]
     return translated
@@ -189,7 +200,8 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
         return {"type": "tool", "name": choice["function"]["name"]}
     raise AnthropicTranslationError(
         'tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": ...}}',
-        "tool_choice")
+        "tool_choice",
+    )
 
 
 def _split_messages(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -230,7 +242,9 @@ def _turn(message: dict[str, Any], param: str) -> tuple[str, list[dict[str, Any]
         return "user", [_tool_result(message, param)]
     raise AnthropicTranslationError(
         f"{param} has role {role!r}, which Anthropic models do not support; "
-        "use system, developer, user, assistant or tool", f"{param}.role")
+        "use system, developer, user, assistant or tool",
+        f"{param}.role",
+    )
 
 
 def _content_blocks(content: Any, param: str, *, images: bool) -> list[dict[str, Any]]:
@@ -239,8 +253,9 @@ def _content_blocks(content: Any, param: str, *, images: bool) -> list[dict[str,
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     if not isinstance(content, list):
-        raise AnthropicTranslationError(f"{param}.content must be a string or a list of content parts",
-                                        f"{param}.content")
+        raise AnthropicTranslationError(
+            f"{param}.content must be a string or a list of content parts", f"{param}.content"
+        )
     blocks = []
     for part in content:
         block = _content_part(part, f"{param}.content", images=images)
@@ -261,10 +276,13 @@ def _content_part(part: Any, param: str, *, images: bool) -> dict[str, Any] | No
     if kind == "image_url":
         raise AnthropicTranslationError(
             f"{param} has an image_url part, but Anthropic models take images only in user messages; move it there",
-            param)
+            param,
+        )
     raise AnthropicTranslationError(
         f"content part type {kind!r} in {param} is not supported for Anthropic models; "
-        "send text parts (and image_url parts in user messages)", param)
+        "send text parts (and image_url parts in user messages)",
+        param,
+    )
 
 
 def _image_block(image: Any, param: str) -> dict[str, Any]:
@@ -277,23 +295,27 @@ def _image_block(image: Any, param: str) -> dict[str, Any]:
     media_type, _, encoding = header.removeprefix("data:").partition(";")
     if encoding != "base64" or not media_type or not data:
         raise AnthropicTranslationError(
-            f"an image data URL in {param} must look like data:image/png;base64,<data>", param)
+            f"an image data URL in {param} must look like data:image/png;base64,<data>", param
+        )
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
 def _tool_use(call: Any, param: str) -> dict[str, Any]:
     function = call.get("function") if isinstance(call, dict) else None
     if not isinstance(function, dict) or not function.get("name") or not call.get("id"):
-        raise AnthropicTranslationError(f"every tool call in {param} needs an id and a function name",
-                                        f"{param}.tool_calls")
+        raise AnthropicTranslationError(
+            f"every tool call in {param} needs an id and a function name", f"{param}.tool_calls"
+        )
     try:
         arguments = orjson.loads(function.get("arguments") or "{}")
     except orjson.JSONDecodeError:
         raise AnthropicTranslationError(
-            f"the arguments of tool call {call['id']!r} in {param} are not valid JSON", f"{param}.tool_calls") from None
+            f"the arguments of tool call {call['id']!r} in {param} are not valid JSON", f"{param}.tool_calls"
+        ) from None
     if not isinstance(arguments, dict):
         raise AnthropicTranslationError(
-            f"the arguments of tool call {call['id']!r} in {param} must be a JSON object", f"{param}.tool_calls")
+            f"the arguments of tool call {call['id']!r} in {param} must be a JSON object", f"{param}.tool_calls"
+        )
     return {"type": "tool_use", "id": call["id"], "name": function["name"], "input": arguments}
 
 

@@ -25,8 +25,10 @@ def finish_reason(stop_reason: str | None) -> str:
 
 def prompt_tokens(usage: dict[str, Any]) -> int:
     """Anthropic counts cached prompt tokens apart from input_tokens; OpenAI's prompt_tokens includes them."""
-    return sum(int(usage.get(field) or 0)
-               for field in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))
+    return sum(
+        int(usage.get(field) or 0)
+        for field in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    )
 
 
 def openai_error(message: str, error_type: str = "upstream_error") -> dict[str, Any]:
@@ -78,7 +80,7 @@ class SseEventReader:
         self._lines += pending[:cut].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events = []
         while (end := self._lines.find(b"\n\n")) != -1:
-            block, self._lines = self._lines[:end], self._lines[end + 2:]
+            block, self._lines = self._lines[:end], self._lines[end + 2 :]
             event = _parse_block(block)
             if event is not None:
                 events.append(event)
@@ -126,9 +128,12 @@ class AnthropicStreamTranslator:
         """The upstream closed. Without a message_stop the answer is incomplete, so the client must not see [DONE]."""
         if self.finished:
             return []
-        return self._fail(openai_error(
-            "the Anthropic upstream stream ended before message_stop, so this answer is incomplete; retry the request"
-        ))
+        return self._fail(
+            openai_error(
+                "the Anthropic upstream stream ended before message_stop, so this answer is incomplete; "
+                "retry the request"
+            )
+        )
 
     def _translate(self, name: str, raw: bytes) -> list[bytes]:
         try:
@@ -179,8 +184,12 @@ class AnthropicStreamTranslator:
         if block.get("type") != "tool_use":
             return []
         position = self._tool_indexes.setdefault(int(event.get("index") or 0), len(self._tool_indexes))
-        call = {"index": position, "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""}}
+        call = {
+            "index": position,
+            "id": block.get("id"),
+            "type": "function",
+            "function": {"name": block.get("name"), "arguments": ""},
+        }
         return self._delta({"tool_calls": [call]})
 
     def _on_block_delta(self, event: dict[str, Any]) -> list[bytes]:
@@ -191,8 +200,9 @@ class AnthropicStreamTranslator:
             position = self._tool_indexes.get(int(event.get("index") or 0))
             if position is None:
                 return []
-            return self._delta({"tool_calls": [{"index": position,
-                                                 "function": {"arguments": delta.get("partial_json") or ""}}]})
+            return self._delta(
+                {"tool_calls": [{"index": position, "function": {"arguments": delta.get("partial_json") or ""}}]}
+            )
         return []  # thinking, signature and citation deltas have no chat-completions counterpart
 
     def _on_message_delta(self, event: dict[str, Any]) -> list[bytes]:
@@ -208,14 +218,18 @@ class AnthropicStreamTranslator:
         self.finished = True
         frames = []
         if self.include_usage:
-            frames.append(sse_frame({
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self._created,
-                "model": self.public_model,
-                "choices": [],
-                "usage": self.usage.as_openai(),
-            }))
+            frames.append(
+                sse_frame(
+                    {
+                        "id": self._id,
+                        "object": "chat.completion.chunk",
+                        "created": self._created,
+                        "model": self.public_model,
+                        "choices": [],
+                        "usage": self.usage.as_openai(),
+                    }
+                )
+            )
         frames.append(DONE_FRAME)
         return frames
 

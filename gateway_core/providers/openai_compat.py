@@ -31,7 +31,8 @@ class PassthroughStream:
         # Rewriting the model name is a byte replace, and only when the names differ.
         self._rename = (
             (b'"model":"' + upstream_model.encode() + b'"', b'"model":"' + public_model.encode() + b'"')
-            if upstream_model != public_model else None
+            if upstream_model != public_model
+            else None
         )
         self.usage = Usage()
         self.finished = False
@@ -49,7 +50,7 @@ class PassthroughStream:
                 usage_only = self._read_usage(frame)
                 if usage_only and not self._wants_usage:
                     continue
-            elif b'"error"' in frame and frame.startswith(b"data: {\"error\""):
+            elif b'"error"' in frame and frame.startswith(b'data: {"error"'):
                 self.finished = True  # the upstream reported an error itself; pass it on as the end
             else:
                 self.content_frames += 1
@@ -62,7 +63,7 @@ class PassthroughStream:
     def _read_usage(self, frame: bytes) -> bool:
         """Record usage from the frame; True when the frame carries nothing else (no choices)."""
         try:
-            payload = orjson.loads(frame[frame.index(b"{"):])
+            payload = orjson.loads(frame[frame.index(b"{") :])
         except (ValueError, orjson.JSONDecodeError):
             return False
         usage = payload.get("usage") or {}

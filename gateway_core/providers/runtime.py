@@ -78,7 +78,7 @@ class ProviderRuntime:
     def saturated(self) -> bool:
         """Healthy, but at its max concurrency: worth waiting for rather than refusing."""
         limit = self.config.max_concurrency
-        return (self.config.enabled and self.health == "ready" and limit is not None and self.in_flight >= limit)
+        return self.config.enabled and self.health == "ready" and limit is not None and self.in_flight >= limit
 
     @property
     def load(self) -> float:

@@ -41,8 +41,9 @@ def make_session(config: ProviderConfig) -> aiohttp.ClientSession:
     """Must be called inside the running event loop that will use it."""
     keepalive = LLAMA_SERVER_KEEPALIVE_S if config.type == "llama-server" else KEEPALIVE_S
     connector = aiohttp.TCPConnector(limit=POOL_SIZE, limit_per_host=0, keepalive_timeout=keepalive)
-    return aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, proxy=env_proxy(config.base_url),
-                                 raise_for_status=False)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=TIMEOUT, proxy=env_proxy(config.base_url), raise_for_status=False
+    )
 
 
 def stream_request_headers(config: ProviderConfig, headers: dict[str, str]) -> dict[str, str]:

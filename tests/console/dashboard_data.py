@@ -21,57 +21,132 @@ GIB = 1024**3
 # -- event data with the daemon's exact shapes ------------------------------------------------------------
 
 
-def provider(name: str, *, state: str = "ready", capacity: int = 4, models: tuple[str, ...] = ("tiny",),
-             type: str = "llama-server", requests: int = 0, errors: int = 0,
-             latency_p50_s: float | None = None) -> dict[str, Any]:
+def provider(
+    name: str,
+    *,
+    state: str = "ready",
+    capacity: int = 4,
+    models: tuple[str, ...] = ("tiny",),
+    type: str = "llama-server",
+    requests: int = 0,
+    errors: int = 0,
+    latency_p50_s: float | None = None,
+) -> dict[str, Any]:
     """Like ProviderRuntime.summary()."""
     return {
-        "name": name, "type": type, "base_url": "http://127.0.0.1:8080", "api_key_env": None,
-        "models": {model: model for model in models}, "priority": 0, "weight": 1, "max_concurrency": None,
-        "enabled": state != "disabled", "api_key_hint": None,
-        "state": state, "health_detail": "", "capacity": capacity, "in_flight": 0, "circuit": "closed",
-        "requests": requests, "errors": errors, "error_rate": errors / requests if requests else 0.0,
-        "latency_p50_s": latency_p50_s, "last_probe_at": NOW - 5,
+        "name": name,
+        "type": type,
+        "base_url": "http://127.0.0.1:8080",
+        "api_key_env": None,
+        "models": {model: model for model in models},
+        "priority": 0,
+        "weight": 1,
+        "max_concurrency": None,
+        "enabled": state != "disabled",
+        "api_key_hint": None,
+        "state": state,
+        "health_detail": "",
+        "capacity": capacity,
+        "in_flight": 0,
+        "circuit": "closed",
+        "requests": requests,
+        "errors": errors,
+        "error_rate": errors / requests if requests else 0.0,
+        "latency_p50_s": latency_p50_s,
+        "last_probe_at": NOW - 5,
     }
 
 
-def key(key_id: str, name: str, *, models: list[str] | None = None, rpm: int | None = None, tpm: int | None = None,
-        max_concurrency: int | None = None, expires_at: float | None = None, revoked: bool = False,
-        last_used_at: float | None = None, requests_last_minute: int = 0, tokens_last_minute: int = 0,
-        ) -> dict[str, Any]:
+def key(
+    key_id: str,
+    name: str,
+    *,
+    models: list[str] | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    max_concurrency: int | None = None,
+    expires_at: float | None = None,
+    revoked: bool = False,
+    last_used_at: float | None = None,
+    requests_last_minute: int = 0,
+    tokens_last_minute: int = 0,
+) -> dict[str, Any]:
     """Like GatewayState.key_view()."""
     return {
-        "id": key_id, "name": name, "models": models, "rpm": rpm, "tpm": tpm, "max_concurrency": max_concurrency,
-        "expires_at": expires_at, "revoked": revoked, "created_at": NOW - 86400, "last_used_at": last_used_at,
+        "id": key_id,
+        "name": name,
+        "models": models,
+        "rpm": rpm,
+        "tpm": tpm,
+        "max_concurrency": max_concurrency,
+        "expires_at": expires_at,
+        "revoked": revoked,
+        "created_at": NOW - 86400,
+        "last_used_at": last_used_at,
         "expired": expires_at is not None and expires_at <= NOW,
-        "usage": {"in_flight": 0, "requests_last_minute": requests_last_minute,
-                  "tokens_last_minute": tokens_last_minute},
+        "usage": {
+            "in_flight": 0,
+            "requests_last_minute": requests_last_minute,
+            "tokens_last_minute": tokens_last_minute,
+        },
     }
 
 
-def request(request_id: str, *, provider: str = "gpu0", model: str = "tiny", key_name: str = "app",
-            started_at: float = NOW - 3, completion_tokens: int = 0,
-            tokens_per_s: float | None = None) -> dict[str, Any]:
+def request(
+    request_id: str,
+    *,
+    provider: str = "gpu0",
+    model: str = "tiny",
+    key_name: str = "app",
+    started_at: float = NOW - 3,
+    completion_tokens: int = 0,
+    tokens_per_s: float | None = None,
+) -> dict[str, Any]:
     """Like LiveRequest.view()."""
     return {
-        "id": request_id, "key_id": "k-" + key_name, "key_name": key_name, "model": model, "provider": provider,
-        "route": "chat", "stream": True, "started_at": started_at, "elapsed_s": round(NOW - started_at, 3),
-        "completion_tokens": completion_tokens, "tokens_per_s": tokens_per_s,
+        "id": request_id,
+        "key_id": "k-" + key_name,
+        "key_name": key_name,
+        "model": model,
+        "provider": provider,
+        "route": "chat",
+        "stream": True,
+        "started_at": started_at,
+        "elapsed_s": round(NOW - started_at, 3),
+        "completion_tokens": completion_tokens,
+        "tokens_per_s": tokens_per_s,
     }
 
 
-def gpu(index: int, *, name: str = "NVIDIA H100 80GB HBM3", used_gib: float = 20.0, total_gib: float = 80.0,
-        utilization: int | None = 42, temperature: int | None = 55, power: float | None = 250.0,
-        power_limit: float | None = 700.0, processes: tuple[tuple[int, str, float], ...] = (),
-        unsupported: tuple[str, ...] = ()) -> dict[str, Any]:
+def gpu(
+    index: int,
+    *,
+    name: str = "NVIDIA H100 80GB HBM3",
+    used_gib: float = 20.0,
+    total_gib: float = 80.0,
+    utilization: int | None = 42,
+    temperature: int | None = 55,
+    power: float | None = 250.0,
+    power_limit: float | None = 700.0,
+    processes: tuple[tuple[int, str, float], ...] = (),
+    unsupported: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """One entry of GpuSnapshot.to_dict()["devices"]."""
     return {
-        "index": index, "uuid": f"GPU-{index:04d}", "name": name,
-        "memory_total_bytes": int(total_gib * GIB), "memory_used_bytes": int(used_gib * GIB),
-        "utilization_percent": utilization, "temperature_c": temperature, "power_draw_watts": power,
-        "power_limit_watts": power_limit, "fan_percent": None,
-        "processes": [{"pid": pid, "name": process_name, "used_memory_bytes": int(mem * GIB)}
-                      for pid, process_name, mem in processes],
+        "index": index,
+        "uuid": f"GPU-{index:04d}",
+        "name": name,
+        "memory_total_bytes": int(total_gib * GIB),
+        "memory_used_bytes": int(used_gib * GIB),
+        "utilization_percent": utilization,
+        "temperature_c": temperature,
+        "power_draw_watts": power,
+        "power_limit_watts": power_limit,
+        "fan_percent": None,
+        "processes": [
+            {"pid": pid, "name": process_name, "used_memory_bytes": int(mem * GIB)}
+            for pid, process_name, mem in processes
+        ],
         "unsupported": sorted(unsupported),
     }
 
@@ -85,15 +160,33 @@ def no_gpus(reason: str) -> dict[str, Any]:
     return {"state": "unavailable", "reason": reason, "driver_version": "", "devices": [], "sampled_at": NOW}
 
 
-def deployment(name: str, *, state: str = "running", health: str = "healthy", gpus: str = "0", port: int = 8081,
-               up_s: float = 3723.0, model: str = "/models/tiny.gguf") -> dict[str, Any]:
+def deployment(
+    name: str,
+    *,
+    state: str = "running",
+    health: str = "healthy",
+    gpus: str = "0",
+    port: int = 8081,
+    up_s: float = 3723.0,
+    model: str = "/models/tiny.gguf",
+) -> dict[str, Any]:
     """Like ContainerInfo.to_dict()."""
     running = state == "running"
     return {
-        "name": name, "container": f"corral-{name}", "id": "3f2a9c1b7d10", "managed": True,
-        "state": state, "health": health, "image": "corral/llama-server:local", "model": model, "gpus": gpus,
-        "port": port, "started_at": datetime.fromtimestamp(NOW - up_s, tz=UTC).isoformat(),
-        "uptime_s": up_s if running else None, "exit_code": None if running else 1, "spec": None,
+        "name": name,
+        "container": f"corral-{name}",
+        "id": "3f2a9c1b7d10",
+        "managed": True,
+        "state": state,
+        "health": health,
+        "image": "corral/llama-server:local",
+        "model": model,
+        "gpus": gpus,
+        "port": port,
+        "started_at": datetime.fromtimestamp(NOW - up_s, tz=UTC).isoformat(),
+        "uptime_s": up_s if running else None,
+        "exit_code": None if running else 1,
+        "spec": None,
     }
 
 
@@ -104,8 +197,14 @@ def fleet(*deployments: dict[str, Any]) -> dict[str, Any]:
 def snapshot(*, providers=(), keys=(), requests=(), gpu_data=None, fleet_data=None) -> dict[str, Any]:
     """Like the admin API's snapshot(): status_view() plus keys, requests, gpus and fleet."""
     return {
-        "version": "0.1.0", "started_at": NOW - 7380, "uptime_s": 7380.0, "providers": list(providers),
-        "keys": list(keys), "models": {}, "requests_in_flight": len(requests), "requests": list(requests),
+        "version": "0.1.0",
+        "started_at": NOW - 7380,
+        "uptime_s": 7380.0,
+        "providers": list(providers),
+        "keys": list(keys),
+        "models": {},
+        "requests_in_flight": len(requests),
+        "requests": list(requests),
         "gpus": gpu_data or no_gpus("no NVIDIA driver: libnvidia-ml.so.1 was not found"),
         "fleet": fleet_data or fleet(),
     }
@@ -117,32 +216,76 @@ def busy_box() -> dict[str, Any]:
         providers=[
             provider("gpu0", capacity=4, models=("qwen2.5-7b",), requests=120, errors=1, latency_p50_s=0.84),
             provider("gpu1", state="loading", capacity=2, models=("llama3-8b",)),
-            provider("openai", type="openai", state="circuit_open", capacity=16, models=("gpt-4o-mini", "gpt-4o"),
-                     requests=40, errors=8, latency_p50_s=1.6),
+            provider(
+                "openai",
+                type="openai",
+                state="circuit_open",
+                capacity=16,
+                models=("gpt-4o-mini", "gpt-4o"),
+                requests=40,
+                errors=8,
+                latency_p50_s=1.6,
+            ),
         ],
         keys=[
-            key("a1b2c3d4e5f6", "webapp", rpm=60, tpm=100_000, last_used_at=NOW - 12, requests_last_minute=14,
-                tokens_last_minute=5230),
-            key("0f9e8d7c6b5a", "batch", models=["qwen2.5-7b"], max_concurrency=2, expires_at=NOW + 86400 * 10,
-                last_used_at=NOW - 3600),
+            key(
+                "a1b2c3d4e5f6",
+                "webapp",
+                rpm=60,
+                tpm=100_000,
+                last_used_at=NOW - 12,
+                requests_last_minute=14,
+                tokens_last_minute=5230,
+            ),
+            key(
+                "0f9e8d7c6b5a",
+                "batch",
+                models=["qwen2.5-7b"],
+                max_concurrency=2,
+                expires_at=NOW + 86400 * 10,
+                last_used_at=NOW - 3600,
+            ),
             key("112233445566", "old-ci", revoked=True),
         ],
         requests=[
-            request("req-1", provider="gpu0", model="qwen2.5-7b", key_name="webapp", started_at=NOW - 4,
-                    completion_tokens=180, tokens_per_s=45.2),
-            request("req-2", provider="gpu0", model="qwen2.5-7b", key_name="batch", started_at=NOW - 75,
-                    completion_tokens=2400, tokens_per_s=32.0),
+            request(
+                "req-1",
+                provider="gpu0",
+                model="qwen2.5-7b",
+                key_name="webapp",
+                started_at=NOW - 4,
+                completion_tokens=180,
+                tokens_per_s=45.2,
+            ),
+            request(
+                "req-2",
+                provider="gpu0",
+                model="qwen2.5-7b",
+                key_name="batch",
+                started_at=NOW - 75,
+                completion_tokens=2400,
+                tokens_per_s=32.0,
+            ),
             request("req-3", provider="openai", model="gpt-4o-mini", key_name="webapp", started_at=NOW - 1),
         ],
         gpu_data=gpus(
-            gpu(0, used_gib=9.6, utilization=87, temperature=71, power=512.0,
-                processes=((4242, "llama-server", 9.1),)),
-            gpu(1, name="NVIDIA L4", used_gib=3.2, total_gib=24.0, utilization=None, temperature=None, power=None,
-                power_limit=None, unsupported=("power_draw", "power_limit", "temperature", "utilization")),
+            gpu(0, used_gib=9.6, utilization=87, temperature=71, power=512.0, processes=((4242, "llama-server", 9.1),)),
+            gpu(
+                1,
+                name="NVIDIA L4",
+                used_gib=3.2,
+                total_gib=24.0,
+                utilization=None,
+                temperature=None,
+                power=None,
+                power_limit=None,
+                unsupported=("power_draw", "power_limit", "temperature", "utilization"),
+            ),
         ),
-        fleet_data=fleet(deployment("gpu0", model="/models/qwen2.5-7b-instruct-q4_k_m.gguf"),
-                         deployment("gpu1", gpus="1", port=8082, health="starting", up_s=40,
-                                    model="/models/llama3-8b-q8_0.gguf")),
+        fleet_data=fleet(
+            deployment("gpu0", model="/models/qwen2.5-7b-instruct-q4_k_m.gguf"),
+            deployment("gpu1", gpus="1", port=8082, health="starting", up_s=40, model="/models/llama3-8b-q8_0.gguf"),
+        ),
     )
 
 

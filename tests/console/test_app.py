@@ -47,17 +47,38 @@ async def test_the_console_starts_corral_core_when_none_answers(tmp_path, socket
 @pytest.mark.docker
 @pytest.mark.llama_server
 @pytest.mark.nvml_stub
-async def test_the_dashboard_shows_a_provider_a_gpu_and_a_container(tmp_path, nvml_stub, llama_servers, tiny_model,
-                                                                  llama_server_image, docker_client):
-    devices = write_devices(tmp_path / "gpus.json", [{"name": "NVIDIA L4", "uuid": "GPU-l4", "memory_total": 2**34,
-                                                      "memory_used": 2**30, "utilization_gpu": 12,
-                                                      "utilization_memory": 3, "temperature": 40}])
+async def test_the_dashboard_shows_a_provider_a_gpu_and_a_container(
+    tmp_path, nvml_stub, llama_servers, tiny_model, llama_server_image, docker_client
+):
+    devices = write_devices(
+        tmp_path / "gpus.json",
+        [
+            {
+                "name": "NVIDIA L4",
+                "uuid": "GPU-l4",
+                "memory_total": 2**34,
+                "memory_used": 2**30,
+                "utilization_gpu": 12,
+                "utilization_memory": 3,
+                "temperature": 40,
+            }
+        ],
+    )
     daemon = CorralDaemon(tmp_path / "corral", extra_env=nvml_stub.environment(devices)).start()
     (server,) = llama_servers(1)
     daemon.add_provider("local", server.base_url)
-    deployed = daemon.admin_call("POST", "/fleet/deployments", {
-        "model_path": str(tiny_model), "name": "dash-tiny", "image": llama_server_image, "gpus": None,
-        "port": free_port(), "ctx_size": 512})
+    deployed = daemon.admin_call(
+        "POST",
+        "/fleet/deployments",
+        {
+            "model_path": str(tiny_model),
+            "name": "dash-tiny",
+            "image": llama_server_image,
+            "gpus": None,
+            "port": free_port(),
+            "ctx_size": 512,
+        },
+    )
     assert deployed.status_code == 201, deployed.text
     app = CorralApp(daemon.socket_path, daemon.data_dir, autostart=False)
     try:
@@ -118,15 +139,13 @@ async def test_a_lost_daemon_shows_a_banner_and_the_console_reconnects(corral_da
 @pytest.mark.asyncio
 async def test_the_chosen_theme_is_remembered(corral_daemon, tmp_path):
     settings_file = tmp_path / "console.json"
-    first = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False,
-                      settings_path=settings_file)
+    first = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False, settings_path=settings_file)
     async with first.run_test(size=(80, 24)) as pilot:
         first.theme = "high-contrast"
         await pilot.pause()
 
     assert ConsoleSettings.load(settings_file).theme == "high-contrast"
-    second = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False,
-                       settings_path=settings_file)
+    second = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False, settings_path=settings_file)
     async with second.run_test(size=(80, 24)):
         assert second.theme == "high-contrast"
 
@@ -179,8 +198,7 @@ async def test_escape_closes_a_form_without_saving(corral_daemon):
 async def test_bindings_are_remapped_by_id_from_the_settings_file(corral_daemon, tmp_path):
     settings_file = tmp_path / "console.json"
     ConsoleSettings(keymap={"app.chat": "f5"}).save(settings_file)
-    app = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False,
-                    settings_path=settings_file)
+    app = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False, settings_path=settings_file)
 
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f3")

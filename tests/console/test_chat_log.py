@@ -36,12 +36,12 @@ def breaks(text: str) -> list[int]:
 
 def test_breaks_go_before_plain_paragraphs_after_a_blank_line():
     text = "One.\n\nTwo.\n\n## Head\n\n- item\n\n   Three.\n\nFour\n===\n\n1. first\n\nFive.\nmore\n"
-    assert [text[offset:offset + 5] for offset in breaks(text)] == ["Two.\n", "   Th", "Five."]
+    assert [text[offset : offset + 5] for offset in breaks(text)] == ["Two.\n", "   Th", "Five."]
 
 
 def test_no_break_falls_inside_a_fenced_code_block():
     text = "Intro.\n\n~~~\nfenced\n\ninside\n~~~\n\nAfter.\n\n"
-    assert [text[offset:offset + 6] for offset in breaks(text)] == ["After."]
+    assert [text[offset : offset + 6] for offset in breaks(text)] == ["After."]
 
 
 @pytest.mark.asyncio
@@ -52,7 +52,7 @@ async def test_a_long_streamed_answer_is_split_into_parts_that_show_exactly_its_
         log = app.query_one(ChatLog)
         answer = await log.begin_answer()
         for start in range(0, len(answer_text), 997):  # fragments cut anywhere, even inside a line
-            answer.add(answer_text[start:start + 997])
+            answer.add(answer_text[start : start + 997])
             await asyncio.sleep(0.005)
         await answer.finish("", "stats")
         await pilot.pause()

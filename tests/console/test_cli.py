@@ -20,7 +20,12 @@ UNREACHABLE_URL = "http://127.0.0.1:1"  # nothing listens on port 1, so the prob
 def corral(socket_path: Path, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "console.cli", "--socket", str(socket_path), *args],
-        capture_output=True, text=True, errors="replace", cwd=ROOT, timeout=timeout_s, check=False,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        cwd=ROOT,
+        timeout=timeout_s,
+        check=False,
     )
 
 
@@ -42,8 +47,9 @@ def test_keys_create_prints_the_key_alone_on_the_last_line_and_the_key_works(cor
 
 
 def test_keys_create_json_is_one_object_with_the_key(corral_daemon):
-    result = corral(corral_daemon.socket_path, "keys", "create", "ci", "--expires-in", "1.5", "--max-concurrency",
-                    "2", "--json")
+    result = corral(
+        corral_daemon.socket_path, "keys", "create", "ci", "--expires-in", "1.5", "--max-concurrency", "2", "--json"
+    )
 
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
@@ -113,7 +119,11 @@ def test_status_without_json_is_a_short_human_summary(corral_daemon):
 def test_socket_may_also_follow_the_subcommand(corral_daemon):
     result = subprocess.run(
         [sys.executable, "-m", "console.cli", "models", "--json", "--socket", str(corral_daemon.socket_path)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
     )
 
     assert result.returncode == 0, result.stderr
@@ -123,8 +133,9 @@ def test_socket_may_also_follow_the_subcommand(corral_daemon):
 def test_a_duplicate_provider_name_exits_1_naming_the_field(corral_daemon):
     corral_daemon.add_provider("remote", UNREACHABLE_URL, type_="openai")
 
-    result = corral(corral_daemon.socket_path, "providers", "add", "remote", "--type", "openai", "--url",
-                    UNREACHABLE_URL)
+    result = corral(
+        corral_daemon.socket_path, "providers", "add", "remote", "--type", "openai", "--url", UNREACHABLE_URL
+    )
 
     assert result.returncode == 1
     assert "name" in result.stderr
@@ -132,8 +143,9 @@ def test_a_duplicate_provider_name_exits_1_naming_the_field(corral_daemon):
 
 
 def test_a_bad_url_exits_1_naming_base_url(corral_daemon):
-    result = corral(corral_daemon.socket_path, "providers", "add", "remote", "--type", "openai", "--url",
-                    "ftp://example.com")
+    result = corral(
+        corral_daemon.socket_path, "providers", "add", "remote", "--type", "openai", "--url", "ftp://example.com"
+    )
 
     assert result.returncode == 1
     assert "base_url" in result.stderr
@@ -141,22 +153,26 @@ def test_a_bad_url_exits_1_naming_base_url(corral_daemon):
 
 
 def test_an_unknown_provider_type_is_a_usage_error():
-    result = corral(Path("/nonexistent/corral.sock"), "providers", "add", "remote", "--type", "mystery",
-                    "--url", UNREACHABLE_URL)
+    result = corral(
+        Path("/nonexistent/corral.sock"), "providers", "add", "remote", "--type", "mystery", "--url", UNREACHABLE_URL
+    )
 
     assert result.returncode == 2
     assert "--type" in result.stderr
     assert "llama-server" in result.stderr
 
 
-@pytest.mark.parametrize("args", [
-    ["providers"],
-    ["keys"],
-    ["providers", "add", "remote", "--url", UNREACHABLE_URL],
-    ["keys", "create", "k", "--rpm", "zero"],
-    ["chat", "tiny"],
-    ["launch"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["providers"],
+        ["keys"],
+        ["providers", "add", "remote", "--url", UNREACHABLE_URL],
+        ["keys", "create", "k", "--rpm", "zero"],
+        ["chat", "tiny"],
+        ["launch"],
+    ],
+)
 def test_incomplete_or_malformed_commands_are_usage_errors(args):
     result = corral(Path("/nonexistent/corral.sock"), *args)
 
@@ -166,9 +182,26 @@ def test_incomplete_or_malformed_commands_are_usage_errors(args):
 
 def test_a_provider_can_be_disabled_enabled_tested_and_removed(corral_daemon):
     sock = corral_daemon.socket_path
-    added = corral(sock, "providers", "add", "remote", "--type", "openai", "--url", UNREACHABLE_URL,
-                   "--api-key-env", "REMOTE_KEY", "--model", "big=big-2025", "--priority", "-1", "--weight", "3",
-                   "--max-concurrency", "4")
+    added = corral(
+        sock,
+        "providers",
+        "add",
+        "remote",
+        "--type",
+        "openai",
+        "--url",
+        UNREACHABLE_URL,
+        "--api-key-env",
+        "REMOTE_KEY",
+        "--model",
+        "big=big-2025",
+        "--priority",
+        "-1",
+        "--weight",
+        "3",
+        "--max-concurrency",
+        "4",
+    )
 
     disabled = corral(sock, "providers", "disable", "remote")
     listed_disabled = json.loads(corral(sock, "providers", "list", "--json").stdout)
@@ -183,7 +216,11 @@ def test_a_provider_can_be_disabled_enabled_tested_and_removed(corral_daemon):
     assert provider["state"] == "disabled"
     assert provider["models"] == {"big": "big-2025"}
     assert (provider["api_key_env"], provider["priority"], provider["weight"], provider["max_concurrency"]) == (
-        "REMOTE_KEY", -1, 3, 4)
+        "REMOTE_KEY",
+        -1,
+        3,
+        4,
+    )
     assert disabled.returncode == enabled.returncode == removed.returncode == 0
     assert tested.returncode == 1  # a provider that is not ready fails the test
     assert tested.stdout.startswith("remote: down")
@@ -202,8 +239,9 @@ def test_a_provider_added_with_a_model_mapping_is_listed_and_serves_chat(corral_
     (server,) = llama_servers(1)
     sock = corral_daemon.socket_path
 
-    added = corral(sock, "providers", "add", "llama", "--type", "llama-server", "--url", server.base_url,
-                   "--model", "tiny=tiny")
+    added = corral(
+        sock, "providers", "add", "llama", "--type", "llama-server", "--url", server.base_url, "--model", "tiny=tiny"
+    )
     listed = corral(sock, "providers", "list", "--json")
     table = corral(sock, "providers", "list")
     tested = corral(sock, "providers", "test", "llama", "--json")
@@ -233,8 +271,18 @@ def test_chat_takes_a_system_message_and_sampling_options(corral_daemon, llama_s
     (server,) = llama_servers(1)
     corral_daemon.add_provider("llama", server.base_url, models={"tiny": "tiny"})
 
-    result = corral(corral_daemon.socket_path, "chat", "tiny", "hello", "--system", "Answer briefly.",
-                    "--max-tokens", "4", "--temperature", "0")
+    result = corral(
+        corral_daemon.socket_path,
+        "chat",
+        "tiny",
+        "hello",
+        "--system",
+        "Answer briefly.",
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0",
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
@@ -257,26 +305,30 @@ def test_models_lists_each_public_model_with_its_providers(corral_daemon):
 
     assert as_json.returncode == as_table.returncode == 0
     assert {model: sorted(names) for model, names in json.loads(as_json.stdout).items()} == {
-        "big": ["backup", "remote"]}
+        "big": ["backup", "remote"]
+    }
     assert as_table.stdout.splitlines()[0].split() == ["MODEL", "PROVIDERS"]
     assert as_table.stdout.splitlines()[1].startswith("big ")
 
 
-@pytest.mark.parametrize("args", [
-    ["status"],
-    ["status", "--json"],
-    ["models", "--json"],
-    ["providers", "list"],
-    ["providers", "add", "p", "--type", "openai", "--url", UNREACHABLE_URL],
-    ["providers", "remove", "p"],
-    ["providers", "enable", "p"],
-    ["providers", "disable", "p"],
-    ["providers", "test", "p"],
-    ["keys", "list", "--json"],
-    ["keys", "create", "k"],
-    ["keys", "revoke", "k"],
-    ["chat", "tiny", "hello"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["models", "--json"],
+        ["providers", "list"],
+        ["providers", "add", "p", "--type", "openai", "--url", UNREACHABLE_URL],
+        ["providers", "remove", "p"],
+        ["providers", "enable", "p"],
+        ["providers", "disable", "p"],
+        ["providers", "test", "p"],
+        ["keys", "list", "--json"],
+        ["keys", "create", "k"],
+        ["keys", "revoke", "k"],
+        ["chat", "tiny", "hello"],
+    ],
+)
 def test_every_command_without_a_daemon_exits_1_and_says_how_to_start_one(tmp_path, args):
     missing = tmp_path / "corral.sock"
 

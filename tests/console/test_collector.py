@@ -96,8 +96,9 @@ async def test_the_console_holds_full_collections_while_it_runs_and_counts_keys_
 async def test_the_chat_screen_is_built_behind_a_quiet_dashboard_so_the_first_f3_does_not_wait(tmp_path, monkeypatch):
     mounted: list[str] = []
     real_on_mount = ChatScreen.on_mount
-    monkeypatch.setattr(ChatScreen, "on_mount", lambda screen: (mounted.append(screen.app.current_mode),
-                                                                 real_on_mount(screen)))
+    monkeypatch.setattr(
+        ChatScreen, "on_mount", lambda screen: (mounted.append(screen.app.current_mode), real_on_mount(screen))
+    )
     monkeypatch.setattr(console.app, "WARM_CHAT_AFTER_S", 0.1)
     monkeypatch.setattr(console.app, "QUIET_S", 0.0)
     app = CorralApp(tmp_path / "nobody.sock", tmp_path / "data", autostart=False)

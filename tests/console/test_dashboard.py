@@ -48,14 +48,26 @@ def test_event_factories_have_the_daemons_exact_keys():
     config = ProviderConfig(name="gpu0", type="llama-server", base_url="http://127.0.0.1:8080")
     summary = ProviderRuntime(config=config).summary()
     api_key = ApiKey(id="a1b2c3d4e5f6", name="webapp", secret_sha256="0" * 64)
-    live = LiveRequest(id="req-1", key_id="a1b2c3d4e5f6", key_name="webapp", model="tiny", route="chat",
-                       stream=True)
-    device = GpuDevice(index=0, uuid="GPU-0", name="H100", processes=(GpuProcess(pid=1, name="x",
-                                                                                 used_memory_bytes=1),))
+    live = LiveRequest(id="req-1", key_id="a1b2c3d4e5f6", key_name="webapp", model="tiny", route="chat", stream=True)
+    device = GpuDevice(
+        index=0, uuid="GPU-0", name="H100", processes=(GpuProcess(pid=1, name="x", used_memory_bytes=1),)
+    )
     snapshot_dict = GpuSnapshot(state="ok", devices=(device,)).to_dict()
-    container = ContainerInfo(name="gpu0", container="corral-gpu0", id="abc", managed=True, state="running",
-                              health="healthy", image="img", model="/m.gguf", gpus="0", port=8081,
-                              started_at=None, uptime_s=None, exit_code=None).to_dict()
+    container = ContainerInfo(
+        name="gpu0",
+        container="corral-gpu0",
+        id="abc",
+        managed=True,
+        state="running",
+        health="healthy",
+        image="img",
+        model="/m.gguf",
+        gpus="0",
+        port=8081,
+        started_at=None,
+        uptime_s=None,
+        exit_code=None,
+    ).to_dict()
 
     assert set(provider("gpu0")) == set(summary)
     assert set(key("a1b2c3d4e5f6", "webapp")) == set(api_key.public_view()) | {"usage"}
@@ -210,8 +222,10 @@ async def test_without_a_driver_the_gpu_panel_says_so_and_why():
 
 @pytest.mark.asyncio
 async def test_an_unreachable_docker_engine_shows_its_reason():
-    engine_down = {"engine": {"state": "unavailable", "reason": "Docker is not running at unix:///var/run/docker.sock"},
-                   "deployments": []}
+    engine_down = {
+        "engine": {"state": "unavailable", "reason": "Docker is not running at unix:///var/run/docker.sock"},
+        "deployments": [],
+    }
     app = DashboardHarness(snapshot(providers=[provider("gpu0")], fleet_data=engine_down))
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -332,8 +346,18 @@ async def test_progress_updates_tokens_in_place():
     app = DashboardHarness(busy_box())
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        app.feed("request.progress", request("req-1", provider="gpu0", model="qwen2.5-7b", key_name="webapp",
-                                             started_at=NOW - 4, completion_tokens=1234, tokens_per_s=50.5))
+        app.feed(
+            "request.progress",
+            request(
+                "req-1",
+                provider="gpu0",
+                model="qwen2.5-7b",
+                key_name="webapp",
+                started_at=NOW - 4,
+                completion_tokens=1234,
+                tokens_per_s=50.5,
+            ),
+        )
         await pilot.pause()
 
         table = app.dashboard.requests
@@ -349,8 +373,10 @@ def test_throughput_counts_ended_requests_and_grown_tokens_per_provider_per_seco
     clock = [NOW]
     throughput = Throughput(lambda: clock[0])
     throughput.observe({"r1": request("r1", provider="gpu0"), "r2": request("r2", provider="gpu1")})
-    throughput.observe({"r1": request("r1", provider="gpu0", completion_tokens=40)},  # r1 grew by 40
-                       [request("r2", provider="gpu1")])  # r2 ended
+    throughput.observe(
+        {"r1": request("r1", provider="gpu0", completion_tokens=40)},  # r1 grew by 40
+        [request("r2", provider="gpu1")],
+    )  # r2 ended
 
     assert not throughput.roll(), "nothing to close within the same second"
     clock[0] += 1
@@ -370,8 +396,13 @@ def test_throughput_counts_requests_that_came_and_went_between_two_looks_but_not
     clock = [NOW]
     throughput = Throughput(lambda: clock[0])
     throughput.observe({"r1": request("r1", provider="gpu0", completion_tokens=5)})
-    throughput.observe({}, [request("r2", provider="gpu1", completion_tokens=30),  # never seen live
-                            request("r1", provider="gpu0", completion_tokens=12)])  # 7 more than seen
+    throughput.observe(
+        {},
+        [
+            request("r2", provider="gpu1", completion_tokens=30),  # never seen live
+            request("r1", provider="gpu0", completion_tokens=12),
+        ],
+    )  # 7 more than seen
     throughput.observe({"r3": request("r3", provider="gpu0")})
     throughput.observe({})  # r3 vanished without an end: a reconnect's snapshot, not a finished request
 

@@ -52,8 +52,10 @@ async def test_five_hundred_requests_and_two_hundred_keys_keep_every_table_exact
         for tick in range(3):  # three 1 Hz rounds: every request progresses, 50 end, every key's usage moves
             for i in range(500):
                 if f"req-{i}" in app.live.requests:
-                    app.live.apply("request.progress", request(f"req-{i}", provider=f"p{i % 20:02d}",
-                                                               completion_tokens=10 * (tick + 1)))
+                    app.live.apply(
+                        "request.progress",
+                        request(f"req-{i}", provider=f"p{i % 20:02d}", completion_tokens=10 * (tick + 1)),
+                    )
             for i in range(tick * 50, tick * 50 + 50):
                 app.live.apply("request.end", {**request(f"req-{i}"), "status": 200, "ok": True, "prompt_tokens": 1})
             for i in range(200):

@@ -33,9 +33,13 @@ def test_first_run_at_120x40(snap_compare):
 
 
 def test_no_driver_and_no_docker_at_120x40(snap_compare):
-    engine_down = {"engine": {"state": "unavailable", "reason": "Docker is not running at unix:///var/run/docker.sock"},
-                   "deployments": []}
-    data = snapshot(providers=[provider("openai", type="openai", models=("gpt-4o-mini",), capacity=16)],
-                    gpu_data=no_gpus("no NVIDIA driver: the NVIDIA kernel driver is not loaded"),
-                    fleet_data=engine_down)
+    engine_down = {
+        "engine": {"state": "unavailable", "reason": "Docker is not running at unix:///var/run/docker.sock"},
+        "deployments": [],
+    }
+    data = snapshot(
+        providers=[provider("openai", type="openai", models=("gpt-4o-mini",), capacity=16)],
+        gpu_data=no_gpus("no NVIDIA driver: the NVIDIA kernel driver is not loaded"),
+        fleet_data=engine_down,
+    )
     assert snap_compare(DashboardHarness(data), terminal_size=LARGE)

@@ -122,8 +122,7 @@ async def test_duplicate_name_shows_the_daemons_409_under_the_name_field(corral_
 
 
 @pytest.mark.asyncio
-async def test_test_action_reports_an_unreachable_provider_as_down_with_the_reason(
-        corral_daemon: CorralDaemon) -> None:
+async def test_test_action_reports_an_unreachable_provider_as_down_with_the_reason(corral_daemon: CorralDaemon) -> None:
     app = FormHost(corral_daemon.socket_path)
     async with app.run_test(size=SIZE) as pilot:
         app.open(ProviderForm())
@@ -283,8 +282,13 @@ async def test_deploy_form_lists_the_catalog_and_explains_the_plan(fleet_daemon:
 async def test_gpus_the_box_lacks_show_the_daemons_reason_under_the_gpus_field(fleet_daemon: CorralDaemon) -> None:
     app = FormHost(fleet_daemon.socket_path)
     # The console believes in a GPU that the daemon (no NVML here) cannot see.
-    app.live.gpus = {"state": "ok", "reason": "", "devices": [
-        {"index": 0, "name": "Imaginary 24GB", "memory_total_bytes": 24 << 30, "memory_used_bytes": 1 << 30}]}
+    app.live.gpus = {
+        "state": "ok",
+        "reason": "",
+        "devices": [
+            {"index": 0, "name": "Imaginary 24GB", "memory_total_bytes": 24 << 30, "memory_used_bytes": 1 << 30}
+        ],
+    }
     async with app.run_test(size=SIZE) as pilot:
         app.open(DeployForm())
         await pilot.pause()
@@ -322,7 +326,8 @@ def deployment_name(docker_client: docker.DockerClient) -> Iterator[str]:
 @pytest.mark.llama_server
 @pytest.mark.asyncio
 async def test_deploy_form_deploys_and_the_logs_screen_follows_it(
-        fleet_daemon: CorralDaemon, llama_server_image: str, deployment_name: str) -> None:
+    fleet_daemon: CorralDaemon, llama_server_image: str, deployment_name: str
+) -> None:
     app = FormHost(fleet_daemon.socket_path)
     async with app.run_test(size=SIZE) as pilot:
         app.open(DeployForm(health_timeout_s=90))

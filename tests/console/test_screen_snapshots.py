@@ -41,9 +41,16 @@ class ScreenHarness(App[None]):
         self.push_screen(screen)
 
 
-HELP_ROWS = [("f3", "Chat", "app.chat"), ("f2", "Dashboard", "app.dashboard"), ("^q", "Quit", "app.quit"),
-             ("d", "Deploy", "fleet.deploy"), ("k", "New key", "key.create"), ("p", "Add endpoint", "provider.add"),
-             ("e", "Edit", "provider.edit"), ("x", "Remove", "provider.remove")]
+HELP_ROWS = [
+    ("f3", "Chat", "app.chat"),
+    ("f2", "Dashboard", "app.dashboard"),
+    ("^q", "Quit", "app.quit"),
+    ("d", "Deploy", "fleet.deploy"),
+    ("k", "New key", "key.create"),
+    ("p", "Add endpoint", "provider.add"),
+    ("e", "Edit", "provider.edit"),
+    ("x", "Remove", "provider.remove"),
+]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")

@@ -58,8 +58,12 @@ class AnthropicFakeServer:
         self.base_url = ""
 
     def __enter__(self) -> AnthropicFakeServer:
-        app = Starlette(routes=[Route("/v1/messages", self._messages, methods=["POST"]),
-                                Route("/v1/models", self._list_models, methods=["GET"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/messages", self._messages, methods=["POST"]),
+                Route("/v1/models", self._list_models, methods=["GET"]),
+            ]
+        )
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="none")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="anthropic-fake-server", daemon=True)
@@ -88,10 +92,18 @@ class AnthropicFakeServer:
     async def _list_models(self, request: Request) -> Response:
         if (refused := self._check_key(request)) is not None:
             return refused
-        data = [{"type": "model", "id": model, "display_name": model, "created_at": "2025-01-01T00:00:00Z"}
-                for model in self.models]
-        return _json({"data": data, "has_more": False,
-                      "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+        data = [
+            {"type": "model", "id": model, "display_name": model, "created_at": "2025-01-01T00:00:00Z"}
+            for model in self.models
+        ]
+        return _json(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
 
     async def _messages(self, request: Request) -> Response:
         if (refused := self._check_key(request)) is not None:
@@ -120,23 +132,31 @@ class AnthropicFakeServer:
 
     async def _events(self, reply: _Reply) -> AsyncIterator[bytes]:
         yield _event("message_start", {"type": "message_start", "message": reply.message(started=True)})
-        yield _event("content_block_start",
-                     {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        yield _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
         yield _event("ping", {"type": "ping"})
         for position, word in enumerate(reply.words):
             piece = word if position == 0 else f" {word}"
-            yield _event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                 "delta": {"type": "text_delta", "text": piece}})
+            yield _event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+            )
             if self.stream_fault == "cut":
                 return
             if self.stream_fault == "error":
-                yield _event("error", {"type": "error",
-                                       "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                yield _event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
                 return
         yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        yield _event("message_delta", {"type": "message_delta",
-                                       "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
-                                       "usage": {"output_tokens": reply.output_tokens}})
+        yield _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": reply.output_tokens},
+            },
+        )
         yield _event("message_stop", {"type": "message_stop"})
 
 
@@ -171,8 +191,9 @@ def anthropic_error(status: int, message: str) -> Response:
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json",
-                    headers={"request-id": "req_fake"})
+    return Response(
+        orjson.dumps(payload), status_code=status, media_type="application/json", headers={"request-id": "req_fake"}
+    )
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:

@@ -44,8 +44,13 @@ MODE_OPTIONS: dict[str, frozenset[str]] = {
     "slow": frozenset({"delay_s"}),
     "loading": frozenset(),
 }
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-               429: "rate_limit_error", 503: "unavailable_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "unavailable_error",
+}
 LOADING_BODY = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
 GARBAGE_FRAMES = (b"data: {not json\n\n", b"data: " + random.Random(7).randbytes(24) + b"\n\n", b"\x00\xff\xfe\n\n")
 SSE_HEADERS = {"Cache-Control": "no-cache"}
@@ -188,8 +193,9 @@ class FaultServer:
     before their response was complete).
     """
 
-    def __init__(self, model: str = "tiny", total_slots: int = 1, reply: str = "fault-server reply",
-                 embedding_dims: int = 8) -> None:
+    def __init__(
+        self, model: str = "tiny", total_slots: int = 1, reply: str = "fault-server reply", embedding_dims: int = 8
+    ) -> None:
         self.model = model
         self.total_slots = total_slots
         self.reply = reply
@@ -246,8 +252,16 @@ class FaultServer:
         self.stop()
 
     def start(self) -> None:
-        config = uvicorn.Config(_Recorder(self._app(), self), host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="off", ws="none", loop="asyncio", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            _Recorder(self._app(), self),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+            loop="asyncio",
+            timeout_graceful_shutdown=2,
+        )
         logger = logging.getLogger("uvicorn.error")
         if not any(isinstance(existing, _HideCutConnections) for existing in logger.filters):
             logger.addFilter(_HideCutConnections())
@@ -300,15 +314,17 @@ class FaultServer:
             self.disconnects += 1
 
     def _app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/health", self._health, methods=["GET"]),
-            Route("/v1/models", self._models, methods=["GET"]),
-            Route("/props", self._props, methods=["GET"]),
-            Route("/api/tags", self._ollama_tags, methods=["GET"]),  # so it can stand in for Ollama too
-            Route("/v1/chat/completions", self._inference, methods=["POST"]),
-            Route("/v1/completions", self._inference, methods=["POST"]),
-            Route("/v1/embeddings", self._inference, methods=["POST"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/props", self._props, methods=["GET"]),
+                Route("/api/tags", self._ollama_tags, methods=["GET"]),  # so it can stand in for Ollama too
+                Route("/v1/chat/completions", self._inference, methods=["POST"]),
+                Route("/v1/completions", self._inference, methods=["POST"]),
+                Route("/v1/embeddings", self._inference, methods=["POST"]),
+            ]
+        )
 
     async def _health(self, request: Request) -> Response:
         if self.mode == "loading":
@@ -323,8 +339,14 @@ class FaultServer:
         return JSONResponse({"models": [{"name": self.model, "model": self.model, "size": 1}]})
 
     async def _props(self, request: Request) -> Response:
-        return JSONResponse({"total_slots": self.total_slots, "model_path": f"/models/{self.model}.gguf",
-                             "default_generation_settings": {"n_ctx": 1024}, "build_info": "fault-server"})
+        return JSONResponse(
+            {
+                "total_slots": self.total_slots,
+                "model_path": f"/models/{self.model}.gguf",
+                "default_generation_settings": {"n_ctx": 1024},
+                "build_info": "fault-server",
+            }
+        )
 
     async def _inference(self, request: Request) -> Response:
         body = _parse_json(await request.body())
@@ -426,8 +448,10 @@ class FaultServer:
         texts = [item if isinstance(item, str) else json.dumps(item) for item in inputs or []]
         dims = int(body.get("dimensions") or self.embedding_dims)
         base64_wanted = body.get("encoding_format") == "base64"
-        data = [{"object": "embedding", "index": i, "embedding": _encoded(_vector(text, dims), base64_wanted)}
-                for i, text in enumerate(texts)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encoded(_vector(text, dims), base64_wanted)}
+            for i, text in enumerate(texts)
+        ]
         tokens = sum(max(1, len(_words(text))) for text in texts)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return {"object": "list", "data": data, "model": body.get("model") or self.model, "usage": usage}

@@ -11,11 +11,16 @@ import asyncio
 import json
 import threading
 
-BODY = json.dumps({
-    "id": "one-shot", "object": "chat.completion", "created": 0, "model": "tiny",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-}).encode()
+BODY = json.dumps(
+    {
+        "id": "one-shot",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "tiny",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+).encode()
 MODELS = json.dumps({"object": "list", "data": [{"id": "tiny", "object": "model"}]}).encode()
 
 
@@ -40,18 +45,27 @@ class OneShotServer:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 await reader.readexactly(length)
                 path = head.split(b" ")[1]
                 # Health probes may reuse their connection; inference gets one answer per connection.
                 if path == b"/v1/chat/completions" and answered:
                     self.hung_up += 1
                     break
-                body = {b"/health": b'{"status":"ok"}', b"/v1/models": MODELS,
-                        b"/props": b'{"total_slots":4}'}.get(path, BODY)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                body = {b"/health": b'{"status":"ok"}', b"/v1/models": MODELS, b"/props": b'{"total_slots":4}'}.get(
+                    path, BODY
+                )
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                )
                 await writer.drain()
                 if path == b"/v1/chat/completions":
                     answered += 1

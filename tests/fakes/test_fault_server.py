@@ -121,14 +121,22 @@ def test_status_429_raises_rate_limit_error_with_retry_after(server: FaultServer
         sdk.chat.completions.create(**CHAT)  # type: ignore[call-overload]
 
     assert raised.value.response.headers["retry-after"] == "7"
-    assert raised.value.body == {"code": 429, "message": "fault-server: injected 429", "type": "rate_limit_error",
-                                 "param": None}
+    assert raised.value.body == {
+        "code": 429,
+        "message": "fault-server: injected 429",
+        "type": "rate_limit_error",
+        "param": None,
+    }
 
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(500, openai.InternalServerError), (502, openai.InternalServerError), (503, openai.InternalServerError),
-     (400, openai.BadRequestError)],
+    [
+        (500, openai.InternalServerError),
+        (502, openai.InternalServerError),
+        (503, openai.InternalServerError),
+        (400, openai.BadRequestError),
+    ],
 )
 def test_status_raises_the_matching_sdk_error(server: FaultServer, sdk: openai.OpenAI, status: int, error: type):
     server.set_mode("status", status=status, message="boom")
@@ -183,9 +191,11 @@ def test_hang_times_out_a_short_client_timeout_and_counts_the_disconnect(server:
 
 
 def test_hang_does_not_block_shutdown():
-    with FaultServer() as server, httpx.Client(base_url=server.base_url, timeout=10.0) as http, ThreadPoolExecutor(
-        1
-    ) as pool:
+    with (
+        FaultServer() as server,
+        httpx.Client(base_url=server.base_url, timeout=10.0) as http,
+        ThreadPoolExecutor(1) as pool,
+    ):
         server.set_mode("hang")
         pending = pool.submit(http.post, "/v1/chat/completions", json=CHAT)
         assert server.wait_for(lambda s: s.in_flight == 1, timeout_s=2.0)
@@ -221,8 +231,9 @@ def test_cut_stream_ends_before_done(server: FaultServer, http: httpx.Client):
         _data_frames(http, _stream_body())
 
     received: list[bytes] = []
-    with http.stream("POST", "/v1/chat/completions", json=_stream_body()) as response, pytest.raises(
-        httpx.RemoteProtocolError
+    with (
+        http.stream("POST", "/v1/chat/completions", json=_stream_body()) as response,
+        pytest.raises(httpx.RemoteProtocolError),
     ):
         _drain(response.iter_bytes(), into=received)
 
@@ -234,8 +245,11 @@ def test_cut_stream_gives_the_sdk_fewer_chunks_and_no_usage(server: FaultServer,
     server.set_mode("cut_stream")
     chunks: list[openai.types.chat.ChatCompletionChunk] = []
 
-    with sdk.chat.completions.create(**_stream_body()) as stream, pytest.raises(  # type: ignore[call-overload]
-        openai.APIConnectionError
+    with (
+        sdk.chat.completions.create(**_stream_body()) as stream,
+        pytest.raises(  # type: ignore[call-overload]
+            openai.APIConnectionError
+        ),
     ):
         _drain(stream, into=chunks)
 

@@ -46,13 +46,30 @@ def fleet_daemon(tmp_path, llama_server_image):
 
 
 def corral(daemon, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "console.cli", *args, "--socket", str(daemon.socket_path)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args, "--socket", str(daemon.socket_path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def deploy(daemon, tiny_model, image, name, *extra: str) -> subprocess.CompletedProcess[str]:
-    return corral(daemon, "fleet", "deploy", str(tiny_model), "--name", name, "--image", image, "--gpus", "none",
-                  "--ctx", "1024", *extra)
+    return corral(
+        daemon,
+        "fleet",
+        "deploy",
+        str(tiny_model),
+        "--name",
+        name,
+        "--image",
+        image,
+        "--gpus",
+        "none",
+        "--ctx",
+        "1024",
+        *extra,
+    )
 
 
 def provider_state(daemon, name: str) -> str | None:
@@ -60,10 +77,9 @@ def provider_state(daemon, name: str) -> str | None:
     return response.json()["state"] if response.status_code == 200 else None
 
 
-
-
-def test_a_deployed_gguf_is_served_through_the_gateway_to_the_openai_sdk(fleet_daemon, tiny_model,
-                                                                         llama_server_image, names):
+def test_a_deployed_gguf_is_served_through_the_gateway_to_the_openai_sdk(
+    fleet_daemon, tiny_model, llama_server_image, names
+):
     name = names()
 
     deployed = deploy(fleet_daemon, tiny_model, llama_server_image, name)
@@ -71,10 +87,12 @@ def test_a_deployed_gguf_is_served_through_the_gateway_to_the_openai_sdk(fleet_d
     assert deployed.returncode == 0, deployed.stderr
     assert f"deployed {name}: healthy" in deployed.stdout
     assert "KV cache" in deployed.stdout, "the VRAM estimate is explained"
-    client = openai.OpenAI(base_url=fleet_daemon.base_url + "/v1", api_key=fleet_daemon.create_key("app"),
-                           max_retries=0)
-    reply = client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}], max_tokens=6,
-                                           extra_body={"ignore_eos": True})
+    client = openai.OpenAI(
+        base_url=fleet_daemon.base_url + "/v1", api_key=fleet_daemon.create_key("app"), max_retries=0
+    )
+    reply = client.chat.completions.create(
+        model=name, messages=[{"role": "user", "content": "hi"}], max_tokens=6, extra_body={"ignore_eos": True}
+    )
     client.close()
     assert reply.choices[0].message.content
     assert reply.usage.completion_tokens == 6
@@ -107,11 +125,28 @@ def test_logs_tail_and_follow(fleet_daemon, tiny_model, llama_server_image, name
     assert deploy(fleet_daemon, tiny_model, llama_server_image, name).returncode == 0
 
     tail = corral(fleet_daemon, "fleet", "logs", name, "--tail", "50")
-    follow = subprocess.Popen([sys.executable, "-m", "console.cli", "fleet", "logs", name, "-f", "--tail", "0",
-                               "--socket", str(fleet_daemon.socket_path)], stdout=subprocess.PIPE, text=True)
+    follow = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "fleet",
+            "logs",
+            name,
+            "-f",
+            "--tail",
+            "0",
+            "--socket",
+            str(fleet_daemon.socket_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
-    httpx.post(f"{fleet_daemon.admin_call('GET', f'/providers/{name}').json()['base_url']}/v1/chat/completions",
-               json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    httpx.post(
+        f"{fleet_daemon.admin_call('GET', f'/providers/{name}').json()['base_url']}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+    )
     followed = ""
     deadline = time.monotonic() + 10
     while "release" not in followed and time.monotonic() < deadline:
@@ -144,8 +179,9 @@ def test_container_events_reach_the_event_stream(fleet_daemon, tiny_model, llama
     assert any('"action":"die"' in s for s in seen)
 
 
-def test_compose_export_then_import_recreates_the_same_deployment(fleet_daemon, tiny_model, llama_server_image,
-                                                                  names, tmp_path):
+def test_compose_export_then_import_recreates_the_same_deployment(
+    fleet_daemon, tiny_model, llama_server_image, names, tmp_path
+):
     name = names()
     assert deploy(fleet_daemon, tiny_model, llama_server_image, name, "--parallel", "2").returncode == 0
     before = json.loads(corral(fleet_daemon, "fleet", "list", "--json").stdout)["deployments"]
@@ -165,8 +201,9 @@ def test_compose_export_then_import_recreates_the_same_deployment(fleet_daemon, 
     assert provider_state(fleet_daemon, name) == "ready"
 
 
-def test_bad_deployments_are_refused_with_the_problem_named(fleet_daemon, tiny_model, llama_server_image, names,
-                                                            tmp_path):
+def test_bad_deployments_are_refused_with_the_problem_named(
+    fleet_daemon, tiny_model, llama_server_image, names, tmp_path
+):
     not_gguf = tmp_path / "notes.gguf"
     not_gguf.write_text("hello")
     truncated = tmp_path / "cut.gguf"
@@ -179,12 +216,26 @@ def test_bad_deployments_are_refused_with_the_problem_named(fleet_daemon, tiny_m
     cases = {
         "not a GGUF": (corral(fleet_daemon, "fleet", "deploy", str(not_gguf), "--gpus", "none"), "bad magic"),
         "truncated": (corral(fleet_daemon, "fleet", "deploy", str(truncated), "--gpus", "none"), "truncated"),
-        "missing image": (corral(fleet_daemon, "fleet", "deploy", str(tiny_model), "--name", names(), "--gpus",
-                                 "none", "--image", "corral-testbed/absent:1"), "not on this Docker engine"),
-        "port in use": (deploy(fleet_daemon, tiny_model, llama_server_image, names(), "--port", busy_port),
-                        busy_port),
-        "GPU without driver": (deploy(fleet_daemon, tiny_model, llama_server_image, names(), "--gpus", "0"),
-                               "no NVIDIA driver"),
+        "missing image": (
+            corral(
+                fleet_daemon,
+                "fleet",
+                "deploy",
+                str(tiny_model),
+                "--name",
+                names(),
+                "--gpus",
+                "none",
+                "--image",
+                "corral-testbed/absent:1",
+            ),
+            "not on this Docker engine",
+        ),
+        "port in use": (deploy(fleet_daemon, tiny_model, llama_server_image, names(), "--port", busy_port), busy_port),
+        "GPU without driver": (
+            deploy(fleet_daemon, tiny_model, llama_server_image, names(), "--gpus", "0"),
+            "no NVIDIA driver",
+        ),
     }
     busy.close()
 
@@ -196,8 +247,17 @@ def test_bad_deployments_are_refused_with_the_problem_named(fleet_daemon, tiny_m
 
 
 def test_a_gpu_id_that_does_not_exist_is_refused(tmp_path, nvml_stub, tiny_model, llama_server_image, names):
-    two_gpus = [{"name": "NVIDIA L4", "uuid": f"GPU-{i}", "memory_total": 24 * 2**30, "memory_used": i * 2**30,
-                 "utilization_gpu": 0, "utilization_memory": 0} for i in range(2)]
+    two_gpus = [
+        {
+            "name": "NVIDIA L4",
+            "uuid": f"GPU-{i}",
+            "memory_total": 24 * 2**30,
+            "memory_used": i * 2**30,
+            "utilization_gpu": 0,
+            "utilization_memory": 0,
+        }
+        for i in range(2)
+    ]
     devices = write_devices(tmp_path / "gpus.json", two_gpus)
     daemon = CorralDaemon(tmp_path / "corral", extra_env=nvml_stub.environment(devices)).start()
     try:
@@ -228,14 +288,36 @@ def test_an_unreachable_engine_is_reported_and_nothing_else_breaks(tmp_path, tin
     assert status.returncode == 0
 
 
-def test_systemd_install_dry_run_prints_the_unit_and_commands_without_running_them(fleet_daemon, tiny_model,
-                                                                                 llama_server_binary, names):
+def test_systemd_install_dry_run_prints_the_unit_and_commands_without_running_them(
+    fleet_daemon, tiny_model, llama_server_binary, names
+):
     name = names()
 
-    dry = corral(fleet_daemon, "fleet", "install", str(tiny_model), "--name", name, "--gpus", "none",
-                 "--binary", str(llama_server_binary), "--dry-run")
-    unit = corral(fleet_daemon, "fleet", "systemd-unit", str(tiny_model), "--name", name, "--gpus", "none",
-                  "--binary", str(llama_server_binary))
+    dry = corral(
+        fleet_daemon,
+        "fleet",
+        "install",
+        str(tiny_model),
+        "--name",
+        name,
+        "--gpus",
+        "none",
+        "--binary",
+        str(llama_server_binary),
+        "--dry-run",
+    )
+    unit = corral(
+        fleet_daemon,
+        "fleet",
+        "systemd-unit",
+        str(tiny_model),
+        "--name",
+        name,
+        "--gpus",
+        "none",
+        "--binary",
+        str(llama_server_binary),
+    )
 
     assert dry.returncode == 0, dry.stderr
     assert "[Service]" in dry.stdout

@@ -126,9 +126,7 @@ def test_read_model_reads_one_file_like_the_scan_does(tmp_path):
         (None, "unknown (no general.file_type)"),
     ],
 )
-def test_file_type_is_named_as_llama_cpp_names_it_and_unknown_values_are_not_errors(
-    tmp_path, file_type, quantization
-):
+def test_file_type_is_named_as_llama_cpp_names_it_and_unknown_values_are_not_errors(tmp_path, file_type, quantization):
     write_gguf(tmp_path / "variant.gguf", file_type=file_type)
 
     assert only_model(tmp_path).quantization == quantization

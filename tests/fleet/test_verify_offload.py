@@ -28,8 +28,14 @@ def snapshot_with(pids: list[int]) -> GpuSnapshot:
 @pytest.fixture
 def running_deployment(docker_client, llama_server_image, tiny_model):
     """A real llama-server container (on the CPU: no NVIDIA runtime here) and the spec it was made from."""
-    spec = DeploymentSpec(name="offload-check", model_path=str(tiny_model), image=llama_server_image, gpus=None,
-                          port=free_port(), ctx_size=512)
+    spec = DeploymentSpec(
+        name="offload-check",
+        model_path=str(tiny_model),
+        image=llama_server_image,
+        gpus=None,
+        port=free_port(),
+        ctx_size=512,
+    )
     engine = ContainerEngine(docker_client)
     engine.deploy(spec, extra_labels={"corral.testbed": "1"})
     engine.wait_healthy(spec.name, timeout_s=60)
@@ -40,13 +46,15 @@ def running_deployment(docker_client, llama_server_image, tiny_model):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("on_gpu", "warned"), [(True, False), (False, True)])
-async def test_a_deployment_missing_from_its_gpus_is_flagged_as_a_silent_cpu_fallback(running_deployment, on_gpu,
-                                                                                     warned):
+async def test_a_deployment_missing_from_its_gpus_is_flagged_as_a_silent_cpu_fallback(
+    running_deployment, on_gpu, warned
+):
     engine, spec = running_deployment
     pid = engine.main_pid(spec.name)
     snapshot = snapshot_with([pid] if on_gpu else [4242])
-    manager = FleetManager(gpus=lambda: snapshot, register=_noop, unregister=_noop, publish=lambda *_: None,
-                           on_deployment_changed=_noop)
+    manager = FleetManager(
+        gpus=lambda: snapshot, register=_noop, unregister=_noop, publish=lambda *_: None, on_deployment_changed=_noop
+    )
     manager.engine = engine
 
     warnings = await manager.verify_offload(spec.model_copy(update={"gpus": (0,)}))

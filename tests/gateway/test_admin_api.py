@@ -103,14 +103,16 @@ def test_metrics_count_requests_tokens_and_gateway_overhead(corral_daemon, llama
     key = corral_daemon.create_key("app")
     headers = {"authorization": f"Bearer {key}"}
     for _ in range(3):
-        body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
-                "ignore_eos": True}
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "ignore_eos": True}
         assert httpx.post(corral_daemon.base_url + "/v1/chat/completions", json=body, headers=headers).is_success
 
     assert httpx.get(corral_daemon.base_url + "/metrics").status_code == 401
     text = httpx.get(corral_daemon.base_url + "/metrics", headers=headers).text
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
     assert samples[("corral_requests_total", (("model", "tiny"), ("provider", "local"), ("status", "200")))] == 3
     completion = (("kind", "completion"), ("model", "tiny"), ("provider", "local"))
@@ -127,8 +129,11 @@ def test_embeddings_are_forwarded_to_an_embedding_llama_server(corral_daemon, ll
     corral_daemon.add_provider("embedder", server.base_url)
     key = corral_daemon.create_key("app")
 
-    response = httpx.post(corral_daemon.base_url + "/v1/embeddings", json={"model": "tiny", "input": ["a", "b"]},
-                          headers={"authorization": f"Bearer {key}"})
+    response = httpx.post(
+        corral_daemon.base_url + "/v1/embeddings",
+        json={"model": "tiny", "input": ["a", "b"]},
+        headers={"authorization": f"Bearer {key}"},
+    )
 
     assert response.status_code == 200, response.text
     data = response.json()["data"]

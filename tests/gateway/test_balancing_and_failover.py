@@ -79,12 +79,16 @@ def test_a_stream_cut_by_a_dying_provider_ends_with_an_error_event_not_a_clean_f
     (server,) = llama_servers(1)
     corral_daemon.add_provider("only", server.base_url)
     key = corral_daemon.create_key("app")
-    body = {"model": "tiny", "messages": PROMPT, "stream": True, "max_tokens": 100000,
-            "ignore_eos": True}
+    body = {"model": "tiny", "messages": PROMPT, "stream": True, "max_tokens": 100000, "ignore_eos": True}
 
     frames = []
-    with httpx.stream("POST", corral_daemon.base_url + "/v1/chat/completions", json=body,
-                      headers={"authorization": f"Bearer {key}"}, timeout=30) as response:
+    with httpx.stream(
+        "POST",
+        corral_daemon.base_url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 frames.append(line)

@@ -18,22 +18,28 @@ PROMPT = [{"role": "user", "content": "hi"}]
 
 
 def chat(daemon, key: str, **body) -> httpx.Response:
-    return httpx.post(daemon.base_url + "/v1/chat/completions", json={"model": "tiny", "messages": PROMPT, **body},
-                      headers={"authorization": f"Bearer {key}"}, timeout=30)
+    return httpx.post(
+        daemon.base_url + "/v1/chat/completions",
+        json={"model": "tiny", "messages": PROMPT, **body},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    )
 
 
 def stream_frames(daemon, key: str) -> list[str]:
-    with httpx.stream("POST", daemon.base_url + "/v1/chat/completions",
-                      json={"model": "tiny", "messages": PROMPT, "stream": True},
-                      headers={"authorization": f"Bearer {key}"}, timeout=30) as response:
+    with httpx.stream(
+        "POST",
+        daemon.base_url + "/v1/chat/completions",
+        json={"model": "tiny", "messages": PROMPT, "stream": True},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as response:
         assert response.status_code == 200
         return [line for line in response.iter_lines() if line.startswith("data: ")]
 
 
 def provider_state(daemon, name: str) -> str:
     return daemon.admin_call("GET", f"/providers/{name}").json()["state"]
-
-
 
 
 def test_a_loading_provider_gets_no_traffic_until_it_is_ready(corral_daemon):
@@ -100,8 +106,9 @@ def test_when_every_provider_fails_the_client_gets_the_upstream_failure(corral_d
     with FaultServer() as only:
         only.set_mode("status", status=500, message="CUDA out of memory")
         corral_daemon.add_provider("only", only.base_url)
-        client = openai.OpenAI(base_url=corral_daemon.base_url + "/v1", api_key=corral_daemon.create_key("app"),
-                               max_retries=0)
+        client = openai.OpenAI(
+            base_url=corral_daemon.base_url + "/v1", api_key=corral_daemon.create_key("app"), max_retries=0
+        )
 
         with pytest.raises(openai.APIStatusError, match="CUDA out of memory") as raised:
             client.chat.completions.create(model="tiny", messages=PROMPT)
@@ -141,8 +148,11 @@ def test_a_hung_provider_does_not_stall_requests_to_other_models(corral_daemon):
         hung_client = httpx.Client(timeout=1.0)
 
         with pytest.raises(httpx.ReadTimeout):
-            hung_client.post(corral_daemon.base_url + "/v1/chat/completions",
-                             json={"model": "stuck", "messages": PROMPT}, headers={"authorization": f"Bearer {key}"})
+            hung_client.post(
+                corral_daemon.base_url + "/v1/chat/completions",
+                json={"model": "stuck", "messages": PROMPT},
+                headers={"authorization": f"Bearer {key}"},
+            )
         started = time.monotonic()
         assert chat(corral_daemon, key).status_code == 200
         assert time.monotonic() - started < 1.0
@@ -151,17 +161,27 @@ def test_a_hung_provider_does_not_stall_requests_to_other_models(corral_daemon):
 
 def test_openai_clients_can_use_an_anthropic_provider_streaming_included(corral_daemon):
     with AnthropicFakeServer(api_key="sk-ant-test-1234") as upstream:
-        corral_daemon.add_provider("claude", upstream.base_url, type_="anthropic", api_key="sk-ant-test-1234",
-                                   models={"claude": "claude-fake-1"})
-        client = openai.OpenAI(base_url=corral_daemon.base_url + "/v1", api_key=corral_daemon.create_key("app"),
-                               max_retries=0)
+        corral_daemon.add_provider(
+            "claude",
+            upstream.base_url,
+            type_="anthropic",
+            api_key="sk-ant-test-1234",
+            models={"claude": "claude-fake-1"},
+        )
+        client = openai.OpenAI(
+            base_url=corral_daemon.base_url + "/v1", api_key=corral_daemon.create_key("app"), max_retries=0
+        )
 
         messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
         reply = client.chat.completions.create(model="claude", messages=messages)
-        chunks = list(client.chat.completions.create(
-            model="claude", messages=[{"role": "user", "content": "hello there"}], stream=True,
-            stream_options={"include_usage": True},
-        ))
+        chunks = list(
+            client.chat.completions.create(
+                model="claude",
+                messages=[{"role": "user", "content": "hello there"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
         client.close()
 
     assert reply.choices[0].message.content == "echo: hello there"
@@ -175,8 +195,13 @@ def test_openai_clients_can_use_an_anthropic_provider_streaming_included(corral_
 
 def test_the_upstream_key_never_appears_in_admin_answers_or_logs(corral_daemon):
     with AnthropicFakeServer(api_key="sk-ant-secret-abcd") as upstream:
-        corral_daemon.add_provider("claude", upstream.base_url, type_="anthropic", api_key="sk-ant-secret-abcd",
-                                   models={"claude": "claude-fake-1"})
+        corral_daemon.add_provider(
+            "claude",
+            upstream.base_url,
+            type_="anthropic",
+            api_key="sk-ant-secret-abcd",
+            models={"claude": "claude-fake-1"},
+        )
         paths = ("/providers", "/status", "/providers/claude")
         answers = [corral_daemon.admin_call("GET", path).text for path in paths]
 
@@ -185,7 +210,8 @@ def test_the_upstream_key_never_appears_in_admin_answers_or_logs(corral_daemon):
     assert "…abcd" in answers[0]
     assert "sk-ant-secret" not in corral_daemon.log_tail(1000)
     assert "sk-ant-secret" not in (corral_daemon.data_dir / "config.json").read_text().replace(
-        '"api_key": "sk-ant-secret-abcd"', "")
+        '"api_key": "sk-ant-secret-abcd"', ""
+    )
 
 
 def test_max_concurrency_is_respected_and_extra_requests_wait_for_a_slot(corral_daemon):
@@ -206,9 +232,12 @@ def test_a_client_that_stops_reading_does_not_stall_other_requests(corral_daemon
         corral_daemon.add_provider("local", upstream.base_url)
         key = corral_daemon.create_key("app")
         stalled = httpx.Client(timeout=30)
-        with stalled.stream("POST", corral_daemon.base_url + "/v1/chat/completions",
-                            json={"model": "tiny", "messages": PROMPT, "stream": True},
-                            headers={"authorization": f"Bearer {key}"}):
+        with stalled.stream(
+            "POST",
+            corral_daemon.base_url + "/v1/chat/completions",
+            json={"model": "tiny", "messages": PROMPT, "stream": True},
+            headers={"authorization": f"Bearer {key}"},
+        ):
             # This client holds its stream open without reading a byte.
             started = time.monotonic()
             statuses = [chat(corral_daemon, key).status_code for _ in range(5)]

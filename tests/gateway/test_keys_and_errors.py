@@ -68,8 +68,9 @@ def test_expired_key_is_refused(daemon):
 )
 def test_missing_malformed_and_unknown_keys_get_401(daemon, authorization, words):
     headers = {"authorization": authorization} if authorization else {}
-    response = httpx.post(daemon.base_url + "/v1/chat/completions", json={"model": "tiny", "messages": PROMPT},
-                          headers=headers)
+    response = httpx.post(
+        daemon.base_url + "/v1/chat/completions", json={"model": "tiny", "messages": PROMPT}, headers=headers
+    )
 
     assert_openai_error(response, 401, words)
 

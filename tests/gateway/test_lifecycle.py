@@ -22,8 +22,13 @@ def slots_busy(server) -> int:
 
 def leave_mid_stream(corral_daemon, server, key: str) -> None:
     body = {"model": "tiny", "messages": PROMPT, "stream": True, "max_tokens": 1_000_000, "ignore_eos": True}
-    with httpx.stream("POST", corral_daemon.base_url + "/v1/chat/completions", json=body,
-                      headers={"authorization": f"Bearer {key}"}, timeout=30) as response:
+    with httpx.stream(
+        "POST",
+        corral_daemon.base_url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as response:
         lines = response.iter_lines()  # keep a reference: a dropped iterator would close the stream itself
         for index, _ in enumerate(lines):
             if index == 10:
@@ -64,8 +69,13 @@ def test_operator_can_cancel_a_live_request_from_the_admin_api(corral_daemon, ll
     body = {"model": "tiny", "messages": PROMPT, "stream": True, "max_tokens": 1_000_000, "ignore_eos": True}
 
     last_line = ""
-    with httpx.stream("POST", corral_daemon.base_url + "/v1/chat/completions", json=body,
-                      headers={"authorization": f"Bearer {key}"}, timeout=30) as response:
+    with httpx.stream(
+        "POST",
+        corral_daemon.base_url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as response:
         for index, line in enumerate(response.iter_lines()):
             if index == 5:
                 (live,) = corral_daemon.admin_call("GET", "/requests").json()
@@ -87,8 +97,13 @@ def test_sigterm_drains_a_request_in_flight_then_exits_zero(corral_daemon, llama
     lines: list[str] = []
 
     def read_stream() -> None:
-        with httpx.stream("POST", corral_daemon.base_url + "/v1/chat/completions", json=body,
-                          headers={"authorization": f"Bearer {key}"}, timeout=30) as response:
+        with httpx.stream(
+            "POST",
+            corral_daemon.base_url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=30,
+        ) as response:
             lines.extend(line for line in response.iter_lines() if line)
 
     reader = threading.Thread(target=read_stream)

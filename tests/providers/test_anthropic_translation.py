@@ -37,46 +37,76 @@ def sse(name: str, payload: dict[str, Any]) -> bytes:
 
 
 def message_start(input_tokens: int = 12, **usage: int) -> bytes:
-    message = {"id": "msg_01", "type": "message", "role": "assistant", "model": MODEL, "content": [],
-               "stop_reason": None, "stop_sequence": None,
-               "usage": {"input_tokens": input_tokens, "output_tokens": 1, **usage}}
+    message = {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1, **usage},
+    }
     return sse("message_start", {"type": "message_start", "message": message})
 
 
 def text_delta(text: str, index: int = 0) -> bytes:
-    return sse("content_block_delta",
-               {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}})
+    return sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}},
+    )
 
 
 def message_end(stop_reason: str = "end_turn", output_tokens: int = 3) -> bytes:
-    return (sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                                  "usage": {"output_tokens": output_tokens}})
-            + sse("message_stop", {"type": "message_stop"}))
+    return sse(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": {"output_tokens": output_tokens},
+        },
+    ) + sse("message_stop", {"type": "message_stop"})
 
 
 def text_stream(*pieces: str, stop_reason: str = "end_turn") -> bytes:
     """Anthropic's event sequence for a text answer, as its API sends it."""
-    return (message_start()
-            + sse("content_block_start",
-                  {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-            + sse("ping", {"type": "ping"})
-            + b"".join(text_delta(piece) for piece in pieces)
-            + sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-            + message_end(stop_reason, output_tokens=len(pieces)))
+    return (
+        message_start()
+        + sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
+        + sse("ping", {"type": "ping"})
+        + b"".join(text_delta(piece) for piece in pieces)
+        + sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        + message_end(stop_reason, output_tokens=len(pieces))
+    )
 
 
 TOOL_STREAM = (
     message_start()
-    + sse("content_block_start",
-          {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    + sse(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
     + text_delta("Let me check ✓.")
     + sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-    + sse("content_block_start", {"type": "content_block_start", "index": 1, "content_block":
-                                  {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {}}})
-    + sse("content_block_delta", {"type": "content_block_delta", "index": 1,
-                                  "delta": {"type": "input_json_delta", "partial_json": '{"city": '}})
-    + sse("content_block_delta", {"type": "content_block_delta", "index": 1,
-                                  "delta": {"type": "input_json_delta", "partial_json": '"Paris"}'}})
+    + sse(
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {}},
+        },
+    )
+    + sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"city": '}},
+    )
+    + sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '"Paris"}'}},
+    )
     + sse("content_block_stop", {"type": "content_block_stop", "index": 1})
     + message_end("tool_use", output_tokens=20)
 )
@@ -88,7 +118,7 @@ def parse(frames: list[bytes]) -> list[Any]:
     for frame in frames:
         assert frame.startswith(b"data: "), frame
         assert frame.endswith(b"\n\n"), frame
-        data = frame[len(b"data: "):-2]
+        data = frame[len(b"data: ") : -2]
         if data == b"[DONE]":
             parsed.append("[DONE]")
             continue
@@ -108,8 +138,11 @@ def run_stream(data: bytes, include_usage: bool = True, pieces: Iterator[bytes] 
 
 
 def content_of(parsed: list[Any]) -> str:
-    return "".join(chunk["choices"][0]["delta"].get("content") or ""
-                   for chunk in parsed if isinstance(chunk, dict) and chunk.get("choices"))
+    return "".join(
+        chunk["choices"][0]["delta"].get("content") or ""
+        for chunk in parsed
+        if isinstance(chunk, dict) and chunk.get("choices")
+    )
 
 
 def split_at(data: bytes, cuts: list[int]) -> Iterator[bytes]:
@@ -121,11 +154,13 @@ def split_at(data: bytes, cuts: list[int]) -> Iterator[bytes]:
 
 
 def test_system_messages_become_the_top_level_system_prompt():
-    request = translate(messages=[
-        {"role": "system", "content": "You are terse."},
-        {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
-        {"role": "user", "content": "Hello"},
-    ])
+    request = translate(
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+            {"role": "user", "content": "Hello"},
+        ]
+    )
 
     assert request["system"] == "You are terse.\n\nAnswer in French."
     assert request["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
@@ -137,11 +172,13 @@ def test_a_request_without_system_messages_has_no_system_field():
 
 
 def test_user_and_assistant_turns_keep_their_order_and_text():
-    request = translate(messages=[
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello!"},
-        {"role": "user", "content": [{"type": "text", "text": "How "}, {"type": "text", "text": "are you?"}]},
-    ])
+    request = translate(
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": [{"type": "text", "text": "How "}, {"type": "text", "text": "are you?"}]},
+        ]
+    )
 
     assert request["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
@@ -151,13 +188,15 @@ def test_user_and_assistant_turns_keep_their_order_and_text():
 
 
 def test_consecutive_messages_of_the_same_role_are_merged_into_one_turn():
-    request = translate(messages=[
-        {"role": "user", "content": "one"},
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": "two"},
-        {"role": "assistant", "content": "three"},
-        {"role": "assistant", "content": "four"},
-    ])
+    request = translate(
+        messages=[
+            {"role": "user", "content": "one"},
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "two"},
+            {"role": "assistant", "content": "three"},
+            {"role": "assistant", "content": "four"},
+        ]
+    )
 
     assert [turn["role"] for turn in request["messages"]] == ["user", "assistant"]
     assert request["messages"][0]["content"] == [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]
@@ -171,20 +210,35 @@ def test_empty_messages_are_dropped_rather_than_sent_as_empty_turns():
 
 
 def test_data_url_images_become_base64_image_blocks():
-    request = translate(messages=[{"role": "user", "content": [
-        {"type": "text", "text": "What is this?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-    ]}])
+    request = translate(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                ],
+            }
+        ]
+    )
 
     assert request["messages"][0]["content"][1] == {
-        "type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
     }
 
 
 def test_remote_image_urls_become_url_image_sources():
-    request = translate(messages=[{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}},
-    ]}])
+    request = translate(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}},
+                ],
+            }
+        ]
+    )
 
     assert request["messages"][0]["content"] == [
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
@@ -193,8 +247,11 @@ def test_remote_image_urls_become_url_image_sources():
 
 def test_a_data_url_that_is_not_base64_is_refused():
     with pytest.raises(AnthropicTranslationError, match="base64"):
-        translate(messages=[{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "data:text/plain,hello"}}]}])
+        translate(
+            messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:text/plain,hello"}}]}
+            ]
+        )
 
 
 def test_max_tokens_defaults_to_4096_because_anthropic_requires_it():
@@ -254,11 +311,14 @@ def test_an_unknown_role_is_refused_with_the_message_named():
     assert refused.value.param == "messages[1].role"
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("logprobs", True),
-    ("response_format", {"type": "json_object"}),
-    ("modalities", ["text", "audio"]),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("logprobs", True),
+        ("response_format", {"type": "json_object"}),
+        ("modalities", ["text", "audio"]),
+    ],
+)
 def test_options_anthropic_cannot_honour_are_refused_not_ignored(option: str, value: Any):
     with pytest.raises(AnthropicTranslationError) as refused:
         translate(**{option: value})
@@ -278,7 +338,9 @@ def test_unsupported_content_parts_are_refused():
 
 def test_request_headers_carry_the_key_and_api_version():
     assert request_headers("sk-ant-1") == {
-        "x-api-key": "sk-ant-1", "anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json",
+        "x-api-key": "sk-ant-1",
+        "anthropic-version": ANTHROPIC_VERSION,
+        "content-type": "application/json",
     }
     assert "x-api-key" not in request_headers(None)
 
@@ -286,28 +348,38 @@ def test_request_headers_carry_the_key_and_api_version():
 # Tools
 
 
-WEATHER_TOOL = {"type": "function", "function": {
-    "name": "get_weather", "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 def test_function_tools_become_anthropic_tools():
     request = translate(tools=[WEATHER_TOOL, {"type": "function", "function": {"name": "now"}}])
 
     assert request["tools"] == [
-        {"name": "get_weather", "description": "Weather for a city",
-         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+        {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
         {"name": "now", "input_schema": {"type": "object", "properties": {}}},
     ]
 
 
-@pytest.mark.parametrize(("openai", "anthropic"), [
-    ("auto", {"type": "auto"}),
-    ("none", {"type": "none"}),
-    ("required", {"type": "any"}),
-    ({"type": "function", "function": {"name": "get_weather"}}, {"type": "tool", "name": "get_weather"}),
-])
+@pytest.mark.parametrize(
+    ("openai", "anthropic"),
+    [
+        ("auto", {"type": "auto"}),
+        ("none", {"type": "none"}),
+        ("required", {"type": "any"}),
+        ({"type": "function", "function": {"name": "get_weather"}}, {"type": "tool", "name": "get_weather"}),
+    ],
+)
 def test_tool_choice_maps_to_anthropics_equivalent(openai: Any, anthropic: dict[str, Any]):
     assert translate(tools=[WEATHER_TOOL], tool_choice=openai)["tool_choice"] == anthropic
 
@@ -331,41 +403,69 @@ def test_non_function_tools_are_refused():
 
 
 def test_tool_calls_round_trip():
-    response = from_anthropic_response({
-        "id": "msg_01", "type": "message", "role": "assistant", "model": MODEL,
-        "content": [{"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}],
-        "stop_reason": "tool_use", "usage": {"input_tokens": 30, "output_tokens": 10},
-    }, PUBLIC)
+    response = from_anthropic_response(
+        {
+            "id": "msg_01",
+            "type": "message",
+            "role": "assistant",
+            "model": MODEL,
+            "content": [{"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 30, "output_tokens": 10},
+        },
+        PUBLIC,
+    )
     assistant = response["choices"][0]["message"]
     assert response["choices"][0]["finish_reason"] == "tool_calls"
     assert assistant["content"] is None
-    assert assistant["tool_calls"] == [{"id": "toolu_01", "type": "function",
-                                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]
+    assert assistant["tool_calls"] == [
+        {"id": "toolu_01", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    ]
 
     # The client sends the call back with its result; Anthropic must see tool_use then tool_result.
-    request = translate(tools=[WEATHER_TOOL], messages=[
-        {"role": "user", "content": "Weather in Paris?"},
-        assistant,
-        {"role": "tool", "tool_call_id": "toolu_01", "content": "18C and sunny"},
-    ])
+    request = translate(
+        tools=[WEATHER_TOOL],
+        messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            assistant,
+            {"role": "tool", "tool_call_id": "toolu_01", "content": "18C and sunny"},
+        ],
+    )
 
     assert request["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
-        {"role": "assistant", "content": [
-            {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01",
-                                      "content": [{"type": "text", "text": "18C and sunny"}]}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_01",
+                    "content": [{"type": "text", "text": "18C and sunny"}],
+                }
+            ],
+        },
     ]
 
 
 def test_tool_results_lead_the_user_turn_they_are_merged_into():
-    request = translate(messages=[
-        {"role": "user", "content": "Weather?"},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [
-            {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
-        {"role": "user", "content": "And tomorrow?"},
-    ])
+    request = translate(
+        messages=[
+            {"role": "user", "content": "Weather?"},
+            {
+                "role": "assistant",
+                "content": "Checking.",
+                "tool_calls": [
+                    {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+            {"role": "user", "content": "And tomorrow?"},
+        ]
+    )
 
     assert request["messages"][1]["content"][0] == {"type": "text", "text": "Checking."}
     assert [block["type"] for block in request["messages"][2]["content"]] == ["tool_result", "text"]
@@ -373,36 +473,66 @@ def test_tool_results_lead_the_user_turn_they_are_merged_into():
 
 def test_tool_call_arguments_that_are_not_json_are_refused():
     with pytest.raises(AnthropicTranslationError, match="not valid JSON"):
-        translate(messages=[{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
-            {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}])
+        translate(
+            messages=[
+                {"role": "user", "content": "x"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}],
+                },
+            ]
+        )
 
 
 # Responses
 
 
 def anthropic_message(**fields: Any) -> dict[str, Any]:
-    return {"id": "msg_01", "type": "message", "role": "assistant", "model": MODEL,
-            "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 2}, **fields}
+    return {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [{"type": "text", "text": "Hello"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 2},
+        **fields,
+    }
 
 
 def test_a_response_becomes_an_openai_chat_completion():
-    response = from_anthropic_response(anthropic_message(content=[
-        {"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]), PUBLIC)
+    response = from_anthropic_response(
+        anthropic_message(content=[{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]), PUBLIC
+    )
 
     assert response["id"] == "chatcmpl-msg_01"
     assert response["object"] == "chat.completion"
     assert isinstance(response["created"], int)
     assert response["model"] == PUBLIC
-    assert response["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "Hello, world"},
-                                    "logprobs": None, "finish_reason": "stop"}]
+    assert response["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello, world"},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
     assert response["usage"] == {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
 
 
-@pytest.mark.parametrize(("stop_reason", "expected"), [
-    ("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"), ("tool_use", "tool_calls"),
-    ("pause_turn", "stop"), ("refusal", "stop"), (None, "stop"),
-])
+@pytest.mark.parametrize(
+    ("stop_reason", "expected"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("pause_turn", "stop"),
+        ("refusal", "stop"),
+        (None, "stop"),
+    ],
+)
 def test_stop_reasons_map_to_openai_finish_reasons(stop_reason: str | None, expected: str):
     response = from_anthropic_response(anthropic_message(stop_reason=stop_reason), PUBLIC)
 
@@ -427,7 +557,8 @@ def test_anthropic_error_bodies_become_openai_errors():
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
     assert error_from_anthropic(body) == {
-        "error": {"message": "Overloaded", "type": "overloaded_error", "param": None, "code": None}}
+        "error": {"message": "Overloaded", "type": "overloaded_error", "param": None, "code": None}
+    }
 
 
 # Streams
@@ -477,7 +608,7 @@ def test_stream_split_at_arbitrary_byte_boundaries_translates_identically():
     rng = random.Random(20240601)
 
     for size in (1, 2, 3, 7, 64):
-        assert run_stream(data, pieces=iter([data[i:i + size] for i in range(0, len(data), size)])) == whole
+        assert run_stream(data, pieces=iter([data[i : i + size] for i in range(0, len(data), size)])) == whole
     for _ in range(50):
         cuts = rng.sample(range(1, len(data)), rng.randint(1, 40))
         assert run_stream(data, pieces=split_at(data, cuts)) == whole
@@ -496,17 +627,24 @@ def test_stream_with_crlf_line_endings_translates_identically_even_split_between
     whole = run_stream(data)
 
     assert run_stream(crlf) == whole
-    assert run_stream(crlf, pieces=iter([crlf[i:i + 1] for i in range(len(crlf))])) == whole
+    assert run_stream(crlf, pieces=iter([crlf[i : i + 1] for i in range(len(crlf))])) == whole
 
 
 def test_stream_tool_use_becomes_tool_call_deltas():
     parsed = run_stream(TOOL_STREAM, include_usage=False)
-    calls = [chunk["choices"][0]["delta"]["tool_calls"][0]
-             for chunk in parsed[:-1] if "tool_calls" in chunk["choices"][0]["delta"]]
+    calls = [
+        chunk["choices"][0]["delta"]["tool_calls"][0]
+        for chunk in parsed[:-1]
+        if "tool_calls" in chunk["choices"][0]["delta"]
+    ]
 
     assert content_of(parsed) == "Let me check ✓."
-    assert calls[0] == {"index": 0, "id": "toolu_01", "type": "function",
-                        "function": {"name": "get_weather", "arguments": ""}}
+    assert calls[0] == {
+        "index": 0,
+        "id": "toolu_01",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
     assert all(call["index"] == 0 for call in calls)
     assert "".join(call["function"]["arguments"] for call in calls) == '{"city": "Paris"}'
     assert parsed[-2]["choices"][0]["finish_reason"] == "tool_calls"
@@ -580,10 +718,13 @@ def post(server: AnthropicFakeServer, body: dict[str, Any], key: str | None = No
 
 
 def test_fake_server_answer_translates_back_to_a_chat_completion(anthropic_server: AnthropicFakeServer):
-    openai_body = {"model": PUBLIC, "messages": [
-        {"role": "system", "content": "Be kind."},
-        {"role": "user", "content": "hello there"},
-    ]}
+    openai_body = {
+        "model": PUBLIC,
+        "messages": [
+            {"role": "system", "content": "Be kind."},
+            {"role": "user", "content": "hello there"},
+        ],
+    }
 
     answer = post(anthropic_server, to_anthropic_request(openai_body, MODEL))
     completion = from_anthropic_response(answer.json(), PUBLIC)
@@ -598,8 +739,9 @@ def test_fake_server_answer_translates_back_to_a_chat_completion(anthropic_serve
 
 
 def test_fake_server_truncation_translates_to_finish_reason_length(anthropic_server: AnthropicFakeServer):
-    body = to_anthropic_request({"messages": [{"role": "user", "content": "one two three four"}], "max_tokens": 3},
-                                MODEL)
+    body = to_anthropic_request(
+        {"messages": [{"role": "user", "content": "one two three four"}], "max_tokens": 3}, MODEL
+    )
 
     completion = from_anthropic_response(post(anthropic_server, body).json(), PUBLIC)
 
@@ -609,18 +751,27 @@ def test_fake_server_truncation_translates_to_finish_reason_length(anthropic_ser
 
 
 def test_fake_server_stream_translates_back_with_content_and_usage(anthropic_server: AnthropicFakeServer):
-    openai_body = {"model": PUBLIC, "stream": True, "messages": [
-        {"role": "user", "content": "first"},
-        {"role": "assistant", "content": "echo: first"},
-        {"role": "user", "content": "the quick brown fox"},
-    ]}
+    openai_body = {
+        "model": PUBLIC,
+        "stream": True,
+        "messages": [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "echo: first"},
+            {"role": "user", "content": "the quick brown fox"},
+        ],
+    }
     translator = AnthropicStreamTranslator(PUBLIC, include_usage=True)
     frames: list[bytes] = []
 
-    with httpx.Client(base_url=anthropic_server.base_url, timeout=10) as client, client.stream(
-        "POST", "/v1/messages", headers=request_headers(anthropic_server.api_key),
-        json=to_anthropic_request(openai_body, MODEL),
-    ) as response:
+    with (
+        httpx.Client(base_url=anthropic_server.base_url, timeout=10) as client,
+        client.stream(
+            "POST",
+            "/v1/messages",
+            headers=request_headers(anthropic_server.api_key),
+            json=to_anthropic_request(openai_body, MODEL),
+        ) as response,
+    ):
         assert response.status_code == 200
         for raw in response.iter_raw():
             frames.extend(translator.feed(raw))
@@ -640,9 +791,15 @@ async def test_fake_server_stream_translates_back_over_an_async_client(anthropic
     translator = AnthropicStreamTranslator(PUBLIC, include_usage=False)
     frames: list[bytes] = []
 
-    async with httpx.AsyncClient(base_url=anthropic_server.base_url, timeout=10) as client, client.stream(
-        "POST", "/v1/messages", headers=request_headers(anthropic_server.api_key), json=body,
-    ) as response:
+    async with (
+        httpx.AsyncClient(base_url=anthropic_server.base_url, timeout=10) as client,
+        client.stream(
+            "POST",
+            "/v1/messages",
+            headers=request_headers(anthropic_server.api_key),
+            json=body,
+        ) as response,
+    ):
         async for raw in response.aiter_raw():
             frames.extend(translator.feed(raw))
     frames.extend(translator.finish())
@@ -657,9 +814,15 @@ def test_fake_server_stream_cut_short_ends_with_an_error_not_done(anthropic_serv
     translator = AnthropicStreamTranslator(PUBLIC, include_usage=True)
     frames: list[bytes] = []
 
-    with httpx.Client(base_url=anthropic_server.base_url, timeout=10) as client, client.stream(
-        "POST", "/v1/messages", headers=request_headers(anthropic_server.api_key), json=body,
-    ) as response:
+    with (
+        httpx.Client(base_url=anthropic_server.base_url, timeout=10) as client,
+        client.stream(
+            "POST",
+            "/v1/messages",
+            headers=request_headers(anthropic_server.api_key),
+            json=body,
+        ) as response,
+    ):
         for raw in response.iter_raw():
             frames.extend(translator.feed(raw))
     frames.extend(translator.finish())
@@ -674,8 +837,7 @@ def test_fake_server_refuses_a_wrong_key_with_anthropics_error_shape(anthropic_s
     answer = post(anthropic_server, translate(), key="sk-ant-wrong")
 
     assert answer.status_code == 401
-    assert answer.json() == {"type": "error",
-                             "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+    assert answer.json() == {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
     assert error_from_anthropic(answer.json())["error"]["type"] == "authentication_error"
 
 

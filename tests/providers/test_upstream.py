@@ -24,8 +24,16 @@ HOSTED = "https://api.mistral.ai/v1"
 
 @pytest.fixture
 def no_proxy_env(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy",
-                 "ALL_PROXY"):
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -63,8 +71,9 @@ def test_only_streams_to_llama_server_ask_for_the_connection_to_close():
 async def test_back_to_back_streams_to_llama_server_never_reuse_a_connection_it_closed(llama_servers):
     (server,) = llama_servers(1, parallel=8)
     config = ProviderConfig(name="p", type="llama-server", base_url=server.base_url)
-    body = orjson.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
-                         "stream": True})
+    body = orjson.dumps(
+        {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "stream": True}
+    )
     headers = stream_request_headers(config, {"content-type": "application/json"})
     session = make_session(config)
     failures: list[str] = []

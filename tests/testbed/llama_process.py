@@ -39,13 +39,20 @@ class LlamaServerProcess:
     def command(self) -> list[str]:
         return [
             str(self.binary),
-            "--model", str(self.model),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--parallel", str(self.parallel),
-            "--ctx-size", str(self.ctx_size * self.parallel),
-            "--alias", self.alias,
-            "--threads", "1",
+            "--model",
+            str(self.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--parallel",
+            str(self.parallel),
+            "--ctx-size",
+            str(self.ctx_size * self.parallel),
+            "--alias",
+            self.alias,
+            "--threads",
+            "1",
             *self.extra_args,
         ]
 

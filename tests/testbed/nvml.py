@@ -52,9 +52,21 @@ def ensure_nvml_stub() -> NvmlStub:
             library_dir.mkdir(parents=True, exist_ok=True)
             partial = library_dir / "libnvidia-ml.so.1.partial"
             result = subprocess.run(
-                [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-Wl,-soname,libnvidia-ml.so.1",
-                 "-o", str(partial), str(SOURCE)],
-                capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                [
+                    compiler,
+                    "-shared",
+                    "-fPIC",
+                    "-O2",
+                    "-Wall",
+                    "-Werror",
+                    "-Wl,-soname,libnvidia-ml.so.1",
+                    "-o",
+                    str(partial),
+                    str(SOURCE),
+                ],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
             )
             if result.returncode != 0:
                 raise NvmlStubUnavailable(f"gcc could not build the NVML stub: {result.stderr.strip()}")

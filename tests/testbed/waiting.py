@@ -17,8 +17,12 @@ def wait_until(condition: Callable[[], object], timeout_s: float = 15.0, interva
     return bool(condition())
 
 
-async def pilot_wait(pause: Callable[[float], Awaitable[Any]], condition: Callable[[], object],
-                     what: str = "condition", timeout_s: float = 10.0) -> None:
+async def pilot_wait(
+    pause: Callable[[float], Awaitable[Any]],
+    condition: Callable[[], object],
+    what: str = "condition",
+    timeout_s: float = 10.0,
+) -> None:
     """Let a Textual app run (`pilot.pause`) until `condition()` holds; fail naming `what` otherwise."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

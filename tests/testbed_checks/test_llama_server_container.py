@@ -37,8 +37,18 @@ def test_containerised_llama_server_answers_like_the_native_one(
     port = free_port()
     container = run_container(
         llama_server_image,
-        command=["-m", f"/models/{tiny_model.name}", "--host", "127.0.0.1", "--port", str(port),
-                 "--alias", "tiny", "--threads", "1"],
+        command=[
+            "-m",
+            f"/models/{tiny_model.name}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--alias",
+            "tiny",
+            "--threads",
+            "1",
+        ],
         volumes={str(tiny_model.parent): {"bind": "/models", "mode": "ro"}},
     )
     base_url = f"http://127.0.0.1:{port}"
