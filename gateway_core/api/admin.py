@@ -17,8 +17,8 @@ from gateway_core.api.admin_models import KeySpec, KeyUpdate, read_json, validat
 from gateway_core.api.events import events_endpoint
 from gateway_core.api.fleet import fleet_routes
 from gateway_core.api.responses import EXCEPTION_HANDLERS, json_response
+from gateway_core.contracts.errors import GatewayError
 from gateway_core.gateway import pipeline
-from gateway_core.gateway.errors import GatewayError
 from gateway_core.gateway.keys import ApiKey, new_key
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.health import probe

@@ -9,7 +9,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
-from gateway_core.gateway.errors import GatewayError
+from gateway_core.contracts.errors import GatewayError
 
 
 class KeySpec(BaseModel):

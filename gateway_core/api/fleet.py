@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from gateway_core.api.admin_models import read_json
 from gateway_core.api.responses import json_response
+from gateway_core.contracts.errors import GatewayError
 from gateway_core.fleet.compose import ComposeError
 from gateway_core.fleet.containers import (
     DeploymentConflict,
@@ -26,7 +27,6 @@ from gateway_core.fleet.containers import (
 from gateway_core.fleet.manager import DEFAULT_HEALTH_TIMEOUT_S, FleetInputError
 from gateway_core.fleet.models import scan
 from gateway_core.fleet.systemd import SystemdManager, SystemdUnavailable, render_unit
-from gateway_core.gateway.errors import GatewayError
 from gateway_core.state import GatewayState
 
 Endpoint = Callable[[Request], Awaitable[Response]]

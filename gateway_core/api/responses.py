@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway_core.gateway.errors import GatewayError
+from gateway_core.contracts.errors import GatewayError
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

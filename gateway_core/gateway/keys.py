@@ -13,7 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .errors import GatewayError
+from gateway_core.contracts.errors import GatewayError
+
 from .limits import KeyLimits
 
 PREFIX = "sk-corral-"

@@ -15,13 +15,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway_core.contracts.errors import GatewayError
+from gateway_core.contracts.request import ParsedRequest, parse, read_body
+from gateway_core.contracts.sse import error_frame
 from gateway_core.gateway.accounting import LiveRequest
 from gateway_core.gateway.balancer import plan
-from gateway_core.gateway.errors import GatewayError
 from gateway_core.gateway.keys import ApiKey
 from gateway_core.gateway.limits import Lease, LimitExceeded
-from gateway_core.gateway.request import ParsedRequest, parse, read_body
-from gateway_core.gateway.sse import error_frame
 from gateway_core.gateway.stream_response import EventStreamResponse
 from gateway_core.providers.adapters import Adapter, adapter_for
 from gateway_core.providers.openai_compat import Usage

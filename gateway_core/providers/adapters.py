@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from gateway_core.gateway.errors import GatewayError
-from gateway_core.gateway.request import ParsedRequest
+from gateway_core.contracts.errors import GatewayError
+from gateway_core.contracts.request import ParsedRequest
 from gateway_core.providers.anthropic import (
     AnthropicTranslationError,
     from_anthropic_response,

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from gateway_core.gateway.request import ParsedRequest
-from gateway_core.gateway.sse import DONE, FrameSplitter, error_frame
+from gateway_core.contracts.request import ParsedRequest
+from gateway_core.contracts.sse import DONE, FrameSplitter, error_frame
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.endpoints import auth_headers, route_url
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from gateway_core.gateway.errors import GatewayError
+from gateway_core.contracts.errors import GatewayError
 
 REQUIRED = {"chat": ("model", "messages"), "completions": ("model", "prompt"), "embeddings": ("model", "input")}
 
