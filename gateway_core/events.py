@@ -2,6 +2,7 @@
 
 Publishing never blocks the request path: each subscriber has a bounded queue, and one that falls
 too far behind is dropped (its stream ends; the console reconnects and gets a fresh snapshot).
+The kinds and their payloads are contracts/events.py's; `publish` is typed by them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any
+
+from gateway_core.contracts.events import REQUEST_KINDS, EventKind, EventPayload, Publish
 
 SUBSCRIBER_QUEUE = 2048
 
@@ -18,8 +20,8 @@ SUBSCRIBER_QUEUE = 2048
 @dataclass(frozen=True, slots=True)
 class Event:
     seq: int
-    kind: str  # e.g. "provider", "request.start", "request.progress", "request.end", "key", "gpu"
-    data: dict[str, Any]
+    kind: EventKind
+    data: EventPayload
     at: float
 
 
@@ -27,8 +29,10 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[Event | None]] = set()
         self._seq = itertools.count(1)
+        # Typed per kind by the `Publish` overloads; the implementation below takes any pairing.
+        self.publish: Publish = self._publish
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
+    def _publish(self, kind: EventKind, data: EventPayload) -> None:
         if not self._subscribers:
             return
         event = Event(next(self._seq), kind, data, time.time())
@@ -52,6 +56,14 @@ class EventBus:
         return len(self._subscribers)
 
 
+def _request_id(event: Event) -> str | None:
+    """The live request an event describes; None for the other kinds."""
+    if event.kind not in REQUEST_KINDS:
+        return None
+    request_id = event.data.get("id")
+    return request_id if isinstance(request_id, str) else None
+
+
 def squash_requests(events: list[Event]) -> list[Event]:
     """Drop each request's start and progress events that a later event in the same batch supersedes.
 
@@ -60,13 +72,14 @@ def squash_requests(events: list[Event]) -> list[Event]:
     this halves what the console must decode.
     """
     last: dict[str, int] = {}
-    for index, event in enumerate(events):
-        if event.kind.startswith("request."):
-            last[event.data["id"]] = index
+    ids = [_request_id(event) for event in events]
+    for index, request_id in enumerate(ids):
+        if request_id is not None:
+            last[request_id] = index
     return [
         event
-        for index, event in enumerate(events)
-        if not event.kind.startswith("request.") or last[event.data["id"]] == index
+        for index, (event, request_id) in enumerate(zip(events, ids, strict=True))
+        if request_id is None or last[request_id] == index
     ]
 
 

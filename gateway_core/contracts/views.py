@@ -1,0 +1,206 @@
+"""What the admin API answers about providers, keys, requests and the daemon, as JSON on the wire.
+
+The same views travel in the event stream (contracts/events.py), so the console's live state and the
+`corral` CLI read one shape whichever way they got it. Producers: providers/config.py and runtime.py,
+gateway/keys.py, limits.py and accounting.py, api/admin.py.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
+
+ProviderType = Literal["llama-server", "ollama", "openai", "anthropic"]
+# What the last probe found.
+Health = Literal["unknown", "ready", "loading", "down"]
+CircuitState = Literal["closed", "open", "half_open"]
+# What operators see: the health, unless the provider is disabled or its circuit is open.
+ProviderState = Literal["disabled", "ready", "loading", "down", "circuit_open", "unknown"]
+
+# -- providers --------------------------------------------------------------------------------------------
+
+
+class ProviderPublicView(TypedDict):
+    """`ProviderConfig.public_view()`: the configuration, never the upstream key."""
+
+    name: str
+    type: ProviderType
+    base_url: str
+    api_key_env: str | None
+    models: dict[str, str]  # public name -> upstream name, as configured (empty: discovered)
+    priority: int
+    weight: int
+    max_concurrency: int | None
+    enabled: bool
+    api_key_hint: str | None  # "…abcd", "set", or None when there is no key
+
+
+class ProviderView(ProviderPublicView):
+    """`ProviderRuntime.summary()`: GET /providers, the "provider" event. `models` here is what is routed."""
+
+    state: ProviderState
+    health_detail: str
+    capacity: int
+    in_flight: int
+    circuit: CircuitState
+    requests: int
+    errors: int
+    error_rate: float
+    latency_p50_s: float | None
+    last_probe_at: float | None
+
+
+class ProbeAnswer(TypedDict):
+    """POST /providers/{name}/test and POST /providers/test: what a probe found now."""
+
+    name: str
+    health: Health
+    detail: str
+    models: dict[str, str]
+    capacity: int | None
+
+
+class ProviderRemoved(TypedDict):
+    """The "provider.removed" event."""
+
+    name: str
+
+
+# -- keys -------------------------------------------------------------------------------------------------
+
+
+class KeyPublicView(TypedDict):
+    """`ApiKey.public_view()`: a key without its secret's hash."""
+
+    id: str
+    name: str
+    models: list[str] | None  # None: every model
+    rpm: int | None
+    tpm: int | None
+    max_concurrency: int | None
+    expires_at: float | None
+    revoked: bool
+    created_at: float
+    last_used_at: float | None
+    expired: bool
+
+
+class KeyUsage(TypedDict):
+    """`RateLimiter.usage()`: in flight now, and what the last minute counted."""
+
+    in_flight: int
+    requests_last_minute: int
+    tokens_last_minute: int
+
+
+class KeyView(KeyPublicView):
+    """GET /keys, the "key" event."""
+
+    usage: KeyUsage
+
+
+class CreatedKey(KeyView):
+    """POST /keys: the view and the full secret, shown this once."""
+
+    key: str
+
+
+class KeyRemoved(TypedDict):
+    """The "key.removed" event."""
+
+    id: str
+
+
+# -- requests ---------------------------------------------------------------------------------------------
+
+
+class LiveRequestView(TypedDict):
+    """`LiveRequest.view()`: GET /requests, the "request.start" and "request.progress" events."""
+
+    id: str
+    key_id: str
+    key_name: str
+    model: str
+    provider: str  # "" until one is chosen
+    route: str  # "chat" | "completions" | "embeddings"
+    stream: bool
+    started_at: float
+    elapsed_s: float
+    completion_tokens: int
+    tokens_per_s: float | None
+
+
+class RequestEnd(LiveRequestView):
+    """The "request.end" event: the request's last view and how it ended."""
+
+    status: int  # the HTTP status the client got; 499 when the client left
+    ok: bool
+    prompt_tokens: int
+
+
+# -- the daemon -------------------------------------------------------------------------------------------
+
+
+class HealthAnswer(TypedDict):
+    status: Literal["ok"]
+    version: str
+
+
+class _DaemonView(TypedDict):
+    version: str
+    started_at: float
+    uptime_s: float
+    providers: list[ProviderView]
+    models: dict[str, list[str]]  # public model name -> the enabled providers serving it
+    requests_in_flight: int
+
+
+class StatusView(_DaemonView):
+    """GET /status."""
+
+    keys: int  # how many keys exist
+
+
+class Snapshot(_DaemonView):
+    """The event stream's first event: everything the console shows, at one moment."""
+
+    keys: list[KeyView]
+    requests: list[LiveRequestView]
+    gpus: GpuSnapshotView
+    fleet: FleetView
+
+
+class CounterView(TypedDict):
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+
+
+class StatsView(TypedDict):
+    """GET /stats: counters since `since`, by key name, by model and by provider ("(none)": never routed)."""
+
+    since: float
+    key: dict[str, CounterView]
+    model: dict[str, CounterView]
+    provider: dict[str, CounterView]
+
+
+# -- small answers ----------------------------------------------------------------------------------------
+
+
+class Removed(TypedDict):
+    """DELETE of a provider, key or deployment: its name (or, for a key, its id)."""
+
+    removed: str
+
+
+class Cancelled(TypedDict):
+    """DELETE /requests/{id}."""
+
+    cancelled: str
