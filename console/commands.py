@@ -12,7 +12,8 @@ from typing import Any
 
 from gateway_core.client import CorralClient, CorralError
 
-from .cli_format import ago, dash, duration, percent, plural, print_json, table, until
+from .cli_format import print_json, table
+from .format import ago, dash, duration, key_state, latency, percent, plural, until
 
 Handler = Callable[[CorralClient, argparse.Namespace], Awaitable[int]]
 
@@ -105,7 +106,7 @@ def _providers_table(providers: list[dict[str, Any]], *, wide: bool) -> str:
                 p["weight"],
                 p["requests"],
                 percent(p["error_rate"]) if p["requests"] else "-",
-                duration(p["latency_p50_s"]),
+                latency(p["latency_p50_s"]),
                 p["base_url"],
             ]
         rows.append(row)
@@ -199,12 +200,6 @@ async def providers_test(client: CorralClient, args: argparse.Namespace) -> int:
 # -- keys -----------------------------------------------------------------------------------------------
 
 
-def _key_state(key: dict[str, Any]) -> str:
-    if key["revoked"]:
-        return "revoked"
-    return "expired" if key["expired"] else "active"
-
-
 def _limits(key: dict[str, Any]) -> str:
     parts = [
         f"{label} {key[field]}"
@@ -227,7 +222,7 @@ async def keys_list(client: CorralClient, args: argparse.Namespace) -> int:
         [
             key["id"],
             key["name"],
-            _key_state(key),
+            key_state(key, now),
             ", ".join(key["models"]) if key["models"] is not None else "all",
             _limits(key),
             until(key["expires_at"], now),
@@ -256,7 +251,7 @@ async def keys_create(client: CorralClient, args: argparse.Namespace) -> int:
     models = ", ".join(created["models"]) if created["models"] is not None else "all"
     print(
         f"created key {created['name']} (id {created['id']}): models {models}; limits {_limits(created)}; "
-        f"expires {until(created['expires_at'])}"
+        f"expires {until(created['expires_at'], time.time())}"
     )
     print("This key is shown only once. Store it now:")
     print(created["key"])  # alone on the last line, so scripts can `| tail -n 1`
@@ -310,5 +305,5 @@ def _chat_summary(provider: str | None, usage: dict[str, Any] | None, elapsed_s:
     parts = [f"provider {provider or 'unknown'}"]
     if usage:
         parts.append(f"{usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} completion tokens")
-    parts.append(duration(elapsed_s))
+    parts.append(latency(elapsed_s))
     return "[" + ", ".join(parts) + "]"

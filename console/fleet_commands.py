@@ -10,14 +10,9 @@ from typing import Any
 
 from gateway_core.client import CorralClient
 
-from .cli_format import dash, duration, print_json, table
+from .cli_format import print_json, table
 from .commands import warn
-
-GIB = 1024**3
-
-
-def _gib(value: int | None) -> str:
-    return "-" if value is None else f"{value / GIB:.1f}"
+from .format import dash, duration, format_bytes, gib, plan_headline, plan_lines
 
 
 def _gpu_row(device: dict[str, Any]) -> list[object]:
@@ -29,7 +24,7 @@ def _gpu_row(device: dict[str, Any]) -> list[object]:
         device["index"],
         device["name"],
         f"{dash(device['utilization_percent'])}%" if device["utilization_percent"] is not None else "-",
-        f"{_gib(used)}/{_gib(total)} GiB",
+        f"{gib(used)}/{gib(total)} GiB",
         f"{device['temperature_c']}°C" if device["temperature_c"] is not None else "-",
         f"{power:.0f}/{limit:.0f} W" if power is not None and limit is not None else dash(power),
         processes,
@@ -58,7 +53,7 @@ async def gpus(client: CorralClient, args: argparse.Namespace) -> int:
 
 
 def _deployment_row(info: dict[str, Any]) -> list[object]:
-    uptime = duration(info["uptime_s"]) if info["uptime_s"] is not None else "-"
+    uptime = duration(info["uptime_s"])
     model = Path(info["model"]).name if info["model"] else "-"
     return [
         info["name"],
@@ -113,9 +108,8 @@ def deploy_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_plan(report: dict[str, Any]) -> None:
-    for line in report["estimate"]["explanation"]:
-        print(f"  {line}")
-    print(f"  placement: {report['placement']['reason']}")
+    for line in plan_lines(report):
+        print(line)
     for warning in report["warnings"]:
         warn(f"warning: {warning}")
 
@@ -129,9 +123,7 @@ async def fleet_deploy(client: CorralClient, args: argparse.Namespace) -> int:
         if args.json:
             print_json(report)
         else:
-            spec = report["spec"]
-            gpus = spec["gpus"] if spec["gpus"] is not None else "none"
-            print(f"{spec['name']}: {Path(spec['model_path']).name} on port {spec['port']}, gpus {gpus}")
+            print(plan_headline(report["spec"]))
             _print_plan(report)
         return 0
     if args.systemd:
@@ -231,7 +223,7 @@ async def models_dir_scan(client: CorralClient, args: argparse.Namespace) -> int
             _params(m["parameter_count"]),
             m["quantization"],
             dash(m["context_length"]),
-            f"{m['file_size'] / GIB:.2f} GiB",
+            format_bytes(m["file_size"]),
             len(m["parts"]),
             m["path"],
         ]

@@ -17,6 +17,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import Label, Sparkline, Static
 
+from console.format import count, duration
 from console.live_state import SECTIONS, LiveState
 from console.screens.base import LiveScreen
 from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
@@ -28,8 +29,6 @@ from console.widgets.panels import (
     KeysTable,
     ProvidersTable,
     RequestsTable,
-    count,
-    duration,
 )
 
 DASHBOARD_CSS = str(Path(__file__).parent.parent / "styles" / "dashboard.tcss")

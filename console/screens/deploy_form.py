@@ -15,11 +15,11 @@ from textual.widgets import Button, Input, OptionList, Select, SelectionList, St
 from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
+from console.format import format_bytes, plan_headline, plan_lines
 from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 from gateway_core.fleet.deployment import DeploymentSpec
-from gateway_core.fleet.units import format_bytes
 
 PLAN_DEBOUNCE_S = 0.3
 _SAMPLE = {"name": "sample", "model_path": "/models/sample.gguf", "port": 8081}
@@ -45,11 +45,8 @@ def describe_gpu(device: dict[str, Any]) -> str:
 
 
 def describe_plan(plan: dict[str, Any]) -> str:
-    estimate, placement = plan.get("estimate", {}), plan.get("placement", {})
-    lines = [f"{plan['spec']['name']} on port {plan['spec']['port']}, image {plan['spec'].get('image', '?')}"]
-    lines += [f"  {line}" for line in estimate.get("explanation", [])]
-    lines.append(f"placement: {placement.get('reason', 'unknown')}")
-    return "\n".join(lines)
+    """The same text as `corral fleet deploy --plan`, less the warnings the form shows apart."""
+    return "\n".join([plan_headline(plan["spec"]), *plan_lines(plan)])
 
 
 class DeployForm(FormScreen[dict[str, Any] | None]):

@@ -7,22 +7,11 @@ from typing import Any
 
 from rich.text import Text
 
+from console.format import dash, gib, process_memory
 from console.widgets.live_table import LiveTable, Row
-from console.widgets.panels import dash
 
-GIB = 1024**3
 EIGHTHS = " ▏▎▍▌▋▊▉"
 NO_DRIVER = "no NVIDIA driver"
-
-
-def gib(value: float | None) -> str:
-    return "-" if value is None else f"{value / GIB:.1f}"
-
-
-def process_memory(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / GIB:.1f}G" if value >= GIB else f"{value / 1024**2:.0f}M"
 
 
 def gpu_notice(gpus: Mapping[str, Any]) -> str | None:

@@ -17,49 +17,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from console.format import ago, count, dash, duration, key_state, latency, until
 from console.widgets.live_table import Cell, LiveTable, Row
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
-
-
-def dash(value: object) -> str:
-    """What a missing or unsupported value shows as."""
-    return "-" if value is None or value == "" else str(value)
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
-def ago(timestamp: float | None, now: float) -> str:
-    return "never" if timestamp is None else f"{duration(now - timestamp)} ago"
-
-
-def count(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1_000_000:
-        return f"{value / 1_000_000:.1f}M"
-    if value >= 10_000:
-        return f"{value / 1000:.0f}k"
-    if value >= 1000:
-        return f"{value / 1000:.1f}k"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def latency(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
 
 
 def spark(values: Sequence[float]) -> str:
@@ -279,15 +240,13 @@ class KeysTable(LiveTable):
         )
 
     def _expiry(self, k: Mapping[str, Any], now: float) -> Cell:
+        state = key_state(k, now)
+        if state != "active":
+            return self.level(state, "bad")
         expires_at = k.get("expires_at")
-        if k.get("revoked"):
-            return self.level("revoked", "bad")
-        if k.get("expired") or (expires_at is not None and expires_at <= now):
-            return self.level("expired", "bad")
         if expires_at is None:
             return self.level("never", "muted")
-        left = expires_at - now
-        return self.level(f"in {duration(left)}", "warn" if left < 86400 * 3 else "ok")
+        return self.level(until(expires_at, now), "warn" if expires_at - now < 86400 * 3 else "ok")
 
 
 class RequestsTable(LiveTable):

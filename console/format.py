@@ -1,0 +1,139 @@
+"""How the `corral` CLI and the console write values, so both say the same thing the same way.
+
+One function per kind of value. Durations are compact and in whole units ("1m05s", "2h03m", "3d04h"): the
+console's columns are sized for them, and a cell that only changes once a second costs nothing between ticks.
+Latencies keep their precision below a minute ("840ms", "1.6s"). Terminal and widget concerns (tables,
+colours, bars) stay with their callers; this module only turns values into text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any, Literal
+
+from gateway_core.fleet.units import GiB, MiB, format_bytes
+
+__all__ = [
+    "GiB",
+    "KeyState",
+    "ago",
+    "count",
+    "dash",
+    "duration",
+    "format_bytes",
+    "gib",
+    "key_state",
+    "latency",
+    "percent",
+    "plan_headline",
+    "plan_lines",
+    "plural",
+    "process_memory",
+    "until",
+]
+
+KeyState = Literal["active", "revoked", "expired"]
+
+
+def dash(value: object) -> str:
+    """What a missing or unsupported value shows as."""
+    return "-" if value is None or value == "" else str(value)
+
+
+def duration(seconds: float | None) -> str:
+    """An uptime, an age or a time left, in whole seconds: "5s", "1m05s", "2h03m", "3d04h"; negative is 0s."""
+    if seconds is None:
+        return "-"
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def latency(seconds: float | None) -> str:
+    """A response time: milliseconds below a second ("840ms"), tenths below a minute ("1.6s"), then a duration."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return f"{seconds:.1f}s" if seconds < 60 else duration(seconds)
+
+
+def ago(timestamp: float | None, now: float) -> str:
+    """How long since `timestamp` (epoch seconds): "12s ago", or "never" for None."""
+    return "never" if timestamp is None else f"{duration(now - timestamp)} ago"
+
+
+def until(timestamp: float | None, now: float) -> str:
+    """How long until `timestamp`: "in 3d04h", "5s ago" once it has passed, "never" for None."""
+    if timestamp is None:
+        return "never"
+    left = timestamp - now
+    return f"in {duration(left)}" if left > 0 else f"{duration(-left)} ago"
+
+
+def count(value: float | None) -> str:
+    """A count in at most four characters or so: 950, 1.2k, 15k, 3.4M."""
+    if value is None:
+        return "-"
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if value >= 10_000:
+        return f"{value / 1000:.0f}k"
+    if value >= 1000:
+        return f"{value / 1000:.1f}k"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.0f}%"
+
+
+def plural(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def gib(size: float | None) -> str:
+    """Bytes as GiB with one decimal and no unit, for "used/total" pairs: "9.6"."""
+    return "-" if size is None else f"{size / GiB:.1f}"
+
+
+def process_memory(size: float | None) -> str:
+    """One process's GPU memory, short: "9.1G", or "512M" below a GiB."""
+    if size is None:
+        return "-"
+    return f"{size / GiB:.1f}G" if size >= GiB else f"{size / MiB:.0f}M"
+
+
+def key_state(key: Mapping[str, Any], now: float) -> KeyState:
+    """Whether the gateway accepts a key now. A revoked key stays revoked; a key past its expiry is expired even
+    when its view was taken before it ran out (the console keeps views for as long as nothing changes them)."""
+    if key.get("revoked"):
+        return "revoked"
+    expires_at = key.get("expires_at")
+    if key.get("expired") or (expires_at is not None and expires_at <= now):
+        return "expired"
+    return "active"
+
+
+def plan_headline(spec: Mapping[str, Any]) -> str:
+    """What a deployment plan would run: "gpu0: tiny.gguf on port 8081, gpus all, image …"."""
+    model = PurePath(spec["model_path"]).name if spec.get("model_path") else "?"
+    gpus = spec.get("gpus")
+    gpus_text = "none" if gpus is None else gpus if isinstance(gpus, str) else ",".join(str(g) for g in gpus)
+    return f"{spec['name']}: {model} on port {spec['port']}, gpus {gpus_text}, image {spec.get('image') or '?'}"
+
+
+def plan_lines(report: Mapping[str, Any]) -> list[str]:
+    """corral-core's VRAM estimate line by line, then where it would run; indented to sit under a headline.
+
+    `report` is a plan or a deploy result: both carry `estimate` and `placement` (warnings are left to the
+    caller, which shows them apart)."""
+    explanation = report.get("estimate", {}).get("explanation", [])
+    placement = report.get("placement", {}).get("reason", "?")
+    return [f"  {line}" for line in [*explanation, f"placement: {placement}"]]
