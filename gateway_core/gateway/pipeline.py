@@ -15,6 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway_core.contracts.adapter import Adapter, Usage
 from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.request import ParsedRequest, parse, read_body
 from gateway_core.contracts.sse import error_frame
@@ -23,8 +24,7 @@ from gateway_core.gateway.balancer import plan
 from gateway_core.gateway.keys import ApiKey
 from gateway_core.gateway.limits import Lease, LimitExceeded
 from gateway_core.gateway.stream_response import EventStreamResponse
-from gateway_core.providers.adapters import Adapter, adapter_for
-from gateway_core.providers.openai_compat import Usage
+from gateway_core.providers.adapters import adapter_for
 from gateway_core.providers.runtime import ProviderRuntime
 from gateway_core.providers.upstream import (
     TRANSPORT_ERRORS,

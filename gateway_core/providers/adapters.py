@@ -1,9 +1,13 @@
-"""One wire adapter per provider type: how to send a request and read what comes back."""
+"""One wire adapter per provider type: how to send a request and read what comes back.
+
+Each implements contracts/adapter.py's `Adapter`; `adapter_for` picks the one a provider's type speaks.
+"""
 
 from __future__ import annotations
 
 import orjson
 
+from gateway_core.contracts.adapter import Adapter, UpstreamCall, Usage
 from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.request import ParsedRequest
 from gateway_core.providers.anthropic import (
@@ -15,11 +19,11 @@ from gateway_core.providers.anthropic import (
 from gateway_core.providers.anthropic_stream import AnthropicStreamTranslator
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.endpoints import route_url
-from gateway_core.providers.openai_compat import OpenAICompatAdapter, Usage
+from gateway_core.providers.openai_compat import OpenAICompatAdapter
 
 
 class AnthropicStream:
-    """AnthropicStreamTranslator behind the same face as PassthroughStream."""
+    """AnthropicStreamTranslator as a `StreamRelay`, the face PassthroughStream has too."""
 
     def __init__(self, public_model: str, wants_usage: bool) -> None:
         self._translator = AnthropicStreamTranslator(public_model, wants_usage)
@@ -47,10 +51,12 @@ class AnthropicStream:
 
 
 class AnthropicAdapter:
+    """An `Adapter` for Anthropic's Messages API: chat completions translated both ways."""
+
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
 
-    def build(self, parsed: ParsedRequest, upstream_model: str) -> tuple[str, bytes, dict[str, str]]:
+    def build(self, parsed: ParsedRequest, upstream_model: str) -> UpstreamCall:
         if parsed.route != "chat":
             raise GatewayError(
                 400, f"provider '{self.config.name}' (anthropic) serves chat completions only", code="unsupported_route"
@@ -59,7 +65,9 @@ class AnthropicAdapter:
             body = to_anthropic_request(parsed.body, upstream_model)
         except AnthropicTranslationError as error:
             raise GatewayError(400, str(error), param=error.param, code="unsupported_for_anthropic") from error
-        return route_url(self.config, "chat"), orjson.dumps(body), request_headers(self.config.upstream_key())
+        return UpstreamCall(
+            route_url(self.config, "chat"), orjson.dumps(body), request_headers(self.config.upstream_key())
+        )
 
     def response(self, raw: bytes, public_model: str) -> tuple[bytes, Usage]:
         translated = from_anthropic_response(orjson.loads(raw), public_model)
@@ -68,9 +76,6 @@ class AnthropicAdapter:
 
     def stream(self, public_model: str, upstream_model: str, wants_usage: bool) -> AnthropicStream:
         return AnthropicStream(public_model, wants_usage)
-
-
-Adapter = OpenAICompatAdapter | AnthropicAdapter
 
 
 def adapter_for(config: ProviderConfig) -> Adapter:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
 
-CircuitState = Literal["closed", "open", "half_open"]
+from gateway_core.contracts.views import CircuitState
 
 
 class CircuitBreaker:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal
+from typing import get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-ProviderType = Literal["llama-server", "ollama", "openai", "anthropic"]
-PROVIDER_TYPES: tuple[str, ...] = ("llama-server", "ollama", "openai", "anthropic")
+from gateway_core.contracts.views import ProviderPublicView, ProviderType
+
+PROVIDER_TYPES: tuple[ProviderType, ...] = get_args(ProviderType)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -67,12 +68,21 @@ class ProviderConfig(BaseModel):
             return os.environ.get(self.api_key_env)
         return None
 
-    def public_view(self) -> dict[str, object]:
-        """What the admin API may show: never the key, at most its last 4 characters."""
-        data = self.model_dump(exclude={"api_key"})
+    def public_view(self) -> ProviderPublicView:
+        """What the admin API may show: every field but the key, and at most the key's last 4 characters."""
         key = self.upstream_key()
-        data["api_key_hint"] = f"…{key[-4:]}" if key and len(key) >= 8 else ("set" if key else None)
-        return data
+        return {
+            "name": self.name,
+            "type": self.type,
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+            "models": dict(self.models),
+            "priority": self.priority,
+            "weight": self.weight,
+            "max_concurrency": self.max_concurrency,
+            "enabled": self.enabled,
+            "api_key_hint": f"…{key[-4:]}" if key and len(key) >= 8 else ("set" if key else None),
+        }
 
     def stored(self) -> dict[str, object]:
         """The record kept in config.json (mode 0600), which is the one place the key value lives."""

@@ -8,9 +8,10 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway_core.contracts.views import Health
+
 from .config import ProviderConfig
 from .endpoints import api_base, auth_headers
-from .runtime import Health
 from .upstream import PROBE_TIMEOUT, TRANSPORT_ERRORS, describe
 
 

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from gateway_core.contracts.adapter import UpstreamCall, Usage
 from gateway_core.contracts.request import ParsedRequest
 from gateway_core.contracts.sse import DONE, FrameSplitter, error_frame
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.endpoints import auth_headers, route_url
-
-
-@dataclass(slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 class PassthroughStream:
@@ -78,10 +72,12 @@ class PassthroughStream:
 
 
 class OpenAICompatAdapter:
+    """An `Adapter` for upstreams that speak OpenAI's API already: the body goes through, renamed only."""
+
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
 
-    def build(self, parsed: ParsedRequest, upstream_model: str) -> tuple[str, bytes, dict[str, str]]:
+    def build(self, parsed: ParsedRequest, upstream_model: str) -> UpstreamCall:
         body: dict[str, Any] = dict(parsed.body)
         body["model"] = upstream_model
         if parsed.stream:
@@ -89,7 +85,7 @@ class OpenAICompatAdapter:
             options["include_usage"] = True  # so tokens are always counted
             body["stream_options"] = options
         headers = {"content-type": "application/json", **auth_headers(self.config)}
-        return route_url(self.config, parsed.route), orjson.dumps(body), headers
+        return UpstreamCall(route_url(self.config, parsed.route), orjson.dumps(body), headers)
 
     def response(self, raw: bytes, public_model: str) -> tuple[bytes, Usage]:
         try:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
 
 import aiohttp
+
+from gateway_core.contracts.views import Health, ProviderState, ProviderView
 
 from .circuit import CircuitBreaker
 from .config import ProviderConfig
 from .upstream import make_session
 
-Health = Literal["unknown", "ready", "loading", "down"]
 DEFAULT_CAPACITY = 4  # used until a provider tells us better (llama-server's /props total_slots)
 
 
@@ -61,7 +61,7 @@ class ProviderRuntime:
         return self.config.max_concurrency or DEFAULT_CAPACITY
 
     @property
-    def state(self) -> str:
+    def state(self) -> ProviderState:
         """What operators see: disabled, ready, loading, down, circuit_open or unknown."""
         if not self.config.enabled:
             return "disabled"
@@ -99,7 +99,7 @@ class ProviderRuntime:
         ordered = sorted(self.latencies)
         return ordered[len(ordered) // 2]
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> ProviderView:
         return {
             **self.config.public_view(),
             "state": self.state,
