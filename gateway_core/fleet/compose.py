@@ -224,7 +224,7 @@ def _environment(raw: Any, warn: _Warner) -> dict[str, str]:
     if isinstance(raw, dict):
         pairs = list(raw.items())
     else:
-        pairs = [tuple(item.split("=", 1)) if "=" in item else (item, None) for item in map(str, raw)]
+        pairs = [(key, value if sep else None) for key, sep, value in (str(item).partition("=") for item in raw)]
     env: dict[str, str] = {}
     for key, value in pairs:
         if value is None:
@@ -316,7 +316,7 @@ def _is_gpu_request(device: Any) -> bool:
     return "gpu" in flat or device.get("driver") == "nvidia"
 
 
-def _gpus_from_request(name: str, request: dict[str, Any]) -> str | tuple[int, ...]:
+def _gpus_from_request(name: str, request: dict[str, Any]) -> str | tuple[int, ...] | None:
     if request.get("device_ids"):
         return _gpus_from_ids(name, ",".join(map(str, request["device_ids"])))
     count = request.get("count", "all")  # Compose reserves every matching device when count is absent

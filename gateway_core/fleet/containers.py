@@ -13,7 +13,7 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -285,12 +285,12 @@ class ContainerEngine:
         self, since: datetime | float | None = None, until: datetime | float | None = None
     ) -> ClosingStream[ContainerEvent]:
         """Lifecycle events of llama-server containers. Without `until` it follows until `close()`."""
-        source = self.client.events(
+        source = self.client.events(  # type: ignore[call-overload]  # stubs say int; floats go through as is
             since=_epoch(since), until=_epoch(until), filters={"type": "container"}, decode=True
         )
         return ClosingStream(source, self._container_events(source))
 
-    def _container_events(self, source: Iterator[dict[str, Any]]) -> Iterator[ContainerEvent]:
+    def _container_events(self, source: Iterator[dict[str, Any]]) -> Generator[ContainerEvent, None, None]:
         known: dict[str, bool] = {}
         for raw in source:
             event = event_from_docker(raw)

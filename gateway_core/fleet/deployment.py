@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway_core.contracts.fleet_views import DeploymentSpecView
+
 DEFAULT_GPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
 DEFAULT_CPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server"
 CONTAINER_MODELS_DIR = "/models"
@@ -86,6 +88,22 @@ class DeploymentSpec(BaseModel):
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def view(self) -> DeploymentSpecView:
+        """The spec as the admin API shows it: what `model_dump(mode="json")` gives, typed."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "model_path": self.model_path,
+            "image": self.image,
+            "gpus": list(self.gpus) if isinstance(self.gpus, tuple) else self.gpus,
+            "ctx_size": self.ctx_size,
+            "n_gpu_layers": self.n_gpu_layers,
+            "parallel": self.parallel,
+            "port": self.port,
+            "host": self.host,
+            "extra_args": list(self.extra_args),
+        }
 
     def llama_env(self, model_path: str | None = None) -> dict[str, str]:
         """llama-server's configuration as LLAMA_ARG_* variables; `model_path` as seen by the server."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import pynvml
+
+from gateway_core.contracts.fleet_views import GpuDeviceView, GpuProcessView, GpuSnapshotView
 
 T = TypeVar("T")
 
@@ -22,6 +24,9 @@ class GpuProcess:
     pid: int
     name: str
     used_memory_bytes: int | None
+
+    def to_dict(self) -> GpuProcessView:
+        return {"pid": self.pid, "name": self.name, "used_memory_bytes": self.used_memory_bytes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,22 @@ class GpuDevice:
     # Names of the readings this device does not support (their values are None).
     unsupported: frozenset[str] = field(default_factory=frozenset)
 
+    def to_dict(self) -> GpuDeviceView:
+        return {
+            "index": self.index,
+            "uuid": self.uuid,
+            "name": self.name,
+            "memory_total_bytes": self.memory_total_bytes,
+            "memory_used_bytes": self.memory_used_bytes,
+            "utilization_percent": self.utilization_percent,
+            "temperature_c": self.temperature_c,
+            "power_draw_watts": self.power_draw_watts,
+            "power_limit_watts": self.power_limit_watts,
+            "fan_percent": self.fan_percent,
+            "processes": [process.to_dict() for process in self.processes],
+            "unsupported": sorted(self.unsupported),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class GpuSnapshot:
@@ -49,11 +70,14 @@ class GpuSnapshot:
     devices: tuple[GpuDevice, ...] = ()
     sampled_at: float = field(default_factory=time.time)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for device in data["devices"]:
-            device["unsupported"] = sorted(device["unsupported"])
-        return data
+    def to_dict(self) -> GpuSnapshotView:
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "driver_version": self.driver_version,
+            "devices": [device.to_dict() for device in self.devices],
+            "sampled_at": self.sampled_at,
+        }
 
 
 class NvmlReader:
@@ -127,12 +151,21 @@ def _read_device(index: int) -> GpuDevice:
     )
 
 
-def _memory_info(handle: object) -> object:
+class _MemoryInfo(Protocol):
+    """The fields read from NVML's memory struct (pynvml ships no types)."""
+
+    total: int
+    used: int
+
+
+def _memory_info(handle: object) -> _MemoryInfo:
     """The v2 query, whose `used` excludes driver-reserved memory as nvidia-smi shows it; v1 on older drivers."""
+    info: _MemoryInfo  # pynvml's calls are untyped (Any); this names what is read from the answer
     try:
-        return pynvml.nvmlDeviceGetMemoryInfo(handle, version=pynvml.nvmlMemory_v2)
+        info = pynvml.nvmlDeviceGetMemoryInfo(handle, version=pynvml.nvmlMemory_v2)
     except pynvml.NVMLError_FunctionNotFound:
-        return pynvml.nvmlDeviceGetMemoryInfo(handle)
+        info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    return info
 
 
 def _process_name(pid: int) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from docker.types import CancellableStream, DeviceRequest
 
+from gateway_core.contracts.fleet_views import ContainerEventView, ContainerView
 from gateway_core.fleet.deployment import DeploymentSpec
 
 MANAGED_LABEL = "corral.managed"
@@ -53,8 +54,23 @@ class ContainerInfo:
     exit_code: int | None  # None unless exited or dead
     spec: dict[str, Any] | None = None  # the DeploymentSpec as a dict, managed containers only
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> ContainerView:
+        return {
+            "name": self.name,
+            "container": self.container,
+            "id": self.id,
+            "managed": self.managed,
+            "state": self.state,
+            "health": self.health,
+            "image": self.image,
+            "model": self.model,
+            "gpus": self.gpus,
+            "port": self.port,
+            "started_at": self.started_at,
+            "uptime_s": self.uptime_s,
+            "exit_code": self.exit_code,
+            "spec": dict(self.spec) if self.spec is not None else None,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +83,22 @@ class ContainerEvent:
     id: str = ""
     detail: str | None = None  # health_status: "healthy"/"unhealthy"; die: the exit code
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> ContainerEventView:
+        return {
+            "action": self.action,
+            "name": self.name,
+            "managed": self.managed,
+            "time": self.time,
+            "container": self.container,
+            "id": self.id,
+            "detail": self.detail,
+        }
 
 
 class ClosingStream(Iterator[T]):
     """Items from a docker stream; `close()` ends it and closes its connection, from any thread."""
 
-    def __init__(self, source: CancellableStream, items: Iterator[T]) -> None:
+    def __init__(self, source: CancellableStream[Any], items: Generator[T, None, None]) -> None:
         self._source = source
         self._items = items
 
@@ -88,7 +112,7 @@ class ClosingStream(Iterator[T]):
         self._source.close()  # shuts the socket down, which also wakes a reader blocked in another thread
         # ValueError: still running in the reading thread, which now sees the end of the stream.
         with contextlib.suppress(ValueError):
-            self._items.close()  # type: ignore[attr-defined]
+            self._items.close()
 
     def __enter__(self) -> ClosingStream[T]:
         return self
@@ -97,7 +121,7 @@ class ClosingStream(Iterator[T]):
         self.close()
 
 
-def log_lines(chunks: Iterator[bytes]) -> Iterator[str]:
+def log_lines(chunks: Iterator[bytes]) -> Generator[str, None, None]:
     """Text lines from docker log frames, which do not follow line boundaries."""
     pending = b""
     for chunk in chunks:
@@ -155,7 +179,11 @@ def info_from_attrs(attrs: dict[str, Any], now: datetime | None = None) -> Conta
     managed = is_managed(labels)
     started = parse_docker_time(state.get("StartedAt"))
     status = str(state.get("Status") or "unknown")
-    running = status == "running" and started is not None
+    uptime_s = (
+        round(((now or datetime.now(UTC)) - started).total_seconds(), 3)
+        if status == "running" and started is not None
+        else None
+    )
     return ContainerInfo(
         name=labels.get(NAME_LABEL, "") if managed else container_name(attrs),
         container=container_name(attrs),
@@ -168,7 +196,7 @@ def info_from_attrs(attrs: dict[str, Any], now: datetime | None = None) -> Conta
         gpus=labels.get(GPUS_LABEL, "none") if managed else gpus_from_device_requests(attrs),
         port=_managed_port(labels) if managed else _unmanaged_port(attrs),
         started_at=started.isoformat() if started else None,
-        uptime_s=round(((now or datetime.now(UTC)) - started).total_seconds(), 3) if running else None,
+        uptime_s=uptime_s,
         exit_code=int(state.get("ExitCode", 0)) if status in ("exited", "dead") else None,
         spec=_spec(labels) if managed else None,
     )

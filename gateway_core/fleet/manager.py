@@ -19,10 +19,20 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from gateway_core.contracts.events import Publish
+from gateway_core.contracts.fleet_views import (
+    ComposeImportAnswer,
+    ContainerView,
+    DeployAnswer,
+    FleetView,
+    PlanReport,
+    SystemdDeploymentView,
+)
 from gateway_core.fleet.compose import export_compose, import_compose
 from gateway_core.fleet.containers import ContainerEngine, EngineUnavailable, FleetError
 from gateway_core.fleet.deployment import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DeploymentSpec
 from gateway_core.fleet.gpus import GpuSnapshot
+from gateway_core.fleet.inventory import ClosingStream, ContainerEvent
 from gateway_core.fleet.models import GgufError, read_model
 from gateway_core.fleet.systemd import SystemdManager
 from gateway_core.fleet.vram import GpuFree, estimate, place
@@ -48,7 +58,7 @@ class FleetManager:
         register: Callable[[DeploymentSpec], Awaitable[None]],
         unregister: Callable[[str], Awaitable[None]],
         on_deployment_changed: Callable[[str], Awaitable[None]],
-        publish: Callable[[str, dict[str, Any]], None],
+        publish: Publish,
         docker_url: str | None = None,
     ) -> None:
         self._gpus = gpus
@@ -57,16 +67,13 @@ class FleetManager:
         self._on_deployment_changed = on_deployment_changed
         self._background: set[asyncio.Future[None]] = set()
         self._refreshing = False
-        self.latest: dict[str, Any] = {
-            "engine": {"state": "unavailable", "reason": "not connected yet"},
-            "deployments": [],
-        }
+        self.latest: FleetView = _unavailable("not connected yet")
         self._publish = publish
         self._docker_url = docker_url
         self.engine: ContainerEngine | None = None
         self.engine_reason = "not connected yet"
         self._watcher: asyncio.Task[None] | None = None
-        self._event_stream: Any = None
+        self._event_stream: ClosingStream[ContainerEvent] | None = None
 
     # -- engine -----------------------------------------------------------------------------------------
 
@@ -75,7 +82,7 @@ class FleetManager:
             self.engine = await asyncio.to_thread(ContainerEngine.connect, self._docker_url)
         except EngineUnavailable as error:
             self.engine, self.engine_reason = None, str(error)
-            self.latest = {"engine": {"state": "unavailable", "reason": self.engine_reason}, "deployments": []}
+            self.latest = _unavailable(self.engine_reason)
             log.info("containers unavailable: %s", error)
             return
         self.engine_reason = ""
@@ -94,8 +101,8 @@ class FleetManager:
         engine = self._engine()
 
         def pump() -> None:
-            self._event_stream = engine.events()
-            for event in self._event_stream:
+            self._event_stream = events = engine.events()
+            for event in events:
                 loop.call_soon_threadsafe(self._on_container_event, event)
 
         try:
@@ -103,7 +110,7 @@ class FleetManager:
         except FleetError as error:
             log.warning("Docker events stopped: %s", error)
 
-    def _on_container_event(self, event: Any) -> None:
+    def _on_container_event(self, event: ContainerEvent) -> None:
         self._publish("container", event.to_dict())
         if event.action in STATE_CHANGING_ACTIONS or event.action in ("create", "destroy"):
             self._in_background(self._refresh())
@@ -142,18 +149,18 @@ class FleetManager:
 
     # -- inventory --------------------------------------------------------------------------------------
 
-    async def inventory(self) -> dict[str, Any]:
+    async def inventory(self) -> FleetView:
         if self.engine is None:
-            return {"engine": {"state": "unavailable", "reason": self.engine_reason}, "deployments": []}
+            return _unavailable(self.engine_reason)
         try:
             infos = await asyncio.to_thread(self.engine.inventory)
         except FleetError as error:
-            return {"engine": {"state": "unavailable", "reason": str(error)}, "deployments": []}
+            return _unavailable(str(error))
         return {"engine": {"state": "ok", "reason": ""}, "deployments": [info.to_dict() for info in infos]}
 
     # -- deploying --------------------------------------------------------------------------------------
 
-    def plan(self, fields: dict[str, Any]) -> tuple[DeploymentSpec, dict[str, Any]]:
+    def plan(self, fields: dict[str, Any]) -> tuple[DeploymentSpec, PlanReport]:
         """Fill in defaults, check the model and GPUs, and explain the VRAM fit. Raises FleetInputError."""
         path = Path(str(fields.get("model_path") or "")).expanduser()
         if not str(path) or not path.is_absolute():
@@ -214,7 +221,7 @@ class FleetManager:
         fields: dict[str, Any],
         health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
         systemd: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeployAnswer:
         spec, report = self.plan(fields)
         if spec.kind == "systemd":
             return await self._deploy_systemd(spec, report, systemd or {}, health_timeout_s)
@@ -226,7 +233,12 @@ class FleetManager:
         report["warnings"] += await self.verify_offload(spec)
         info = await asyncio.to_thread(engine.info, spec.name)
         log.info("deployment %s is healthy and routed as model '%s'", spec.name, spec.name)
-        return {"deployment": info.to_dict(), **report}
+        return {
+            "deployment": info.to_dict(),
+            "estimate": report["estimate"],
+            "placement": report["placement"],
+            "warnings": report["warnings"],
+        }
 
     async def verify_offload(self, spec: DeploymentSpec) -> list[str]:
         """On a GPU host, the process must show up on its GPUs: llama-server can silently fall back to CPU."""
@@ -243,22 +255,33 @@ class FleetManager:
         ]
 
     async def _deploy_systemd(
-        self, spec: DeploymentSpec, report: dict[str, Any], options: dict[str, Any], health_timeout_s: float
-    ) -> dict[str, Any]:
+        self, spec: DeploymentSpec, report: PlanReport, options: dict[str, Any], health_timeout_s: float
+    ) -> DeployAnswer:
         binary = options.get("binary") or os.environ.get("CORRAL_LLAMA_SERVER") or shutil.which("llama-server")
         if not binary:
             raise FleetInputError("no llama-server binary: pass --binary or set CORRAL_LLAMA_SERVER", "binary")
         manager = SystemdManager(user=bool(options.get("user")), dry_run=bool(options.get("dry_run")))
         lines = await asyncio.to_thread(manager.install, spec, binary, options.get("log_dir"))
         if options.get("dry_run"):
-            return {"dry_run": lines, **report}
+            return {
+                "dry_run": lines,
+                "estimate": report["estimate"],
+                "placement": report["placement"],
+                "warnings": report["warnings"],
+            }
         await _wait_http_healthy(spec.base_url, health_timeout_s)
         await self._register(spec)
-        return {"deployment": {"name": spec.name, "kind": "systemd", "spec": spec.model_dump(mode="json")}, **report}
+        deployment: SystemdDeploymentView = {"name": spec.name, "kind": "systemd", "spec": spec.view()}
+        return {
+            "deployment": deployment,
+            "estimate": report["estimate"],
+            "placement": report["placement"],
+            "warnings": report["warnings"],
+        }
 
     # -- control ----------------------------------------------------------------------------------------
 
-    async def control(self, name: str, action: str) -> dict[str, Any]:
+    async def control(self, name: str, action: str) -> ContainerView:
         engine = self._engine()
         operation = {"start": engine.start, "stop": engine.stop, "restart": engine.restart}[action]
         info = await asyncio.to_thread(operation, name)
@@ -282,7 +305,7 @@ class FleetManager:
         return self._relay_lines(stream)
 
     @staticmethod
-    async def _relay_lines(stream: Any) -> AsyncIterator[str]:
+    async def _relay_lines(stream: ClosingStream[str]) -> AsyncIterator[str]:
         """Bridge the engine's blocking log stream to the event loop through a bounded queue."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
@@ -310,13 +333,17 @@ class FleetManager:
         specs = [DeploymentSpec.model_validate(info.spec) for info in infos if info.managed and info.spec]
         return export_compose(specs)
 
-    async def import_compose(self, text: str, health_timeout_s: float) -> dict[str, Any]:
+    async def import_compose(self, text: str, health_timeout_s: float) -> ComposeImportAnswer:
         imported = import_compose(text)
         deployed = []
         for spec in imported.specs:
-            result = await self.deploy(spec.model_dump(), health_timeout_s)
-            deployed.append(result["deployment"]["name"])
-        return {"deployed": deployed, "warnings": imported.warnings}
+            await self.deploy(spec.model_dump(), health_timeout_s)  # a container deployment, named as its spec
+            deployed.append(spec.name)
+        return {"deployed": deployed, "warnings": list(imported.warnings)}
+
+
+def _unavailable(reason: str) -> FleetView:
+    return {"engine": {"state": "unavailable", "reason": reason}, "deployments": []}
 
 
 def _default_name(model_name: str) -> str:

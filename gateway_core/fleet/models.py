@@ -18,6 +18,8 @@ from typing import Any
 
 import gguf
 
+from gateway_core.contracts.fleet_views import CatalogProblemView, CatalogScanView, GgufModelView
+
 GGUF_MAGIC = b"GGUF"
 # llama.cpp names split models NAME-00001-of-00003.gguf (see llama-gguf-split).
 SPLIT_NAME = re.compile(r"^(?P<name>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
@@ -52,7 +54,7 @@ class GgufModel:
     file_size: int  # bytes, all parts summed
     parts: tuple[Path, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> GgufModelView:
         return {
             "path": str(self.path),
             "name": self.name,
@@ -76,7 +78,7 @@ class CatalogProblem:
     path: Path
     message: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CatalogProblemView:
         return {"path": str(self.path), "message": self.message}
 
 
@@ -85,7 +87,7 @@ class CatalogScan:
     models: tuple[GgufModel, ...]
     problems: tuple[CatalogProblem, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CatalogScanView:
         return {
             "models": [model.to_dict() for model in self.models],
             "problems": [problem.to_dict() for problem in self.problems],

@@ -16,6 +16,8 @@ from typing import Any
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from gateway_core.contracts.fleet_views import PlacementView, VramEstimateView
+
 from .models import GgufModel
 from .units import MiB, format_bytes
 
@@ -72,7 +74,7 @@ class VramEstimate:
         lines.append(f"total {format_bytes(self.total)}")
         return lines
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> VramEstimateView:
         return {
             "model": self.model,
             "ctx_size": self.ctx_size,
@@ -106,7 +108,7 @@ class Placement:
     n_gpu_layers: int | None  # None: offload every layer
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PlacementView:
         return {"fits": self.fits, "gpus": list(self.gpus), "n_gpu_layers": self.n_gpu_layers, "reason": self.reason}
 
 
@@ -128,10 +130,10 @@ def estimate(model: GgufModel, ctx_size: int, parallel: int = 1, kv_cache_type: 
             f"ctx_size {ctx_size} is larger than the trained context of {model.context_length}:"
             " quality drops beyond it unless RoPE scaling is configured"
         )
-    shape = (model.key_length, model.value_length, model.head_count_kv, model.layers)
+    key_length, value_length = model.key_length, model.value_length
+    head_count_kv, layers = model.head_count_kv, model.layers
     kv_cache = 0
-    if all(shape):
-        key_length, value_length, head_count_kv, layers = shape
+    if key_length and value_length and head_count_kv and layers:
         block_size, type_size = KV_CACHE_TYPES[kv_cache_type]
         elements = (key_length + value_length) * head_count_kv * ctx_size * layers
         kv_cache = elements * type_size // block_size

@@ -23,11 +23,12 @@ class AtomicJSONStorage(Storage):
         if not raw.strip():
             return None
         try:
-            return orjson.loads(raw)
+            tables: dict[str, dict[str, Any]] = orjson.loads(raw)  # TinyDB's layout, as this class wrote it
         except orjson.JSONDecodeError as error:
             raise ValueError(
                 f"{self.path} is not valid JSON ({error}); restore it from a backup or move it aside to start empty"
             ) from error
+        return tables
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
