@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import types
+import typing
+from typing import Any
 
 import pytest
 
 from gateway_core.client import CorralClient, CorralError, DaemonNotRunning
+from gateway_core.contracts import fleet_views, views
 
 UNREACHABLE_URL = "http://127.0.0.1:1"  # nothing listens on port 1, so the probe fails fast
 
@@ -208,3 +212,69 @@ async def test_a_llama_server_provider_serves_its_model_through_the_admin_socket
     assert stream.usage["completion_tokens"] > 0
     assert answer["choices"][0]["message"]["content"] is not None
     assert stats["provider"]["llama"]["requests"] == 2
+
+
+@pytest.mark.asyncio
+async def test_every_answer_and_the_snapshot_have_exactly_their_contracts_fields_and_types(corral_daemon):
+    async with CorralClient(corral_daemon.socket_path) as client:
+        added = await client.add_provider(name="remote", type="openai", base_url=UNREACHABLE_URL, models={"a": "b"})
+        created = await client.create_key("ci", models=["a"], expires_in_days=1)
+        answers: list[tuple[Any, Any]] = [
+            (await client.health(), views.HealthAnswer),
+            (await client.status(), views.StatusView),
+            (added, views.ProviderView),
+            (await client.providers(), list[views.ProviderView]),
+            (await client.test_provider("remote"), views.ProbeAnswer),
+            (created, views.CreatedKey),
+            (await client.keys(), list[views.KeyView]),
+            (await client.revoke_key("ci"), views.KeyView),
+            (await client.requests(), list[views.LiveRequestView]),
+            (await client.stats(), views.StatsView),
+            (await client.gpus(), fleet_views.GpuSnapshotView),
+            (await client.fleet(), fleet_views.FleetView),
+            (await client.catalog(), fleet_views.CatalogAnswer),
+        ]
+        async with contextlib.aclosing(client.events()) as events:
+            kind, snapshot = await anext(events)
+        answers.append((snapshot, views.Snapshot))
+        answers.append((await client.remove_key("ci"), views.Removed))
+        answers.append((await client.remove_provider("remote"), views.Removed))
+
+    assert kind == "snapshot"
+    for answer, contract in answers:
+        assert mismatches(answer, contract) == [], contract
+
+
+def mismatches(value: Any, hint: Any, where: str = "answer") -> list[str]:
+    """Where `value` (decoded JSON) differs from the type `hint`: missing or unknown fields, wrong types."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return []
+    if typing.is_typeddict(hint):
+        if not isinstance(value, dict):
+            return [f"{where} is {value!r}, not an object"]
+        fields = typing.get_type_hints(hint)
+        problems = [f"{where}.{name} is missing" for name in hint.__required_keys__ - value.keys()]
+        problems += [f"{where}.{name} is not in the contract" for name in value.keys() - fields.keys()]
+        for name in value.keys() & fields.keys():
+            problems += mismatches(value[name], fields[name], f"{where}.{name}")
+        return problems
+    if origin in (typing.Union, types.UnionType):
+        found = [mismatches(value, member, where) for member in args]
+        return [] if [] in found else found[0]
+    if origin is typing.Literal:
+        return [] if value in args else [f"{where} is {value!r}, not one of {args}"]
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{where} is {value!r}, not a list"]
+        return [
+            problem for index, item in enumerate(value) for problem in mismatches(item, args[0], f"{where}[{index}]")
+        ]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"{where} is {value!r}, not an object"]
+        return [problem for key, item in value.items() for problem in mismatches(item, args[1], f"{where}[{key!r}]")]
+    expected = (int, float) if hint is float else hint
+    if not isinstance(value, expected) or (isinstance(value, bool) and hint is not bool):
+        return [f"{where} is {value!r}, not {hint.__name__}"]
+    return []
