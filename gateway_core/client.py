@@ -86,7 +86,9 @@ class ChatStream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _run(self, transport: AdminTransport, payload: dict[str, Any]) -> AsyncGenerator[ChatCompletionChunk]:
+    async def _run(
+        self, transport: AdminTransport, payload: dict[str, Any]
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=CHAT_READ_TIMEOUT_S)
         async with transport.stream("POST", "/v1/chat/completions", json=payload, timeout=timeout) as response:
             self.provider = response.headers.get("x-corral-provider")
@@ -201,7 +203,7 @@ class CorralClient(FleetCalls):
     async def cancel_request(self, request_id: str) -> Cancelled:
         return await self._transport.call(Cancelled, "DELETE", f"/requests/{_quoted(request_id)}")
 
-    async def events(self) -> AsyncGenerator[DaemonEvent]:
+    async def events(self) -> AsyncGenerator[DaemonEvent, None]:
         """Yield (kind, payload): a "snapshot" first, then deltas ("provider", "key", "request.start", ...).
 
         Narrow on the kind (`if event[0] == "key": event[1]["name"]`, or `match`); contracts/events.py lists
