@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up what is missing, build the testbed (cached after the first run), then run the whole test suite.
 # CORRAL_TESTBED=required (as CI sets it) turns a missing component into a failure instead of a skip.
-# Arguments go to pytest.
+# Arguments go to pytest. Tests run in parallel on one worker per core, at most 4 (pytest-xdist; the Docker
+# tests share one worker): pass -n N to choose, or -n 0 for one process. CORRAL_TEST_WORKERS sets the default.
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 ensure_venv
 ensure_installed "test,demo"
@@ -15,8 +16,17 @@ fi
 
 cd "$ROOT"
 "$VENV/bin/python" -m tests.testbed prepare
+
+workers=()
+case " $* " in
+*" -n"* | *" --numprocesses"* | *" -p no:xdist "*) ;;
+*)
+    cores="$(nproc 2>/dev/null || echo 2)"
+    workers=(-n "${CORRAL_TEST_WORKERS:-$((cores < 4 ? cores : 4))}")
+    ;;
+esac
 set +e
-"$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest "${workers[@]}" "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

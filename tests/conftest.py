@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 import pytest
+import pytest_asyncio
 
 from tests.testbed import (
     CorralDaemon,
@@ -28,8 +29,23 @@ from tests.testbed import (
     ensure_nvml_stub,
     ensure_tiny_model,
 )
+from tests.testbed.waiting import wait_for
+
+if TYPE_CHECKING:
+    from tests.testbed.in_process import InProcessGateway
 
 TESTBED_LABEL = "corral.testbed"
+# Tests that use the Docker engine run on one xdist worker (`--dist loadgroup`, set in pyproject.toml): the
+# session's `docker_client` removes every container labelled TESTBED_LABEL, and fleet deployments pick ports
+# from one range on the host network, so two workers would break each other's containers.
+DOCKER_GROUP = "docker-engine"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("docker") is not None:
+            item.add_marker(pytest.mark.xdist_group(DOCKER_GROUP))
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +68,17 @@ def llama_servers(
     """Call with N to start N llama-servers on free 127.0.0.1 ports; all are killed at teardown."""
     with LlamaServerPool(llama_server_binary, tiny_model, tmp_path) as pool:
         yield pool.start
+
+
+@pytest.fixture(scope="module")
+def shared_llama_server(
+    llama_server_binary: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServerProcess]:
+    """One llama-server (4 slots) for all the tests of a module that only send it requests: starting one per
+    test cost more than the tests. A test that stops, kills or watches the slots of its server uses `llama_servers`."""
+    with LlamaServerPool(llama_server_binary, tiny_model, tmp_path_factory.mktemp("shared-llama")) as pool:
+        (server,) = pool.start(1, parallel=4)
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -123,9 +150,34 @@ def socket_path(tmp_path: Path) -> Iterator[Path]:
     pids = daemons_on(path)
     for pid in pids:
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
-        time.sleep(0.05)
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), "the daemons to exit")
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def start_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., contextlib.AbstractAsyncContextManager[InProcessGateway]]:
+    """`async with start_gateway(probe_interval_s=0.1) as gateway:` an in-process gateway with options; a second
+    one on the same data dir is the first one restarted. Its Docker engine is absent (tests/testbed/in_process.py)."""
+    # Imported here, not at the top: a test run that needs no gateway should not fail to collect over one.
+    from tests.testbed.in_process import NO_DOCKER_HOST, InProcessGateway
+
+    monkeypatch.setenv("DOCKER_HOST", NO_DOCKER_HOST)
+
+    def start(data_dir: Path | None = None, **options: Any) -> contextlib.AbstractAsyncContextManager[InProcessGateway]:
+        return InProcessGateway.running(data_dir or tmp_path / "corral", **options)
+
+    return start
+
+
+@pytest_asyncio.fixture
+async def gateway(
+    start_gateway: Callable[..., contextlib.AbstractAsyncContextManager[InProcessGateway]],
+) -> AsyncIterator[InProcessGateway]:
+    """corral-core's objects in this process over an empty data dir, with a fake clock (`gateway.clock`)."""
+    async with start_gateway() as gateway:
+        yield gateway

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.testbed import CorralDaemon, write_devices
-from tests.testbed.waiting import wait_until
+from tests.testbed.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.llama_server]
 
@@ -107,11 +107,11 @@ def test_stop_start_restart_and_remove_keep_routing_in_step(fleet_daemon, tiny_m
     assert deploy(fleet_daemon, tiny_model, llama_server_image, name).returncode == 0
 
     assert corral(fleet_daemon, "fleet", "stop", name).returncode == 0
-    assert wait_until(lambda: provider_state(fleet_daemon, name) == "down"), "a stopped deployment is not routed"
+    wait_for(lambda: provider_state(fleet_daemon, name) == "down", "the stopped deployment to be down (not routed)")
     assert corral(fleet_daemon, "fleet", "start", name).returncode == 0
-    assert wait_until(lambda: provider_state(fleet_daemon, name) == "ready")
+    wait_for(lambda: provider_state(fleet_daemon, name) == "ready", "the deployment to be ready again")
     assert corral(fleet_daemon, "fleet", "restart", name).returncode == 0
-    assert wait_until(lambda: provider_state(fleet_daemon, name) == "ready")
+    wait_for(lambda: provider_state(fleet_daemon, name) == "ready", "the deployment to be ready again")
 
     removed = corral(fleet_daemon, "fleet", "remove", name)
 

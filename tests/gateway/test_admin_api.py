@@ -8,9 +8,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.testbed import CorralDaemon
 
-
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("fields", "param", "words"),
     [
@@ -22,10 +21,10 @@ from tests.testbed import CorralDaemon
         ({"colour": "blue"}, "colour", "Extra inputs"),
     ],
 )
-def test_malformed_provider_input_gets_a_400_naming_the_field(corral_daemon, fields, param, words):
+async def test_malformed_provider_input_gets_a_400_naming_the_field(gateway, fields, param, words):
     body = {"name": "p", "type": "llama-server", "base_url": "http://127.0.0.1:9", **fields}
 
-    response = corral_daemon.admin_call("POST", "/providers", body)
+    response = await gateway.admin.post("/providers", json=body)
 
     assert response.status_code == 400
     error = response.json()["error"]
@@ -33,54 +32,60 @@ def test_malformed_provider_input_gets_a_400_naming_the_field(corral_daemon, fie
     assert words in error["message"]
 
 
-def test_a_duplicate_provider_name_gets_409(corral_daemon):
+@pytest.mark.asyncio
+async def test_a_duplicate_provider_name_gets_409(gateway):
     body = {"name": "p", "type": "llama-server", "base_url": "http://127.0.0.1:9"}
-    assert corral_daemon.admin_call("POST", "/providers", body).status_code == 201
+    assert (await gateway.admin.post("/providers", json=body)).status_code == 201
 
-    response = corral_daemon.admin_call("POST", "/providers", body)
-
-    assert response.status_code == 409
-    assert response.json()["error"]["param"] == "name"
-
-
-def test_renaming_a_key_onto_another_keys_name_is_refused(corral_daemon):
-    corral_daemon.create_key("first")
-    corral_daemon.create_key("second")
-
-    response = corral_daemon.admin_call("PATCH", "/keys/second", {"name": "first"})
+    response = await gateway.admin.post("/providers", json=body)
 
     assert response.status_code == 409
     assert response.json()["error"]["param"] == "name"
 
 
-def test_an_unreachable_provider_is_down_with_the_reason_and_the_daemon_carries_on(corral_daemon):
-    created = corral_daemon.add_provider("nowhere", "http://127.0.0.1:9")
+@pytest.mark.asyncio
+async def test_renaming_a_key_onto_another_keys_name_is_refused(gateway):
+    await gateway.create_key("first")
+    await gateway.create_key("second")
+
+    response = await gateway.admin.patch("/keys/second", json={"name": "first"})
+
+    assert response.status_code == 409
+    assert response.json()["error"]["param"] == "name"
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_provider_is_down_with_the_reason_and_the_daemon_carries_on(gateway):
+    created = await gateway.add_provider("nowhere", "http://127.0.0.1:9")
 
     assert created["state"] == "down"
     assert "cannot reach http://127.0.0.1:9" in created["health_detail"]
-    assert corral_daemon.admin_call("GET", "/status").status_code == 200
+    assert (await gateway.admin.get("/status")).status_code == 200
 
 
-def test_providers_and_keys_survive_a_restart_and_keys_are_stored_hashed(tmp_path):
-    daemon = CorralDaemon(tmp_path / "corral").start()
-    daemon.add_provider("p", "http://127.0.0.1:9", models={"m": "m"}, priority=5)
-    key = daemon.create_key("app", rpm=10)
-    assert daemon.stop() == 0
+@pytest.mark.asyncio
+async def test_providers_and_keys_survive_a_restart_and_keys_are_stored_hashed(start_gateway):
+    async with start_gateway() as first:
+        await first.add_provider("p", "http://127.0.0.1:9", models={"m": "m"}, priority=5)
+        key = await first.create_key("app", rpm=10)
 
-    config = (tmp_path / "corral" / "config.json").read_text()
-    assert key.rsplit("-", 1)[1] not in config, "the key's secret must never be stored"
-    assert stat.S_IMODE((tmp_path / "corral" / "config.json").stat().st_mode) == 0o600
+    config_file = first.data_dir / "config.json"
+    assert key.rsplit("-", 1)[1] not in config_file.read_text(), "the key's secret must never be stored"
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
 
-    again = CorralDaemon(tmp_path / "corral").start()
-    try:
-        (provider,) = again.admin_call("GET", "/providers").json()
-        (stored_key,) = again.admin_call("GET", "/keys").json()
-        response = httpx.get(again.base_url + "/v1/models", headers={"authorization": f"Bearer {key}"})
-    finally:
-        again.stop()
+    async with start_gateway() as again:
+        (provider,) = (await again.admin.get("/providers")).json()
+        (stored_key,) = (await again.admin.get("/keys")).json()
+        response = await again.public.get("/v1/models", headers={"authorization": f"Bearer {key}"})
     assert (provider["name"], provider["priority"], provider["models"]) == ("p", 5, {"m": "m"})
     assert (stored_key["name"], stored_key["rpm"]) == ("app", 10)
     assert response.status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_admin_routes_are_not_on_the_public_api(gateway):
+    for path in ("/providers", "/keys", "/status", "/events"):
+        assert (await gateway.public.get(path)).status_code == 404
 
 
 def test_the_admin_socket_is_private(corral_daemon):
@@ -89,11 +94,6 @@ def test_the_admin_socket_is_private(corral_daemon):
     assert stat.S_ISSOCK(mode)
     assert stat.S_IMODE(mode) == 0o600
     assert stat.S_IMODE(corral_daemon.socket_path.parent.stat().st_mode) == 0o700
-
-
-def test_admin_routes_are_not_on_the_public_listener(corral_daemon):
-    for path in ("/providers", "/keys", "/status", "/events"):
-        assert httpx.get(corral_daemon.base_url + path).status_code == 404
 
 
 @pytest.mark.llama_server

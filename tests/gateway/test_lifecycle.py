@@ -7,7 +7,7 @@ import threading
 import httpx
 import pytest
 
-from tests.testbed.waiting import wait_until
+from tests.testbed.waiting import wait_for
 
 pytestmark = pytest.mark.llama_server
 
@@ -44,8 +44,8 @@ def test_client_disconnect_cancels_the_upstream_request_and_frees_the_slot(corra
 
     leave_mid_stream(corral_daemon, server, key)
 
-    assert wait_until(lambda: slots_busy(server) == 0), "llama-server kept generating for a client that left"
-    assert wait_until(lambda: corral_daemon.admin_call("GET", "/requests").json() == [])
+    wait_for(lambda: slots_busy(server) == 0, "llama-server to stop generating for the client that left")
+    wait_for(lambda: corral_daemon.admin_call("GET", "/requests").json() == [], "no request in flight")
 
 
 def test_clients_that_leave_mid_stream_are_not_counted_against_the_provider(corral_daemon, llama_servers):
@@ -55,7 +55,7 @@ def test_clients_that_leave_mid_stream_are_not_counted_against_the_provider(corr
 
     for _ in range(3):  # three failures in a row would open the circuit
         leave_mid_stream(corral_daemon, server, key)
-        assert wait_until(lambda: corral_daemon.admin_call("GET", "/requests").json() == [])
+        wait_for(lambda: corral_daemon.admin_call("GET", "/requests").json() == [], "no request in flight")
 
     (provider,) = corral_daemon.admin_call("GET", "/providers").json()
     assert (provider["state"], provider["circuit"], provider["errors"]) == ("ready", "closed", 0)
@@ -86,7 +86,7 @@ def test_operator_can_cancel_a_live_request_from_the_admin_api(corral_daemon, ll
                 last_line = line
 
     assert "cancelled by an operator" in last_line
-    assert wait_until(lambda: slots_busy(server) == 0)
+    wait_for(lambda: slots_busy(server) == 0, "llama-server's slot to be free")
 
 
 def test_sigterm_drains_a_request_in_flight_then_exits_zero(corral_daemon, llama_servers):
@@ -108,7 +108,7 @@ def test_sigterm_drains_a_request_in_flight_then_exits_zero(corral_daemon, llama
 
     reader = threading.Thread(target=read_stream)
     reader.start()
-    assert wait_until(lambda: len(corral_daemon.admin_call("GET", "/requests").json()) == 1)
+    wait_for(lambda: len(corral_daemon.admin_call("GET", "/requests").json()) == 1, "the request to be in flight")
 
     exit_code = corral_daemon.stop()
     reader.join(timeout=30)

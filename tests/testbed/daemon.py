@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,17 @@ from typing import Any
 import httpx
 
 from .ports import free_port
+from .waiting import WaitTimedOut, wait_for
 
 START_TIMEOUT_S = 20.0
 
 
 class DaemonFailedToStart(RuntimeError):
     pass
+
+
+class _PortTaken(Exception):
+    """The daemon exited because another process bound its port first."""
 
 
 @dataclass
@@ -52,11 +56,26 @@ class CorralDaemon:
         with self.admin() as client:
             return client.request(method, path, json=json)
 
-    def start(self) -> CorralDaemon:
+    def start(self, attempts: int = 3) -> CorralDaemon:
+        """Start and wait for the admin socket to answer; on a new port if another process took the chosen one."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.socket_path.parent.mkdir(exist_ok=True, mode=0o700)
-        self.port = free_port()
-        env = {**os.environ, **self.extra_env}
+        for _ in range(attempts):
+            self.port = free_port()
+            self._spawn()
+            try:
+                wait_for(self._answers, "corral-core to answer on its admin socket", START_TIMEOUT_S)
+                return self
+            except _PortTaken:
+                continue
+            except WaitTimedOut:
+                self.stop()
+                raise DaemonFailedToStart(
+                    f"corral-core did not answer in {START_TIMEOUT_S}s:\n{self.log_tail()}"
+                ) from None
+        raise DaemonFailedToStart(f"corral-core found no free port in {attempts} attempts:\n{self.log_tail()}")
+
+    def _spawn(self) -> None:
         command = [
             sys.executable,
             "-m",
@@ -70,21 +89,22 @@ class CorralDaemon:
             "--drain-timeout",
             "5",
         ]
+        env = {**os.environ, **self.extra_env}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise DaemonFailedToStart(f"corral-core exited with {self.process.returncode}:\n{self.log_tail()}")
-            # Only once the socket exists: httpcore leaks the socket of a failed Unix connect.
-            with contextlib.suppress(httpx.TransportError):
-                if self.socket_path.exists() and self.admin_call("GET", "/health").status_code == 200:
-                    return self
-            time.sleep(0.05)
-        self.stop()
-        raise DaemonFailedToStart(f"corral-core did not answer in {START_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            if f"cannot listen on 127.0.0.1:{self.port}" in self.log_tail():
+                raise _PortTaken  # between free_port() and the daemon's bind, as free_port warns
+            raise DaemonFailedToStart(f"corral-core exited with {self.process.returncode}:\n{self.log_tail()}")
+        # Only once the socket exists: httpcore leaks the socket of a failed Unix connect.
+        with contextlib.suppress(httpx.TransportError):
+            return self.socket_path.exists() and self.admin_call("GET", "/health").status_code == 200
+        return False
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import httpx
 
 from .child_processes import die_with_parent, stop_process
 from .ports import free_port
+from .waiting import WaitTimedOut, wait_for
 
 HEALTH_TIMEOUT_S = 30.0
 
@@ -80,16 +80,20 @@ class LlamaServerProcess:
         raise LlamaServerFailedToStart(f"llama-server did not start after {attempts} attempts: {last_error}")
 
     def _wait_healthy(self) -> None:
+        try:
+            wait_for(self._healthy, "llama-server's /health", HEALTH_TIMEOUT_S)
+        except WaitTimedOut:
+            raise LlamaServerFailedToStart(
+                f"/health not ready within {HEALTH_TIMEOUT_S}s; log tail:\n{self.log_tail()}"
+            ) from None
+
+    def _healthy(self) -> bool:
         assert self.process is not None
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise LlamaServerFailedToStart(f"exited with {self.process.returncode}; log tail:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.base_url + "/health", timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise LlamaServerFailedToStart(f"/health not ready within {HEALTH_TIMEOUT_S}s; log tail:\n{self.log_tail()}")
+        if self.process.poll() is not None:
+            raise LlamaServerFailedToStart(f"exited with {self.process.returncode}; log tail:\n{self.log_tail()}")
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(self.base_url + "/health", timeout=1.0).status_code == 200
+        return False
 
     def log_tail(self, lines: int = 20) -> str:
         try:
