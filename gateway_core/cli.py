@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
 
 from gateway_core.server import DRAIN_TIMEOUT_S, DaemonError, serve
 from gateway_core.settings import resolve_settings
@@ -34,13 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(coroutine: object) -> None:
+def _run(coroutine: Coroutine[object, object, None]) -> None:
     try:
         import uvloop
     except ImportError:  # uvloop is optional on platforms without wheels
-        asyncio.run(coroutine)  # type: ignore[arg-type]
+        asyncio.run(coroutine)
     else:
-        uvloop.run(coroutine)  # type: ignore[arg-type]
+        uvloop.run(coroutine)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -19,11 +18,13 @@ OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 class _RequestSeries:
     """The series one finished request updates, for one (model, provider, status)."""
 
-    requests: Any
-    duration: Any
-    prompt_tokens: Any
-    completion_tokens: Any
-    ttft: Any = None  # labelled on the first request that has one, so embeddings never export an empty TTFT
+    requests: Counter
+    duration: Histogram
+    prompt_tokens: Counter
+    completion_tokens: Counter
+    ttft: Histogram | None = (
+        None  # labelled on the first request that has one, so embeddings never export an empty TTFT
+    )
 
 
 class GatewayMetrics:
@@ -79,7 +80,7 @@ class GatewayMetrics:
         # provider -> (model, status) -> its labelled series, looked up once: labels() is costly on the hot path,
         # and remove_provider finds every series of a provider here.
         self._series: dict[str, dict[tuple[str, str], _RequestSeries]] = {}
-        self._in_flight: dict[str, Any] = {}
+        self._in_flight: dict[str, Gauge] = {}
 
     def request_finished(
         self,

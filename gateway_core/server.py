@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from gateway_core import __version__
 from gateway_core.api.admin import build_admin_app
@@ -89,7 +90,7 @@ def bind_public_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(app: object, drain_timeout_s: float) -> uvicorn.Config:
+def _uvicorn_config(app: ASGIApp, drain_timeout_s: float) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop="none",
@@ -133,7 +134,7 @@ async def serve(settings: Settings, drain_timeout_s: float = DRAIN_TIMEOUT_S, gp
             bound_port,
             settings.socket_path,
             settings.data_dir,
-            len(state.providers),
+            len(state.registry),
         )
         await asyncio.gather(public.serve(sockets=[public_sock]), admin.serve(sockets=[admin_sock]))
     finally:

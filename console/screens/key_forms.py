@@ -13,8 +13,8 @@ from textual.widgets import Button, Input, Static
 
 from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
 from console.widgets.key_hints import KeyHints
-from gateway_core.api.admin_models import KeySpec
 from gateway_core.client import CorralError
+from gateway_core.contracts.admin_requests import KeySpec
 
 _SAMPLE = {"name": "sample"}
 

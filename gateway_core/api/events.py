@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway_core.events import squash_requests
-from gateway_core.state import GatewayState
+from gateway_core.contracts.events import EventKind, EventPayload
+from gateway_core.contracts.views import Snapshot
+from gateway_core.events import EventBus, squash_requests
 
 KEEPALIVE_S = 15.0
 # Events that come within this long of the first go out in one write, each request's superseded ones dropped: a busy
@@ -19,12 +19,12 @@ KEEPALIVE_S = 15.0
 COALESCE_S = 0.05
 
 
-def _frame(kind: str, data: Any, seq: int = 0) -> bytes:
+def _frame(kind: EventKind, data: EventPayload, seq: int = 0) -> bytes:
     return b"event: " + kind.encode() + b"\nid: " + str(seq).encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-async def events_endpoint(state: GatewayState, request: Request, snapshot: Callable[[], dict[str, Any]]) -> Response:
-    queue = state.events.subscribe()  # before the snapshot, so nothing falls between the two
+async def events_endpoint(events: EventBus, request: Request, snapshot: Callable[[], Snapshot]) -> Response:
+    queue = events.subscribe()  # before the snapshot, so nothing falls between the two
 
     async def stream() -> AsyncIterator[bytes]:
         try:
@@ -45,6 +45,6 @@ async def events_endpoint(state: GatewayState, request: Request, snapshot: Calla
                 if event is None:
                     return
         finally:
-            state.events.unsubscribe(queue)
+            events.unsubscribe(queue)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gateway_core.api.admin_models import read_json
 from gateway_core.api.responses import json_response
 from gateway_core.contracts.errors import GatewayError
+from gateway_core.contracts.fleet_views import CatalogAnswer, PlanAnswer, UnitStatusView
 from gateway_core.fleet.compose import ComposeError
 from gateway_core.fleet.containers import (
     DeploymentConflict,
@@ -24,24 +22,17 @@ from gateway_core.fleet.containers import (
     EngineUnavailable,
     FleetError,
 )
-from gateway_core.fleet.manager import DEFAULT_HEALTH_TIMEOUT_S, FleetInputError
+from gateway_core.fleet.manager import DEFAULT_HEALTH_TIMEOUT_S, FleetInputError, FleetManager
 from gateway_core.fleet.models import scan
-from gateway_core.fleet.systemd import SystemdManager, SystemdUnavailable, render_unit
-from gateway_core.state import GatewayState
+from gateway_core.fleet.systemd import SystemdManager, SystemdUnavailable, UnitStatus, render_unit
+from gateway_core.providers.registry import ProviderRegistry
+from gateway_core.settings import BinaryNotFound, llama_server_binary, models_dirs
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def models_dirs(state: GatewayState) -> list[Path]:
-    """CORRAL_MODELS_DIRS (colon-separated), else <data-dir>/models."""
-    configured = os.environ.get("CORRAL_MODELS_DIRS")
-    if configured:
-        return [Path(part).expanduser() for part in configured.split(os.pathsep) if part]
-    return [state.data_dir / "models"]
-
-
 def _as_gateway_error(error: Exception) -> GatewayError:
-    if isinstance(error, FleetInputError):
+    if isinstance(error, FleetInputError | BinaryNotFound):
         return GatewayError(400, str(error), param=error.param, code="invalid_deployment")
     if isinstance(error, ComposeError | ValueError):
         return GatewayError(400, str(error), code="invalid_input")
@@ -67,45 +58,80 @@ def fleet_errors(endpoint: Endpoint) -> Endpoint:
     return wrapped
 
 
-def fleet_routes(state: GatewayState) -> list[Route]:
-    fleet = state.fleet
+def _unit_status_view(status: UnitStatus) -> UnitStatusView:
+    return {
+        "unit": status.unit,
+        "active_state": status.active_state,
+        "sub_state": status.sub_state,
+        "main_pid": status.main_pid,
+        "started_at": status.started_at,
+        "restarts": status.restarts,
+        "result": status.result,
+        "load_state": status.load_state,
+        "running": status.running,
+    }
 
-    async def inventory(request: Request) -> Response:
-        return json_response(await fleet.inventory())
 
-    async def plan(request: Request) -> Response:
-        spec, report = fleet.plan(await read_json(request))
-        return json_response({"spec": spec.model_dump(mode="json"), **report})
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name) in ("1", "true")
 
-    async def deploy(request: Request) -> Response:
+
+class FleetApi:
+    """The fleet routes' handlers: the fleet manager does the work, the registry knows the providers' names."""
+
+    def __init__(self, *, fleet: FleetManager, registry: ProviderRegistry, data_dir: Path) -> None:
+        self._fleet = fleet
+        self._registry = registry
+        self._data_dir = data_dir
+
+    def routes(self) -> list[BaseRoute]:
+        routes: list[tuple[str, Endpoint, str]] = [
+            ("/fleet", self.inventory, "GET"),
+            ("/fleet/plan", self.plan, "POST"),
+            ("/fleet/deployments", self.deploy, "POST"),
+            ("/fleet/deployments/{name}", self.remove, "DELETE"),
+            ("/fleet/deployments/{name}/logs", self.logs, "GET"),
+            ("/fleet/deployments/{name}/{action}", self.control, "POST"),
+            ("/fleet/compose", self.get_compose, "GET"),
+            ("/fleet/compose", self.post_compose, "POST"),
+            ("/fleet/systemd/unit", self.systemd_unit, "POST"),
+            ("/fleet/systemd/{name}/{action}", self.systemd_action, "POST"),
+            ("/catalog", self.catalog, "GET"),
+        ]
+        return [Route(path, fleet_errors(endpoint), methods=[method]) for path, endpoint, method in routes]
+
+    async def inventory(self, request: Request) -> Response:
+        return json_response(await self._fleet.inventory())
+
+    async def plan(self, request: Request) -> Response:
+        spec, report = self._fleet.plan(await read_json(request))
+        answer: PlanAnswer = {"spec": spec.view(), **report}
+        return json_response(answer)
+
+    async def deploy(self, request: Request) -> Response:
         body = await read_json(request)
         timeout = float(body.pop("health_timeout_s", DEFAULT_HEALTH_TIMEOUT_S))
         systemd = body.pop("systemd", None)
         name = body.get("name")
-        if name and name in state.providers:
-            raise GatewayError(
-                409,
-                f"a provider named '{name}' already exists; pick another --name",
-                param="name",
-                code="duplicate_name",
-            )
-        result = await fleet.deploy(body, timeout, systemd)
+        if name:  # a deployment is routed as a provider of its name
+            self._registry.refuse_taken_name(name, hint="; pick another --name")
+        result = await self._fleet.deploy(body, timeout, systemd)
         return json_response(result, status=200 if "dry_run" in result else 201)
 
-    async def control(request: Request) -> Response:
+    async def control(self, request: Request) -> Response:
         action = request.path_params["action"]
         if action not in ("start", "stop", "restart"):
             raise GatewayError(404, f"unknown action '{action}': use start, stop or restart")
-        return json_response(await fleet.control(request.path_params["name"], action))
+        return json_response(await self._fleet.control(request.path_params["name"], action))
 
-    async def remove(request: Request) -> Response:
-        await fleet.remove(request.path_params["name"])
+    async def remove(self, request: Request) -> Response:
+        await self._fleet.remove(request.path_params["name"])
         return json_response({"removed": request.path_params["name"]})
 
-    async def logs(request: Request) -> Response:
+    async def logs(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if request.query_params.get("follow") in ("1", "true"):
-            lines = await fleet.follow_logs(name)
+        if _flag(request, "follow"):
+            lines = await self._fleet.follow_logs(name)
 
             async def stream() -> AsyncIterator[bytes]:
                 async for line in lines:
@@ -113,56 +139,37 @@ def fleet_routes(state: GatewayState) -> list[Route]:
 
             return StreamingResponse(stream(), media_type="text/plain")
         tail = int(request.query_params.get("tail", "200"))
-        return PlainTextResponse(await fleet.logs(name, tail))
+        return PlainTextResponse(await self._fleet.logs(name, tail))
 
-    async def get_compose(request: Request) -> Response:
-        return PlainTextResponse(await fleet.export_compose(), media_type="application/yaml")
+    async def get_compose(self, request: Request) -> Response:
+        return PlainTextResponse(await self._fleet.export_compose(), media_type="application/yaml")
 
-    async def post_compose(request: Request) -> Response:
+    async def post_compose(self, request: Request) -> Response:
         text = (await request.body()).decode("utf-8", errors="replace")
         timeout = float(request.query_params.get("health_timeout_s", DEFAULT_HEALTH_TIMEOUT_S))
-        return json_response(await fleet.import_compose(text, timeout), status=201)
+        return json_response(await self._fleet.import_compose(text, timeout), status=201)
 
-    async def catalog(request: Request) -> Response:
-        dirs = [Path(d) for d in request.query_params.getlist("dir")] or models_dirs(state)
-        result = scan(dirs).to_dict()
-        result["directories"] = [str(d) for d in dirs]
-        return json_response(result)
+    async def catalog(self, request: Request) -> Response:
+        dirs = [Path(d) for d in request.query_params.getlist("dir")] or models_dirs(self._data_dir)
+        answer: CatalogAnswer = {**scan(dirs).to_dict(), "directories": [str(d) for d in dirs]}
+        return json_response(answer)
 
-    async def systemd_unit(request: Request) -> Response:
+    async def systemd_unit(self, request: Request) -> Response:
         body = await read_json(request)
         options = body.pop("systemd", {}) or {}
-        spec, _ = fleet.plan({**body, "kind": "systemd"})
-        binary = options.get("binary") or os.environ.get("CORRAL_LLAMA_SERVER") or "/usr/local/bin/llama-server"
+        spec, _ = self._fleet.plan({**body, "kind": "systemd"})
+        binary = llama_server_binary(options.get("binary"))  # the rule `fleet install` follows too
         unit = render_unit(spec, binary, user=bool(options.get("user")), log_dir=options.get("log_dir"))
         return PlainTextResponse(unit)
 
-    async def systemd_action(request: Request) -> Response:
+    async def systemd_action(self, request: Request) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
-        manager = SystemdManager(user=request.query_params.get("user") in ("1", "true"))
+        manager = SystemdManager(user=_flag(request, "user"))
         if action == "status":
-            status = await _in_thread(manager.status, name)
-            return json_response({**dataclasses.asdict(status), "running": status.running})
-        if action not in ("start", "stop", "restart"):
+            status = await asyncio.to_thread(manager.status, name)
+            return json_response(_unit_status_view(status))
+        operations = {"start": manager.start, "stop": manager.stop, "restart": manager.restart}
+        if action not in operations:
             raise GatewayError(404, f"unknown action '{action}': use start, stop, restart or status")
-        await _in_thread(getattr(manager, action), name)
+        await asyncio.to_thread(operations[action], name)
         return json_response({"name": name, "action": action})
-
-    routes = [
-        ("/fleet", inventory, "GET"),
-        ("/fleet/plan", plan, "POST"),
-        ("/fleet/deployments", deploy, "POST"),
-        ("/fleet/deployments/{name}", remove, "DELETE"),
-        ("/fleet/deployments/{name}/logs", logs, "GET"),
-        ("/fleet/deployments/{name}/{action}", control, "POST"),
-        ("/fleet/compose", get_compose, "GET"),
-        ("/fleet/compose", post_compose, "POST"),
-        ("/fleet/systemd/unit", systemd_unit, "POST"),
-        ("/fleet/systemd/{name}/{action}", systemd_action, "POST"),
-        ("/catalog", catalog, "GET"),
-    ]
-    return [Route(path, fleet_errors(endpoint), methods=[method]) for path, endpoint, method in routes]
-
-
-async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(function, *args)

@@ -11,7 +11,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_core.api.responses import EXCEPTION_HANDLERS, json_response
-from gateway_core.gateway import pipeline
+from gateway_core.gateway.keys import KeyRing
+from gateway_core.gateway.pipeline import Pipeline
+from gateway_core.metrics import GatewayMetrics
+from gateway_core.providers.registry import ProviderRegistry
 from gateway_core.state import GatewayState
 
 
@@ -27,8 +30,8 @@ PROXIED = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v
 class PublicApp:
     """POSTs to the proxied routes go straight to the pipeline; everything else to the Starlette app."""
 
-    def __init__(self, state: GatewayState, routes: ASGIApp) -> None:
-        self.state = state
+    def __init__(self, pipeline: Pipeline, routes: ASGIApp) -> None:
+        self.pipeline = pipeline
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -36,47 +39,68 @@ class PublicApp:
         if route is None:
             await self.routes(scope, receive, send)
             return
-        response = await pipeline.handle(self.state, route, Request(scope, receive))
+        response = await self.pipeline.handle(route, Request(scope, receive))
         await response(scope, receive, send)
 
 
-def build_public_app(state: GatewayState) -> PublicApp:
-    async def proxied(request: Request) -> Response:  # PublicApp serves the POSTs: these routes answer 405 to the rest
-        return await pipeline.handle(state, PROXIED[request.url.path], request)
+class PublicApi:
+    """The public routes that are not proxied: the model list, health and metrics."""
 
-    async def models(request: Request) -> Response:
+    def __init__(
+        self,
+        *,
+        keys: KeyRing,
+        registry: ProviderRegistry,
+        metrics: GatewayMetrics,
+        pipeline: Pipeline,
+        started_at: float,
+    ) -> None:
+        self._keys = keys
+        self._registry = registry
+        self._metrics = metrics
+        self._pipeline = pipeline
+        self._started_at = started_at
+
+    def routes(self) -> list[Route]:
+        return [
+            *(Route(path, self.proxied, methods=["POST"]) for path in PROXIED),
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/health", self.health, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+        ]
+
+    async def proxied(self, request: Request) -> Response:  # PublicApp serves the POSTs: these answer 405 to the rest
+        return await self._pipeline.handle(PROXIED[request.url.path], request)
+
+    async def models(self, request: Request) -> Response:
         started = time.perf_counter()
-        key = state.keys.authenticate(request.headers.get("authorization"))
-        served = state.models()
+        key = self._keys.authenticate(request.headers.get("authorization"))
+        served = self._registry.models()
         data = [
-            {"id": model, "object": "model", "created": int(state.started_at), "owned_by": ",".join(providers)}
+            {"id": model, "object": "model", "created": int(self._started_at), "owned_by": ",".join(providers)}
             for model, providers in sorted(served.items())
             if key.allows(model)
         ]
         return json_response({"object": "list", "data": data}, headers=_timing(started))
 
-    async def health(request: Request) -> Response:
+    async def health(self, request: Request) -> Response:
         started = time.perf_counter()
-        ready = sum(1 for p in state.providers.values() if p.state == "ready")
-        return json_response(
-            {"status": "ok", "providers_ready": ready, "providers": len(state.providers)}, headers=_timing(started)
-        )
+        body = {"status": "ok", "providers_ready": self._registry.ready_count(), "providers": len(self._registry)}
+        return json_response(body, headers=_timing(started))
 
-    async def metrics(request: Request) -> Response:
+    async def metrics(self, request: Request) -> Response:
         started = time.perf_counter()
-        state.keys.authenticate(request.headers.get("authorization"))
-        body, content_type = state.metrics.render()
+        self._keys.authenticate(request.headers.get("authorization"))
+        body, content_type = self._metrics.render()
         return Response(body, media_type=content_type, headers=_timing(started))
 
-    return PublicApp(
-        state,
-        Starlette(
-            routes=[
-                *(Route(path, proxied, methods=["POST"]) for path in PROXIED),
-                Route("/v1/models", models, methods=["GET"]),
-                Route("/health", health, methods=["GET"]),
-                Route("/metrics", metrics, methods=["GET"]),
-            ],
-            exception_handlers=EXCEPTION_HANDLERS,
-        ),
+
+def build_public_app(state: GatewayState) -> PublicApp:
+    api = PublicApi(
+        keys=state.keys.ring,
+        registry=state.registry,
+        metrics=state.metrics,
+        pipeline=state.pipeline,
+        started_at=state.started_at,
     )
+    return PublicApp(state.pipeline, Starlette(routes=api.routes(), exception_handlers=EXCEPTION_HANDLERS))

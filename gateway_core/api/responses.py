@@ -1,24 +1,33 @@
-"""JSON responses with orjson, and the OpenAI error shape for routes that don't exist."""
+"""JSON responses with orjson, and the OpenAI error shape for errors the handlers raise or routes that don't exist."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway_core.api.admin_models import validation_error
 from gateway_core.contracts.errors import GatewayError
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
 
 
 async def gateway_error_handler(request: Request, error: Exception) -> Response:
     assert isinstance(error, GatewayError)
     return error.to_response()
+
+
+async def invalid_input_handler(request: Request, error: Exception) -> Response:
+    """A body that does not validate (a key spec, a provider configuration): 400 naming the first bad field."""
+    assert isinstance(error, ValidationError)
+    return validation_error(error).to_response()
 
 
 async def http_error_handler(request: Request, error: Exception) -> Response:
@@ -28,4 +37,9 @@ async def http_error_handler(request: Request, error: Exception) -> Response:
     return GatewayError(status, message, code="not_found" if status == 404 else None).to_response()
 
 
-EXCEPTION_HANDLERS = {GatewayError: gateway_error_handler, HTTPException: http_error_handler}
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {
+    GatewayError: gateway_error_handler,
+    ValidationError: invalid_input_handler,
+    HTTPException: http_error_handler,
+}

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -36,6 +34,7 @@ from gateway_core.fleet.inventory import ClosingStream, ContainerEvent
 from gateway_core.fleet.models import GgufError, read_model
 from gateway_core.fleet.systemd import SystemdManager
 from gateway_core.fleet.vram import GpuFree, estimate, place
+from gateway_core.settings import llama_server_binary
 
 log = logging.getLogger("corral.fleet")
 FIRST_PORT = 8081
@@ -257,9 +256,7 @@ class FleetManager:
     async def _deploy_systemd(
         self, spec: DeploymentSpec, report: PlanReport, options: dict[str, Any], health_timeout_s: float
     ) -> DeployAnswer:
-        binary = options.get("binary") or os.environ.get("CORRAL_LLAMA_SERVER") or shutil.which("llama-server")
-        if not binary:
-            raise FleetInputError("no llama-server binary: pass --binary or set CORRAL_LLAMA_SERVER", "binary")
+        binary = llama_server_binary(options.get("binary"))  # the rule `fleet systemd-unit` follows too
         manager = SystemdManager(user=bool(options.get("user")), dry_run=bool(options.get("dry_run")))
         lines = await asyncio.to_thread(manager.install, spec, binary, options.get("log_dir"))
         if options.get("dry_run"):

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
+
+from gateway_core.clock import SYSTEM_CLOCK, Clock
+from gateway_core.contracts.views import CounterView, LiveRequestView, StatsView
 
 SAMPLES = 1024  # latency samples kept per dimension for percentiles
+
+Dimension = Literal["key", "model", "provider"]
+
+
+@dataclass(slots=True)
+class Timing:
+    """Time spent upstream (until its response headers) versus in the gateway itself, for Server-Timing.
+
+    perf_counter, not the injectable clock: this measures the gateway's own CPU-bound work.
+    """
+
+    started: float
+    upstream_s: float = 0.0
+    gateway_s: float = 0.0
+
+    def header(self) -> str:
+        self.gateway_s = max(0.0, time.perf_counter() - self.started - self.upstream_s)
+        return f"gateway;dur={self.gateway_s * 1000:.2f}, upstream;dur={self.upstream_s * 1000:.2f}"
 
 
 @dataclass(eq=False)
@@ -29,13 +48,14 @@ class LiveRequest:
     completion_tokens: int = 0
     prompt_tokens: int = 0
     cancel_requested: bool = False
-    timing: Any = field(default=None, repr=False)  # the pipeline's Timing, for the gateway-overhead metric
+    timing: Timing | None = field(default=None, repr=False)  # for the gateway-overhead metric
     # How to stop it: set by the pipeline for whichever phase is running.
-    on_cancel: Callable[[], None] | None = field(default=None, repr=False)
+    on_cancel: Callable[[], object] | None = field(default=None, repr=False)
+    monotonic: Callable[[], float] = field(default=time.monotonic, repr=False)  # the clock started_mono is on
 
-    def view(self) -> dict[str, Any]:
-        elapsed = time.monotonic() - self.started_mono
-        generating = time.monotonic() - self.first_token_mono if self.first_token_mono else 0.0
+    def view(self) -> LiveRequestView:
+        now = self.monotonic()
+        generating = now - self.first_token_mono if self.first_token_mono else 0.0
         return {
             "id": self.id,
             "key_id": self.key_id,
@@ -45,7 +65,7 @@ class LiveRequest:
             "route": self.route,
             "stream": self.stream,
             "started_at": self.started_at,
-            "elapsed_s": round(elapsed, 3),
+            "elapsed_s": round(now - self.started_mono, 3),
             "completion_tokens": self.completion_tokens,
             "tokens_per_s": round(self.completion_tokens / generating, 1) if generating > 0 else None,
         }
@@ -57,12 +77,27 @@ class LiveRequest:
 
 
 class LiveRequests:
-    def __init__(self) -> None:
+    """The requests in flight, by id: what GET /requests lists and what an operator's cancel finds."""
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self._live: dict[str, LiveRequest] = {}
         self._ids = itertools.count(1)
+        self._time = clock.time
+        self._monotonic = clock.monotonic
 
-    def start(self, **fields: Any) -> LiveRequest:
-        request = LiveRequest(id=f"req-{next(self._ids)}", **fields)
+    def start(self, *, key_id: str, key_name: str, model: str, route: str, stream: bool, timing: Timing) -> LiveRequest:
+        request = LiveRequest(
+            id=f"req-{next(self._ids)}",
+            key_id=key_id,
+            key_name=key_name,
+            model=model,
+            route=route,
+            stream=stream,
+            started_at=self._time(),
+            started_mono=self._monotonic(),
+            timing=timing,
+            monotonic=self._monotonic,
+        )
         self._live[request.id] = request
         return request
 
@@ -72,8 +107,11 @@ class LiveRequests:
     def get(self, request_id: str) -> LiveRequest | None:
         return self._live.get(request_id)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(list(self._live.values()))
+    def __iter__(self) -> Iterator[LiveRequest]:
+        return iter(list(self._live.values()))  # a copy: requests end while a caller walks them
+
+    def views(self) -> list[LiveRequestView]:
+        return [request.view() for request in self._live.values()]
 
     def __len__(self) -> int:
         return len(self._live)
@@ -88,7 +126,7 @@ class Counter:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     ttfts: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> CounterView:
         return {
             "requests": self.requests,
             "errors": self.errors,
@@ -111,9 +149,9 @@ def percentile(samples: deque[float], p: int) -> float | None:
 class Stats:
     """Counters since start, by key, by model and by provider."""
 
-    def __init__(self) -> None:
-        self.started_at = time.time()
-        self.by: dict[str, defaultdict[str, Counter]] = {
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.started_at = clock.time()
+        self.by: dict[Dimension, defaultdict[str, Counter]] = {
             "key": defaultdict(Counter),
             "model": defaultdict(Counter),
             "provider": defaultdict(Counter),
@@ -131,7 +169,8 @@ class Stats:
         prompt_tokens: int,
         completion_tokens: int,
     ) -> None:
-        for dimension, name in (("key", key), ("model", model), ("provider", provider or "(none)")):
+        names: tuple[tuple[Dimension, str], ...] = (("key", key), ("model", model), ("provider", provider or "(none)"))
+        for dimension, name in names:
             counter = self.by[dimension][name]
             counter.requests += 1
             counter.errors += 0 if ok else 1
@@ -142,14 +181,13 @@ class Stats:
                 if ttft_s is not None:
                     counter.ttfts.append(ttft_s)
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> StatsView:
+        def counters(dimension: Dimension) -> dict[str, CounterView]:
+            return {name: counter.view() for name, counter in self.by[dimension].items()}
+
         return {
             "since": self.started_at,
-            **{dimension: {name: c.view() for name, c in counters.items()} for dimension, counters in self.by.items()},
+            "key": counters("key"),
+            "model": counters("model"),
+            "provider": counters("provider"),
         }
-
-
-async def cancel_quietly(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task

@@ -10,10 +10,13 @@ import hmac
 import secrets
 import string
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gateway_core.clock import SYSTEM_CLOCK, Clock
 from gateway_core.contracts.errors import GatewayError
+from gateway_core.contracts.views import KeyPublicView
 
 from .limits import KeyLimits
 
@@ -48,12 +51,24 @@ class ApiKey:
         data["models"] = list(self.models) if self.models is not None else None
         return data
 
-    def public_view(self, last_used_at: float | None = None) -> dict[str, Any]:
-        data = self.stored()
-        del data["secret_sha256"]
-        data["last_used_at"] = last_used_at
-        data["expired"] = self.expires_at is not None and self.expires_at <= time.time()
-        return data
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def public_view(self, *, now: float, last_used_at: float | None = None) -> KeyPublicView:
+        """The key without its secret's hash, as the admin API shows it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "models": list(self.models) if self.models is not None else None,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_concurrency": self.max_concurrency,
+            "expires_at": self.expires_at,
+            "revoked": self.revoked,
+            "created_at": self.created_at,
+            "last_used_at": last_used_at,
+            "expired": self.expired(now),
+        }
 
     @classmethod
     def from_stored(cls, data: dict[str, Any]) -> ApiKey:
@@ -68,11 +83,31 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_key(name: str, **settings: Any) -> tuple[ApiKey, str]:
+def new_key(
+    name: str,
+    *,
+    created_at: float,
+    models: tuple[str, ...] | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    max_concurrency: int | None = None,
+    expires_at: float | None = None,
+) -> tuple[ApiKey, str]:
     """Make a key; the plaintext is returned once and never stored."""
     key_id = secrets.token_hex(6)
     secret = "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
-    return ApiKey(id=key_id, name=name, secret_sha256=_hash(secret), **settings), f"{PREFIX}{key_id}-{secret}"
+    key = ApiKey(
+        id=key_id,
+        name=name,
+        secret_sha256=_hash(secret),
+        models=models,
+        rpm=rpm,
+        tpm=tpm,
+        max_concurrency=max_concurrency,
+        expires_at=expires_at,
+        created_at=created_at,
+    )
+    return key, f"{PREFIX}{key_id}-{secret}"
 
 
 def split_token(token: str) -> tuple[str, str] | None:
@@ -87,11 +122,12 @@ def split_token(token: str) -> tuple[str, str] | None:
 class KeyRing:
     """The keys in memory, by id. `authenticate` is on the hot path; everything else is admin."""
 
-    def __init__(self, keys: list[ApiKey] | None = None) -> None:
+    def __init__(self, keys: list[ApiKey] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self._by_id: dict[str, ApiKey] = {key.id: key for key in keys or []}
         self.last_used: dict[str, float] = {}
+        self._time = clock.time  # bound once: authenticate reads it on every request
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ApiKey]:
         return iter(self._by_id.values())
 
     def __len__(self) -> int:
@@ -109,12 +145,7 @@ class KeyRing:
             return self._by_id[id_or_name]
         return next((key for key in self._by_id.values() if key.name == id_or_name), None)
 
-    def revoke(self, key_id: str) -> ApiKey:
-        key = replace(self._by_id[key_id], revoked=True)
-        self._by_id[key_id] = key
-        return key
-
-    def authenticate(self, authorization: str | None, now: float | None = None) -> ApiKey:
+    def authenticate(self, authorization: str | None) -> ApiKey:
         if not authorization:
             raise GatewayError(401, "missing API key: send 'Authorization: Bearer sk-corral-…'", code="missing_api_key")
         scheme, _, token = authorization.partition(" ")
@@ -128,7 +159,7 @@ class KeyRing:
             raise GatewayError(
                 401, "unknown API key: check it, or create one with `corral keys create`", code="invalid_api_key"
             )
-        now = time.time() if now is None else now
+        now = self._time()
         if key.revoked:
             raise GatewayError(401, f"API key '{key.name}' has been revoked", code="revoked_api_key")
         if key.expires_at is not None and key.expires_at <= now:

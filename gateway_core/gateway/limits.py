@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
+from gateway_core.contracts.views import KeyUsage
+
 WINDOW_S = 60.0
 BUCKET_S = 0.1
 
@@ -162,7 +164,7 @@ class RateLimiter:
         """Drop a removed key's state; leases still held on it release harmlessly."""
         self._keys.pop(key_id, None)
 
-    def usage(self, key_id: str) -> dict[str, int]:
+    def usage(self, key_id: str) -> KeyUsage:
         """Requests in flight, and requests and tokens in the last minute, for the admin API."""
         state = self._keys.get(key_id)
         if state is None:

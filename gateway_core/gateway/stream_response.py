@@ -9,7 +9,7 @@ a stream would run on upstream (holding its llama-server slot) for nobody.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 
 from starlette.responses import Response
@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, chunks: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+    def __init__(self, chunks: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
         # Not Response.__init__: it renders a body and would announce "content-length: 0".
         self.chunks = chunks
         self.status_code = 200

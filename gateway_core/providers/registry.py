@@ -1,0 +1,318 @@
+"""The providers the gateway routes to: kept in config.json, probed on a loop, and asked for by model.
+
+Deployments from the fleet become providers here too, under their own name, and each request attempt holds
+one of a provider's slots through a `Slot`, which frees it (and wakes a request waiting for one) exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol
+
+import aiohttp
+
+from gateway_core.contracts.errors import GatewayError
+from gateway_core.contracts.views import ProbeAnswer, ProviderView
+from gateway_core.events import EventBus
+from gateway_core.metrics import PROVIDER_STATES, GatewayMetrics
+from gateway_core.store.config_store import ConfigStore
+
+from .config import ProviderConfig
+from .health import ProbeResult, probe
+from .runtime import ProviderRuntime
+from .upstream import make_session
+
+log = logging.getLogger("corral.core")
+
+PROBE_INTERVAL_S = 5.0
+LOADING_PROBE_INTERVAL_S = 1.0  # a provider that is not ready yet is probed this often, to route it soon
+
+# Asks a provider whether it is ready, what it serves and how many slots it has; never raises (health.probe).
+Prober = Callable[[ProviderConfig, aiohttp.ClientSession], Awaitable[ProbeResult]]
+
+
+class Deployment(Protocol):
+    """What the registry needs of a fleet deployment to route it (fleet/deployment.py's DeploymentSpec)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+
+class Slot:
+    """One attempt's hold on one of a provider's slots: counted in its load and the in-flight metric until
+    released, and released once however often `release` is called (a failed attempt and its caller's
+    clean-up may both reach it)."""
+
+    __slots__ = ("_registry", "_released", "provider")
+
+    def __init__(self, registry: ProviderRegistry, provider: ProviderRuntime) -> None:
+        self._registry = registry
+        self._released = False
+        self.provider = provider
+        provider.in_flight += 1
+        registry.metrics.in_flight(provider.name, 1)
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        provider = self.provider
+        provider.in_flight -= 1
+        registry = self._registry
+        registry.metrics.in_flight(provider.name, -1)
+        registry.signal_slot_released()
+
+
+class ProviderRegistry:
+    def __init__(
+        self,
+        store: ConfigStore,
+        metrics: GatewayMetrics,
+        events: EventBus,
+        *,
+        probe_interval_s: float = PROBE_INTERVAL_S,
+        prober: Prober = probe,
+    ) -> None:
+        self._store = store
+        self._probe = prober
+        self.metrics = metrics
+        self._events = events
+        self.probe_interval_s = probe_interval_s
+        self.providers: dict[str, ProviderRuntime] = {}
+        for record in store.all("providers"):
+            config = ProviderConfig.model_validate(record)
+            self.providers[config.name] = ProviderRuntime(config)
+        self._probers: dict[str, asyncio.Task[None]] = {}
+        # Replaced on every release, so waiters wake once per freed slot without a lock.
+        self.slot_released = asyncio.Event()
+
+    def __iter__(self) -> Iterator[ProviderRuntime]:
+        return iter(self.providers.values())
+
+    def __len__(self) -> int:
+        return len(self.providers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.providers
+
+    # -- routing --------------------------------------------------------------------------------------
+
+    def serving(self, model: str) -> list[ProviderRuntime]:
+        """The enabled providers that list the model: a request's candidates, before health and load."""
+        return [p for p in self.providers.values() if p.config.enabled and model in p.models]
+
+    def models(self) -> dict[str, list[str]]:
+        """Public model name -> the providers that serve it (enabled ones only)."""
+        served: dict[str, list[str]] = {}
+        for provider in self.providers.values():
+            if provider.config.enabled:
+                for model in provider.models:
+                    served.setdefault(model, []).append(provider.name)
+        return served
+
+    def unknown_model(self, model: str) -> GatewayError:
+        """Why no provider serves the model: not discovered yet (503, retry) or not served at all (404)."""
+        # A provider still loading has not listed its models yet: that is "try again soon", not "no such model".
+        undiscovered = [
+            p.name for p in self.providers.values() if p.config.enabled and not p.models and p.health != "ready"
+        ]
+        if undiscovered:
+            return GatewayError(
+                503,
+                f"model '{model}' is not listed by any ready provider; {', '.join(undiscovered)} "
+                "have not listed their models yet (loading or down); retry shortly",
+                code="no_provider_ready",
+                headers={"retry-after": "2"},
+            )
+        return GatewayError(
+            404,
+            f"model '{model}' is not served here; `GET /v1/models` lists the models",
+            param="model",
+            code="model_not_found",
+        )
+
+    def occupy(self, provider: ProviderRuntime) -> Slot:
+        """Hold one of the provider's slots for an attempt; release the Slot when the attempt is over."""
+        return Slot(self, provider)
+
+    def signal_slot_released(self) -> None:
+        released, self.slot_released = self.slot_released, asyncio.Event()
+        released.set()
+
+    # -- the admin's view and changes -----------------------------------------------------------------
+
+    def get(self, name: str) -> ProviderRuntime | None:
+        return self.providers.get(name)
+
+    def require(self, name: str) -> ProviderRuntime:
+        runtime = self.providers.get(name)
+        if runtime is None:
+            raise GatewayError(
+                404,
+                f"no provider named '{name}'; `corral providers list` shows them",
+                param="name",
+                code="provider_not_found",
+            )
+        return runtime
+
+    def summaries(self) -> list[ProviderView]:
+        return [p.summary() for p in self.providers.values()]
+
+    def ready_count(self) -> int:
+        return sum(1 for p in self.providers.values() if p.state == "ready")
+
+    def refuse_taken_name(self, name: str, hint: str = "") -> None:
+        """A 409 when a provider has the name already; `hint` says what to do instead."""
+        if name in self.providers:
+            raise GatewayError(
+                409, f"a provider named '{name}' already exists{hint}", param="name", code="duplicate_name"
+            )
+
+    async def add(self, config: ProviderConfig) -> ProviderRuntime:
+        """A new provider, saved, probed once and probed on from then on."""
+        self.refuse_taken_name(config.name)
+        return await self.put(config)
+
+    async def update(self, runtime: ProviderRuntime, changes: dict[str, Any]) -> ProviderRuntime:
+        """Apply the fields in `changes` over the saved configuration; the result is validated as a new one.
+
+        Raises pydantic's ValidationError for a bad field, GatewayError (400) for an attempt to rename.
+        """
+        if "name" in changes and changes["name"] != runtime.name:
+            raise GatewayError(400, "name: a provider cannot be renamed; remove it and add it again", param="name")
+        return await self.put(ProviderConfig.model_validate({**runtime.config.stored(), **changes}))
+
+    async def put(self, config: ProviderConfig) -> ProviderRuntime:
+        """Save the provider and route to it: a provider of the same name is replaced (and its pool closed)."""
+        old = self.providers.get(config.name)
+        runtime = ProviderRuntime(config)
+        self._store.put("providers", "name", config.stored())
+        self.providers[config.name] = runtime
+        if old is not None:
+            await self._stop_probing(config.name)
+            await old.close()
+        await self.probe_once(runtime)
+        self._start_probing(runtime)
+        return runtime
+
+    async def remove(self, name: str) -> bool:
+        runtime = self.providers.pop(name, None)
+        if runtime is None:
+            return False
+        self._store.remove("providers", "name", name)
+        await self._stop_probing(name)
+        await runtime.close()
+        self.metrics.remove_provider(name)
+        self._events.publish("provider.removed", {"name": name})
+        log.info("provider %s removed", name)
+        return True
+
+    async def test(self, name: str) -> ProbeAnswer:
+        """Probe a saved provider now, as its loop would, and say what was found."""
+        runtime = self.require(name)
+        await self.probe_once(runtime)
+        return {
+            "name": runtime.name,
+            "health": runtime.health,
+            "detail": runtime.health_detail,
+            "models": runtime.models,
+            "capacity": runtime.capacity,
+        }
+
+    async def test_unsaved(self, config: ProviderConfig) -> ProbeAnswer:
+        """Probe a configuration before it is saved, on a connection pool of its own."""
+        session = make_session(config)
+        try:
+            result = await self._probe(config, session)
+        finally:
+            await session.close()
+        return {
+            "name": config.name,
+            "health": result.health,
+            "detail": result.detail,
+            "models": result.models,
+            "capacity": result.capacity,
+        }
+
+    # -- deployments from the fleet -------------------------------------------------------------------
+
+    async def register_deployment(self, deployment: Deployment) -> None:
+        """A healthy deployment is routed at once, as a llama-server provider under its own name."""
+        config = ProviderConfig(
+            name=deployment.name,
+            type="llama-server",
+            base_url=deployment.base_url,
+            models={deployment.name: deployment.name},
+        )
+        await self.put(config)
+
+    async def unregister_deployment(self, name: str) -> None:
+        await self.remove(name)
+
+    async def reprobe(self, name: str) -> None:
+        """Probe now rather than at the next turn of the loop (a deployment's container changed state)."""
+        runtime = self.providers.get(name)
+        if runtime is not None:
+            await self.probe_once(runtime)
+
+    # -- probing --------------------------------------------------------------------------------------
+
+    async def probe_once(self, runtime: ProviderRuntime) -> None:
+        self._apply(runtime, await self._probe(runtime.config, runtime.session))
+
+    def _apply(self, runtime: ProviderRuntime, result: ProbeResult) -> None:
+        runtime.mark_probed()
+        changed = (result.health, result.detail) != (runtime.health, runtime.health_detail)
+        if result.health == "ready":
+            runtime.discovered_models = result.models
+            runtime.discovered_capacity = result.capacity
+            if runtime.breaker.state != "closed" and runtime.health != "ready":
+                runtime.breaker.record_success()
+        previous = runtime.state
+        runtime.health, runtime.health_detail = result.health, result.detail
+        self.metrics.provider_state(runtime.name, runtime.state if runtime.state in PROVIDER_STATES else "down")
+        if changed:
+            if runtime.state != previous:
+                log.info("provider %s: %s -> %s (%s)", runtime.name, previous, runtime.state, result.detail)
+            self._events.publish("provider", runtime.summary())
+
+    async def start(self) -> None:
+        """Probe every provider once (so the first requests find the ready ones), then on a loop each."""
+        await asyncio.gather(*(self.probe_once(p) for p in self.providers.values()))
+        for runtime in self.providers.values():
+            self._start_probing(runtime)
+
+    async def close(self) -> None:
+        for name in list(self._probers):
+            await self._stop_probing(name)
+        for runtime in self.providers.values():
+            await runtime.close()
+
+    def _start_probing(self, runtime: ProviderRuntime) -> None:
+        self._probers[runtime.name] = asyncio.create_task(self._probe_loop(runtime), name=f"probe:{runtime.name}")
+
+    async def _stop_probing(self, name: str) -> None:
+        task = self._probers.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _probe_loop(self, runtime: ProviderRuntime) -> None:
+        while True:
+            interval = LOADING_PROBE_INTERVAL_S if runtime.health != "ready" else self.probe_interval_s
+            await asyncio.sleep(min(interval, self.probe_interval_s))
+            try:
+                await self.probe_once(runtime)
+            except Exception:  # a probe bug must not end probing for good
+                log.exception("probe of provider %s failed unexpectedly", runtime.name)
