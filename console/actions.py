@@ -1,41 +1,38 @@
 """What the console's management keys do: open a form or a confirmation, then ask corral-core.
 
-A mixin for CorralApp, so the app module stays about wiring. Every call goes through the admin
-client in a worker; refusals come back as notifications with the daemon's own message.
+`ConsoleActions` is a collaborator the app holds, not a part of the app: it is given the app (to push screens,
+notify and run workers), the admin client and the live state, and uses nothing else. Every daemon call runs
+in an app worker; refusals come back as notifications with the daemon's own message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from textual import work
+from textual.app import App
 
+from console.live_state import LiveState
 from console.screens.confirm import ConfirmScreen
 from console.screens.deploy_form import DeployForm
 from console.screens.key_forms import KeyCreateForm, KeyEditForm
 from console.screens.logs import LogsScreen
 from console.screens.provider_form import ProviderForm
-from gateway_core.client import CorralError
+from gateway_core.client import CorralClient, CorralError
+from gateway_core.contracts.views import KeyView, ProviderView
 
-if TYPE_CHECKING:
-    from gateway_core.client import CorralClient
-
-# Action ids (also Binding ids and palette entries) -> method name on ConsoleActions.
-ACTIONS: dict[str, tuple[str, str]] = {
-    "provider.add": ("add_provider", "Add a provider endpoint"),
-    "key.create": ("create_key", "Create an API key"),
-    "fleet.deploy": ("deploy_model", "Deploy a GGUF model"),
-    "fleet.export": ("export_compose", "Export the fleet as docker-compose.yml"),
-}
+DAEMON_CALLS = "daemon-calls"  # the worker group every call to corral-core from an action runs in
 
 
 class ConsoleActions:
-    client: CorralClient
+    def __init__(self, app: App[Any], client: CorralClient, live: LiveState) -> None:
+        self.app = app
+        self.client = client
+        self.live = live
 
     def act_on(self, section: str, key: str, action: str) -> None:
         """An action on one row of the dashboard: a provider by name, a key by id, a deployment by name."""
-        live = self.live  # type: ignore[attr-defined]
+        live = self.live
         if section == "providers" and key in live.providers:
             provider = live.providers[key]
             if action == "edit":
@@ -62,57 +59,60 @@ class ConsoleActions:
                     f"deleted key {found['name']}",
                 )
         elif section == "fleet":
-            deployment = next((d for d in live.fleet.get("deployments", []) if key in (d["name"], d["container"])), {})
-            key = deployment.get("name", key)  # rows are keyed by container; the daemon wants the deployment
+            deployment = next((d for d in live.fleet["deployments"] if key in (d["name"], d["container"])), None)
+            if deployment is not None:
+                key = deployment["name"]  # rows are keyed by container; the daemon wants the deployment
             if action == "logs":
                 self.show_logs(key)
             elif action == "toggle":
-                self.control_deployment(key, "stop" if deployment.get("state") == "running" else "start")
+                running = deployment is not None and deployment["state"] == "running"
+                self.control_deployment(key, "stop" if running else "start")
             elif action == "restart":
                 self.control_deployment(key, "restart")
             elif action == "remove":
                 self.remove_deployment(key)
 
-    def run_action_id(self, action_id: str) -> None:
+    def run(self, action_id: str) -> None:
+        """The action with this id (see ACTIONS): from a key binding or the command palette."""
         method, _ = ACTIONS[action_id]
-        getattr(self, method)()
+        method(self)
 
     # -- forms ----------------------------------------------------------------------------------------
 
     def add_provider(self) -> None:
-        self.push_screen(ProviderForm(), self._saved("provider"))  # type: ignore[attr-defined]
+        self.app.push_screen(ProviderForm(), self._saved("provider"))
 
-    def edit_provider(self, provider: dict[str, Any]) -> None:
-        self.push_screen(ProviderForm(provider), self._saved("provider"))  # type: ignore[attr-defined]
+    def edit_provider(self, provider: ProviderView) -> None:
+        self.app.push_screen(ProviderForm(provider), self._saved("provider"))
 
     def create_key(self) -> None:
-        self.push_screen(KeyCreateForm(), self._saved("key"))  # type: ignore[attr-defined]
+        self.app.push_screen(KeyCreateForm(), self._saved("key"))
 
-    def edit_key(self, key: dict[str, Any]) -> None:
-        self.push_screen(KeyEditForm(key), self._saved("key"))  # type: ignore[attr-defined]
+    def edit_key(self, key: KeyView) -> None:
+        self.app.push_screen(KeyEditForm(key), self._saved("key"))
 
     def deploy_model(self) -> None:
-        self.push_screen(DeployForm(), self._saved("deployment"))  # type: ignore[attr-defined]
+        self.app.push_screen(DeployForm(), self._saved("deployment"))
 
     def show_logs(self, deployment: str) -> None:
-        self.push_screen(LogsScreen(deployment))  # type: ignore[attr-defined]
+        self.app.push_screen(LogsScreen(deployment))
 
-    def _saved(self, what: str) -> Callable[[dict[str, Any] | None], None]:
-        def done(result: dict[str, Any] | None) -> None:
+    def _saved(self, what: str) -> Callable[[Mapping[str, Any] | None], None]:
+        def done(result: Mapping[str, Any] | None) -> None:
             if result:
                 name = result.get("name") or result.get("deployment", {}).get("name", "")
-                self.notify(f"{what} {name} saved")  # type: ignore[attr-defined]
+                self.app.notify(f"{what} {name} saved")
 
         return done
 
     # -- destructive actions, confirmed first --------------------------------------------------------
 
-    def confirm_then(self, question: str, detail: str, call: Callable[[], Awaitable[Any]], done: str) -> None:
+    def confirm_then(self, question: str, detail: str, call: Callable[[], Awaitable[object]], done: str) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
                 self._call_daemon(call, done)
 
-        self.push_screen(ConfirmScreen(question, detail), answered)  # type: ignore[attr-defined]
+        self.app.push_screen(ConfirmScreen(question, detail), answered)
 
     def remove_provider(self, name: str) -> None:
         self.confirm_then(
@@ -153,26 +153,36 @@ class ConsoleActions:
         self._call_daemon(lambda: self.client.cancel_request(request_id), f"cancelled {request_id}")
 
     def export_compose(self) -> None:
-        self._export_compose()
+        self.app.run_worker(self._export_compose(), group=DAEMON_CALLS)
 
-    @work(group="daemon-calls")
     async def _export_compose(self) -> None:
         try:
             text = await self.client.export_compose()
         except CorralError as error:
-            self.notify(error.message, title="export failed", severity="error")  # type: ignore[attr-defined]
+            self.app.notify(error.message, title="export failed", severity="error")
             return
-        self.copy_to_clipboard(text)  # type: ignore[attr-defined]
-        self.notify(
-            f"docker-compose.yml copied to the clipboard ({len(text.splitlines())} lines); "  # type: ignore[attr-defined]
+        self.app.copy_to_clipboard(text)
+        self.app.notify(
+            f"docker-compose.yml copied to the clipboard ({len(text.splitlines())} lines); "
             "`corral fleet export-compose -o FILE` writes it to a file"
         )
 
-    @work(group="daemon-calls")
-    async def _call_daemon(self, call: Callable[[], Awaitable[Any]], done: str) -> None:
+    def _call_daemon(self, call: Callable[[], Awaitable[object]], done: str) -> None:
+        self.app.run_worker(self._notify_outcome(call, done), group=DAEMON_CALLS)
+
+    async def _notify_outcome(self, call: Callable[[], Awaitable[object]], done: str) -> None:
         try:
             await call()
         except CorralError as error:
-            self.notify(error.message, title="corral-core refused", severity="error")  # type: ignore[attr-defined]
+            self.app.notify(error.message, title="corral-core refused", severity="error")
         else:
-            self.notify(done)  # type: ignore[attr-defined]
+            self.app.notify(done)
+
+
+# Action ids (also Binding ids and palette entries) -> what runs, and its help text.
+ACTIONS: dict[str, tuple[Callable[[ConsoleActions], None], str]] = {
+    "provider.add": (ConsoleActions.add_provider, "Add a provider endpoint"),
+    "key.create": (ConsoleActions.create_key, "Create an API key"),
+    "fleet.deploy": (ConsoleActions.deploy_model, "Deploy a GGUF model"),
+    "fleet.export": (ConsoleActions.export_compose, "Export the fleet as docker-compose.yml"),
+}

@@ -49,10 +49,11 @@ class AnswerMeter:
         self.chunks += 1
 
     def stats(self, stream: ChatStream) -> AnswerStats:
-        usage = stream.usage or {}
-        tokens = usage.get("completion_tokens")
-        counted = isinstance(tokens, int)
-        tokens = tokens if counted else self.chunks
+        usage = stream.usage
+        # Read with .get although the contract lists both: a relayed upstream's usage may leave either out.
+        reported = usage.get("completion_tokens") if usage else None
+        counted = isinstance(reported, int)
+        tokens = reported if isinstance(reported, int) else self.chunks
         rate = None
         if self.first is not None and self.last is not None and self.last > self.first and tokens > 1:
             rate = (tokens - 1) / (self.last - self.first)
@@ -62,6 +63,6 @@ class AnswerMeter:
             first_token_s=first,
             tokens_per_s=rate,
             completion_tokens=tokens,
-            prompt_tokens=usage.get("prompt_tokens"),
+            prompt_tokens=usage.get("prompt_tokens") if usage else None,
             counted_by_server=counted,
         )

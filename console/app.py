@@ -16,7 +16,7 @@ from textual.theme import Theme
 
 from console.actions import ConsoleActions
 from console.collector import QUIET_S, QuietCollector
-from console.daemon_link import DaemonStartFailed, EventFeed, ensure_daemon
+from console.daemon_link import ConnectionChange, DaemonStartFailed, EventFeed, ensure_daemon
 from console.live_state import LiveState
 from console.palette import CorralCommands
 from console.screens.base import LiveScreen
@@ -33,7 +33,7 @@ FLUSH_INTERVAL_S = 0.5
 WARM_CHAT_AFTER_S = 2.0
 
 
-class CorralApp(ConsoleActions, App[None]):
+class CorralApp(App[None]):
     TITLE = "Corral"
     SUB_TITLE = "connecting…"
     COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {CorralCommands}
@@ -64,6 +64,7 @@ class CorralApp(ConsoleActions, App[None]):
         self.autostart = autostart
         self.client = CorralClient(socket_path)
         self.live = LiveState()
+        self.actions = ConsoleActions(self, self.client, self.live)
         self.connected = False
         self._pending: set[str] = set()
         self.collector = QuietCollector()
@@ -136,12 +137,12 @@ class CorralApp(ConsoleActions, App[None]):
         if self.demo:
             self._start_demo()
         async with EventFeed(self.socket_path) as feed:
-            async for kind, data in feed:
-                if kind == "connection":
-                    self._connection(data)
+            async for event in feed:
+                if event[0] == "connection":
+                    self._connection(event[1])
                 else:
-                    self._pending |= self.live.apply(kind, data)
-                    if kind == "snapshot":  # the first picture, or the one after a reconnect, shows at once
+                    self._pending |= self.live.apply(*event)
+                    if event[0] == "snapshot":  # the first picture, or the one after a reconnect, shows at once
                         self._flush_live()
 
     @work(exclusive=True, group="demo")
@@ -153,12 +154,12 @@ class CorralApp(ConsoleActions, App[None]):
         except DemoUnavailable as error:
             self.notify(str(error), title="demo unavailable", severity="warning", timeout=15)
 
-    def _connection(self, data: dict[str, Any]) -> None:
-        self.connected = data.get("state") == "connected"
+    def _connection(self, change: ConnectionChange) -> None:
+        self.connected = change["state"] == "connected"
         if self.connected:
             self.sub_title = f"{self.socket_path}"
         else:
-            self.sub_title = f"DISCONNECTED: {data.get('reason', '')} — reconnecting…"
+            self.sub_title = f"DISCONNECTED: {change.get('reason', '')} — reconnecting…"
         for screen in self._live_screens():
             screen.set_connection_banner(None if self.connected else self.sub_title)
 
@@ -186,12 +187,12 @@ class CorralApp(ConsoleActions, App[None]):
 
     @on(DashboardScreen.CancelRequest)
     def _cancel_request(self, message: DashboardScreen.CancelRequest) -> None:
-        self.cancel_live_request(message.request_id)
+        self.actions.cancel_live_request(message.request_id)
 
     @on(DashboardScreen.ActionRequested)
     def _dashboard_action(self, message: DashboardScreen.ActionRequested) -> None:
-        self.run_action_id(message.action_id)
+        self.actions.run(message.action_id)
 
     @on(DashboardScreen.ItemAction)
     def _item_action(self, message: DashboardScreen.ItemAction) -> None:
-        self.act_on(message.section, message.key, message.action)
+        self.actions.act_on(message.section, message.key, message.action)

@@ -1,6 +1,7 @@
 """`corral`: with no subcommand, open the console; with one, run it against corral-core and exit.
 
-The subcommand spellings are a contract (DESIGN.md section 3): add options freely, rename nothing.
+The subcommand spellings are a contract scripts rely on (docs/architecture.md, "Contracts users script
+against"): add options freely, rename nothing.
 Exit codes: 0 success, 1 the operation failed, 2 a usage error.
 """
 
@@ -53,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(
-        group: argparse._SubParsersAction, name: str, handler: commands.Handler, help_: str, *, json: bool = False
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: commands.Handler,
+        help_: str,
+        *,
+        json: bool = False,
     ) -> argparse.ArgumentParser:
         parents = [common, json_flag] if json else [common]
         cmd = group.add_parser(name, help=help_, description=help_, parents=parents)

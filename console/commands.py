@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway_core.client import CorralClient, CorralError
+from gateway_core.contracts.chat import CompletionUsage
+from gateway_core.contracts.views import KeyPublicView, ProviderView
 
 from .cli_format import print_json, table
 from .format import ago, dash, duration, key_state, latency, percent, plural, until
@@ -88,18 +90,18 @@ def _models_table(served: dict[str, list[str]]) -> str:
 # -- providers ------------------------------------------------------------------------------------------
 
 
-def _capacity(provider: dict[str, Any]) -> str:
-    limit = provider.get("max_concurrency") or provider.get("capacity")
+def _capacity(provider: ProviderView) -> str:
+    limit = provider["max_concurrency"] or provider["capacity"]
     return f"{provider['in_flight']}/{limit}" if limit else str(provider["in_flight"])
 
 
-def _providers_table(providers: list[dict[str, Any]], *, wide: bool) -> str:
+def _providers_table(providers: list[ProviderView], *, wide: bool) -> str:
     headers = ["NAME", "TYPE", "STATE", "BUSY", "MODELS"]
     if wide:
         headers += ["PRIO", "WEIGHT", "REQS", "ERRORS", "P50", "URL"]
-    rows = []
+    rows: list[list[object]] = []
     for p in providers:
-        row = [p["name"], p["type"], p["state"], _capacity(p), ", ".join(sorted(p["models"])) or "-"]
+        row: list[object] = [p["name"], p["type"], p["state"], _capacity(p), ", ".join(sorted(p["models"])) or "-"]
         if wide:
             row += [
                 p["priority"],
@@ -133,8 +135,8 @@ def parse_model_mapping(specs: list[str]) -> dict[str, str]:
     return mapping
 
 
-def _state_line(provider: dict[str, Any]) -> str:
-    detail = provider.get("health_detail")
+def _state_line(provider: ProviderView) -> str:
+    detail = provider["health_detail"]
     return f"{provider['state']} ({detail})" if detail else provider["state"]
 
 
@@ -200,13 +202,9 @@ async def providers_test(client: CorralClient, args: argparse.Namespace) -> int:
 # -- keys -----------------------------------------------------------------------------------------------
 
 
-def _limits(key: dict[str, Any]) -> str:
-    parts = [
-        f"{label} {key[field]}"
-        for field, label in (("rpm", "rpm"), ("tpm", "tpm"), ("max_concurrency", "conc"))
-        if key.get(field)
-    ]
-    return ", ".join(parts) or "none"
+def _limits(key: KeyPublicView) -> str:
+    limits = (("rpm", key["rpm"]), ("tpm", key["tpm"]), ("conc", key["max_concurrency"]))
+    return ", ".join(f"{label} {value}" for label, value in limits if value) or "none"
 
 
 async def keys_list(client: CorralClient, args: argparse.Namespace) -> int:
@@ -227,7 +225,7 @@ async def keys_list(client: CorralClient, args: argparse.Namespace) -> int:
             _limits(key),
             until(key["expires_at"], now),
             ago(key["last_used_at"], now),
-            key.get("usage", {}).get("requests_last_minute", 0),
+            key["usage"]["requests_last_minute"],
         ]
         for key in data
     ]
@@ -301,9 +299,9 @@ async def chat(client: CorralClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _chat_summary(provider: str | None, usage: dict[str, Any] | None, elapsed_s: float) -> str:
+def _chat_summary(provider: str | None, usage: CompletionUsage | None, elapsed_s: float) -> str:
     parts = [f"provider {provider or 'unknown'}"]
-    if usage:
+    if usage:  # read with .get: a relayed upstream's usage may leave either count out
         parts.append(f"{usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} completion tokens")
     parts.append(latency(elapsed_s))
     return "[" + ", ".join(parts) + "]"

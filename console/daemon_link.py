@@ -19,12 +19,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Literal, NotRequired, TypedDict
 
 import httpx
 
 from console.detach import spawn_detached
 from gateway_core.client import CorralClient, CorralError, DaemonNotRunning
+from gateway_core.contracts.events import DaemonEvent
+from gateway_core.contracts.views import HealthAnswer
 
 LOG_NAME = "corral-core.log"
 PROBE_TIMEOUT_S = 2.0
@@ -64,7 +66,7 @@ def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(the log is empty)"
 
 
-async def _probe(client: CorralClient) -> dict[str, Any] | None:
+async def _probe(client: CorralClient) -> HealthAnswer | None:
     """The daemon's /health answer, or None when nobody listens on the socket."""
     try:
         return await client.health()
@@ -134,7 +136,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-_END = object()
+class ConnectionChange(TypedDict):
+    """The feed's own event: the daemon answered (before its fresh snapshot), or it was lost."""
+
+    state: Literal["connected", "lost"]
+    reason: NotRequired[str]  # lost only: why
+
+
+FeedEvent = DaemonEvent | tuple[Literal["connection"], ConnectionChange]
+
+
+def _connection(change: ConnectionChange) -> FeedEvent:
+    return ("connection", change)
+
+
+class _End:
+    """Put on the queue to wake a waiting reader when the feed closes."""
+
+
+_END = _End()
 
 
 class EventFeed:
@@ -153,22 +173,22 @@ class EventFeed:
         self.max_backoff_s = max_backoff_s
         self.connect_attempts = 0
         # Bounded: a consumer that stops reading holds the pump, and the daemon drops us for a fresh snapshot.
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
+        self._queue: asyncio.Queue[FeedEvent | _End | Exception] = asyncio.Queue(maxsize=buffer)
         self._pump: asyncio.Task[None] | None = None
         self._closed = False
 
     def __aiter__(self) -> EventFeed:
         return self
 
-    async def __anext__(self) -> tuple[str, Any]:
+    async def __anext__(self) -> FeedEvent:
         if self._closed:
             raise StopAsyncIteration
         if self._pump is None:
             self._pump = asyncio.create_task(self._run(), name=f"corral-event-feed:{self.socket_path}")
         item = await self._queue.get()
-        if item is _END or self._closed:
+        if isinstance(item, _End) or self._closed:
             raise StopAsyncIteration
-        if isinstance(item, BaseException):
+        if isinstance(item, Exception):
             self._closed = True  # the pump has ended; a later call must not wait for it forever
             raise item
         return item
@@ -208,16 +228,16 @@ class EventFeed:
             self.connect_attempts += 1
             try:
                 async with contextlib.aclosing(client.events()) as events:
-                    async for kind, data in events:
+                    async for event in events:
                         if reported != "connected":
-                            await self._queue.put(("connection", {"state": "connected"}))
+                            await self._queue.put(_connection({"state": "connected"}))
                             reported, delay = "connected", self.min_backoff_s
-                        await self._queue.put((kind, data))
+                        await self._queue.put(event)
                 reason = "corral-core ended the event stream"
             except (CorralError, httpx.TransportError) as error:
                 reason = getattr(error, "message", None) or str(error) or type(error).__name__
             if reported != "lost":
-                await self._queue.put(("connection", {"state": "lost", "reason": reason}))
+                await self._queue.put(_connection({"state": "lost", "reason": reason}))
                 reported = "lost"
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_backoff_s)

@@ -78,7 +78,8 @@ async def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_pat
 async def start_demo(client: CorralClient, data_dir: Path) -> str:
     """Make sure the demo provider is up; returns a line saying what happened."""
     providers = {p["name"]: p for p in await client.providers()}
-    if providers.get(DEMO_PROVIDER, {}).get("state") == "ready":
+    demo = providers.get(DEMO_PROVIDER)
+    if demo is not None and demo["state"] == "ready":
         return f"demo provider '{DEMO_PROVIDER}' is ready: try the chat with model '{DEMO_MODEL}'"
     demo_dir = data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,9 @@ def _systemd_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", metavar="DIR", help="write logs to files here instead of the journal")
 
 
-def add_fleet_commands(sub: argparse._SubParsersAction, command: Command, common: argparse.ArgumentParser) -> None:
+def add_fleet_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], command: Command, common: argparse.ArgumentParser
+) -> None:
     fleet = sub.add_parser(
         "fleet", help="deploy and control llama-server containers and systemd services", parents=[common]
     )

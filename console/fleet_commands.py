@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway_core.client import CorralClient
+from gateway_core.contracts.fleet_views import ContainerView, GpuDeviceView, PlanReport
 
 from .cli_format import print_json, table
 from .commands import warn
 from .format import dash, duration, format_bytes, gib, plan_headline, plan_lines
 
 
-def _gpu_row(device: dict[str, Any]) -> list[object]:
+def _gpu_row(device: GpuDeviceView) -> list[object]:
     used, total = device["memory_used_bytes"], device["memory_total_bytes"]
     power = device["power_draw_watts"]
     limit = device["power_limit_watts"]
@@ -52,7 +53,7 @@ async def gpus(client: CorralClient, args: argparse.Namespace) -> int:
 # -- fleet ----------------------------------------------------------------------------------------------
 
 
-def _deployment_row(info: dict[str, Any]) -> list[object]:
+def _deployment_row(info: ContainerView) -> list[object]:
     uptime = duration(info["uptime_s"])
     model = Path(info["model"]).name if info["model"] else "-"
     return [
@@ -107,7 +108,7 @@ def deploy_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
-def _print_plan(report: dict[str, Any]) -> None:
+def _print_plan(report: PlanReport) -> None:
     for line in plan_lines(report):
         print(line)
     for warning in report["warnings"]:

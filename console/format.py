@@ -8,10 +8,11 @@ colours, bars) stay with their callers; this module only turns values into text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import Literal
 
+from gateway_core.contracts.fleet_views import DeploymentSpecView, PlanReport
+from gateway_core.contracts.views import KeyPublicView
 from gateway_core.fleet.units import GiB, MiB, format_bytes
 
 __all__ = [
@@ -87,7 +88,7 @@ def count(value: float | None) -> str:
         return f"{value / 1000:.0f}k"
     if value >= 1000:
         return f"{value / 1000:.1f}k"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def percent(fraction: float | None) -> str:
@@ -110,30 +111,28 @@ def process_memory(size: float | None) -> str:
     return f"{size / GiB:.1f}G" if size >= GiB else f"{size / MiB:.0f}M"
 
 
-def key_state(key: Mapping[str, Any], now: float) -> KeyState:
+def key_state(key: KeyPublicView, now: float) -> KeyState:
     """Whether the gateway accepts a key now. A revoked key stays revoked; a key past its expiry is expired even
     when its view was taken before it ran out (the console keeps views for as long as nothing changes them)."""
-    if key.get("revoked"):
+    if key["revoked"]:
         return "revoked"
-    expires_at = key.get("expires_at")
-    if key.get("expired") or (expires_at is not None and expires_at <= now):
+    expires_at = key["expires_at"]
+    if key["expired"] or (expires_at is not None and expires_at <= now):
         return "expired"
     return "active"
 
 
-def plan_headline(spec: Mapping[str, Any]) -> str:
+def plan_headline(spec: DeploymentSpecView) -> str:
     """What a deployment plan would run: "gpu0: tiny.gguf on port 8081, gpus all, image …"."""
-    model = PurePath(spec["model_path"]).name if spec.get("model_path") else "?"
-    gpus = spec.get("gpus")
+    gpus = spec["gpus"]
     gpus_text = "none" if gpus is None else gpus if isinstance(gpus, str) else ",".join(str(g) for g in gpus)
-    return f"{spec['name']}: {model} on port {spec['port']}, gpus {gpus_text}, image {spec.get('image') or '?'}"
+    model = PurePath(spec["model_path"]).name
+    return f"{spec['name']}: {model} on port {spec['port']}, gpus {gpus_text}, image {spec['image']}"
 
 
-def plan_lines(report: Mapping[str, Any]) -> list[str]:
+def plan_lines(report: PlanReport) -> list[str]:
     """corral-core's VRAM estimate line by line, then where it would run; indented to sit under a headline.
 
     `report` is a plan or a deploy result: both carry `estimate` and `placement` (warnings are left to the
     caller, which shows them apart)."""
-    explanation = report.get("estimate", {}).get("explanation", [])
-    placement = report.get("placement", {}).get("reason", "?")
-    return [f"  {line}" for line in [*explanation, f"placement: {placement}"]]
+    return [f"  {line}" for line in [*report["estimate"]["explanation"], f"placement: {report['placement']['reason']}"]]

@@ -1,81 +1,129 @@
 """What the console knows about corral-core, rebuilt from the event stream: one snapshot, then deltas.
 
-Pure data, no widgets: `apply` returns which sections changed so screens refresh only those.
+Pure data, no widgets: `apply` returns which sections changed so screens refresh only those. The sections hold
+the daemon's own views, typed by the wire contracts (gateway_core/contracts), so a field the daemon renames
+is a type error here rather than an empty cell on the dashboard.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
+
+from gateway_core.contracts.events import EventKind, EventPayload
+from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
+from gateway_core.contracts.views import (
+    KeyRemoved,
+    KeyView,
+    LiveRequestView,
+    ProviderRemoved,
+    ProviderView,
+    RequestEnd,
+    Snapshot,
+)
 
 SECTIONS = ("status", "providers", "keys", "requests", "gpus", "fleet")
 ENDED_KEPT = 4096  # ended requests kept for a rate view to count; bounds memory while no dashboard reads them
 
+# Kinds the console receives and deliberately does not apply. "container": one engine event on a llama-server
+# container; the daemon follows each burst of them with a "fleet" event carrying the refreshed inventory, which
+# is what the fleet panel shows, so applying both would redraw it twice for the same change.
+IGNORED_KINDS: frozenset[EventKind] = frozenset({"container"})
+
+
+class DaemonStatus(TypedDict):
+    """The snapshot's daemon-wide fields; the sections it also carries live in LiveState's own fields."""
+
+    version: str
+    started_at: float
+    uptime_s: float
+    models: dict[str, list[str]]  # public model name -> providers serving it, as of the snapshot
+    requests_in_flight: int
+
+
+def _connecting_gpus() -> GpuSnapshotView:
+    return {"state": "unavailable", "reason": "connecting", "driver_version": "", "devices": [], "sampled_at": 0.0}
+
+
+def _connecting_fleet() -> FleetView:
+    return {"engine": {"state": "unavailable", "reason": "connecting"}, "deployments": []}
+
 
 @dataclass
 class LiveState:
-    status: dict[str, Any] = field(default_factory=dict)  # version, uptime, models...
-    providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by name
-    keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id
-    requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # live requests by id
-    gpus: dict[str, Any] = field(
-        default_factory=lambda: {"state": "unavailable", "reason": "connecting", "devices": []}
-    )
-    fleet: dict[str, Any] = field(
-        default_factory=lambda: {"engine": {"state": "unavailable", "reason": "connecting"}, "deployments": []}
-    )
+    status: DaemonStatus | None = None  # None until the first snapshot
+    providers: dict[str, ProviderView] = field(default_factory=dict)  # by name
+    keys: dict[str, KeyView] = field(default_factory=dict)  # by id
+    requests: dict[str, LiveRequestView] = field(default_factory=dict)  # live requests by id
+    gpus: GpuSnapshotView = field(default_factory=_connecting_gpus)
+    fleet: FleetView = field(default_factory=_connecting_fleet)
     finished: int = 0  # requests finished since the snapshot
     # The request.end views since a rate view last took them: a request shorter than one redraw is never in
     # `requests` when a screen looks, so rates are counted from these.
-    ended: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ENDED_KEPT))
+    ended: deque[RequestEnd] = field(default_factory=lambda: deque(maxlen=ENDED_KEPT))
+    # Kinds neither applied nor in IGNORED_KINDS: a newer corral-core's, kept so a test or a debugger can see
+    # them; the console goes on without them.
+    unknown_kinds: set[str] = field(default_factory=set)
 
-    def apply(self, kind: str, data: dict[str, Any]) -> set[str]:
+    def apply(self, kind: EventKind, data: EventPayload) -> set[str]:
+        """Apply one event (`data` is the payload its kind carries, see contracts/events.py)."""
         handler = _HANDLERS.get(kind)
-        return handler(self, data) if handler else set()
+        if handler is not None:
+            return handler(self, data)
+        if kind not in IGNORED_KINDS:
+            self.unknown_kinds.add(kind)
+        return set()
 
-    def _snapshot(self, data: dict[str, Any]) -> set[str]:
-        self.status = {k: v for k, v in data.items() if k not in ("providers", "keys", "requests", "gpus", "fleet")}
-        self.providers = {p["name"]: p for p in data.get("providers", [])}
-        self.keys = {k["id"]: k for k in data.get("keys", [])}
-        self.requests = {r["id"]: r for r in data.get("requests", [])}
-        self.gpus = data.get("gpus", self.gpus)
-        self.fleet = data.get("fleet", self.fleet)
+    def _snapshot(self, data: Snapshot) -> set[str]:
+        self.status = {
+            "version": data["version"],
+            "started_at": data["started_at"],
+            "uptime_s": data["uptime_s"],
+            "models": data["models"],
+            "requests_in_flight": data["requests_in_flight"],
+        }
+        self.providers = {p["name"]: p for p in data["providers"]}
+        self.keys = {k["id"]: k for k in data["keys"]}
+        self.requests = {r["id"]: r for r in data["requests"]}
+        self.gpus = data["gpus"]
+        self.fleet = data["fleet"]
         return set(SECTIONS)
 
-    def _provider(self, data: dict[str, Any]) -> set[str]:
+    def _provider(self, data: ProviderView) -> set[str]:
         self.providers[data["name"]] = data
         return {"providers"}
 
-    def _provider_removed(self, data: dict[str, Any]) -> set[str]:
+    def _provider_removed(self, data: ProviderRemoved) -> set[str]:
         return {"providers"} if self.providers.pop(data["name"], None) is not None else set()
 
-    def _key(self, data: dict[str, Any]) -> set[str]:
+    def _key(self, data: KeyView) -> set[str]:
         self.keys[data["id"]] = data
         return {"keys"}
 
-    def _key_removed(self, data: dict[str, Any]) -> set[str]:
+    def _key_removed(self, data: KeyRemoved) -> set[str]:
         return {"keys"} if self.keys.pop(data["id"], None) is not None else set()
 
-    def _request(self, data: dict[str, Any]) -> set[str]:
+    def _request(self, data: LiveRequestView) -> set[str]:
         self.requests[data["id"]] = data
         return {"requests"}
 
-    def _request_end(self, data: dict[str, Any]) -> set[str]:
+    def _request_end(self, data: RequestEnd) -> set[str]:
         self.requests.pop(data["id"], None)
         self.finished += 1
         self.ended.append(data)
         return {"requests"}
 
-    def _gpus(self, data: dict[str, Any]) -> set[str]:
+    def _gpus(self, data: GpuSnapshotView) -> set[str]:
         self.gpus = data
         return {"gpus"}
 
-    def _fleet(self, data: dict[str, Any]) -> set[str]:
+    def _fleet(self, data: FleetView) -> set[str]:
         self.fleet = data
         return {"fleet"}
 
-    def take_ended(self) -> list[dict[str, Any]]:
+    def take_ended(self) -> list[RequestEnd]:
         """The ended requests' last views since the previous call."""
         ended = list(self.ended)
         self.ended.clear()
@@ -85,7 +133,9 @@ class LiveState:
         return sum(1 for request in self.requests.values() if request.get("provider") == provider)
 
 
-_HANDLERS = {
+# One lookup per event (the console applies thousands a second on a busy gateway). Each handler is typed on its
+# kind's payload; the payload's type is asserted here, where JSON from the wire meets them.
+_HANDLERS: dict[str, Callable[[LiveState, Any], set[str]]] = {
     "snapshot": LiveState._snapshot,
     "provider": LiveState._provider,
     "provider.removed": LiveState._provider_removed,
@@ -97,3 +147,4 @@ _HANDLERS = {
     "gpus": LiveState._gpus,
     "fleet": LiveState._fleet,
 }
+APPLIED_KINDS: frozenset[str] = frozenset(_HANDLERS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -14,10 +15,10 @@ if TYPE_CHECKING:
 
 
 class CorralCommands(Provider):
-    def _entries(self) -> list[tuple[str, str, object]]:
-        app: CorralApp = self.app  # type: ignore[assignment]
-        entries = [
-            (help_text, f"[{action_id}]", partial(app.run_action_id, action_id))
+    def _entries(self) -> list[tuple[str, str, Callable[[], object]]]:
+        app: CorralApp = self.app  # type: ignore[assignment]  # Provider.app is the base App; only CorralApp lists us
+        entries: list[tuple[str, str, Callable[[], object]]] = [
+            (help_text, f"[{action_id}]", partial(app.actions.run, action_id))
             for action_id, (_, help_text) in ACTIONS.items()
         ]
         entries += [
@@ -36,11 +37,11 @@ class CorralCommands(Provider):
 
     async def discover(self) -> Hits:
         for name, help_text, callback in self._entries():
-            yield DiscoveryHit(name, callback, help=help_text)  # type: ignore[arg-type]
+            yield DiscoveryHit(name, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, help_text, callback in self._entries():
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)  # type: ignore[arg-type]
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)

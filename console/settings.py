@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .theme_files import user_themes_dir
 
 
-def settings_path(env: dict[str, str] | None = None) -> Path:
+def settings_path(env: Mapping[str, str] | None = None) -> Path:
     return user_themes_dir(env).parent / "console.json"
 
 
@@ -32,9 +33,11 @@ class ConsoleSettings:
             return cls(problems=[f"{path} is unreadable ({error}); using defaults"])
         if not isinstance(data, dict):
             return cls(problems=[f"{path} is not a JSON object; using defaults"])
-        theme = data.get("theme") if isinstance(data.get("theme"), str) else cls.theme
-        keymap = data.get("keymap") if isinstance(data.get("keymap"), dict) else {}
-        return cls(theme=theme, keymap={str(k): str(v) for k, v in keymap.items()})
+        theme, keymap = data.get("theme"), data.get("keymap")
+        return cls(
+            theme=theme if isinstance(theme, str) else cls.theme,
+            keymap={str(k): str(v) for k, v in keymap.items()} if isinstance(keymap, dict) else {},
+        )
 
     def save(self, path: Path | None = None) -> None:
         path = path or settings_path()

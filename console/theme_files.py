@@ -6,6 +6,7 @@ Pure file lookups, no Textual import, so packaging tests can run it from a bare 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 THEME_SUFFIXES = (".yaml", ".yml")
@@ -19,13 +20,12 @@ def builtin_themes_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "themes"
 
 
-def user_themes_dir(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    config_home = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+def user_themes_dir(env: Mapping[str, str] | None = None) -> Path:
+    config_home = (os.environ if env is None else env).get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(config_home) / "corral" / "themes"
 
 
-def theme_files(env: dict[str, str] | None = None) -> list[Path]:
+def theme_files(env: Mapping[str, str] | None = None) -> list[Path]:
     """Built-in theme files first, then the user's, each directory sorted by name."""
     found: list[Path] = []
     for directory in (builtin_themes_dir(), user_themes_dir(env)):

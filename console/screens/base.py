@@ -25,7 +25,7 @@ class LiveScreen(Screen[None]):
 
     @property
     def host(self) -> ConsoleHost:
-        return self.app  # type: ignore[return-value]
+        return self.app  # type: ignore[return-value]  # Screen.app is the base App; ours is a ConsoleHost
 
     def live_changed(self, live: LiveState, changed: set[str]) -> None:
         """Refresh what shows `changed` sections (see console.live_state.SECTIONS). Override in screens."""

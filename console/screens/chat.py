@@ -29,6 +29,7 @@ from console.screens.base import LiveScreen
 from console.widgets.chat_log import AnswerStream, ChatLog
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
+from gateway_core.contracts.chat import ChatCompletionChunk
 
 STOPPED_MARK = "[stopped]"
 CLEAR_WAIT_S = 5.0
@@ -43,19 +44,22 @@ SAMPLING_INPUTS: tuple[tuple[str, str, Callable[[str], float]], ...] = (
 def served_models(live: LiveState) -> dict[str, list[str]]:
     """Public model name -> providers serving it. Provider events keep `live.providers` fresher than the status."""
     if not live.providers:
-        return dict(live.status.get("models", {}))
+        return dict(live.status["models"]) if live.status else {}
     served: dict[str, list[str]] = {}
     for name, provider in sorted(live.providers.items()):
-        if provider.get("enabled", True):
-            for model in provider.get("models") or {}:
+        if provider["enabled"]:
+            for model in provider["models"]:
                 served.setdefault(model, []).append(name)
     return served
 
 
-def chunk_text(chunk: dict[str, Any]) -> str:
-    choices = chunk.get("choices") or []
-    delta = (choices[0].get("delta") or {}) if choices else {}
-    return delta.get("content") or ""
+def chunk_text(chunk: ChatCompletionChunk) -> str:
+    """The text one streamed chunk adds. Read with .get: upstreams relay OpenAI's shape loosely."""
+    choices = chunk.get("choices")
+    if not choices:
+        return ""
+    delta = choices[0].get("delta")
+    return (delta.get("content") if delta else None) or ""
 
 
 class ChatScreen(LiveScreen):

@@ -30,6 +30,7 @@ from console.widgets.panels import (
     ProvidersTable,
     RequestsTable,
 )
+from gateway_core.contracts.fleet_views import GpuSnapshotView
 
 DASHBOARD_CSS = str(Path(__file__).parent.parent / "styles" / "dashboard.tcss")
 COMPACT_BELOW_ROWS = 34  # under this height only the focused panel opens; the others shrink to their title
@@ -222,16 +223,16 @@ class DashboardScreen(LiveScreen):
             self._redraw(live, changed)
 
     def _redraw(self, live: LiveState, changed: set[str] | frozenset[str]) -> None:
-        deployments = live.fleet.get("deployments") or []
+        deployments = live.fleet["deployments"]
         # Only once the snapshot has come: a busy gateway must not flash "nothing serves models" while connecting.
-        first_run = bool(live.status) and not live.providers and not deployments
+        first_run = live.status is not None and not live.providers and not deployments
         if first_run != self.has_class("-first-run"):
             self.set_class(first_run, "-first-run")
             if not first_run and self.focused in (None, self.gpus):
                 self.call_after_refresh(self.providers.focus)
         busy: Counter[str] = Counter()
         if changed & {"requests", "providers", "fleet", "trends"}:
-            busy = Counter(request.get("provider") or "" for request in live.requests.values())
+            busy = Counter(request["provider"] for request in live.requests.values())
         if "gpus" in changed:
             self._show_gpus(live.gpus)
         if changed & {"fleet", "providers", "requests"}:
@@ -240,7 +241,7 @@ class DashboardScreen(LiveScreen):
             self._show_providers(live, busy)
         if "keys" in changed:
             self.keys.show(live.keys.values())
-            revoked = sum(1 for key in live.keys.values() if key.get("revoked"))
+            revoked = sum(1 for key in live.keys.values() if key["revoked"])
             panel = self._panel("keys")
             panel.set_summary(f"{len(live.keys)}" + (f" · {revoked} revoked" if revoked else ""))
             panel.set_notice(None if live.keys else "No keys yet: press k to create one for an app.", hint=True)
@@ -254,20 +255,19 @@ class DashboardScreen(LiveScreen):
     def _panel(self, name: str) -> DashboardPanel:
         return self.query_one(f"#{name}", DashboardPanel)
 
-    def _show_gpus(self, gpus: dict[str, Any]) -> None:
+    def _show_gpus(self, gpus: GpuSnapshotView) -> None:
         panel = self._panel("gpus")
         panel.set_notice(gpu_notice(gpus))
-        available = gpus.get("state") == "ok"
+        available = gpus["state"] == "ok"
         self.gpus.set_class(not available, "-unavailable")
-        self.gpus.show((gpus.get("devices") or []) if available else [])
+        self.gpus.show(gpus["devices"] if available else [])
         panel.set_summary(gpu_summary(gpus))
 
     def _show_fleet(self, live: LiveState, busy: Counter[str]) -> None:
-        engine = live.fleet.get("engine") or {}
-        deployments = live.fleet.get("deployments") or []
+        engine, deployments = live.fleet["engine"], live.fleet["deployments"]
         panel = self._panel("fleet")
-        ok = engine.get("state") == "ok"
-        reason = engine.get("reason") or "unknown reason"
+        ok = engine["state"] == "ok"
+        reason = engine["reason"] or "unknown reason"
         if not ok:
             panel.set_notice(
                 "waiting for corral-core…" if reason == "connecting" else f"Docker engine unavailable: {reason}"
@@ -282,7 +282,7 @@ class DashboardScreen(LiveScreen):
             "#first-run-why-d", FIRST_RUN_HINTS[0][2] if ok or reason == "connecting" else f"needs Docker: {reason}"
         )
         self.query_one("#first-run-why-d").set_class(not ok and reason != "connecting", "-problem")
-        running = sum(1 for d in deployments if d.get("state") == "running")
+        running = sum(1 for d in deployments if d["state"] == "running")
         panel.set_summary(f"{running}/{len(deployments)} running" if ok else "engine unavailable")
 
     def _show_providers(self, live: LiveState, busy: Counter[str]) -> None:
@@ -290,15 +290,14 @@ class DashboardScreen(LiveScreen):
         self.providers.show(live.providers.values(), busy, trends)
         hint = None if live.providers else "No providers yet: press p to add an endpoint."
         self._panel("providers").set_notice(hint, hint=True)
-        ready = sum(1 for p in live.providers.values() if p.get("state") == "ready")
+        ready = sum(1 for p in live.providers.values() if p["state"] == "ready")
         self._panel("providers").set_summary(f"{ready}/{len(live.providers)} ready")
 
     def _show_status(self, live: LiveState) -> None:
         status = live.status
-        started = status.get("started_at")
-        parts = [f"corral-core {status['version']}" if status.get("version") else "corral-core: connecting…"]
-        if started is not None:
-            parts.append(f"up {duration(self.now() - started)}")
+        parts = [f"corral-core {status['version']}" if status else "corral-core: connecting…"]
+        if status:
+            parts.append(f"up {duration(self.now() - status['started_at'])}")
         parts.append(f"{len(live.requests)} in flight")
         self._write_line("#status-line", " · ".join(parts))
 

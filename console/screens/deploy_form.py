@@ -19,6 +19,7 @@ from console.format import format_bytes, plan_headline, plan_lines
 from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
+from gateway_core.contracts.fleet_views import CatalogAnswer, DeployAnswer, GgufModelView, GpuDeviceView, PlanAnswer
 from gateway_core.fleet.deployment import DeploymentSpec
 
 PLAN_DEBOUNCE_S = 0.3
@@ -30,26 +31,26 @@ def _check(field: str) -> ModelFieldValidator:
     return ModelFieldValidator(DeploymentSpec, field, _SAMPLE)
 
 
-def describe_model(model: dict[str, Any]) -> str:
-    ctx = model.get("context_length")
+def describe_model(model: GgufModelView) -> str:
+    ctx = model["context_length"]
     return (
         f"{model['name'][:30]:<30} {model['quantization'][:12]:<12} {format_bytes(model['file_size']):>11}"
         f"  ctx {ctx if ctx else '?'}"
     )
 
 
-def describe_gpu(device: dict[str, Any]) -> str:
-    total, used = device.get("memory_total_bytes"), device.get("memory_used_bytes")
+def describe_gpu(device: GpuDeviceView) -> str:
+    total, used = device["memory_total_bytes"], device["memory_used_bytes"]
     free = f", {format_bytes(total - used)} free" if total is not None and used is not None else ""
-    return f"GPU {device['index']}: {device.get('name', '?')}{free}"
+    return f"GPU {device['index']}: {device['name'] or '?'}{free}"
 
 
-def describe_plan(plan: dict[str, Any]) -> str:
+def describe_plan(plan: PlanAnswer) -> str:
     """The same text as `corral fleet deploy --plan`, less the warnings the form shows apart."""
     return "\n".join([plan_headline(plan["spec"]), *plan_lines(plan)])
 
 
-class DeployForm(FormScreen[dict[str, Any] | None]):
+class DeployForm(FormScreen[DeployAnswer]):
     """Dismisses with corral-core's deploy result ({deployment, estimate, placement, warnings}), or None."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -58,7 +59,7 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
 
     @dataclass
     class Catalogued(Message):
-        catalog: dict[str, Any]
+        catalog: CatalogAnswer
 
     @dataclass
     class CatalogFailed(Message):
@@ -66,7 +67,7 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
 
     @dataclass
     class Planned(Message):
-        plan: dict[str, Any]
+        plan: PlanAnswer
 
     @dataclass
     class PlanFailed(Message):
@@ -76,14 +77,14 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
         super().__init__()
         self.model_path = model_path
         self.health_timeout_s = health_timeout_s
-        self.plan: dict[str, Any] | None = None
+        self.plan: PlanAnswer | None = None
         self._plan_timer: Timer | None = None
         self._auto_name = ""  # the name last filled in from the plan, replaced when the model changes
         self._plan_error_field = ""
 
     def compose(self) -> ComposeResult:
         gpus = self.host.live.gpus
-        devices = gpus.get("devices") or []
+        devices = gpus["devices"]
         with Vertical(classes="dialog") as dialog:
             dialog.border_title = "Deploy a model"
             with VerticalScroll(classes="form-body", can_focus=False):
@@ -102,7 +103,7 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
                     ),
                     hint="also the public model name",
                 )
-                gpu_hint = "" if devices else f"no GPU: {gpus.get('reason') or 'none found'}"
+                gpu_hint = "" if devices else f"no GPU: {gpus['reason'] or 'none found'}"
                 yield form_field(
                     "GPUs",
                     "gpus",
@@ -178,12 +179,12 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
             self.post_message(self.CatalogFailed(error))
 
     def on_deploy_form_catalogued(self, event: DeployForm.Catalogued) -> None:
-        models = event.catalog.get("models", [])
+        models = event.catalog["models"]
         catalog = self.query_one("#catalog", OptionList)
         catalog.clear_options()
         catalog.add_options([Option(describe_model(model), id=model["path"]) for model in models])
-        where = ", ".join(event.catalog.get("directories", [])) or "the model directories"
-        problems = event.catalog.get("problems", [])
+        where = ", ".join(event.catalog["directories"]) or "the model directories"
+        problems = event.catalog["problems"]
         status = (
             f"{len(models)} model(s) in {where}"
             if models
@@ -271,8 +272,8 @@ class DeployForm(FormScreen[dict[str, Any] | None]):
             self._plan_error_field = ""
         plan = self.query_one("#plan", Static)
         plan.update(describe_plan(event.plan))
-        plan.set_classes("panel -fits" if event.plan.get("placement", {}).get("fits") else "panel -warning")
-        warnings = event.plan.get("warnings", [])
+        plan.set_classes("panel -fits" if event.plan["placement"]["fits"] else "panel -warning")
+        warnings = event.plan["warnings"]
         self.query_one("#warnings", Static).update("\n".join(f"⚠ {warning}" for warning in warnings))
         name = self.query_one("#name", Input)
         if not name.value.strip() or name.value.strip() == self._auto_name:

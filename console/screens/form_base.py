@@ -60,8 +60,10 @@ def form_field(label: str, name: str, widget: Widget, hint: str = "") -> Vertica
     return Vertical(*children, classes="field", id=f"{name}-field")
 
 
-class FormScreen(ModalScreen[ResultT]):
-    """Shared behaviour: as-you-type errors, Enter moves on, ctrl+s saves, esc cancels, daemon errors by field."""
+class FormScreen(ModalScreen[ResultT | None]):
+    """Shared behaviour: as-you-type errors, Enter moves on, ctrl+s saves, esc cancels, daemon errors by field.
+
+    Dismisses with corral-core's answer to the save (a `ResultT`), or None when cancelled."""
 
     CSS_PATH: ClassVar[str] = FORMS_CSS
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -71,7 +73,7 @@ class FormScreen(ModalScreen[ResultT]):
 
     @dataclass
     class Saved(Message):
-        result: dict[str, Any]
+        result: Any  # the form's ResultT: a message class nested in a generic screen cannot name its parameter
 
     @dataclass
     class Refused(Message):
@@ -84,7 +86,7 @@ class FormScreen(ModalScreen[ResultT]):
 
     @property
     def host(self) -> ConsoleHost:
-        return self.app  # type: ignore[return-value]
+        return self.app  # type: ignore[return-value]  # Screen.app is the base App; ours is a ConsoleHost
 
     # -- validation ---------------------------------------------------------------------------------------
 
@@ -162,8 +164,8 @@ class FormScreen(ModalScreen[ResultT]):
         self.saving = False
         self.saved(event.result)
 
-    def saved(self, result: dict[str, Any]) -> None:
-        self.dismiss(result)  # type: ignore[arg-type]
+    def saved(self, result: ResultT) -> None:
+        self.dismiss(result)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         """A button named `x` runs `action_x`, so the mouse and the keys do the same thing."""
@@ -172,7 +174,7 @@ class FormScreen(ModalScreen[ResultT]):
             action()
 
     def action_cancel(self) -> None:
-        self.dismiss(None)  # type: ignore[arg-type]
+        self.dismiss(None)
 
     def action_save(self) -> None:
         if self.saving or self.refuse_invalid():

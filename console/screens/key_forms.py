@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypedDict
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Input, Static
 
@@ -15,6 +17,7 @@ from console.screens.form_base import FormScreen, ModelFieldValidator, form_fiel
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 from gateway_core.contracts.admin_requests import KeySpec
+from gateway_core.contracts.views import CreatedKey, KeyView
 
 _SAMPLE = {"name": "sample"}
 
@@ -27,13 +30,25 @@ def _optional_float(text: str) -> float | None:
     return float(text) if text.strip() else None
 
 
-def _number(value: Any) -> str:
+def _number(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def limit_fields(key: dict[str, Any]) -> list[Widget]:
+class KeyLimits(TypedDict):
+    """What both key forms edit; a key view is one, and a new key starts from NO_LIMITS."""
+
+    models: list[str] | None
+    rpm: int | None
+    tpm: int | None
+    max_concurrency: int | None
+
+
+NO_LIMITS: KeyLimits = {"models": None, "rpm": None, "tpm": None, "max_concurrency": None}
+
+
+def limit_fields(key: KeyLimits) -> list[Widget]:
     """The fields both forms share, prefilled from `key` (a key view) when editing."""
-    models = key.get("models")
+    models = key["models"]
     return [
         form_field(
             "Models",
@@ -49,7 +64,7 @@ def limit_fields(key: dict[str, Any]) -> list[Widget]:
             "Requests/min",
             "rpm",
             Input(
-                _number(key.get("rpm")),
+                _number(key["rpm"]),
                 placeholder="empty: no limit",
                 id="rpm",
                 type="integer",
@@ -62,7 +77,7 @@ def limit_fields(key: dict[str, Any]) -> list[Widget]:
             "Tokens/min",
             "tpm",
             Input(
-                _number(key.get("tpm")),
+                _number(key["tpm"]),
                 placeholder="empty: no limit",
                 id="tpm",
                 type="integer",
@@ -75,7 +90,7 @@ def limit_fields(key: dict[str, Any]) -> list[Widget]:
             "Max concurrency",
             "max_concurrency",
             Input(
-                _number(key.get("max_concurrency")),
+                _number(key["max_concurrency"]),
                 placeholder="empty: no limit",
                 id="max_concurrency",
                 type="integer",
@@ -87,7 +102,25 @@ def limit_fields(key: dict[str, Any]) -> list[Widget]:
     ]
 
 
-class _KeyForm(FormScreen[dict[str, Any] | None]):
+def without_secret(created: CreatedKey) -> KeyView:
+    """The key's view as every other answer gives it, so the secret goes no further than this form."""
+    return {
+        "id": created["id"],
+        "name": created["name"],
+        "models": created["models"],
+        "rpm": created["rpm"],
+        "tpm": created["tpm"],
+        "max_concurrency": created["max_concurrency"],
+        "expires_at": created["expires_at"],
+        "revoked": created["revoked"],
+        "created_at": created["created_at"],
+        "last_used_at": created["last_used_at"],
+        "expired": created["expired"],
+        "usage": created["usage"],
+    }
+
+
+class _KeyForm(FormScreen[KeyView]):
     def _text(self, name: str) -> str:
         return self.query_one(f"#{name}", Input).value.strip()
 
@@ -118,9 +151,13 @@ class KeyCreateForm(_KeyForm):
         Binding("enter", "done", "Done", id="key.done", tooltip="Close; the key will not be shown again"),
     ]
 
+    @dataclass
+    class Created(Message):
+        created: CreatedKey
+
     def __init__(self) -> None:
         super().__init__()
-        self.created: dict[str, Any] | None = None
+        self.created: KeyView | None = None
         self._secret: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -132,7 +169,7 @@ class KeyCreateForm(_KeyForm):
                     "name",
                     Input(placeholder="e.g. billing-service", id="name", compact=True, validators=[_check("name")]),
                 )
-                yield from limit_fields({})
+                yield from limit_fields(NO_LIMITS)
                 yield form_field(
                     "Expires in days",
                     "expires_in_days",
@@ -176,12 +213,13 @@ class KeyCreateForm(_KeyForm):
         except CorralError as error:
             self.post_message(self.Refused(error))
             return
-        self.post_message(self.Saved(created))
+        self.post_message(self.Created(created))
 
-    def saved(self, result: dict[str, Any]) -> None:
+    def on_key_create_form_created(self, event: KeyCreateForm.Created) -> None:
         """Show the secret this once instead of closing; the view kept for dismissal has no secret."""
-        self._secret = str(result["key"])
-        self.created = {k: v for k, v in result.items() if k != "key"}
+        self.saving = False
+        self._secret = event.created["key"]
+        self.created = without_secret(event.created)
         self.query_one("#secret", Static).update(self._secret)
         self.add_class("-created")
         self.set_focus(None)
@@ -203,7 +241,7 @@ class KeyCreateForm(_KeyForm):
 class KeyEditForm(_KeyForm):
     """Edits models and limits of `key` (a key view); dismisses with the updated view, or None."""
 
-    def __init__(self, key: dict[str, Any]) -> None:
+    def __init__(self, key: KeyView) -> None:
         super().__init__()
         self.key = key
 
@@ -212,7 +250,7 @@ class KeyEditForm(_KeyForm):
             dialog.border_title = f"Edit key {self.key['name']} ({self.key['id']})"
             with VerticalScroll(classes="form-body", can_focus=False):
                 yield from limit_fields(self.key)
-                expiry = "never expires" if not self.key.get("expires_at") else "has an expiry"
+                expiry = "never expires" if self.key["expires_at"] is None else "has an expiry"
                 yield form_field(
                     "Expires in days",
                     "expires_in_days",

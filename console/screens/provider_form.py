@@ -15,10 +15,26 @@ from textual.widgets import Button, Checkbox, Input, Select, Static
 from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
+from gateway_core.contracts.views import ProbeAnswer, ProviderPublicView, ProviderView
 from gateway_core.providers.config import PROVIDER_TYPES, ProviderConfig
 
 # Valid values for the other required fields, so one field can be checked on its own.
 _SAMPLE = {"name": "sample", "type": "openai", "base_url": "http://127.0.0.1:8080"}
+
+
+# What a new provider's form starts from.
+NEW_PROVIDER: ProviderPublicView = {
+    "name": "",
+    "type": "llama-server",
+    "base_url": "",
+    "api_key_env": None,
+    "models": {},
+    "priority": 0,
+    "weight": 1,
+    "max_concurrency": None,
+    "enabled": True,
+    "api_key_hint": None,
+}
 
 
 def _check(field: str) -> ModelFieldValidator:
@@ -38,16 +54,16 @@ def format_models(models: dict[str, str]) -> str:
     return ", ".join(public if public == upstream else f"{public}={upstream}" for public, upstream in models.items())
 
 
-def describe_test(result: dict[str, Any]) -> str:
-    lines = [f"{result.get('health', 'unknown')}: {result.get('detail') or 'no detail'}"]
-    models = result.get("models") or []
+def describe_test(result: ProbeAnswer) -> str:
+    lines = [f"{result['health']}: {result['detail'] or 'no detail'}"]
+    models = result["models"]
     lines.append(f"models: {', '.join(models) if models else 'none discovered'}")
-    if result.get("capacity"):
+    if result["capacity"]:
         lines.append(f"capacity: {result['capacity']} slot(s)")
     return "\n".join(lines)
 
 
-class ProviderForm(FormScreen[dict[str, Any] | None]):
+class ProviderForm(FormScreen[ProviderView]):
     """Dismisses with the provider summary corral-core returns, or None when cancelled.
 
     Edit mode (`provider=` a summary dict): the name is read-only, an empty key value keeps the stored key.
@@ -59,19 +75,19 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
 
     @dataclass
     class Tested(Message):
-        result: dict[str, Any]
+        result: ProbeAnswer
 
     @dataclass
     class TestFailed(Message):
         error: CorralError
 
-    def __init__(self, provider: dict[str, Any] | None = None) -> None:
+    def __init__(self, provider: ProviderView | None = None) -> None:
         super().__init__()
         self.provider = provider
         self.editing = provider is not None
 
     def compose(self) -> ComposeResult:
-        p = self.provider or {}
+        p: ProviderPublicView = self.provider or NEW_PROVIDER
         title = f"Edit provider {p['name']}" if self.editing else "Add provider"
         with Vertical(classes="dialog") as dialog:
             dialog.border_title = title
@@ -80,7 +96,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                     "Name",
                     "name",
                     Input(
-                        p.get("name", ""),
+                        p["name"],
                         placeholder="e.g. local-llama",
                         id="name",
                         compact=True,
@@ -93,7 +109,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                     "type",
                     Select(
                         [(kind, kind) for kind in PROVIDER_TYPES],
-                        value=p.get("type", "llama-server"),
+                        value=p["type"],
                         allow_blank=False,
                         id="type",
                         compact=True,
@@ -103,7 +119,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                     "Base URL",
                     "base_url",
                     Input(
-                        p.get("base_url", ""),
+                        p["base_url"],
                         placeholder="http://127.0.0.1:8080",
                         id="base_url",
                         compact=True,
@@ -114,7 +130,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                     "API key env var",
                     "api_key_env",
                     Input(
-                        p.get("api_key_env") or "",
+                        p["api_key_env"] or "",
                         placeholder="e.g. OPENAI_API_KEY (read by corral-core)",
                         id="api_key_env",
                         compact=True,
@@ -122,7 +138,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                         validators=[_check("api_key_env")],
                     ),
                 )
-                key_hint = f"stored key {p['api_key_hint']}; leave empty to keep it" if p.get("api_key_hint") else ""
+                key_hint = f"stored key {p['api_key_hint']}; leave empty to keep it" if p["api_key_hint"] else ""
                 yield form_field(
                     "…or key value",
                     "api_key",
@@ -130,7 +146,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                     hint=key_hint,
                 )
                 # The summary cannot tell configured models from discovered ones, so editing starts empty.
-                serving = f"serving {format_models(p['models'])}; leave empty to keep" if p.get("models") else ""
+                serving = f"serving {format_models(p['models'])}; leave empty to keep" if p["models"] else ""
                 yield form_field(
                     "Models",
                     "models",
@@ -141,7 +157,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                     "Priority",
                     "priority",
                     Input(
-                        str(p.get("priority", 0)),
+                        str(p["priority"]),
                         id="priority",
                         type="integer",
                         compact=True,
@@ -154,7 +170,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                     "Weight",
                     "weight",
                     Input(
-                        str(p.get("weight", 1)),
+                        str(p["weight"]),
                         id="weight",
                         type="integer",
                         compact=True,
@@ -166,7 +182,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                     "Max concurrency",
                     "max_concurrency",
                     Input(
-                        str(p.get("max_concurrency") or ""),
+                        str(p["max_concurrency"] or ""),
                         placeholder="empty: no limit",
                         id="max_concurrency",
                         type="integer",
@@ -178,7 +194,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
                 yield form_field(
                     "Enabled",
                     "enabled",
-                    Checkbox("route requests to it", p.get("enabled", True), id="enabled", compact=True),
+                    Checkbox("route requests to it", p["enabled"], id="enabled", compact=True),
                 )
                 yield Static(
                     "Test (ctrl+t) probes this configuration without saving it.", id="test-result", classes="panel"
@@ -266,7 +282,7 @@ class ProviderForm(FormScreen[dict[str, Any] | None]):
     def on_provider_form_tested(self, event: ProviderForm.Tested) -> None:
         panel = self.query_one("#test-result", Static)
         panel.update(describe_test(event.result))
-        panel.set_classes(f"panel -{event.result.get('health', 'unknown')}")
+        panel.set_classes(f"panel -{event.result['health']}")
 
     def on_provider_form_test_failed(self, event: ProviderForm.TestFailed) -> None:
         panel = self.query_one("#test-result", Static)

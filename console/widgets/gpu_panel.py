@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from rich.text import Text
 
 from console.format import dash, gib, process_memory
 from console.widgets.live_table import LiveTable, Row
+from gateway_core.contracts.fleet_views import GpuDeviceView, GpuSnapshotView
 
 EIGHTHS = " ▏▎▍▌▋▊▉"
 NO_DRIVER = "no NVIDIA driver"
 
 
-def gpu_notice(gpus: Mapping[str, Any]) -> str | None:
+def gpu_notice(gpus: GpuSnapshotView) -> str | None:
     """What to say instead of devices: None when the sampler works."""
     if gpus.get("state") == "ok":
         return None
@@ -26,7 +26,7 @@ def gpu_notice(gpus: Mapping[str, Any]) -> str | None:
     return f"{NO_DRIVER}: {reason}" if "driver" in reason or "libnvidia" in reason else f"GPUs unavailable: {reason}"
 
 
-def gpu_summary(gpus: Mapping[str, Any]) -> str:
+def gpu_summary(gpus: GpuSnapshotView) -> str:
     if gpus.get("state") != "ok":
         return "unavailable"
     devices = gpus.get("devices") or []
@@ -47,10 +47,10 @@ class GpuTable(LiveTable):
     SORTED = False  # NVML order is index order
     BAR_WIDTH = 7
 
-    def show(self, devices: Sequence[Mapping[str, Any]]) -> None:
+    def show(self, devices: Sequence[GpuDeviceView]) -> None:
         self.sync((str(d.get("uuid") or d["index"]), self._row(d)) for d in devices)
 
-    def _row(self, d: Mapping[str, Any]) -> Row:
+    def _row(self, d: GpuDeviceView) -> Row:
         util = d.get("utilization_percent")
         used, total = d.get("memory_used_bytes"), d.get("memory_total_bytes")
         temp = d.get("temperature_c")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,6 +19,8 @@ from textual.widgets import Static
 
 from console.format import ago, count, dash, duration, key_state, latency, until
 from console.widgets.live_table import Cell, LiveTable, Row
+from gateway_core.contracts.fleet_views import ContainerView
+from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderView
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 
@@ -112,35 +114,31 @@ class FleetTable(LiveTable):
 
     def show(
         self,
-        deployments: Sequence[Mapping[str, Any]],
+        deployments: Sequence[ContainerView],
         busy: Mapping[str, int],
-        providers: Mapping[str, Mapping[str, Any]],
+        providers: Mapping[str, ProviderView],
     ) -> None:
         now = self.now()
-        self.sync((d.get("container") or d["name"], self._row(d, busy, providers, now)) for d in deployments)
+        self.sync((d["container"] or d["name"], self._row(d, busy, providers, now)) for d in deployments)
 
-    def _row(
-        self, d: Mapping[str, Any], busy: Mapping[str, int], providers: Mapping[str, Mapping[str, Any]], now: float
-    ) -> Row:
-        state = d.get("state", "")
-        if d.get("exit_code") is not None:
-            state = f"{state} {d['exit_code']}"
-        health = d.get("health") or "none"
+    def _row(self, d: ContainerView, busy: Mapping[str, int], providers: Mapping[str, ProviderView], now: float) -> Row:
+        state, exit_code, model = d["state"], d["exit_code"], d["model"]
+        health = d["health"] or "none"
         provider = providers.get(d["name"])
-        capacity = dash(provider.get("capacity")) if provider else "-"
-        running = d.get("state") == "running"
-        uptime = iso_age(d.get("started_at"), now) if running else None
+        capacity = dash(provider["capacity"]) if provider else "-"
+        running = state == "running"
+        uptime = iso_age(d["started_at"], now) if running else None
         if running and uptime is None:
-            uptime = d.get("uptime_s")
+            uptime = d["uptime_s"]
         return (
             d["name"],
-            self.level(state, self.STATE_LEVELS.get(d.get("state", ""), "muted")),
+            self.level(state if exit_code is None else f"{state} {exit_code}", self.STATE_LEVELS.get(state, "muted")),
             self.level(dash(None if health == "none" else health), self.HEALTH_LEVELS.get(health, "muted")),
             f"{busy.get(d['name'], 0)}/{capacity}",
             duration(uptime),
-            dash(None if d.get("gpus") == "none" else d.get("gpus")),
-            dash(d.get("port")),
-            Path(d["model"]).name if d.get("model") else "-",
+            dash(None if d["gpus"] == "none" else d["gpus"]),
+            dash(d["port"]),
+            Path(model).name if model else "-",
         )
 
 
@@ -178,7 +176,7 @@ class ProvidersTable(LiveTable):
 
     def show(
         self,
-        providers: Iterable[Mapping[str, Any]],
+        providers: Iterable[ProviderView],
         busy: Mapping[str, int],
         trends: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     ) -> None:
@@ -186,20 +184,18 @@ class ProvidersTable(LiveTable):
             (p["name"], self._row(p, busy.get(p["name"], 0), *trends.get(p["name"], ((), ())))) for p in providers
         )
 
-    def _row(self, p: Mapping[str, Any], busy: int, requests_s: Sequence[float], tokens_s: Sequence[float]) -> Row:
-        state = p.get("state", "unknown")
-        capacity = p.get("capacity") or 0
-        error_rate = p.get("error_rate") or 0.0
+    def _row(self, p: ProviderView, busy: int, requests_s: Sequence[float], tokens_s: Sequence[float]) -> Row:
+        state, capacity, error_rate = p["state"], p["capacity"], p["error_rate"]
         return (
             p["name"],
             self.level(state, self.STATE_LEVELS.get(state, "muted")),
             self.level(f"{busy}/{capacity}", "warn" if capacity and busy >= capacity else "ok" if busy else "muted"),
-            latency(p.get("latency_p50_s")),
+            latency(p["latency_p50_s"]),
             self.level(f"{error_rate * 100:.1f}%", "bad" if error_rate >= 0.05 else "muted"),
             trend(requests_s),
             trend(tokens_s),
-            dash(p.get("type")),
-            ", ".join(p.get("models") or ()) or "-",
+            dash(p["type"]),
+            ", ".join(p["models"]) or "-",
         )
 
 
@@ -220,30 +216,28 @@ class KeysTable(LiveTable):
         ("expiry", "expires", 10),
     )
 
-    def show(self, keys: Iterable[Mapping[str, Any]]) -> None:
+    def show(self, keys: Iterable[KeyView]) -> None:
         now = self.now()
         self.sync((k["id"], self._row(k, now)) for k in keys)
 
-    def _row(self, k: Mapping[str, Any], now: float) -> Row:
-        usage = k.get("usage") or {}
-        models = k.get("models")
-        limits = "/".join(count(k.get(limit)) for limit in ("rpm", "tpm", "max_concurrency"))
+    def _row(self, k: KeyView, now: float) -> Row:
+        usage, models = k["usage"], k["models"]
         return (
-            k.get("name", ""),
+            k["name"],
             k["id"],
             self.level("all", "muted") if models is None else ", ".join(models) or "none",
-            limits,
-            count(usage.get("requests_last_minute", 0)),
-            count(usage.get("tokens_last_minute", 0)),
-            ago(k.get("last_used_at"), now),
+            f"{count(k['rpm'])}/{count(k['tpm'])}/{count(k['max_concurrency'])}",
+            count(usage["requests_last_minute"]),
+            count(usage["tokens_last_minute"]),
+            ago(k["last_used_at"], now),
             self._expiry(k, now),
         )
 
-    def _expiry(self, k: Mapping[str, Any], now: float) -> Cell:
+    def _expiry(self, k: KeyView, now: float) -> Cell:
         state = key_state(k, now)
         if state != "active":
             return self.level(state, "bad")
-        expires_at = k.get("expires_at")
+        expires_at = k["expires_at"]
         if expires_at is None:
             return self.level("never", "muted")
         return self.level(until(expires_at, now), "warn" if expires_at - now < 86400 * 3 else "ok")
@@ -269,19 +263,17 @@ class RequestsTable(LiveTable):
     )
     SORTED = False  # arrival order: new requests at the bottom
 
-    def show(self, requests: Iterable[Mapping[str, Any]]) -> None:
+    def show(self, requests: Iterable[LiveRequestView]) -> None:
         now = self.now()
         self.sync((r["id"], self._row(r, now)) for r in requests)
 
-    def _row(self, r: Mapping[str, Any], now: float) -> Row:
-        started = r.get("started_at")
-        elapsed = now - started if started is not None else r.get("elapsed_s")
-        rate = r.get("tokens_per_s")
+    def _row(self, r: LiveRequestView, now: float) -> Row:
+        rate = r["tokens_per_s"]
         return (
-            r.get("key_name") or r.get("key_id", ""),
-            r.get("model", ""),
-            r.get("provider") or self.level("routing", "warn"),
-            duration(elapsed),
-            count(r.get("completion_tokens", 0)),
+            r["key_name"] or r["key_id"],
+            r["model"],
+            r["provider"] or self.level("routing", "warn"),
+            duration(now - r["started_at"]),
+            count(r["completion_tokens"]),
             "-" if rate is None else f"{rate:.1f}",
         )

@@ -1,21 +1,36 @@
-"""Dashboard test data in the daemon's exact shapes, and a harness app that feeds it to the screen."""
+"""Dashboard test data in the daemon's exact shapes, and a harness app that feeds it to the screen.
+
+The factories are typed on the wire contracts and mypy checks this file (pyproject.toml, [tool.mypy] files):
+a field the daemon adds, renames or retypes is a type error here, not a dashboard test that passes on a shape
+the daemon no longer sends.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from textual.app import App
+from textual.message import Message
+from textual.pilot import Pilot
 
 from console.live_state import LiveState
 from console.screens.dashboard import DashboardScreen
 from console.theme_files import builtin_themes_dir
 from console.themes import load_theme
 from console.widgets.live_table import LiveTable
+from gateway_core.contracts.events import EventKind, EventPayload
+from gateway_core.contracts.fleet_views import (
+    ContainerView,
+    FleetView,
+    GpuDeviceView,
+    GpuProcessView,
+    GpuSnapshotView,
+)
+from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderState, ProviderType, ProviderView, Snapshot
+from gateway_core.fleet.units import GiB
 
 NOW = 1_760_000_000.0  # every clock in these tests: uptimes and "last used" render the same on every run
-GIB = 1024**3
 
 
 # -- event data with the daemon's exact shapes ------------------------------------------------------------
@@ -24,14 +39,14 @@ GIB = 1024**3
 def provider(
     name: str,
     *,
-    state: str = "ready",
+    state: ProviderState = "ready",
     capacity: int = 4,
     models: tuple[str, ...] = ("tiny",),
-    type: str = "llama-server",
+    type: ProviderType = "llama-server",
     requests: int = 0,
     errors: int = 0,
     latency_p50_s: float | None = None,
-) -> dict[str, Any]:
+) -> ProviderView:
     """Like ProviderRuntime.summary()."""
     return {
         "name": name,
@@ -70,8 +85,8 @@ def key(
     last_used_at: float | None = None,
     requests_last_minute: int = 0,
     tokens_last_minute: int = 0,
-) -> dict[str, Any]:
-    """Like GatewayState.key_view()."""
+) -> KeyView:
+    """Like the admin API's key view (GET /keys, the "key" event)."""
     return {
         "id": key_id,
         "name": name,
@@ -101,7 +116,7 @@ def request(
     started_at: float = NOW - 3,
     completion_tokens: int = 0,
     tokens_per_s: float | None = None,
-) -> dict[str, Any]:
+) -> LiveRequestView:
     """Like LiveRequest.view()."""
     return {
         "id": request_id,
@@ -130,33 +145,33 @@ def gpu(
     power_limit: float | None = 700.0,
     processes: tuple[tuple[int, str, float], ...] = (),
     unsupported: tuple[str, ...] = (),
-) -> dict[str, Any]:
+) -> GpuDeviceView:
     """One entry of GpuSnapshot.to_dict()["devices"]."""
+    running: list[GpuProcessView] = [
+        {"pid": pid, "name": process_name, "used_memory_bytes": int(mem * GiB)} for pid, process_name, mem in processes
+    ]
     return {
         "index": index,
         "uuid": f"GPU-{index:04d}",
         "name": name,
-        "memory_total_bytes": int(total_gib * GIB),
-        "memory_used_bytes": int(used_gib * GIB),
+        "memory_total_bytes": int(total_gib * GiB),
+        "memory_used_bytes": int(used_gib * GiB),
         "utilization_percent": utilization,
         "temperature_c": temperature,
         "power_draw_watts": power,
         "power_limit_watts": power_limit,
         "fan_percent": None,
-        "processes": [
-            {"pid": pid, "name": process_name, "used_memory_bytes": int(mem * GIB)}
-            for pid, process_name, mem in processes
-        ],
+        "processes": running,
         "unsupported": sorted(unsupported),
     }
 
 
-def gpus(*devices: dict[str, Any]) -> dict[str, Any]:
+def gpus(*devices: GpuDeviceView) -> GpuSnapshotView:
     """Like GpuSnapshot.to_dict()."""
     return {"state": "ok", "reason": "", "driver_version": "550.54.15", "devices": list(devices), "sampled_at": NOW}
 
 
-def no_gpus(reason: str) -> dict[str, Any]:
+def no_gpus(reason: str) -> GpuSnapshotView:
     return {"state": "unavailable", "reason": reason, "driver_version": "", "devices": [], "sampled_at": NOW}
 
 
@@ -169,7 +184,7 @@ def deployment(
     port: int = 8081,
     up_s: float = 3723.0,
     model: str = "/models/tiny.gguf",
-) -> dict[str, Any]:
+) -> ContainerView:
     """Like ContainerInfo.to_dict()."""
     running = state == "running"
     return {
@@ -190,11 +205,18 @@ def deployment(
     }
 
 
-def fleet(*deployments: dict[str, Any]) -> dict[str, Any]:
+def fleet(*deployments: ContainerView) -> FleetView:
     return {"engine": {"state": "ok", "reason": ""}, "deployments": list(deployments)}
 
 
-def snapshot(*, providers=(), keys=(), requests=(), gpu_data=None, fleet_data=None) -> dict[str, Any]:
+def snapshot(
+    *,
+    providers: Sequence[ProviderView] = (),
+    keys: Sequence[KeyView] = (),
+    requests: Sequence[LiveRequestView] = (),
+    gpu_data: GpuSnapshotView | None = None,
+    fleet_data: FleetView | None = None,
+) -> Snapshot:
     """Like the admin API's snapshot(): status_view() plus keys, requests, gpus and fleet."""
     return {
         "version": "0.1.0",
@@ -210,7 +232,7 @@ def snapshot(*, providers=(), keys=(), requests=(), gpu_data=None, fleet_data=No
     }
 
 
-def busy_box() -> dict[str, Any]:
+def busy_box() -> Snapshot:
     """A small, fixed gateway: two GPUs, two deployments, three providers, three keys, three requests."""
     return snapshot(
         providers=[
@@ -300,7 +322,7 @@ def row_keys(table: LiveTable) -> list[str]:
     return table.row_keys
 
 
-async def settle(pilot) -> None:
+async def settle(pilot: Pilot[None]) -> None:
     """Let the first render (after mount) and any focus moves happen."""
     await pilot.pause()
     await pilot.pause()
@@ -309,11 +331,11 @@ async def settle(pilot) -> None:
 class DashboardHarness(App[None]):
     """The ConsoleHost protocol, with no daemon: tests feed LiveState and tell the screen what changed."""
 
-    def __init__(self, data: dict[str, Any] | None = None, now: Callable[[], float] = lambda: NOW) -> None:
+    def __init__(self, data: Snapshot | None = None, now: Callable[[], float] = lambda: NOW) -> None:
         super().__init__()
         self.live = LiveState()
         self.client = None
-        self.posted: list[Any] = []
+        self.posted: list[Message] = []
         self.data = data
         self.dashboard = DashboardScreen(now=now)
 
@@ -325,7 +347,7 @@ class DashboardHarness(App[None]):
             self.live.apply("snapshot", self.data)
         self.push_screen(self.dashboard)
 
-    def feed(self, kind: str, data: dict[str, Any]) -> set[str]:
+    def feed(self, kind: EventKind, data: EventPayload) -> set[str]:
         changed = self.live.apply(kind, data)
         self.dashboard.live_changed(self.live, changed)
         return changed

@@ -13,7 +13,9 @@ from console.screens.help import HelpScreen
 from console.screens.key_forms import KeyCreateForm
 from console.settings import ConsoleSettings
 from tests.testbed import CorralDaemon, daemons_on, free_port, write_devices
-from tests.testbed.waiting import pilot_wait
+from tests.testbed.waiting import wait_for_async
+
+APP_WAIT_S = 15.0  # these apps start or reach a real corral-core first
 
 
 @pytest.fixture(autouse=True)
@@ -21,10 +23,6 @@ def private_config(tmp_path, monkeypatch):
     """Hide the user's own console settings and themes."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     return tmp_path / "config"
-
-
-async def wait_for(pilot, condition, timeout_s: float = 15.0) -> None:
-    await pilot_wait(pilot.pause, condition, timeout_s=timeout_s)
 
 
 def row_keys(table) -> list[str]:
@@ -36,11 +34,11 @@ async def test_the_console_starts_corral_core_when_none_answers(tmp_path, socket
     app = CorralApp(socket_path, tmp_path / "data")
 
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.connected)
+        await wait_for_async(lambda: app.connected, "the console to connect", APP_WAIT_S, pause=pilot.pause)
 
         assert daemons_on(socket_path), "a detached corral-core should be running"
         assert (tmp_path / "data" / "corral-core.log").exists()
-        await wait_for(pilot, lambda: app.live.status.get("version"))
+        await wait_for_async(lambda: app.live.status is not None, "the first snapshot", APP_WAIT_S, pause=pilot.pause)
 
 
 @pytest.mark.asyncio
@@ -84,9 +82,18 @@ async def test_the_dashboard_shows_a_provider_a_gpu_and_a_container(
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             screen = app.screen
-            await wait_for(pilot, lambda: "local" in row_keys(screen.providers))
-            await wait_for(pilot, lambda: "corral-dash-tiny" in row_keys(screen.fleet))
-            await wait_for(pilot, lambda: row_keys(screen.gpus) == ["GPU-l4"])
+            await wait_for_async(
+                lambda: "local" in row_keys(screen.providers), "the provider row", APP_WAIT_S, pause=pilot.pause
+            )
+            await wait_for_async(
+                lambda: "corral-dash-tiny" in row_keys(screen.fleet),
+                "the deployment row",
+                APP_WAIT_S,
+                pause=pilot.pause,
+            )
+            await wait_for_async(
+                lambda: row_keys(screen.gpus) == ["GPU-l4"], "the GPU row", APP_WAIT_S, pause=pilot.pause
+            )
             assert "dash-tiny" in row_keys(screen.providers), "a deployment is also a provider"
     finally:
         daemon.stop()
@@ -99,24 +106,35 @@ async def test_a_key_created_in_the_form_and_revoked_from_the_dashboard_reaches_
     app = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False)
 
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.connected)
+        await wait_for_async(lambda: app.connected, "the console to connect", APP_WAIT_S, pause=pilot.pause)
         await pilot.press("k")
-        await wait_for(pilot, lambda: isinstance(app.screen, KeyCreateForm))
+        await wait_for_async(
+            lambda: isinstance(app.screen, KeyCreateForm), "the key form to open", APP_WAIT_S, pause=pilot.pause
+        )
         form = app.screen
         form.query_one("#name").value = "billing-app"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: form.created is not None)
+        await wait_for_async(lambda: form.created is not None, "the key to be created", APP_WAIT_S, pause=pilot.pause)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, KeyCreateForm))
+        await wait_for_async(
+            lambda: not isinstance(app.screen, KeyCreateForm), "the key form to close", APP_WAIT_S, pause=pilot.pause
+        )
         (key,) = corral_daemon.admin_call("GET", "/keys").json()
         assert key["name"] == "billing-app"
 
         dashboard = app.screen
-        await wait_for(pilot, lambda: key["id"] in row_keys(dashboard.keys))
+        await wait_for_async(
+            lambda: key["id"] in row_keys(dashboard.keys), "the key row", APP_WAIT_S, pause=pilot.pause
+        )
         dashboard.keys.focus()
         await pilot.press("r")
         await pilot.press("y")
-        await wait_for(pilot, lambda: corral_daemon.admin_call("GET", "/keys").json()[0]["revoked"])
+        await wait_for_async(
+            lambda: corral_daemon.admin_call("GET", "/keys").json()[0]["revoked"],
+            "corral-core to revoke the key",
+            APP_WAIT_S,
+            pause=pilot.pause,
+        )
 
 
 @pytest.mark.asyncio
@@ -124,14 +142,21 @@ async def test_a_lost_daemon_shows_a_banner_and_the_console_reconnects(corral_da
     app = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False)
 
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.connected)
+        await wait_for_async(lambda: app.connected, "the console to connect", APP_WAIT_S, pause=pilot.pause)
         corral_daemon.stop()
-        await wait_for(pilot, lambda: bool(app.screen.query(ConnectionBanner)))
+        await wait_for_async(
+            lambda: bool(app.screen.query(ConnectionBanner)), "the disconnected banner", APP_WAIT_S, pause=pilot.pause
+        )
         assert "DISCONNECTED" in str(app.screen.query_one(ConnectionBanner).render())
 
         revived = CorralDaemon(corral_daemon.data_dir).start()
         try:
-            await wait_for(pilot, lambda: app.connected and not app.screen.query(ConnectionBanner))
+            await wait_for_async(
+                lambda: app.connected and not app.screen.query(ConnectionBanner),
+                "the banner to go on reconnecting",
+                APP_WAIT_S,
+                pause=pilot.pause,
+            )
         finally:
             revived.stop()
 
@@ -171,13 +196,17 @@ async def test_help_lists_the_bindings_of_the_current_screen(corral_daemon):
 
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("question_mark")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await wait_for_async(
+            lambda: isinstance(app.screen, HelpScreen), "the help screen", APP_WAIT_S, pause=pilot.pause
+        )
         table = app.screen.query_one("#help-table")
         ids = [table.get_row_at(row)[2] for row in range(table.row_count)]
 
         assert {"app.chat", "app.dashboard", "key.create", "provider.add", "fleet.deploy"} <= set(ids)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await wait_for_async(
+            lambda: not isinstance(app.screen, HelpScreen), "the help screen to close", APP_WAIT_S, pause=pilot.pause
+        )
 
 
 @pytest.mark.asyncio
@@ -185,11 +214,15 @@ async def test_escape_closes_a_form_without_saving(corral_daemon):
     app = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False)
 
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.connected)
+        await wait_for_async(lambda: app.connected, "the console to connect", APP_WAIT_S, pause=pilot.pause)
         await pilot.press("k")
-        await wait_for(pilot, lambda: isinstance(app.screen, KeyCreateForm))
+        await wait_for_async(
+            lambda: isinstance(app.screen, KeyCreateForm), "the key form to open", APP_WAIT_S, pause=pilot.pause
+        )
         await pilot.press("a", "b", "escape")
-        await wait_for(pilot, lambda: not isinstance(app.screen, KeyCreateForm))
+        await wait_for_async(
+            lambda: not isinstance(app.screen, KeyCreateForm), "the key form to close", APP_WAIT_S, pause=pilot.pause
+        )
 
         assert corral_daemon.admin_call("GET", "/keys").json() == []
 
@@ -205,4 +238,4 @@ async def test_bindings_are_remapped_by_id_from_the_settings_file(corral_daemon,
         await pilot.pause()
         assert app.current_mode == "dashboard", "f3 no longer opens the chat"
         await pilot.press("f5")
-        await wait_for(pilot, lambda: app.current_mode == "chat")
+        await wait_for_async(lambda: app.current_mode == "chat", "the chat mode", APP_WAIT_S, pause=pilot.pause)

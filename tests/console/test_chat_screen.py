@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from console.live_state import LiveState
 from console.screens.chat import STOPPED_MARK, ChatScreen
 from console.widgets.chat_log import ChatEntry, ChatLog, ChatNote
 from gateway_core.client import CorralClient
+from tests.testbed.waiting import wait_for_async
 
 pytestmark = [pytest.mark.llama_server, pytest.mark.asyncio]
 
@@ -46,24 +46,8 @@ class ChatHarness(App[None]):
         await self.client.aclose()
 
 
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def wait_for_async(pilot: Pilot, condition: Callable[[], Any], what: str, timeout_s: float = 5.0) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if await condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def open_chat(pilot: Pilot, max_tokens: int) -> ChatScreen:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChatScreen), "the chat screen")
+    await wait_for_async(lambda: isinstance(pilot.app.screen, ChatScreen), "the chat screen", pause=pilot.pause)
     screen = pilot.app.screen
     assert isinstance(screen, ChatScreen)
     assert screen.query_one("#chat-model", Select).value == "tiny"
@@ -75,7 +59,7 @@ async def send(pilot: Pilot, screen: ChatScreen, text: str) -> None:
     prompt = screen.query_one("#chat-prompt", Input)
     prompt.focus()
     await pilot.press(*text, "enter")
-    await wait_for(pilot, lambda: prompt.value == "", "the prompt to be sent")
+    await wait_for_async(lambda: prompt.value == "", "the prompt to be sent", pause=pilot.pause)
 
 
 async def ask(pilot: Pilot, screen: ChatScreen, text: str) -> ChatScreen.AnswerFinished:
@@ -84,7 +68,7 @@ async def ask(pilot: Pilot, screen: ChatScreen, text: str) -> ChatScreen.AnswerF
     assert isinstance(app, ChatHarness)
     before = len(app.finished)
     await send(pilot, screen, text)
-    await wait_for(pilot, lambda: len(app.finished) > before, f"the answer to {text!r}")
+    await wait_for_async(lambda: len(app.finished) > before, f"the answer to {text!r}", pause=pilot.pause)
     return app.finished[-1]
 
 
@@ -134,18 +118,18 @@ async def test_esc_stops_a_long_answer_and_frees_the_llama_server_slot(served):
     async with app.run_test(size=(120, 40)) as pilot, CorralClient(daemon.socket_path) as admin:
         screen = await open_chat(pilot, max_tokens=100_000)
         await send(pilot, screen, "go on forever")
-        await wait_for(pilot, lambda: len(entries(screen)) == 2, "the answer to begin")
+        await wait_for_async(lambda: len(entries(screen)) == 2, "the answer to begin", pause=pilot.pause)
         answer = entries(screen)[-1]
-        await wait_for(pilot, lambda: len(answer.body.source) > 50, "tokens to show while streaming")
+        await wait_for_async(lambda: len(answer.body.source) > 50, "tokens to show while streaming", pause=pilot.pause)
         assert await slots_busy(server) == 1
 
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not screen.generating, "the answer to stop")
+        await wait_for_async(lambda: not screen.generating, "the answer to stop", pause=pilot.pause)
 
         assert answer.text.endswith(STOPPED_MARK)
         assert STOPPED_MARK in str(answer.stats.render())
-        await wait_for_async(pilot, lambda: _idle(server), "llama-server to free its slot")
-        await wait_for_async(pilot, lambda: _no_requests(admin), "corral-core to end the request")
+        await wait_for_async(lambda: _idle(server), "llama-server to free its slot", pause=pilot.pause)
+        await wait_for_async(lambda: _no_requests(admin), "corral-core to end the request", pause=pilot.pause)
         assert screen.turns[-1]["role"] == "assistant"  # the partial answer stays in the conversation
 
 
@@ -195,15 +179,17 @@ async def test_clear_stops_any_answer_and_starts_a_new_conversation(served):
         await ask(pilot, screen, "one")
         screen.query_one("#chat-max-tokens", Input).value = "100000"
         await send(pilot, screen, "two")
-        await wait_for_async(pilot, lambda: _busy(server), "the second answer to be generating")
+        await wait_for_async(lambda: _busy(server), "the second answer to be generating", pause=pilot.pause)
 
         await pilot.press("ctrl+l")
-        await wait_for(pilot, lambda: not screen.query_one(ChatLog).children, "the conversation to empty")
+        await wait_for_async(
+            lambda: not screen.query_one(ChatLog).children, "the conversation to empty", pause=pilot.pause
+        )
 
         assert not screen.generating
         assert screen.turns == []
         assert screen.last_answer == ""
-        await wait_for_async(pilot, lambda: _idle(server), "llama-server to free its slot")
+        await wait_for_async(lambda: _idle(server), "llama-server to free its slot", pause=pilot.pause)
 
 
 async def test_a_failed_request_shows_an_error_line_not_a_traceback(served):

@@ -1,6 +1,7 @@
 """The `corral` command line, run as a user runs it, against a real corral-core.
 
-The spellings, the key on the last line and the exit codes are a contract that scripts rely on (DESIGN.md §3).
+The spellings, the key on the last line and the exit codes are a contract that scripts rely on
+(docs/architecture.md, "Contracts users script against").
 """
 
 from __future__ import annotations

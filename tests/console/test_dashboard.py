@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from textual.screen import Screen
 
 from console.screens.dashboard import DashboardScreen, Throughput
-from gateway_core.fleet.gpus import GpuDevice, GpuProcess, GpuSnapshot
-from gateway_core.fleet.inventory import ContainerInfo
-from gateway_core.gateway.accounting import LiveRequest
-from gateway_core.gateway.keys import ApiKey
-from gateway_core.providers.config import ProviderConfig
-from gateway_core.providers.runtime import ProviderRuntime
 from tests.console.dashboard_data import (
     NOW,
     DashboardHarness,
@@ -21,9 +13,6 @@ from tests.console.dashboard_data import (
     cell,
     deployment,
     fleet,
-    gpu,
-    gpus,
-    key,
     no_gpus,
     provider,
     request,
@@ -31,52 +20,7 @@ from tests.console.dashboard_data import (
     settle,
     snapshot,
 )
-
-
-async def wait_for(condition: Callable[[], bool], pilot, timeout_s: float = 5.0) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
-
-
-# -- the factories above must keep the daemon's shapes ----------------------------------------------------
-
-
-def test_event_factories_have_the_daemons_exact_keys():
-    config = ProviderConfig(name="gpu0", type="llama-server", base_url="http://127.0.0.1:8080")
-    summary = ProviderRuntime(config=config).summary()
-    api_key = ApiKey(id="a1b2c3d4e5f6", name="webapp", secret_sha256="0" * 64)
-    live = LiveRequest(id="req-1", key_id="a1b2c3d4e5f6", key_name="webapp", model="tiny", route="chat", stream=True)
-    device = GpuDevice(
-        index=0, uuid="GPU-0", name="H100", processes=(GpuProcess(pid=1, name="x", used_memory_bytes=1),)
-    )
-    snapshot_dict = GpuSnapshot(state="ok", devices=(device,)).to_dict()
-    container = ContainerInfo(
-        name="gpu0",
-        container="corral-gpu0",
-        id="abc",
-        managed=True,
-        state="running",
-        health="healthy",
-        image="img",
-        model="/m.gguf",
-        gpus="0",
-        port=8081,
-        started_at=None,
-        uptime_s=None,
-        exit_code=None,
-    ).to_dict()
-
-    assert set(provider("gpu0")) == set(summary)
-    assert set(key("a1b2c3d4e5f6", "webapp")) == set(api_key.public_view()) | {"usage"}
-    assert set(request("req-1")) == set(live.view())
-    assert set(gpus()) == set(snapshot_dict)
-    assert set(gpu(0, processes=((1, "x", 1.0),))) == set(snapshot_dict["devices"][0])
-    assert set(gpu(0, processes=((1, "x", 1.0),))["processes"][0]) == set(snapshot_dict["devices"][0]["processes"][0])
-    assert set(deployment("gpu0")) == set(container)
-
+from tests.testbed.waiting import wait_for_async
 
 # -- rows follow LiveState by key -------------------------------------------------------------------------
 
@@ -422,14 +366,18 @@ async def test_ages_and_rates_move_with_the_clock_without_any_event():
         app.feed("request.end", {**request("req-1"), "status": 200, "ok": True, "prompt_tokens": 12})
 
         clock[0] += 1
-        await wait_for(lambda: str(screen.query_one("#requests-rate").render()) == "req/s 1", pilot)
+        await wait_for_async(
+            lambda: str(screen.query_one("#requests-rate").render()) == "req/s 1", "the total rate", pause=pilot.pause
+        )
 
         assert cell(screen.providers, "gpu0", "requests_s") == "▁▁▁▁▁█ 1"
         assert cell(screen.providers, "gpu1", "requests_s") == "▁▁▁▁▁▁ 0", "no traffic is a flat line, not a gap"
         assert cell(screen.requests, "req-2", "elapsed") == "1m16s"
 
         clock[0] += 9
-        await wait_for(lambda: cell(screen.requests, "req-2", "elapsed") == "1m25s", pilot)
+        await wait_for_async(
+            lambda: cell(screen.requests, "req-2", "elapsed") == "1m25s", "the next tick", pause=pilot.pause
+        )
 
         assert cell(screen.keys, "a1b2c3d4e5f6", "used") == "22s ago"
         assert cell(screen.fleet, "corral-gpu0", "uptime") == "1h02m"
@@ -464,7 +412,7 @@ async def test_a_new_theme_recolours_the_cells():
 
         assert colour() == "#6cc283"  # corral-dark's success
         app.theme = "textual-light"
-        await wait_for(lambda: colour() != "#6cc283", pilot)
+        await wait_for_async(lambda: colour() != "#6cc283", "the new theme", pause=pilot.pause)
 
         assert colour() == app.theme_variables["success"].lower()
 

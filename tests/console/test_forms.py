@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from console.screens.logs import LogsScreen
 from console.screens.provider_form import ProviderForm
 from gateway_core.client import CorralClient
 from tests.testbed import CorralDaemon
+from tests.testbed.waiting import wait_for_async
 
 SIZE = (80, 24)
 
@@ -43,14 +44,6 @@ class FormHost(App[None]):
 
     async def on_unmount(self) -> None:
         await self.client.aclose()
-
-
-async def wait_for(pilot: Pilot[Any], condition: Callable[[], object], what: str, timeout_s: float = 10.0) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 def text(app: App[Any], selector: str) -> str:
@@ -96,7 +89,7 @@ async def test_bad_url_is_flagged_as_typed_and_save_refused_until_fixed(corral_d
         await type_into(pilot, "#base_url", "http://127.0.0.1:9")
         assert not shown(app, "#base_url-error")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.results, "the form to close with the new provider")
+        await wait_for_async(lambda: app.results, "the form to close with the new provider", pause=pilot.pause)
 
     assert app.results[0]["name"] == "local"
     assert app.results[0]["base_url"] == "http://127.0.0.1:9"
@@ -113,7 +106,9 @@ async def test_duplicate_name_shows_the_daemons_409_under_the_name_field(corral_
         await type_into(pilot, "#name", "dup")
         await type_into(pilot, "#base_url", "http://127.0.0.1:10")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: shown(app, "#name-error"), "the daemon's refusal under the name field")
+        await wait_for_async(
+            lambda: shown(app, "#name-error"), "the daemon's refusal under the name field", pause=pilot.pause
+        )
 
         assert "already exists" in text(app, "#name-error")
         assert isinstance(app.screen, ProviderForm)
@@ -129,7 +124,9 @@ async def test_test_action_reports_an_unreachable_provider_as_down_with_the_reas
         await pilot.pause()
         await type_into(pilot, "#base_url", "http://127.0.0.1:9")
         await pilot.press("ctrl+t")
-        await wait_for(pilot, lambda: text(app, "#test-result").startswith("down"), "the probe's answer")
+        await wait_for_async(
+            lambda: text(app, "#test-result").startswith("down"), "the probe's answer", pause=pilot.pause
+        )
 
         assert "cannot reach http://127.0.0.1:9" in text(app, "#test-result")
         assert app.screen.query_one("#test-result").has_class("-down")
@@ -146,7 +143,7 @@ async def test_editing_a_provider_keeps_its_name_and_saves_the_change(corral_dae
         assert app.screen.query_one("#name", Input).disabled
         await type_into(pilot, "#priority", "5")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.results, "the edit to be saved")
+        await wait_for_async(lambda: app.results, "the edit to be saved", pause=pilot.pause)
 
     assert app.results[0]["priority"] == 5
     assert corral_daemon.admin_call("GET", "/providers/edit-me").json()["priority"] == 5
@@ -165,7 +162,7 @@ async def test_new_key_is_shown_once_and_the_result_carries_no_secret(corral_dae
         await type_into(pilot, "#models", "m1, m2")
         await type_into(pilot, "#rpm", "60")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.screen.has_class("-created"), "the new key panel")
+        await wait_for_async(lambda: app.screen.has_class("-created"), "the new key panel", pause=pilot.pause)
 
         secret = text(app, "#secret")
         assert secret.startswith("sk-corral-")
@@ -173,7 +170,7 @@ async def test_new_key_is_shown_once_and_the_result_carries_no_secret(corral_dae
         await pilot.press("c")
         assert app.clipboard == secret
         await pilot.press("escape")  # closes, with the key's view, once the key exists
-        await wait_for(pilot, lambda: app.results, "the form to close")
+        await wait_for_async(lambda: app.results, "the form to close", pause=pilot.pause)
 
     listed = corral_daemon.admin_call("GET", "/keys").json()
     assert [(key["name"], key["models"], key["rpm"]) for key in listed] == [("acme-billing", ["m1", "m2"], 60)]
@@ -193,7 +190,7 @@ async def test_revoking_after_confirm_yes_marks_the_key_revoked(corral_daemon: C
         await pilot.pause()
         assert f"Revoke key old-app ({key['id']})?" in text(app, "#question")
         await pilot.press("y")
-        await wait_for(pilot, lambda: app.results, "the answer")
+        await wait_for_async(lambda: app.results, "the answer", pause=pilot.pause)
         if app.results[0] is True:  # what the app does with a yes
             await app.client.revoke_key(key["id"])
 
@@ -227,7 +224,7 @@ async def test_key_edit_form_changes_limits_and_models(corral_daemon: CorralDaem
         await type_into(pilot, "#rpm", "25")
         await type_into(pilot, "#models", "only-this")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.results, "the edit to be saved")
+        await wait_for_async(lambda: app.results, "the edit to be saved", pause=pilot.pause)
 
     stored = corral_daemon.admin_call("GET", "/keys").json()[0]
     assert (stored["rpm"], stored["models"]) == (25, ["only-this"])
@@ -257,7 +254,7 @@ async def test_deploy_form_lists_the_catalog_and_explains_the_plan(fleet_daemon:
     async with app.run_test(size=SIZE) as pilot:
         app.open(DeployForm())
         await pilot.pause()
-        await wait_for(pilot, lambda: "KV cache" in text(app, "#plan"), "the first plan")
+        await wait_for_async(lambda: "KV cache" in text(app, "#plan"), "the first plan", pause=pilot.pause)
 
         [prompt] = catalog_prompts(app)
         assert "tiny-llama" in prompt
@@ -267,12 +264,14 @@ async def test_deploy_form_lists_the_catalog_and_explains_the_plan(fleet_daemon:
         assert "larger than the trained context of 2048" in text(app, "#warnings")  # the 4096 default
 
         await type_into(pilot, "#ctx_size", "1024")
-        await wait_for(pilot, lambda: "1024 ctx" in text(app, "#plan"), "a plan for 1024")
+        await wait_for_async(lambda: "1024 ctx" in text(app, "#plan"), "a plan for 1024", pause=pilot.pause)
         assert text(app, "#warnings") == ""
         assert "CPU" in text(app, "#plan")  # no GPU in the live state: the placement says so
 
         await type_into(pilot, "#ctx_size", "3000")
-        await wait_for(pilot, lambda: "trained context of 2048" in text(app, "#warnings"), "the ctx warning")
+        await wait_for_async(
+            lambda: "trained context of 2048" in text(app, "#warnings"), "the ctx warning", pause=pilot.pause
+        )
 
         await type_into(pilot, "#name", "Bad Name")
         assert "lowercase" in text(app, "#name-error")
@@ -293,12 +292,12 @@ async def test_gpus_the_box_lacks_show_the_daemons_reason_under_the_gpus_field(f
         app.open(DeployForm())
         await pilot.pause()
         assert app.screen.query_one("#gpus", Select).value == "all"
-        await wait_for(pilot, lambda: shown(app, "#gpus-error"), "the daemon's refusal under GPUs")
+        await wait_for_async(lambda: shown(app, "#gpus-error"), "the daemon's refusal under GPUs", pause=pilot.pause)
         assert "no GPU is usable here" in text(app, "#gpus-error")
         assert text(app, "#plan").startswith("cannot plan")
 
         app.screen.query_one("#gpus", Select).value = "none"
-        await wait_for(pilot, lambda: "KV cache" in text(app, "#plan"), "a CPU plan")
+        await wait_for_async(lambda: "KV cache" in text(app, "#plan"), "a CPU plan", pause=pilot.pause)
         assert not shown(app, "#gpus-error")
 
 
@@ -308,7 +307,7 @@ async def test_logs_screen_says_why_it_cannot_follow(corral_daemon: CorralDaemon
     async with app.run_test(size=SIZE) as pilot:
         app.push_screen(LogsScreen("no-such-deployment"))
         await pilot.pause()
-        await wait_for(pilot, lambda: "cannot follow" in text(app, "#logs-title"), "the failure")
+        await wait_for_async(lambda: "cannot follow" in text(app, "#logs-title"), "the failure", pause=pilot.pause)
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, LogsScreen)
@@ -332,13 +331,13 @@ async def test_deploy_form_deploys_and_the_logs_screen_follows_it(
     async with app.run_test(size=SIZE) as pilot:
         app.open(DeployForm(health_timeout_s=90))
         await pilot.pause()
-        await wait_for(pilot, lambda: "KV cache" in text(app, "#plan"), "the first plan")
+        await wait_for_async(lambda: "KV cache" in text(app, "#plan"), "the first plan", pause=pilot.pause)
         await type_into(pilot, "#name", deployment_name)
         await type_into(pilot, "#ctx_size", "1024")
         await type_into(pilot, "#image", llama_server_image)
         app.screen.action_save()  # ctrl+s; called directly so the waiting state is seen before the tiny model loads
         assert "waiting for health" in text(app, "#deploy-status")
-        await wait_for(pilot, lambda: app.results, "the deployment to become healthy", timeout_s=120)
+        await wait_for_async(lambda: app.results, "the deployment to become healthy", timeout_s=120, pause=pilot.pause)
 
         [result] = app.results
         assert result["deployment"]["name"] == deployment_name
@@ -347,7 +346,7 @@ async def test_deploy_form_deploys_and_the_logs_screen_follows_it(
         app.push_screen(LogsScreen(deployment_name))
         await pilot.pause()
         log = app.screen.query_one(Log)
-        await wait_for(pilot, lambda: log.line_count > 0, "llama-server's log lines")
+        await wait_for_async(lambda: log.line_count > 0, "llama-server's log lines", pause=pilot.pause)
         await pilot.press("f")
         assert "paused" in text(app, "#logs-title")
         await pilot.press("escape")
