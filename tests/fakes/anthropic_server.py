@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -22,6 +21,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.testbed.waiting import WaitTimedOut, wait_for
 
 DEFAULT_API_KEY = "sk-ant-fake-test-key"
 DEFAULT_MODELS = ("claude-fake-1",)
@@ -68,12 +69,11 @@ class AnthropicFakeServer:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="anthropic-fake-server", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._stop()
-                raise RuntimeError("the fake Anthropic server did not start; see the uvicorn log above")
-            time.sleep(0.01)
+        try:
+            wait_for(self._started, "the fake Anthropic server to start", 10.0, interval_s=0.01)
+        except WaitTimedOut:
+            self._stop()
+            raise
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
         return self
@@ -82,6 +82,13 @@ class AnthropicFakeServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self._stop()
+
+    def _started(self) -> bool:
+        assert self._server is not None
+        assert self._thread is not None
+        if not self._thread.is_alive():
+            raise RuntimeError("the fake Anthropic server did not start; see the uvicorn log above")
+        return self._server.started
 
     def _stop(self) -> None:
         if self._server is not None:

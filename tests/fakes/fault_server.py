@@ -23,7 +23,7 @@ import re
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -34,6 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tests.testbed.waiting import WaitTimedOut, wait_for
 
 MODE_OPTIONS: dict[str, frozenset[str]] = {
     "ok": frozenset(),
@@ -231,15 +233,6 @@ class FaultServer:
         with self._lock:
             return self._fault.mode
 
-    def wait_for(self, condition: Callable[[FaultServer], bool], timeout_s: float = 5.0) -> bool:
-        """Poll `condition(self)` until it holds or `timeout_s` passes; return whether it held."""
-        deadline = time.monotonic() + timeout_s
-        while not condition(self):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(POLL_S)
-        return True
-
     # --- lifecycle ---
 
     def __enter__(self) -> FaultServer:
@@ -268,14 +261,20 @@ class FaultServer:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="fault-server", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the fault server did not start; see the uvicorn log above")
-            time.sleep(0.01)
+        try:
+            wait_for(self._started, "the fault server to start", START_TIMEOUT_S, interval_s=0.01)
+        except WaitTimedOut:
+            self.stop()
+            raise
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
+
+    def _started(self) -> bool:
+        assert self._server is not None
+        assert self._thread is not None
+        if not self._thread.is_alive():
+            raise RuntimeError("the fault server did not start; see the uvicorn log above")
+        return self._server.started
 
     def stop(self) -> None:
         if self._server is None or self._thread is None:
@@ -396,11 +395,11 @@ class FaultServer:
         for _ in range(int(HANG_LIMIT_S / POLL_S)):
             if self._stopping.is_set() or await request.is_disconnected():
                 break
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(POLL_S)  # the hang is the behaviour under test; it polls for its own end
         return _error(503, "fault-server: stopped while hanging")
 
     async def _sleep(self, delay_s: float) -> None:
-        # Wakes early when the server stops, so a slow answer never holds up shutdown.
+        # The delay of the "slow" mode, on purpose. Wakes early when the server stops, so it never holds up shutdown.
         deadline = time.monotonic() + delay_s
         for _ in range(math.ceil(delay_s / POLL_S)):
             left = deadline - time.monotonic()

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.fakes.fault_server import FaultServer
+from tests.testbed.waiting import wait_for
 
 T = TypeVar("T")
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "say something nice"}]}
@@ -187,7 +188,7 @@ def test_hang_times_out_a_short_client_timeout_and_counts_the_disconnect(server:
     ):
         sdk.chat.completions.create(**CHAT)  # type: ignore[call-overload]
 
-    assert server.wait_for(lambda s: s.disconnects == 1 and s.in_flight == 0, timeout_s=2.0)
+    wait_for(lambda: server.disconnects == 1 and server.in_flight == 0, "the disconnect to be counted", 2.0)
 
 
 def test_hang_does_not_block_shutdown():
@@ -198,7 +199,7 @@ def test_hang_does_not_block_shutdown():
     ):
         server.set_mode("hang")
         pending = pool.submit(http.post, "/v1/chat/completions", json=CHAT)
-        assert server.wait_for(lambda s: s.in_flight == 1, timeout_s=2.0)
+        wait_for(lambda: server.in_flight == 1, "the request to hang", 2.0)
 
         started = time.monotonic()
         server.stop()
@@ -212,12 +213,12 @@ def test_in_flight_counts_requests_being_handled(server: FaultServer):
     server.set_mode("hang")
     with httpx.Client(base_url=server.base_url, timeout=0.5) as http, ThreadPoolExecutor(3) as pool:
         hanging = [pool.submit(http.post, "/v1/chat/completions", json=CHAT) for _ in range(3)]
-        assert server.wait_for(lambda s: s.in_flight == 3, timeout_s=2.0)
+        wait_for(lambda: server.in_flight == 3, "three requests in flight", 2.0)
         for future in hanging:
             with pytest.raises(httpx.ReadTimeout):
                 future.result(timeout=2.0)
 
-    assert server.wait_for(lambda s: s.in_flight == 0, timeout_s=2.0)
+    wait_for(lambda: server.in_flight == 0, "no request in flight", 2.0)
     assert server.peak_in_flight == 3
 
 
@@ -342,14 +343,14 @@ def test_client_leaving_a_slow_stream_counts_as_a_disconnect(server: FaultServer
     with http.stream("POST", "/v1/chat/completions", json=_stream_body()) as response:
         next(response.iter_lines())
 
-    assert server.wait_for(lambda s: s.disconnects == 1 and s.in_flight == 0, timeout_s=2.0)
+    wait_for(lambda: server.disconnects == 1 and server.in_flight == 0, "the disconnect to be counted", 2.0)
 
 
 def test_completed_answers_do_not_count_as_disconnects(server: FaultServer, http: httpx.Client):
     _data_frames(http, _stream_body())
     http.post("/v1/chat/completions", json=CHAT)
 
-    assert server.wait_for(lambda s: s.in_flight == 0, timeout_s=2.0)
+    wait_for(lambda: server.in_flight == 0, "no request in flight", 2.0)
     assert server.disconnects == 0
 
 

@@ -7,7 +7,7 @@ import json
 import socket
 import subprocess
 import sys
-import time
+import threading
 import uuid
 
 import docker.errors
@@ -135,29 +135,35 @@ def test_logs_tail_and_follow(fleet_daemon, tiny_model, llama_server_image, name
             name,
             "-f",
             "--tail",
-            "0",
+            "5",
             "--socket",
             str(fleet_daemon.socket_path),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)
+    followed: list[str] = []
+
+    def read_followed() -> None:
+        for line in follow.stdout:
+            followed.append(line)
+
+    reader = threading.Thread(target=read_followed, daemon=True)
+    reader.start()
+    # The last lines so far come first: once they are out, the follower is attached and sees what comes next.
+    wait_for(lambda: followed, "the follower to print the log so far")
     httpx.post(
         f"{fleet_daemon.admin_call('GET', f'/providers/{name}').json()['base_url']}/v1/chat/completions",
         json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
     )
-    followed = ""
-    deadline = time.monotonic() + 10
-    while "release" not in followed and time.monotonic() < deadline:
-        followed += follow.stdout.readline()
+    wait_for(lambda: any("release" in line for line in followed), "the follower to show the request served after it")
     follow.terminate()
     follow.wait(timeout=10)
+    reader.join(timeout=10)
     follow.stdout.close()
 
     assert tail.returncode == 0
     assert "server is listening" in tail.stdout or "listening" in tail.stdout
-    assert "release" in followed, "following shows a request served after it started"
     unknown = corral(fleet_daemon, "fleet", "logs", "no-such-deployment", "-f")
     assert unknown.returncode == 1
     assert "no deployment 'no-such-deployment'" in unknown.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import stat
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -96,18 +95,18 @@ def test_the_admin_socket_is_private(corral_daemon):
     assert stat.S_IMODE(corral_daemon.socket_path.parent.stat().st_mode) == 0o700
 
 
+@pytest.mark.asyncio
 @pytest.mark.llama_server
-def test_metrics_count_requests_tokens_and_gateway_overhead(corral_daemon, llama_servers):
+async def test_metrics_count_requests_tokens_and_gateway_overhead(gateway, llama_servers):
     (server,) = llama_servers(1)
-    corral_daemon.add_provider("local", server.base_url)
-    key = corral_daemon.create_key("app")
+    await gateway.add_provider("local", server.base_url)
+    key = await gateway.create_key("app")
     headers = {"authorization": f"Bearer {key}"}
     for _ in range(3):
-        body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "ignore_eos": True}
-        assert httpx.post(corral_daemon.base_url + "/v1/chat/completions", json=body, headers=headers).is_success
+        assert (await gateway.chat(key, max_tokens=4, ignore_eos=True)).is_success
 
-    assert httpx.get(corral_daemon.base_url + "/metrics").status_code == 401
-    text = httpx.get(corral_daemon.base_url + "/metrics", headers=headers).text
+    assert (await gateway.public.get("/metrics")).status_code == 401
+    text = (await gateway.public.get("/metrics", headers=headers)).text
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -123,16 +122,15 @@ def test_metrics_count_requests_tokens_and_gateway_overhead(corral_daemon, llama
     assert samples[("corral_requests_in_flight", (("provider", "local"),))] == 0
 
 
+@pytest.mark.asyncio
 @pytest.mark.llama_server
-def test_embeddings_are_forwarded_to_an_embedding_llama_server(corral_daemon, llama_servers):
+async def test_embeddings_are_forwarded_to_an_embedding_llama_server(gateway, llama_servers):
     (server,) = llama_servers(1, extra_args=("--embeddings", "--pooling", "mean"))
-    corral_daemon.add_provider("embedder", server.base_url)
-    key = corral_daemon.create_key("app")
+    await gateway.add_provider("embedder", server.base_url)
+    key = await gateway.create_key("app")
 
-    response = httpx.post(
-        corral_daemon.base_url + "/v1/embeddings",
-        json={"model": "tiny", "input": ["a", "b"]},
-        headers={"authorization": f"Bearer {key}"},
+    response = await gateway.public.post(
+        "/v1/embeddings", json={"model": "tiny", "input": ["a", "b"]}, headers={"authorization": f"Bearer {key}"}
     )
 
     assert response.status_code == 200, response.text

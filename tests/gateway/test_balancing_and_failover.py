@@ -10,6 +10,8 @@ import httpx
 import openai
 import pytest
 
+from tests.testbed.waiting import wait_for_async
+
 pytestmark = pytest.mark.llama_server
 
 PROMPT = [{"role": "user", "content": "hi"}]
@@ -58,11 +60,16 @@ def test_killing_a_provider_under_load_fails_no_request(corral_daemon, llama_ser
     key = corral_daemon.create_key("load")
     victim = servers[1]
 
+    async def every_provider_is_busy(admin: httpx.AsyncClient) -> bool:
+        return all(p["in_flight"] > 0 for p in (await admin.get("/providers")).json())
+
     async def scenario() -> list[object]:
         load = asyncio.create_task(
             fire(corral_daemon.base_url, key, 120, max_tokens=64, extra_body={"ignore_eos": True})
         )
-        await asyncio.sleep(0.3)  # let requests land on every provider first
+        transport = httpx.AsyncHTTPTransport(uds=str(corral_daemon.socket_path))
+        async with httpx.AsyncClient(transport=transport, base_url="http://corral") as admin:
+            await wait_for_async(lambda: every_provider_is_busy(admin), "requests in flight on every provider")
         os.kill(victim.process.pid, signal.SIGKILL)
         return await load
 

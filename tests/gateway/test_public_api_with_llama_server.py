@@ -1,4 +1,4 @@
-"""The official OpenAI SDK against corral-core, in front of real llama-server instances."""
+"""The official OpenAI SDK against a real corral-core process, in front of a real llama-server (one for the module)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ GENERATION = {"max_tokens": 8, "temperature": 0, "extra_body": {"ignore_eos": Tr
 
 
 @pytest.fixture
-def gateway(corral_daemon, llama_servers):
-    (server,) = llama_servers(1, parallel=2)
+def gateway(corral_daemon, shared_llama_server):
+    server = shared_llama_server
     corral_daemon.add_provider("local", server.base_url)
     key = corral_daemon.create_key("app")
     client = openai.OpenAI(base_url=corral_daemon.base_url + "/v1", api_key=key, max_retries=0)

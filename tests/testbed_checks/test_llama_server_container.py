@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 
 import httpx
 import openai
 import pytest
 
 from tests.testbed import free_port
+from tests.testbed.waiting import WaitTimedOut, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.llama_server]
 
@@ -17,18 +18,18 @@ GENERATION = {"max_tokens": 8, "temperature": 0, "extra_body": {"ignore_eos": Tr
 
 
 def wait_healthy(base_url: str, container, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         container.reload()
         if container.status == "exited":
             pytest.fail(f"container exited: {container.logs(tail=20).decode(errors='replace')}")
-        try:
-            if httpx.get(base_url + "/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"container not healthy in {timeout_s}s: {container.logs(tail=20).decode(errors='replace')}")
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(base_url + "/health", timeout=1.0).status_code == 200
+        return False
+
+    try:
+        wait_for(healthy, "the container's llama-server /health", timeout_s, interval_s=0.1)
+    except WaitTimedOut:
+        pytest.fail(f"container not healthy in {timeout_s}s: {container.logs(tail=20).decode(errors='replace')}")
 
 
 def test_containerised_llama_server_answers_like_the_native_one(
