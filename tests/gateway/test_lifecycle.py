@@ -1,4 +1,5 @@
-"""A client that goes away frees its llama-server slot, and SIGTERM lets requests in flight finish."""
+"""A client that goes away frees its llama-server slot, an operator can cancel a request, and SIGTERM lets requests
+in flight finish. Leaving and SIGTERM need the real daemon: uvicorn's socket is what notices a client gone."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from tests.testbed.waiting import wait_for
+from tests.testbed.waiting import wait_for, wait_for_async
 
 pytestmark = pytest.mark.llama_server
 
@@ -62,31 +63,30 @@ def test_clients_that_leave_mid_stream_are_not_counted_against_the_provider(corr
     assert provider["requests"] == 3
 
 
-def test_operator_can_cancel_a_live_request_from_the_admin_api(corral_daemon, llama_servers):
+@pytest.mark.asyncio
+async def test_operator_can_cancel_a_live_request_from_the_admin_api(gateway, llama_servers):
     (server,) = llama_servers(1, extra_args=LONG_RUNNING)
-    corral_daemon.add_provider("only", server.base_url)
-    key = corral_daemon.create_key("app")
+    await gateway.add_provider("only", server.base_url)
+    key = await gateway.create_key("app")
     body = {"model": "tiny", "messages": PROMPT, "stream": True, "max_tokens": 1_000_000, "ignore_eos": True}
 
     last_line = ""
-    with httpx.stream(
-        "POST",
-        corral_daemon.base_url + "/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {key}"},
-        timeout=30,
+    async with gateway.public.stream(
+        "POST", "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
     ) as response:
-        for index, line in enumerate(response.iter_lines()):
+        index = 0
+        async for line in response.aiter_lines():
             if index == 5:
-                (live,) = corral_daemon.admin_call("GET", "/requests").json()
+                (live,) = (await gateway.admin.get("/requests")).json()
                 assert live["key_name"] == "app"
                 assert live["provider"] == "only"
-                assert corral_daemon.admin_call("DELETE", f"/requests/{live['id']}").status_code == 200
+                assert (await gateway.admin.delete(f"/requests/{live['id']}")).status_code == 200
             if line:
                 last_line = line
+            index += 1
 
     assert "cancelled by an operator" in last_line
-    wait_for(lambda: slots_busy(server) == 0, "llama-server's slot to be free")
+    await wait_for_async(lambda: slots_busy(server) == 0, "llama-server's slot to be free")
 
 
 def test_sigterm_drains_a_request_in_flight_then_exits_zero(corral_daemon, llama_servers):
