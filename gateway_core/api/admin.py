@@ -19,7 +19,7 @@ from gateway_core.api.responses import EXCEPTION_HANDLERS, json_response
 from gateway_core.clock import Clock
 from gateway_core.contracts.admin_requests import KeySpec, KeyUpdate
 from gateway_core.contracts.errors import GatewayError
-from gateway_core.contracts.views import CreatedKey, Snapshot, StatusView
+from gateway_core.contracts.views import Cancelled, CreatedKey, HealthAnswer, Removed, Snapshot, StatusView
 from gateway_core.events import EventBus
 from gateway_core.fleet.gpu_sampler import GpuSampler
 from gateway_core.fleet.manager import FleetManager
@@ -115,7 +115,8 @@ class AdminApi:
         }
 
     async def health(self, request: Request) -> Response:
-        return json_response({"status": "ok", "version": __version__})
+        answer: HealthAnswer = {"status": "ok", "version": __version__}
+        return json_response(answer)
 
     async def status(self, request: Request) -> Response:
         return json_response(self.status_view())
@@ -150,7 +151,8 @@ class AdminApi:
     async def delete_provider(self, request: Request) -> Response:
         name = self._registry.require(request.path_params["name"]).name
         await self._registry.remove(name)
-        return json_response({"removed": name})
+        removed: Removed = {"removed": name}
+        return json_response(removed)
 
     async def test_saved_provider(self, request: Request) -> Response:
         return json_response(await self._registry.test(request.path_params["name"]))
@@ -184,7 +186,8 @@ class AdminApi:
     async def delete_key(self, request: Request) -> Response:
         key = self._keys.require(request.path_params["id"])
         self._keys.delete(key)
-        return json_response({"removed": key.id})
+        removed: Removed = {"removed": key.id}
+        return json_response(removed)
 
     # -- requests -------------------------------------------------------------------------------------
 
@@ -196,7 +199,8 @@ class AdminApi:
         if live is None:
             raise GatewayError(404, f"no request '{request.path_params['id']}' is running", code="request_not_found")
         live.cancel()
-        return json_response({"cancelled": live.id})
+        cancelled: Cancelled = {"cancelled": live.id}
+        return json_response(cancelled)
 
     async def chat(self, request: Request) -> Response:
         return await self._pipeline.handle("chat", request, admin=True)

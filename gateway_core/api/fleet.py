@@ -13,7 +13,8 @@ from starlette.routing import BaseRoute, Route
 from gateway_core.api.admin_models import read_json
 from gateway_core.api.responses import json_response
 from gateway_core.contracts.errors import GatewayError
-from gateway_core.contracts.fleet_views import CatalogAnswer, PlanAnswer, UnitStatusView
+from gateway_core.contracts.fleet_views import CatalogAnswer, PlanAnswer, SystemdActionAnswer, UnitStatusView
+from gateway_core.contracts.views import Removed
 from gateway_core.fleet.compose import ComposeError
 from gateway_core.fleet.containers import (
     DeploymentConflict,
@@ -126,7 +127,8 @@ class FleetApi:
 
     async def remove(self, request: Request) -> Response:
         await self._fleet.remove(request.path_params["name"])
-        return json_response({"removed": request.path_params["name"]})
+        removed: Removed = {"removed": request.path_params["name"]}
+        return json_response(removed)
 
     async def logs(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -172,4 +174,5 @@ class FleetApi:
         if action not in operations:
             raise GatewayError(404, f"unknown action '{action}': use start, stop, restart or status")
         await asyncio.to_thread(operations[action], name)
-        return json_response({"name": name, "action": action})
+        done: SystemdActionAnswer = {"name": name, "action": action}
+        return json_response(done)
