@@ -111,7 +111,15 @@ class Pipeline:
             key_id=key.id, key_name=key.name, model=parsed.model, route=route, stream=parsed.stream, timing=timing
         )
         self._events.publish("request.start", live.view())
-        return await self._forward(parsed, lease, live, candidates, timing)
+        try:
+            return await self._forward(parsed, lease, live, candidates, timing)
+        except asyncio.CancelledError:
+            # The request's own task was cancelled (the server stopping after its drain timeout): its attempt
+            # has given its slot back; end it here so its key lease and live entry don't outlive it.
+            if self._live.get(live.id) is live:
+                duration = self._monotonic() - live.started_mono
+                self._account(live, lease, ok=False, status=CLIENT_CLOSED, usage=Usage(), duration=duration, ttft=None)
+            raise
 
     async def _forward(
         self,
@@ -143,6 +151,9 @@ class Pipeline:
             if upstream.status >= 400:  # a 4xx the client must see as it is
                 try:
                     body = await upstream.read()
+                except asyncio.CancelledError:
+                    slot.release()
+                    raise
                 except TRANSPORT_ERRORS as error:
                     body = orjson.dumps(
                         GatewayError(
@@ -163,9 +174,15 @@ class Pipeline:
                     "x-corral-provider": provider.name,
                 }
                 stream = self._relay(slot, adapter, upstream, parsed, live, lease)
+                # Run it to its first yield: an async generator closed before it started skips its `finally`,
+                # which is what gives the slot, the lease and the live entry back if the client leaves at once.
+                await anext(stream)
                 return EventStreamResponse(stream, headers)
             try:
                 raw = await upstream.read()
+            except asyncio.CancelledError:
+                slot.release()
+                raise
             except TRANSPORT_ERRORS as error:
                 provider.breaker.record_failure()
                 last_error = GatewayError(502, f"provider '{provider.name}' failed mid-answer: {describe(error)}")
@@ -217,6 +234,7 @@ class Pipeline:
             upstream = await _send(provider, live, url, payload, headers)
         except (*TRANSPORT_ERRORS, asyncio.CancelledError) as error:
             if isinstance(error, asyncio.CancelledError) and not live.cancel_requested:
+                slot.release()  # the request itself is being cancelled; handle() ends it
                 raise
             self._attempt_failed(slot)
             reason = "cancelled" if live.cancel_requested else describe(error)
@@ -266,6 +284,7 @@ class Pipeline:
         ok = client_gone = False
         last_progress = 0.0
         try:
+            yield b""  # the priming step (_forward): nothing is sent; from here on, closing runs the clean-up
             async for chunk in upstream.content.iter_any():
                 out = stream.feed(chunk)
                 if stream.has_content and live.first_token_mono is None:

@@ -7,8 +7,13 @@ gateway runs in-process against the local fault servers.
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import orjson
+import pytest
+from starlette.requests import Request
+
+from gateway_core.gateway.stream_response import EventStreamResponse
 from tests.fakes.fault_server import FaultServer
 from tests.testbed.waiting import wait_for_async
 
@@ -105,3 +110,67 @@ async def test_a_provider_at_its_max_concurrency_is_routable_again_once_its_requ
 
         assert statuses == [200, 200, 200]
         await all_given_back(gateway, "single")
+
+
+def _chat_request(key: str, *, stream: bool) -> Request:
+    """A public chat request as uvicorn would hand it to the pipeline."""
+    body = orjson.dumps({"model": "tiny", "messages": PROMPT, "stream": stream})
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-length", str(len(body)).encode())],
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
+
+
+def nothing_held(gateway, key_id: str) -> bool:
+    usage = gateway.state.limiter.usage(key_id)
+    return len(gateway.state.live) == 0 and usage["in_flight"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_stream_whose_client_leaves_before_its_first_byte_gives_everything_back(gateway):
+    # The response's chunks are closed before they were ever iterated: what EventStreamResponse does when the
+    # client is gone by the time the answer's headers are written.
+    with FaultServer() as upstream:
+        await gateway.add_provider("local", upstream.base_url)
+        key = await gateway.create_key("app")
+        key_id = key.split("-")[2]
+
+        response = await gateway.state.pipeline.handle("chat", _chat_request(key, stream=True))
+        assert isinstance(response, EventStreamResponse)
+        await response.chunks.aclose()
+
+        await all_given_back(gateway, "local")
+        assert nothing_held(gateway, key_id)
+
+
+@pytest.mark.asyncio
+async def test_a_request_cancelled_while_its_provider_thinks_gives_everything_back(gateway):
+    # What the server does to requests still running when its drain timeout ends.
+    with FaultServer() as upstream:
+        upstream.set_mode("hang")
+        await gateway.add_provider("local", upstream.base_url)
+        key = await gateway.create_key("app")
+        key_id = key.split("-")[2]
+        ended = gateway.state.events.subscribe()
+
+        task = asyncio.ensure_future(gateway.state.pipeline.handle("chat", _chat_request(key, stream=False)))
+        await wait_for_async(lambda: slots_held(gateway, "local")["local"][0] == 1, "the request to reach its provider")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        await all_given_back(gateway, "local")
+        assert nothing_held(gateway, key_id)
+        published = []
+        while not ended.empty():
+            published.append(ended.get_nowait())
+        assert [(e.kind, e.data["status"]) for e in published if e is not None and e.kind == "request.end"] == [
+            ("request.end", 499)
+        ]
