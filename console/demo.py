@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ import httpx
 
 from gateway_core.client import CorralClient
 from gateway_core.fleet.manager import free_port
+from gateway_core.settings import BinaryNotFound, llama_server_binary
 
 from .demo_model import write_tiny_model
 from .detach import spawn_detached
@@ -35,26 +34,28 @@ class DemoUnavailable(RuntimeError):
 def _server_command(model: Path, port: int) -> list[str]:
     if importlib.util.find_spec("xllamacpp") is not None:
         return [sys.executable, "-m", "console.demo_server", str(model), str(port)]
-    binary = os.environ.get("CORRAL_LLAMA_SERVER") or shutil.which("llama-server")
-    if binary:
-        return [
-            binary,
-            "--model",
-            str(model),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--alias",
-            DEMO_MODEL,
-            "--parallel",
-            "4",
-            "--threads",
-            "1",
-        ]
-    raise DemoUnavailable(
-        "the demo needs xllamacpp (`pip install 'corral[demo]'`) or a llama-server binary (set CORRAL_LLAMA_SERVER)"
-    )
+    try:
+        binary = llama_server_binary()
+    except BinaryNotFound:
+        raise DemoUnavailable(
+            "the demo needs xllamacpp (`pip install 'corral[demo]'`) or a llama-server binary "
+            "(set CORRAL_LLAMA_SERVER or put llama-server on PATH)"
+        ) from None
+    return [
+        binary,
+        "--model",
+        str(model),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--alias",
+        DEMO_MODEL,
+        "--parallel",
+        "4",
+        "--threads",
+        "1",
+    ]
 
 
 def _log_tail(path: Path, lines: int = 10) -> str:

@@ -24,7 +24,11 @@ def _deploy_options(parser: argparse.ArgumentParser) -> None:
 
 def _systemd_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", action="store_true", help="a user unit (systemctl --user) instead of a system one")
-    parser.add_argument("--binary", metavar="PATH", help="the llama-server binary (default: $CORRAL_LLAMA_SERVER)")
+    parser.add_argument(
+        "--binary",
+        metavar="PATH",
+        help="the llama-server binary (default: corral-core's $CORRAL_LLAMA_SERVER, then llama-server on its PATH)",
+    )
     parser.add_argument("--log-dir", metavar="DIR", help="write logs to files here instead of the journal")
 
 
