@@ -1,4 +1,6 @@
-"""The testbed: real llama-server, Docker engine, tiny GGUF model and NVML stub, built on demand and cached."""
+"""The testbed: real llama-server, Docker engine, tiny GGUF model and NVML stub, built on demand and cached;
+corral-core as a real process (`CorralDaemon`) or as its objects in the test's process (`in_process`, imported
+on its own so that collecting tests never imports the daemon); and `waiting.wait_for`, the one way to wait."""
 
 from .daemon import CorralDaemon, DaemonFailedToStart, daemons_on
 from .docker_image import IMAGE as LLAMA_SERVER_IMAGE

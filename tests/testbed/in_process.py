@@ -50,13 +50,12 @@ class InProcessGateway:
     ) -> AsyncIterator[InProcessGateway]:
         """Started as the daemon starts its state, and closed as it closes it, whatever the test did."""
         gateway = cls(data_dir, clock or FakeClock(), **state_options)
-        try:
+        async with contextlib.AsyncExitStack() as closing:  # each closes even if one before it raises
+            closing.push_async_callback(gateway.state.close)
+            closing.push_async_callback(gateway.public.aclose)
+            closing.push_async_callback(gateway.admin.aclose)
             await gateway.state.start()
             yield gateway
-        finally:
-            await gateway.admin.aclose()
-            await gateway.public.aclose()
-            await gateway.state.close()
 
     def admin_client(self) -> httpx.AsyncClient:
         """Another admin client, for a test that holds one stream open while it calls the API."""
