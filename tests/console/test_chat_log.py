@@ -53,7 +53,7 @@ async def test_a_long_streamed_answer_is_split_into_parts_that_show_exactly_its_
         answer = await log.begin_answer()
         for start in range(0, len(answer_text), 997):  # fragments cut anywhere, even inside a line
             answer.add(answer_text[start : start + 997])
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # the pacing of a stream is the behaviour under test, not a wait
         await answer.finish("", "stats")
         await pilot.pause()
 

@@ -127,7 +127,8 @@ async def test_closing_the_feed_ends_a_waiting_iteration(tmp_path):
     feed = EventFeed(tmp_path / "nobody.sock")
     assert (await next_event(feed))[0] == "connection"
     waiting = asyncio.create_task(anext(feed))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # one turn of the loop: the iteration starts and blocks on the feed's empty queue
+    assert not waiting.done()
 
     await feed.aclose()
 
