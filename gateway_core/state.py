@@ -44,7 +44,9 @@ class GatewayState:
         self.events = EventBus()
         self.limiter = RateLimiter(clock=clock.monotonic)
         self.keys = KeyStore(self.store, self.limiter, self.events, clock)
-        self.registry = ProviderRegistry(self.store, self.metrics, self.events, probe_interval_s=probe_interval_s)
+        self.registry = ProviderRegistry(
+            self.store, self.metrics, self.events, probe_interval_s=probe_interval_s, clock=clock
+        )
         self.live = LiveRequests(clock)
         self.stats = Stats(clock)
         self.gpus = GpuSampler(self._publish_gpus, gpu_interval_s)

@@ -14,12 +14,14 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from gateway_core.clock import SYSTEM_CLOCK, Clock
 from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.views import ProbeAnswer, ProviderView
 from gateway_core.events import EventBus
 from gateway_core.metrics import PROVIDER_STATES, GatewayMetrics
 from gateway_core.store.config_store import ConfigStore
 
+from .circuit import CircuitBreaker
 from .config import ProviderConfig
 from .health import ProbeResult, probe
 from .runtime import ProviderRuntime
@@ -82,19 +84,25 @@ class ProviderRegistry:
         *,
         probe_interval_s: float = PROBE_INTERVAL_S,
         prober: Prober = probe,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._store = store
         self._probe = prober
+        self._clock = clock
         self.metrics = metrics
         self._events = events
         self.probe_interval_s = probe_interval_s
         self.providers: dict[str, ProviderRuntime] = {}
         for record in store.all("providers"):
             config = ProviderConfig.model_validate(record)
-            self.providers[config.name] = ProviderRuntime(config)
+            self.providers[config.name] = self._runtime(config)
         self._probers: dict[str, asyncio.Task[None]] = {}
         # Replaced on every release, so waiters wake once per freed slot without a lock.
         self.slot_released = asyncio.Event()
+
+    def _runtime(self, config: ProviderConfig) -> ProviderRuntime:
+        # Its circuit's cooldown runs on the injected clock, so a test can move past it instead of waiting.
+        return ProviderRuntime(config, breaker=CircuitBreaker(clock=self._clock.monotonic))
 
     def __iter__(self) -> Iterator[ProviderRuntime]:
         return iter(self.providers.values())
@@ -195,7 +203,7 @@ class ProviderRegistry:
     async def put(self, config: ProviderConfig) -> ProviderRuntime:
         """Save the provider and route to it: a provider of the same name is replaced (and its pool closed)."""
         old = self.providers.get(config.name)
-        runtime = ProviderRuntime(config)
+        runtime = self._runtime(config)
         self._store.put("providers", "name", config.stored())
         self.providers[config.name] = runtime
         if old is not None:
@@ -271,7 +279,7 @@ class ProviderRegistry:
         self._apply(runtime, await self._probe(runtime.config, runtime.session))
 
     def _apply(self, runtime: ProviderRuntime, result: ProbeResult) -> None:
-        runtime.mark_probed()
+        runtime.mark_probed(self._clock.time())
         changed = (result.health, result.detail) != (runtime.health, runtime.health_detail)
         if result.health == "ready":
             runtime.discovered_models = result.models

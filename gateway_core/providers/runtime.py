@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -115,5 +114,5 @@ class ProviderRuntime:
             "last_probe_at": self.last_probe_at,
         }
 
-    def mark_probed(self) -> None:
-        self.last_probe_at = time.time()
+    def mark_probed(self, at: float) -> None:
+        self.last_probe_at = at

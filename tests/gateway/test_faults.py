@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from gateway_core.providers.circuit import CircuitBreaker
 from tests.fakes.anthropic_server import AnthropicFakeServer
 from tests.fakes.fault_server import FaultServer
 from tests.fakes.one_shot_server import OneShotServer
@@ -109,6 +110,27 @@ async def test_repeated_failures_open_the_circuit_and_traffic_skips_the_provider
         assert statuses == [200] * 8
         assert len(inference_requests(failing)) == 3
         assert await provider_state(gateway, "failing") == "circuit_open"
+
+
+@pytest.mark.asyncio
+async def test_an_open_circuit_lets_one_trial_through_after_its_cooldown_and_closes_when_it_succeeds(gateway):
+    with FaultServer() as flaky, FaultServer() as backup:
+        flaky.set_mode("status", status=500)
+        await gateway.add_provider("flaky", flaky.base_url, priority=10)
+        await gateway.add_provider("backup", backup.base_url, priority=0)
+        key = await gateway.create_key("app")
+        for _ in range(3):
+            assert (await gateway.chat(key)).status_code == 200  # each failed over to the backup
+        assert await provider_state(gateway, "flaky") == "circuit_open"
+        flaky.set_mode("ok")
+
+        resting = await gateway.chat(key)
+        gateway.clock.advance(CircuitBreaker().cooldown_s)  # the circuit's rest, without waiting for it
+        trial = await gateway.chat(key)
+
+        assert resting.headers["x-corral-provider"] == "backup"
+        assert trial.headers["x-corral-provider"] == "flaky"
+        assert await provider_state(gateway, "flaky") == "ready"
 
 
 @pytest.mark.asyncio
