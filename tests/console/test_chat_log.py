@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from textual.app import App, ComposeResult
 
 from console.markdown_parts import PartBreaks
 from console.widgets.chat_log import CHAPTER_PARTS, PART_CHARS, ChatLog
+from tests.testbed.waiting import wait_for_async
 
 CHAT_CSS = Path(__file__).resolve().parents[2] / "console" / "styles" / "chat.tcss"
 PARAGRAPH = " the quick brown fox jumps over a lazy dog" * 4 + ".\n\n"
@@ -51,9 +51,12 @@ async def test_a_long_streamed_answer_is_split_into_parts_that_show_exactly_its_
     async with app.run_test(size=(120, 40)) as pilot:
         log = app.query_one(ChatLog)
         answer = await log.begin_answer()
-        for start in range(0, len(answer_text), 997):  # fragments cut anywhere, even inside a line
+        for index, start in enumerate(range(0, len(answer_text), 997)):  # fragments cut anywhere, even in a line
             answer.add(answer_text[start : start + 997])
-            await asyncio.sleep(0.005)  # the pacing of a stream is the behaviour under test, not a wait
+            if index % 4 == 3:  # about one flush's worth: let it show before more arrive, as a stream would
+                await wait_for_async(
+                    lambda: answer.entry.source == answer.text, "the answer to show what came", pause=pilot.pause
+                )
         await answer.finish("", "stats")
         await pilot.pause()
 

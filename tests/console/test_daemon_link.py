@@ -126,11 +126,12 @@ async def test_event_feed_reports_an_absent_daemon_once_and_backs_off(tmp_path):
 async def test_closing_the_feed_ends_a_waiting_iteration(tmp_path):
     feed = EventFeed(tmp_path / "nobody.sock")
     assert (await next_event(feed))[0] == "connection"
-    waiting = asyncio.create_task(anext(feed))
-    await asyncio.sleep(0)  # one turn of the loop: the iteration starts and blocks on the feed's empty queue
-    assert not waiting.done()
-
-    await feed.aclose()
+    closing: list[asyncio.Task[None]] = []
+    # Runs once this task blocks in the iteration below: the close lands while the iteration waits.
+    asyncio.get_running_loop().call_soon(lambda: closing.append(asyncio.ensure_future(feed.aclose())))
 
     with pytest.raises(StopAsyncIteration):
-        await asyncio.wait_for(waiting, STEP_S)
+        async with asyncio.timeout(STEP_S):
+            await anext(feed)
+    assert closing, "the iteration ended before the close was even asked for"
+    await closing[0]
