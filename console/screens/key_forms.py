@@ -46,6 +46,23 @@ class KeyLimits(TypedDict):
 NO_LIMITS: KeyLimits = {"models": None, "rpm": None, "tpm": None, "max_concurrency": None}
 
 
+def _limit_field(label: str, name: str, value: int | None) -> Widget:
+    """A whole-number limit, where empty means none."""
+    return form_field(
+        label,
+        name,
+        Input(
+            _number(value),
+            placeholder="empty: no limit",
+            id=name,
+            type="integer",
+            compact=True,
+            valid_empty=True,
+            validators=[_check(name)],
+        ),
+    )
+
+
 def limit_fields(key: KeyLimits) -> list[Widget]:
     """The fields both forms share, prefilled from `key` (a key view) when editing."""
     models = key["models"]
@@ -60,45 +77,9 @@ def limit_fields(key: KeyLimits) -> list[Widget]:
                 compact=True,
             ),
         ),
-        form_field(
-            "Requests/min",
-            "rpm",
-            Input(
-                _number(key["rpm"]),
-                placeholder="empty: no limit",
-                id="rpm",
-                type="integer",
-                compact=True,
-                valid_empty=True,
-                validators=[_check("rpm")],
-            ),
-        ),
-        form_field(
-            "Tokens/min",
-            "tpm",
-            Input(
-                _number(key["tpm"]),
-                placeholder="empty: no limit",
-                id="tpm",
-                type="integer",
-                compact=True,
-                valid_empty=True,
-                validators=[_check("tpm")],
-            ),
-        ),
-        form_field(
-            "Max concurrency",
-            "max_concurrency",
-            Input(
-                _number(key["max_concurrency"]),
-                placeholder="empty: no limit",
-                id="max_concurrency",
-                type="integer",
-                compact=True,
-                valid_empty=True,
-                validators=[_check("max_concurrency")],
-            ),
-        ),
+        _limit_field("Requests/min", "rpm", key["rpm"]),
+        _limit_field("Tokens/min", "tpm", key["tpm"]),
+        _limit_field("Max concurrency", "max_concurrency", key["max_concurrency"]),
     ]
 
 
