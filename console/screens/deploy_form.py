@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
 from console.format import format_bytes, plan_headline, plan_lines
-from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int
+from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, integer_input, optional_int
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 from gateway_core.contracts.fleet_views import CatalogAnswer, DeployAnswer, GgufModelView, GpuDeviceView, PlanAnswer
@@ -119,38 +119,17 @@ class DeployForm(FormScreen[DeployAnswer]):
                 yield form_field(
                     "Context size",
                     "ctx_size",
-                    Input(
-                        placeholder="4096 (tokens, shared by all slots)",
-                        id="ctx_size",
-                        type="integer",
-                        compact=True,
-                        valid_empty=True,
-                        validators=[_check("ctx_size")],
-                    ),
+                    integer_input("ctx_size", _check("ctx_size"), placeholder="4096 (tokens, shared by all slots)"),
                 )
                 yield form_field(
                     "Parallel slots",
                     "parallel",
-                    Input(
-                        placeholder="1",
-                        id="parallel",
-                        type="integer",
-                        compact=True,
-                        valid_empty=True,
-                        validators=[_check("parallel")],
-                    ),
+                    integer_input("parallel", _check("parallel"), placeholder="1"),
                 )
                 yield form_field(
                     "Port",
                     "port",
-                    Input(
-                        placeholder="first free from 8081",
-                        id="port",
-                        type="integer",
-                        compact=True,
-                        valid_empty=True,
-                        validators=[_check("port")],
-                    ),
+                    integer_input("port", _check("port"), placeholder="first free from 8081"),
                 )
                 yield form_field(
                     "Image", "image", Input(placeholder="llama.cpp's server image", id="image", compact=True)

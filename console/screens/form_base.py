@@ -49,6 +49,19 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def integer_input(name: str, validator: Validator, value: str = "", placeholder: str = "") -> Input:
+    """A whole-number field whose id is `name`; empty is allowed (the daemon's default, or no limit)."""
+    return Input(
+        value,
+        placeholder=placeholder,
+        id=name,
+        type="integer",
+        compact=True,
+        valid_empty=True,
+        validators=[validator],
+    )
+
+
 def form_field(label: str, name: str, widget: Widget, hint: str = "") -> Vertical:
     """A labelled row for `widget` (whose id is `name`, the API field), with room for its error underneath."""
     children: list[Widget] = [

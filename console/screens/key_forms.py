@@ -13,7 +13,14 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Input, Static
 
-from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
+from console.screens.form_base import (
+    FormScreen,
+    ModelFieldValidator,
+    form_field,
+    integer_input,
+    optional_int,
+    split_list,
+)
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 from gateway_core.contracts.admin_requests import KeySpec
@@ -48,19 +55,7 @@ NO_LIMITS: KeyLimits = {"models": None, "rpm": None, "tpm": None, "max_concurren
 
 def _limit_field(label: str, name: str, value: int | None) -> Widget:
     """A whole-number limit, where empty means none."""
-    return form_field(
-        label,
-        name,
-        Input(
-            _number(value),
-            placeholder="empty: no limit",
-            id=name,
-            type="integer",
-            compact=True,
-            valid_empty=True,
-            validators=[_check(name)],
-        ),
-    )
+    return form_field(label, name, integer_input(name, _check(name), _number(value), placeholder="empty: no limit"))
 
 
 def limit_fields(key: KeyLimits) -> list[Widget]:

@@ -12,7 +12,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
-from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, optional_int, split_list
+from console.screens.form_base import (
+    FormScreen,
+    ModelFieldValidator,
+    form_field,
+    integer_input,
+    optional_int,
+    split_list,
+)
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 from gateway_core.contracts.views import ProbeAnswer, ProviderPublicView, ProviderView
@@ -156,39 +163,22 @@ class ProviderForm(FormScreen[ProviderView]):
                 yield form_field(
                     "Priority",
                     "priority",
-                    Input(
-                        str(p["priority"]),
-                        id="priority",
-                        type="integer",
-                        compact=True,
-                        valid_empty=True,
-                        validators=[_check("priority")],
-                    ),
+                    integer_input("priority", _check("priority"), str(p["priority"])),
                     hint="higher tiers are tried first",
                 )
                 yield form_field(
                     "Weight",
                     "weight",
-                    Input(
-                        str(p["weight"]),
-                        id="weight",
-                        type="integer",
-                        compact=True,
-                        valid_empty=True,
-                        validators=[_check("weight")],
-                    ),
+                    integer_input("weight", _check("weight"), str(p["weight"])),
                 )
                 yield form_field(
                     "Max concurrency",
                     "max_concurrency",
-                    Input(
+                    integer_input(
+                        "max_concurrency",
+                        _check("max_concurrency"),
                         str(p["max_concurrency"] or ""),
                         placeholder="empty: no limit",
-                        id="max_concurrency",
-                        type="integer",
-                        compact=True,
-                        valid_empty=True,
-                        validators=[_check("max_concurrency")],
                     ),
                 )
                 yield form_field(
