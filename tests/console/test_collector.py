@@ -12,7 +12,7 @@ import console.app
 from console.app import CorralApp
 from console.collector import FULL_EVERY_S, MAX_DEFER_S, NEVER, QUIET_S, QuietCollector
 from console.screens.chat import ChatScreen
-from tests.testbed.waiting import pilot_wait
+from tests.testbed.waiting import wait_for_async
 
 
 class Clock:
@@ -83,7 +83,9 @@ async def test_the_console_holds_full_collections_while_it_runs_and_counts_keys_
     app = CorralApp(tmp_path / "nobody.sock", tmp_path / "data", autostart=False)
 
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot_wait(pilot.pause, lambda: gc.get_threshold()[2] == NEVER, timeout_s=5)
+        await wait_for_async(
+            lambda: gc.get_threshold()[2] == NEVER, "gen-2 collections to be off", 5, pause=pilot.pause
+        )
         typed_before = app.collector.last_input
         await pilot.press("tab")
 
@@ -105,10 +107,10 @@ async def test_the_chat_screen_is_built_behind_a_quiet_dashboard_so_the_first_f3
 
     async with app.run_test(size=(80, 24)) as pilot:
         focused = app.screen.focused
-        await pilot_wait(pilot.pause, lambda: mounted, timeout_s=5)
+        await wait_for_async(lambda: mounted, "the chat screen to be built", 5, pause=pilot.pause)
 
         assert app.current_mode == "dashboard", "the operator saw nothing move"
         assert app.screen.focused is focused
         await pilot.press("f3")
-        await pilot_wait(pilot.pause, lambda: isinstance(app.screen, ChatScreen), timeout_s=5)
+        await wait_for_async(lambda: isinstance(app.screen, ChatScreen), "F3 to show the chat", 5, pause=pilot.pause)
         assert len(mounted) == 1, "F3 showed the screen built before"

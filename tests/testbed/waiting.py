@@ -59,13 +59,3 @@ async def _holds(condition: Callable[[], object | Awaitable[object]]) -> bool:
     if inspect.isawaitable(result):
         result = await result
     return bool(result)
-
-
-async def pilot_wait(
-    pause: Callable[[float], Awaitable[Any]],
-    condition: Callable[[], object],
-    what: str = "condition",
-    timeout_s: float = ASYNC_TIMEOUT_S,
-) -> None:
-    """The console tests' older spelling of `wait_for_async(condition, what, timeout_s, pause=pilot.pause)`."""
-    await wait_for_async(condition, what, timeout_s, pause=pause)
