@@ -77,6 +77,28 @@ class GatewayMetrics:
             ["provider", "state"],
             registry=registry,
         )
+        self.internal_errors = Counter(
+            "corral_internal_errors_total",
+            "Requests that failed inside Corral (answered 500 with a request id, or cut), by listener.",
+            ["listener"],
+            registry=registry,
+        )
+        self.open_connections = Gauge(
+            "corral_open_connections",
+            "Connections open on the public listener now.",
+            registry=registry,
+        )
+        self.connections_refused = Counter(
+            "corral_connections_refused_total",
+            "Connections the public listener refused because it was at its connection cap.",
+            registry=registry,
+        )
+        self.request_timeouts = Counter(
+            "corral_request_timeouts_total",
+            "Connections closed with 408 because a request's headers or body did not arrive in time, by phase.",
+            ["phase"],
+            registry=registry,
+        )
         # provider -> (model, status) -> its labelled series, looked up once: labels() is costly on the hot path,
         # and remove_provider finds every series of a provider here.
         self._series: dict[str, dict[tuple[str, str], _RequestSeries]] = {}
