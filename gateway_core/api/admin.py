@@ -15,6 +15,7 @@ from gateway_core import __version__
 from gateway_core.api.admin_models import read_json
 from gateway_core.api.events import events_endpoint
 from gateway_core.api.fleet import FleetApi
+from gateway_core.api.guard import RequestGuard
 from gateway_core.api.responses import EXCEPTION_HANDLERS, json_response
 from gateway_core.clock import Clock
 from gateway_core.contracts.admin_requests import KeySpec, KeyUpdate
@@ -209,7 +210,7 @@ class AdminApi:
         return await self._pipeline.handle("completions", request, admin=True)
 
 
-def build_admin_app(state: GatewayState) -> Starlette:
+def build_admin_app(state: GatewayState) -> RequestGuard:
     admin = AdminApi(
         registry=state.registry,
         keys=state.keys,
@@ -223,4 +224,5 @@ def build_admin_app(state: GatewayState) -> Starlette:
         started_at=state.started_at,
     )
     fleet = FleetApi(fleet=state.fleet, registry=state.registry, data_dir=state.data_dir)
-    return Starlette(routes=[*admin.routes(), *fleet.routes()], exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(routes=[*admin.routes(), *fleet.routes()], exception_handlers=EXCEPTION_HANDLERS)
+    return RequestGuard(app, listener="admin", metrics=state.metrics)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway_core.api.guard import RequestGuard
 from gateway_core.api.responses import EXCEPTION_HANDLERS, json_response
 from gateway_core.gateway.keys import KeyRing
 from gateway_core.gateway.pipeline import Pipeline
@@ -95,7 +96,7 @@ class PublicApi:
         return Response(body, media_type=content_type, headers=_timing(started))
 
 
-def build_public_app(state: GatewayState) -> PublicApp:
+def build_public_app(state: GatewayState) -> RequestGuard:
     api = PublicApi(
         keys=state.keys.ring,
         registry=state.registry,
@@ -103,4 +104,5 @@ def build_public_app(state: GatewayState) -> PublicApp:
         pipeline=state.pipeline,
         started_at=state.started_at,
     )
-    return PublicApp(state.pipeline, Starlette(routes=api.routes(), exception_handlers=EXCEPTION_HANDLERS))
+    app = PublicApp(state.pipeline, Starlette(routes=api.routes(), exception_handlers=EXCEPTION_HANDLERS))
+    return RequestGuard(app, listener="public", metrics=state.metrics)

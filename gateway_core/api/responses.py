@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway_core.api.admin_models import validation_error
+from gateway_core.api.guard import internal_error_handler
 from gateway_core.contracts.errors import GatewayError
 
 
@@ -42,4 +43,5 @@ EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {
     GatewayError: gateway_error_handler,
     ValidationError: invalid_input_handler,
     HTTPException: http_error_handler,
+    Exception: internal_error_handler,  # Starlette answers with it, then re-raises for the guard to log
 }

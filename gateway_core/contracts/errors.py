@@ -56,3 +56,34 @@ class GatewayError(Exception):
         return Response(
             orjson.dumps(self.body()), status_code=self.status, media_type="application/json", headers=headers
         )
+
+
+def upstream_error_body(status: int, raw: bytes, provider: str) -> bytes:
+    """A provider's own error answer (a 4xx passed on to the client) in OpenAI's shape.
+
+    The provider's message and type are kept; llama-server's numeric `code`, a missing `param`, or a body that
+    is not OpenAI's error object at all (plain text, HTML from a proxy) are put into the shape the SDKs parse.
+    """
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        payload = None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, str):  # {"error": "message"}, as Ollama and some proxies answer
+        error = {"message": error}
+    if not isinstance(error, dict):
+        text = raw[:300].decode(errors="replace").strip() or "(an empty body)"
+        return orjson.dumps(GatewayError(status, f"provider '{provider}' answered HTTP {status}: {text}").body())
+    message, kind, param, code = (error.get(name) for name in ("message", "type", "param", "code"))
+    return orjson.dumps(
+        {
+            "error": {
+                "message": message
+                if isinstance(message, str) and message
+                else f"provider '{provider}' answered HTTP {status}",
+                "type": kind if isinstance(kind, str) and kind else ERROR_TYPES.get(status, "invalid_request_error"),
+                "param": param if isinstance(param, str) else None,
+                "code": code if isinstance(code, str) or code is None else str(code),
+            }
+        }
+    )

@@ -1,4 +1,5 @@
-"""Reading and checking a public API request: body cap, one JSON parse, and only what routing needs."""
+"""Reading and checking a public API request: body cap, one JSON parse, the OpenAI fields checked, then what
+routing needs."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import orjson
 from starlette.requests import Request
 
 from gateway_core.contracts.errors import GatewayError
-
-REQUIRED = {"chat": ("model", "messages"), "completions": ("model", "prompt"), "embeddings": ("model", "input")}
+from gateway_core.contracts.openai_request import validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +43,8 @@ def parse(route: str, raw: bytes) -> ParsedRequest:
         raise GatewayError(400, f"request body is not valid UTF-8 JSON: {error}", code="invalid_json") from error
     if not isinstance(body, dict):
         raise GatewayError(400, "request body must be a JSON object", code="invalid_json")
-    for name in REQUIRED[route]:
-        if name not in body:
-            raise GatewayError(400, f"'{name}' is required", param=name, code="missing_field")
-    model = body["model"]
-    if not isinstance(model, str) or not model:
-        raise GatewayError(400, "'model' must be a non-empty string", param="model", code="invalid_field")
-    if route == "chat" and (not isinstance(body["messages"], list) or not body["messages"]):
-        raise GatewayError(400, "'messages' must be a non-empty list", param="messages", code="invalid_field")
-    stream = body.get("stream") is True
+    validate(route, body)
+    stream = route != "embeddings" and body.get("stream") is True
     options = body.get("stream_options")
-    wants_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-    return ParsedRequest(route=route, body=body, model=model, stream=stream, wants_usage=wants_usage)
+    wants_usage = stream and options is not None and options.get("include_usage") is True
+    return ParsedRequest(route=route, body=body, model=body["model"], stream=stream, wants_usage=wants_usage)

@@ -85,9 +85,19 @@ class LiveRequests:
         self._time = clock.time
         self._monotonic = clock.monotonic
 
-    def start(self, *, key_id: str, key_name: str, model: str, route: str, stream: bool, timing: Timing) -> LiveRequest:
+    def start(
+        self,
+        *,
+        key_id: str,
+        key_name: str,
+        model: str,
+        route: str,
+        stream: bool,
+        timing: Timing,
+        request_id: str | None = None,
+    ) -> LiveRequest:
         request = LiveRequest(
-            id=f"req-{next(self._ids)}",
+            id=request_id or f"req-{next(self._ids)}",
             key_id=key_id,
             key_name=key_name,
             model=model,

@@ -17,8 +17,9 @@ from starlette.responses import Response
 
 from gateway_core.clock import Clock
 from gateway_core.contracts.adapter import Adapter, Usage
-from gateway_core.contracts.errors import GatewayError
+from gateway_core.contracts.errors import GatewayError, upstream_error_body
 from gateway_core.contracts.request import ParsedRequest, parse, read_body
+from gateway_core.contracts.request_id import request_id_of
 from gateway_core.contracts.sse import error_frame
 from gateway_core.events import EventBus
 from gateway_core.gateway.accounting import LiveRequest, LiveRequests, Stats, Timing
@@ -108,17 +109,25 @@ class Pipeline:
         except GatewayError as error:
             return error.to_response({"server-timing": timing.header()})
         live = self._live.start(
-            key_id=key.id, key_name=key.name, model=parsed.model, route=route, stream=parsed.stream, timing=timing
+            key_id=key.id,
+            key_name=key.name,
+            model=parsed.model,
+            route=route,
+            stream=parsed.stream,
+            timing=timing,
+            request_id=request_id_of(request.scope),
         )
         self._events.publish("request.start", live.view())
         try:
             return await self._forward(parsed, lease, live, candidates, timing)
-        except asyncio.CancelledError:
-            # The request's own task was cancelled (the server stopping after its drain timeout): its attempt
-            # has given its slot back; end it here so its key lease and live entry don't outlive it.
+        except BaseException as error:
+            # Cancelled (the server stopping after its drain timeout), or a failure inside Corral that the
+            # listener's guard answers as a 500: the attempt has given its slot back; end the request here so its
+            # key lease and live entry don't outlive it.
             if self._live.get(live.id) is live:
+                status = CLIENT_CLOSED if isinstance(error, asyncio.CancelledError) else 500
                 duration = self._monotonic() - live.started_mono
-                self._account(live, lease, ok=False, status=CLIENT_CLOSED, usage=Usage(), duration=duration, ttft=None)
+                self._account(live, lease, ok=False, status=status, usage=Usage(), duration=duration, ttft=None)
             raise
 
     async def _forward(
@@ -148,56 +157,72 @@ class Pipeline:
                 last_error = outcome
                 continue
             upstream, adapter, slot = outcome
-            if upstream.status >= 400:  # a 4xx the client must see as it is
-                try:
-                    body = await upstream.read()
-                except asyncio.CancelledError:
-                    slot.release()
-                    raise
-                except TRANSPORT_ERRORS as error:
-                    body = orjson.dumps(
-                        GatewayError(
-                            upstream.status,
-                            f"provider '{provider.name}' answered HTTP {upstream.status} and broke off "
-                            f"({describe(error)})",
-                        ).body()
-                    )
-                finally:
-                    upstream.release()
-                headers = {"server-timing": timing.header()}
-                self._release(slot, live, lease, ok=False, status=upstream.status, usage=Usage())
-                return Response(body, status_code=upstream.status, media_type="application/json", headers=headers)
-            if parsed.stream:
-                headers = {
-                    "server-timing": timing.header(),
-                    "cache-control": "no-cache",
-                    "x-corral-provider": provider.name,
-                }
-                stream = self._relay(slot, adapter, upstream, parsed, live, lease)
-                # Run it to its first yield: an async generator closed before it started skips its `finally`,
-                # which is what gives the slot, the lease and the live entry back if the client leaves at once.
-                await anext(stream)
-                return EventStreamResponse(stream, headers)
             try:
-                raw = await upstream.read()
-            except asyncio.CancelledError:
-                slot.release()
+                answer = await self._answer(provider, upstream, adapter, slot, parsed, live, lease, timing)
+            except BaseException:
+                slot.release()  # released once however many hands reach it; the request is ended by handle()
                 raise
-            except TRANSPORT_ERRORS as error:
-                provider.breaker.record_failure()
-                last_error = GatewayError(502, f"provider '{provider.name}' failed mid-answer: {describe(error)}")
-                self._release(slot, live, lease, ok=False, status=502, usage=Usage())
+            if isinstance(answer, GatewayError):
+                last_error = answer
                 continue
-            finally:
-                upstream.release()
-            body, usage = adapter.response(raw, parsed.model)
-            headers = {"server-timing": timing.header(), "x-corral-provider": provider.name}
-            self._release(slot, live, lease, ok=True, status=200, usage=usage)
-            return Response(body, media_type="application/json", headers=headers)
+            return answer
         if live.cancel_requested:
             last_error = GatewayError(499, CANCELLED, code="cancelled")
         assert last_error is not None
         return self._finish_early(live, lease, last_error, timing)
+
+    async def _answer(
+        self,
+        provider: ProviderRuntime,
+        upstream: UpstreamResponse,
+        adapter: Adapter,
+        slot: Slot,
+        parsed: ParsedRequest,
+        live: LiveRequest,
+        lease: Lease,
+        timing: Timing,
+    ) -> Response | GatewayError:
+        """The client's answer from one provider's response; an error when that provider failed mid-answer."""
+        if upstream.status >= 400:  # a 4xx the client must see, in OpenAI's error shape
+            try:
+                body = upstream_error_body(upstream.status, await upstream.read(), provider.name)
+            except TRANSPORT_ERRORS as error:
+                message = (
+                    f"provider '{provider.name}' answered HTTP {upstream.status} and broke off ({describe(error)})"
+                )
+                body = orjson.dumps(GatewayError(upstream.status, message).body())
+            finally:
+                upstream.release()
+            headers = {"server-timing": timing.header()}
+            self._release(slot, live, lease, ok=False, status=upstream.status, usage=Usage())
+            return Response(body, status_code=upstream.status, media_type="application/json", headers=headers)
+        if parsed.stream:
+            headers = {
+                "server-timing": timing.header(),
+                "cache-control": "no-cache",
+                "x-corral-provider": provider.name,
+            }
+            stream = self._relay(slot, adapter, upstream, parsed, live, lease)
+            # Run it to its first yield: an async generator closed before it started skips its `finally`,
+            # which is what gives the slot, the lease and the live entry back if the client leaves at once.
+            await anext(stream)
+            return EventStreamResponse(stream, headers)
+        try:
+            raw = await upstream.read()
+        except TRANSPORT_ERRORS as error:
+            self._attempt_failed(slot)
+            return GatewayError(502, f"provider '{provider.name}' failed mid-answer: {describe(error)}")
+        finally:
+            upstream.release()
+        try:
+            body, usage = adapter.response(raw, parsed.model)
+        except GatewayError as error:  # an answer that is not what the provider's API returns
+            self._attempt_failed(slot)
+            log.warning("provider %s: %s", provider.name, error.message)
+            return error
+        headers = {"server-timing": timing.header(), "x-corral-provider": provider.name}
+        self._release(slot, live, lease, ok=True, status=200, usage=usage)
+        return Response(body, media_type="application/json", headers=headers)
 
     async def _plan_or_wait(self, candidates: list[ProviderRuntime]) -> list[ProviderRuntime]:
         """Plan; when every healthy candidate is at its max concurrency, wait (bounded) for a slot to free."""

@@ -70,9 +70,17 @@ class AnthropicAdapter:
         )
 
     def response(self, raw: bytes, public_model: str) -> tuple[bytes, Usage]:
-        translated = from_anthropic_response(orjson.loads(raw), public_model)
-        usage = translated.get("usage") or {}
-        return orjson.dumps(translated), Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+        try:
+            translated = from_anthropic_response(orjson.loads(raw), public_model)
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as error:  # not a Messages answer
+            raise GatewayError(
+                502,
+                f"provider '{self.config.name}' (anthropic) answered with a body that is not a Messages API "
+                f"response ({type(error).__name__}); check its base URL points at the Anthropic API",
+                code="upstream_bad_answer",
+            ) from error
+        usage = translated["usage"]
+        return orjson.dumps(translated), Usage(usage["prompt_tokens"], usage["completion_tokens"])
 
     def stream(self, public_model: str, upstream_model: str, wants_usage: bool) -> AnthropicStream:
         return AnthropicStream(public_model, wants_usage)

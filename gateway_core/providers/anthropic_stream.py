@@ -142,8 +142,14 @@ class AnthropicStreamTranslator:
             event = None
         if not isinstance(event, dict):
             return self._fail(openai_error(f"the Anthropic upstream sent an unreadable {name!r} stream event"))
-        handler = _HANDLERS.get(str(event.get("type") or name))
-        return handler(self, event) if handler else []  # ping and event types added later are skipped
+        kind = str(event.get("type") or name)
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            return []  # ping, and event types added later, are skipped
+        try:
+            return handler(self, event)
+        except (AttributeError, TypeError, ValueError):  # a field of the wrong JSON type in the upstream's event
+            return self._fail(openai_error(f"the Anthropic upstream sent a {kind!r} stream event of the wrong shape"))
 
     def _fail(self, error: dict[str, Any]) -> list[bytes]:
         self.finished = True

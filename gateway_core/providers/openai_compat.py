@@ -13,6 +13,18 @@ from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.endpoints import auth_headers, route_url
 
 
+def usage_of(payload: dict[str, Any]) -> Usage:
+    """The token counts of an OpenAI completion object or usage chunk; whatever is not a count reads as 0."""
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return Usage()
+    return Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 class PassthroughStream:
     """Relays an OpenAI-style SSE stream frame by frame, reading only the usage frame.
 
@@ -60,9 +72,9 @@ class PassthroughStream:
             payload = orjson.loads(frame[frame.index(b"{") :])
         except (ValueError, orjson.JSONDecodeError):
             return False
-        usage = payload.get("usage") or {}
-        self.usage.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        self.usage.completion_tokens = int(usage.get("completion_tokens") or 0)
+        if not isinstance(payload, dict):
+            return False
+        self.usage = usage_of(payload)
         return not payload.get("choices")
 
     def finish(self) -> bytes:
@@ -80,7 +92,7 @@ class OpenAICompatAdapter:
     def build(self, parsed: ParsedRequest, upstream_model: str) -> UpstreamCall:
         body: dict[str, Any] = dict(parsed.body)
         body["model"] = upstream_model
-        if parsed.stream:
+        if parsed.stream:  # stream_options is an object or null: contracts/openai_request.py checked it
             options = dict(body.get("stream_options") or {})
             options["include_usage"] = True  # so tokens are always counted
             body["stream_options"] = options
@@ -92,8 +104,9 @@ class OpenAICompatAdapter:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return raw, Usage()
-        usage = payload.get("usage") or {}
-        counted = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        if not isinstance(payload, dict):  # not a completion object: passed on as it came, nothing counted
+            return raw, Usage()
+        counted = usage_of(payload)
         if payload.get("model") != public_model:
             payload["model"] = public_model
             raw = orjson.dumps(payload)

@@ -127,14 +127,24 @@ async def test_a_body_over_the_cap_gets_413(daemon):
     assert_openai_error(await post_chat(daemon, key, content=huge), 413, "limit")
 
 
-async def test_upstream_4xx_passes_through_unchanged(daemon, shared_llama_server):
+async def test_upstream_4xx_keeps_its_status_and_message_in_openais_shape(daemon, shared_llama_server):
     key = await daemon.create_key("app")
-    body = {"model": "tiny", "messages": [{"role": "user", "content": 5}]}  # llama-server refuses with 400
+    # A llama-server extension field of the wrong type: Corral passes extensions through unchecked, and
+    # llama-server refuses it with 400 and a numeric "code", which is not OpenAI's shape.
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "n_probs": "several"}
 
     via_gateway = await post_chat(daemon, key, json=body)
     async with httpx.AsyncClient(base_url=shared_llama_server.base_url) as direct:
         upstream = await direct.post("/v1/chat/completions", json=body)
 
     assert 400 <= upstream.status_code < 500
+    assert isinstance(upstream.json()["error"]["code"], int)
     assert via_gateway.status_code == upstream.status_code
-    assert via_gateway.json() == upstream.json()
+    assert via_gateway.json() == {
+        "error": {
+            "message": upstream.json()["error"]["message"],
+            "type": upstream.json()["error"]["type"],
+            "param": None,
+            "code": str(upstream.json()["error"]["code"]),
+        }
+    }
