@@ -257,8 +257,8 @@ def _content_blocks(content: Any, param: str, *, images: bool) -> list[dict[str,
             f"{param}.content must be a string or a list of content parts", f"{param}.content"
         )
     blocks = []
-    for part in content:
-        block = _content_part(part, f"{param}.content", images=images)
+    for index, part in enumerate(content):
+        block = _content_part(part, f"{param}.content[{index}]", images=images)
         if block is not None:
             blocks.append(block)
     return blocks
@@ -275,11 +275,11 @@ def _content_part(part: Any, param: str, *, images: bool) -> dict[str, Any] | No
         return _image_block(part.get("image_url"), param)
     if kind == "image_url":
         raise AnthropicTranslationError(
-            f"{param} has an image_url part, but Anthropic models take images only in user messages; move it there",
+            f"{param} is an image_url part, but Anthropic models take images only in user messages; move it there",
             param,
         )
     raise AnthropicTranslationError(
-        f"content part type {kind!r} in {param} is not supported for Anthropic models; "
+        f"{param} is a {kind!r} part, which Anthropic models cannot take through Corral; "
         "send text parts (and image_url parts in user messages)",
         param,
     )

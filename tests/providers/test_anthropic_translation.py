@@ -851,3 +851,38 @@ def test_fake_server_requires_the_version_header_and_max_tokens(anthropic_server
     assert no_version.status_code == 400
     assert no_max_tokens.status_code == 400
     assert no_max_tokens.json()["error"]["message"].startswith("max_tokens")
+
+
+AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+
+
+@pytest.mark.parametrize(
+    ("messages", "param", "words"),
+    [
+        (
+            [{"role": "user", "content": [{"type": "text", "text": "hear"}, AUDIO_PART]}],
+            "messages[0].content[1]",
+            "'input_audio' part",
+        ),
+        (
+            [{"role": "user", "content": [{"type": "file", "file": {"file_id": "f-1"}}]}],
+            "messages[0].content[0]",
+            "'file' part",
+        ),
+        (
+            [
+                {"role": "user", "content": "look"},
+                {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]},
+            ],
+            "messages[1].content[0]",
+            "only in user messages",
+        ),
+    ],
+)
+def test_a_part_anthropic_cannot_take_is_refused_naming_that_part(messages, param, words):
+    with pytest.raises(AnthropicTranslationError) as refused:
+        to_anthropic_request({"model": "claude", "messages": messages}, "claude-x")
+
+    assert refused.value.param == param
+    assert param in refused.value.message
+    assert words in refused.value.message
