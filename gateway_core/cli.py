@@ -5,11 +5,42 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Coroutine
 
+from gateway_core.listener import (
+    BODY_TIMEOUT_S,
+    HEADER_TIMEOUT_S,
+    KEEP_ALIVE_S,
+    ListenerLimits,
+    default_max_connections,
+    raise_open_file_limit,
+)
 from gateway_core.server import DRAIN_TIMEOUT_S, DaemonError, serve
 from gateway_core.settings import resolve_settings
+
+log = logging.getLogger("corral.core")
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0 (such as 30 or 2.5), got {text!r}")
+    return value
+
+
+def positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number greater than 0 (such as 4096), got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +63,59 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often to sample GPU telemetry (default: %(default)s)",
     )
+    listener = parser.add_argument_group(
+        "public listener", "what a client connection may take, and how many may be open"
+    )
+    listener.add_argument(
+        "--header-timeout",
+        type=positive_seconds,
+        default=HEADER_TIMEOUT_S,
+        metavar="SECONDS",
+        help="a request's headers must arrive within this, else 408 and close (default: %(default)g)",
+    )
+    listener.add_argument(
+        "--body-timeout",
+        type=positive_seconds,
+        default=BODY_TIMEOUT_S,
+        metavar="SECONDS",
+        help="a request's body must arrive within this after its headers, else 408 and close (default: %(default)g)",
+    )
+    listener.add_argument(
+        "--keep-alive-timeout",
+        type=positive_seconds,
+        default=KEEP_ALIVE_S,
+        metavar="SECONDS",
+        help="close a connection idle this long between requests (default: %(default)g)",
+    )
+    listener.add_argument(
+        "--max-connections",
+        type=positive_count,
+        metavar="N",
+        help="open connections past which new ones are answered 503 (default: min(10000, (open-file limit - 256) "
+        "// 2), after raising the soft open-file limit to the hard one)",
+    )
     return parser
+
+
+def listener_limits(args: argparse.Namespace) -> ListenerLimits:
+    """The public listener's limits; raises the open-file soft limit first, which the default cap is derived from."""
+    open_files = raise_open_file_limit()
+    fitting = default_max_connections(open_files)
+    if args.max_connections is not None and args.max_connections > fitting:
+        log.warning(
+            "--max-connections %d is more than the open-file limit (%d) leaves room for (%d, at two descriptors "
+            "per proxied request): raise the limit (LimitNOFILE= in a systemd unit, ulimit -n) or the daemon may "
+            "fail to accept or to reach providers under load",
+            args.max_connections,
+            open_files,
+            fitting,
+        )
+    return ListenerLimits(
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        keep_alive_s=args.keep_alive_timeout,
+        max_connections=fitting if args.max_connections is None else args.max_connections,
+    )
 
 
 def _run(coroutine: Coroutine[object, object, None]) -> None:
@@ -53,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call would drown the log
+    limits = listener_limits(args)
     try:
-        _run(serve(settings, drain_timeout_s=args.drain_timeout, gpu_interval_s=args.gpu_interval))
+        _run(serve(settings, drain_timeout_s=args.drain_timeout, gpu_interval_s=args.gpu_interval, limits=limits))
     except DaemonError as error:
-        logging.getLogger("corral.core").error("corral-core cannot start: %s", error)
+        log.error("corral-core cannot start: %s", error)
         return 1
     return 0
 

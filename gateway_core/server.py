@@ -15,6 +15,7 @@ import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -22,6 +23,8 @@ from starlette.types import ASGIApp
 from gateway_core import __version__
 from gateway_core.api.admin import build_admin_app
 from gateway_core.api.public import build_public_app
+from gateway_core.listener import ListenerLimits, default_max_connections, listener_protocol, raise_open_file_limit
+from gateway_core.metrics import GatewayMetrics
 from gateway_core.settings import Settings
 from gateway_core.state import GatewayState
 
@@ -90,26 +93,54 @@ def bind_public_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(app: ASGIApp, drain_timeout_s: float) -> uvicorn.Config:
+def _uvicorn_config(
+    app: ASGIApp,
+    drain_timeout_s: float,
+    http: type[asyncio.Protocol] | Literal["httptools"] = "httptools",
+    ws: Literal["auto", "none"] = "auto",
+    keep_alive_s: float = 30.0,
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop="none",
-        http="httptools",
+        http=http,
+        ws=ws,
         lifespan="off",
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=int(drain_timeout_s),
-        timeout_keep_alive=30,
+        timeout_keep_alive=keep_alive_s,  # type: ignore[arg-type]  # typed int; uvicorn only hands it to call_later
     )
 
 
-async def serve(settings: Settings, drain_timeout_s: float = DRAIN_TIMEOUT_S, gpu_interval_s: float = 1.0) -> None:
+def public_config(
+    app: ASGIApp, metrics: GatewayMetrics, limits: ListenerLimits, drain_timeout_s: float = DRAIN_TIMEOUT_S
+) -> uvicorn.Config:
+    """The public listener: deadlines, the connection cap and JSON errors from gateway_core.listener. Never
+    uvicorn's limit_concurrency, which answers in plain text; never WebSockets, whose upgrade would take the
+    connection out of the listener's count."""
+    return _uvicorn_config(
+        app,
+        drain_timeout_s,
+        http=listener_protocol(limits, metrics),
+        ws="none",
+        keep_alive_s=limits.keep_alive_s,
+    )
+
+
+async def serve(
+    settings: Settings,
+    drain_timeout_s: float = DRAIN_TIMEOUT_S,
+    gpu_interval_s: float = 1.0,
+    limits: ListenerLimits | None = None,
+) -> None:
+    limits = limits or ListenerLimits(max_connections=default_max_connections(raise_open_file_limit()))
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     state = GatewayState(settings.data_dir, gpu_interval_s=gpu_interval_s)
     public_sock = bind_public_socket(settings.listen_host, settings.listen_port)
     admin_sock = bind_admin_socket(settings.socket_path)
-    public = _Server(_uvicorn_config(build_public_app(state), drain_timeout_s))
-    admin = _Server(_uvicorn_config(build_admin_app(state), drain_timeout_s))
+    public = _Server(public_config(build_public_app(state), state.metrics, limits, drain_timeout_s))
+    admin = _Server(_uvicorn_config(build_admin_app(state), drain_timeout_s))  # the 0600 socket: trusted, defaults
 
     loop = asyncio.get_running_loop()
 
@@ -135,6 +166,13 @@ async def serve(settings: Settings, drain_timeout_s: float = DRAIN_TIMEOUT_S, gp
             settings.socket_path,
             settings.data_dir,
             len(state.registry),
+        )
+        log.info(
+            "public listener: at most %d open connections; headers within %gs, bodies within %gs, idle keep-alive %gs",
+            limits.max_connections,
+            limits.header_timeout_s,
+            limits.body_timeout_s,
+            limits.keep_alive_s,
         )
         await asyncio.gather(public.serve(sockets=[public_sock]), admin.serve(sockets=[admin_sock]))
     finally:
