@@ -70,6 +70,20 @@ async def test_a_long_streamed_answer_is_split_into_parts_that_show_exactly_its_
         assert all(part.sealed for part in entry.body_parts)
 
 
+class Settled:
+    """True once the log's height has stayed the same for `frames` checks: Markdown lays its blocks out over
+    several frames after an update, and each can change the height."""
+
+    def __init__(self, log: ChatLog, frames: int = 3) -> None:
+        self._log = log
+        self._frames = frames
+        self._heights: list[int] = []
+
+    def __call__(self) -> bool:
+        self._heights.append(self._log.virtual_size.height)
+        return len(self._heights) >= self._frames and len(set(self._heights[-self._frames :])) == 1
+
+
 @pytest.mark.asyncio
 async def test_chapters_far_from_the_view_fold_as_one_and_unfold_when_scrolled_to():
     app = ChatLogHarness()
@@ -79,20 +93,25 @@ async def test_chapters_far_from_the_view_fold_as_one_and_unfold_when_scrolled_t
         answer.add(long_answer(300))
         await answer.finish("", "stats")
         log.scroll_end(animate=False)
-        for _ in range(20):
-            await pilot.pause()
+        settled = Settled(log)
         first, *_, last = answer.entry.chapters
         assert len(answer.entry.chapters) >= 2
         assert all(len(chapter.parts) <= CHAPTER_PARTS for chapter in answer.entry.chapters)
-        assert first.folded
+        # Folding follows the frames that lay the scrolled view out: wait for the state it settles in.
+        await wait_for_async(
+            lambda: first.folded and not last.folded and not last.parts[-1].folded and settled(),
+            "the far chapter to fold and the one in view to stay open",
+            pause=pilot.pause,
+        )
         assert not any(part.display for part in first.parts), "a folded chapter's parts leave the layout"
-        assert not last.folded
-        assert not last.parts[-1].folded
         height = log.virtual_size.height
 
         log.scroll_home(animate=False)
-        for _ in range(20):
-            await pilot.pause()
+        await wait_for_async(
+            lambda: not first.folded and not first.parts[0].folded and last.folded,
+            "the chapter scrolled to to unfold and the far one to fold",
+            pause=pilot.pause,
+        )
 
         assert not first.folded
         assert not first.parts[0].folded
