@@ -6,7 +6,6 @@ requests...) and answers with what it returned; the rules live in those objects,
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -16,7 +15,7 @@ from gateway_core.api.admin_models import read_json
 from gateway_core.api.events import events_endpoint
 from gateway_core.api.fleet import FleetApi
 from gateway_core.api.guard import RequestGuard
-from gateway_core.api.responses import EXCEPTION_HANDLERS, json_response
+from gateway_core.api.responses import json_app, json_response
 from gateway_core.clock import Clock
 from gateway_core.contracts.admin_requests import KeySpec, KeyUpdate
 from gateway_core.contracts.errors import GatewayError
@@ -224,5 +223,5 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
         started_at=state.started_at,
     )
     fleet = FleetApi(fleet=state.fleet, registry=state.registry, data_dir=state.data_dir)
-    app = Starlette(routes=[*admin.routes(), *fleet.routes()], exception_handlers=EXCEPTION_HANDLERS)
+    app = json_app([*admin.routes(), *fleet.routes()])
     return RequestGuard(app, listener="admin", metrics=state.metrics)

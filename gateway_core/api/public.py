@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_core.api.guard import RequestGuard
-from gateway_core.api.responses import EXCEPTION_HANDLERS, json_response
+from gateway_core.api.responses import json_app, json_response
 from gateway_core.gateway.keys import KeyRing
 from gateway_core.gateway.pipeline import Pipeline
 from gateway_core.metrics import GatewayMetrics
@@ -104,5 +103,5 @@ def build_public_app(state: GatewayState) -> RequestGuard:
         pipeline=state.pipeline,
         started_at=state.started_at,
     )
-    app = PublicApp(state.pipeline, Starlette(routes=api.routes(), exception_handlers=EXCEPTION_HANDLERS))
+    app = PublicApp(state.pipeline, json_app(api.routes()))
     return RequestGuard(app, listener="public", metrics=state.metrics)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from gateway_core.api.admin_models import validation_error
 from gateway_core.api.guard import internal_error_handler
@@ -34,7 +36,15 @@ async def invalid_input_handler(request: Request, error: Exception) -> Response:
 async def http_error_handler(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     status = error.status_code
-    message = f"{request.method} {request.url.path}: {error.detail}"
+    path = request.url.path
+    message = f"{request.method} {path}: {error.detail}"
+    stripped = path.rstrip("/")
+    if (
+        status == 404
+        and stripped != path
+        and any(getattr(route, "path", None) == stripped for route in request.app.routes)
+    ):
+        message += f"; the route is {stripped}, without the trailing slash"
     return GatewayError(status, message, code="not_found" if status == 404 else None).to_response()
 
 
@@ -45,3 +55,10 @@ EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {
     HTTPException: http_error_handler,
     Exception: internal_error_handler,  # Starlette answers with it, then re-raises for the guard to log
 }
+
+
+def json_app(routes: Sequence[BaseRoute]) -> Starlette:
+    """A Starlette app whose every error is JSON in OpenAI's shape (so no slash-redirect with an empty body)."""
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    app.router.redirect_slashes = False
+    return app

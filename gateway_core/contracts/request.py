@@ -48,3 +48,16 @@ def parse(route: str, raw: bytes) -> ParsedRequest:
     options = body.get("stream_options")
     wants_usage = stream and options is not None and options.get("include_usage") is True
     return ParsedRequest(route=route, body=body, model=body["model"], stream=stream, wants_usage=wants_usage)
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """The body to send upstream. orjson reads JSON nested up to 1,024 levels but writes at most 254."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as error:  # the only cause for a body that was read as JSON: too deep
+        raise GatewayError(
+            400,
+            f"the request body cannot be forwarded ({error}): it nests arrays or objects more than 254 levels "
+            "deep; flatten it",
+            code="too_deeply_nested",
+        ) from error

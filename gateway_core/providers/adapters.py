@@ -9,7 +9,7 @@ import orjson
 
 from gateway_core.contracts.adapter import Adapter, UpstreamCall, Usage
 from gateway_core.contracts.errors import GatewayError
-from gateway_core.contracts.request import ParsedRequest
+from gateway_core.contracts.request import ParsedRequest, encode_body
 from gateway_core.providers.anthropic import (
     AnthropicTranslationError,
     from_anthropic_response,
@@ -66,7 +66,7 @@ class AnthropicAdapter:
         except AnthropicTranslationError as error:
             raise GatewayError(400, str(error), param=error.param, code="unsupported_for_anthropic") from error
         return UpstreamCall(
-            route_url(self.config, "chat"), orjson.dumps(body), request_headers(self.config.upstream_key())
+            route_url(self.config, "chat"), encode_body(body), request_headers(self.config.upstream_key())
         )
 
     def response(self, raw: bytes, public_model: str) -> tuple[bytes, Usage]:

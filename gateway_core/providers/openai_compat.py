@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from gateway_core.contracts.adapter import UpstreamCall, Usage
-from gateway_core.contracts.request import ParsedRequest
+from gateway_core.contracts.request import ParsedRequest, encode_body
 from gateway_core.contracts.sse import DONE, FrameSplitter, error_frame
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.endpoints import auth_headers, route_url
@@ -97,7 +97,7 @@ class OpenAICompatAdapter:
             options["include_usage"] = True  # so tokens are always counted
             body["stream_options"] = options
         headers = {"content-type": "application/json", **auth_headers(self.config)}
-        return UpstreamCall(route_url(self.config, parsed.route), orjson.dumps(body), headers)
+        return UpstreamCall(route_url(self.config, parsed.route), encode_body(body), headers)
 
     def response(self, raw: bytes, public_model: str) -> tuple[bytes, Usage]:
         try:

@@ -239,3 +239,41 @@ def test_an_openai_compatible_answer_of_an_odd_shape_passes_through_uncounted(ra
     adapter = OpenAICompatAdapter(ProviderConfig(name="gpu0", type="openai", base_url="http://127.0.0.1:9"))
 
     assert adapter.response(raw, "tiny") == (passed_on, Usage())
+
+
+@pytest.mark.asyncio
+async def test_a_body_nested_too_deep_to_forward_is_the_clients_400_and_frees_the_request(gateway):
+    with FaultServer() as upstream:
+        await gateway.add_provider("local", upstream.base_url)
+        key = await gateway.create_key("app", max_concurrency=1)
+        deep = b'{"model":"tiny","messages":[{"role":"user","content":"x"}],"extra":' + b"[" * 300 + b"]" * 300 + b"}"
+
+        refused = await gateway.public.post(
+            "/v1/chat/completions", content=deep, headers={"authorization": f"Bearer {key}"}
+        )
+
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "too_deeply_nested"
+        assert "254 levels" in refused.json()["error"]["message"]
+        assert (await gateway.admin.get("/requests")).json() == []
+        assert (await gateway.chat(key)).status_code == 200, "the key's one concurrent request was given back"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/v1/chat/completions/", "/health/"])
+async def test_a_trailing_slash_is_a_json_404_naming_the_route_not_an_empty_redirect(gateway, path):
+    key = await gateway.create_key("app")
+
+    answer = await gateway.public.post(path, json={}, headers={"authorization": f"Bearer {key}"})
+
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+    assert f"the route is {path.rstrip('/')}, without the trailing slash" in answer.json()["error"]["message"]
+
+
+@pytest.mark.asyncio
+async def test_an_admin_path_with_a_trailing_slash_is_a_json_404_too(gateway):
+    answer = await gateway.admin.get("/providers/")
+
+    assert answer.status_code == 404
+    assert "without the trailing slash" in answer.json()["error"]["message"]
