@@ -184,31 +184,37 @@ class ListenerProtocol(HttpToolsProtocol):
             self.listener.admitted -= 1
             super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes) -> None:  # calls the base directly, as the parser's callbacks below do
         if self._answered:
             return
         if self._phase == IDLE:  # the next request's header clock starts with its first byte
             self._phase = HEADERS
             self._request += 1
-        super().data_received(data)
-        if self._phase != self._deadline_phase or self._request != self._deadline_request:
+        HttpToolsProtocol.data_received(self, data)
+        phase = self._phase
+        if phase == IDLE:  # the request is all here (the usual case: it came in one read), its answer not yet sent
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+        elif phase != self._deadline_phase or self._request != self._deadline_request:
             self._follow_phase()
 
     # -- the parser's callbacks: each moves the phase; data_received arms the deadline for where it ends -
+    # (On this per-request path the base class is called directly: super() would cost a lookup each time.)
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        HttpToolsProtocol.on_message_begin(self)
         if self._phase == IDLE:  # a pipelined request that began in the same read as the previous one ended
             self._phase = HEADERS
             self._request += 1
 
     def on_headers_complete(self) -> None:
         self._phase = BODY
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         self._phase = IDLE
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
 
     # -- deadlines -------------------------------------------------------------------------------------
 

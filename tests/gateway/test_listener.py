@@ -312,6 +312,37 @@ async def test_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout
 
 
 @pytest.mark.asyncio
+async def test_stray_bytes_between_requests_start_the_next_header_deadline():
+    # The parser skips a bare CRLF without starting a request; it still cancels uvicorn's keep-alive timer, so
+    # without the header deadline such a connection would stay open for good.
+    async with listening() as server, clients(server.port, 1) as (client,):
+        await client.send(post(b"{}"))
+        assert (await client.answer()).status == 200
+        started = time.monotonic()
+        await client.send(b"\r\n")
+
+        answer = await client.answer()
+
+        assert answer.status == 408
+        assert HEADER_S <= time.monotonic() - started < HEADER_S + SLACK_S
+
+
+@pytest.mark.asyncio
+async def test_pipelined_requests_are_served_and_a_stalled_one_after_them_times_out():
+    async with listening() as server, clients(server.port, 1) as (client,):
+        await client.send(post(b"1") + post(b"22") + PARTIAL_HEADERS)
+
+        first, second = await client.answer(), await client.answer()
+        third = await client.answer()
+
+        assert [first.status, second.status] == [200, 200]
+        assert [orjson.loads(first.body), orjson.loads(second.body)] == [{"received": 1}, {"received": 2}]
+        assert third.status == 408
+        assert HEADER_S <= client.since_open() < HEADER_S + SLACK_S
+        assert server.sample("corral_request_timeouts_total", phase="headers") == 1
+
+
+@pytest.mark.asyncio
 async def test_requests_on_one_keep_alive_connection_are_served_past_the_header_deadline():
     async with listening() as server, clients(server.port, 1) as (client,):
         deadline = time.monotonic() + 2 * HEADER_S
