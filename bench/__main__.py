@@ -1,5 +1,5 @@
 """`python -m bench [--quick] [--out bench/results]`: what the gateway costs against calling llama-server directly,
-and what the console costs (`--console-only`)."""
+what the console costs (`--console-only`), and what stalled connections cost (`--stalls-only`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import profile, report
+from bench import profile, report, stalls
 from bench.console_cost import CONSOLE_PLANS, ConsolePlan
 from bench.console_cost import measure as measure_console
 from bench.load import LoadWorker
@@ -34,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--plan",
-        choices=sorted(PLANS) + sorted(CONSOLE_PLANS),
+        choices=sorted(PLANS) + sorted(CONSOLE_PLANS) + sorted(stalls.STALL_PLANS),
         help="full (default), quick, or smoke (the test suite's tiny run); console or console-smoke "
-        "measure only the console, into latest-console.json/.md",
+        "measure only the console, into latest-console.json/.md; stalls or stalls-smoke only the stalled "
+        "connections, into latest-stalls.json/.md",
     )
     parser.add_argument(
         "--console-only",
@@ -50,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also measure the console after the gateway (default: on for full)",
+    )
+    parser.add_argument(
+        "--stalls-only",
+        action="store_const",
+        const="stalls",
+        dest="plan",
+        help="only the stalled-connections scenario (the same as --plan stalls)",
+    )
+    parser.add_argument(
+        "--stalls",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure 3,000 stalled connections after the gateway (default: on for full)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where latest.json/.md go")
     parser.add_argument(
@@ -107,7 +121,22 @@ def run_console(plan: ConsolePlan) -> dict[str, Any]:
     }
 
 
-def run(plan: Plan, out: Path, want_profile: bool, with_console: bool = False) -> dict[str, Any]:
+def run_stalls(plan: stalls.StallPlan) -> dict[str, Any]:
+    started = time.monotonic()
+    results = {"stalls": stalls.measure(plan)}
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan": {"name": plan.name},
+        "machine": report.machine("-"),
+        "results": results,
+        "targets": report.targets(results),
+        "runtime_s": round(time.monotonic() - started, 1),
+    }
+
+
+def run(
+    plan: Plan, out: Path, want_profile: bool, with_console: bool = False, with_stalls: bool = False
+) -> dict[str, Any]:
     started = time.monotonic()
     with Stack(llama_servers=plan.llama_servers) as stack:
         endpoints = stack.start()
@@ -136,6 +165,8 @@ def run(plan: Plan, out: Path, want_profile: bool, with_console: bool = False) -
             "kind": "raw asyncio HTTP/1.1 (httptools, uvloop), keep-alive, separate process",
         }
         llama_version = stack.llama_version()
+    if with_stalls:  # its own corral-core (short deadlines) and null upstream, after the gateway's stack stopped
+        results["stalls"] = stalls.measure(stalls.STALL_PLANS["stalls"])
     if with_console:  # after the gateway's stack has stopped, so that nothing else competes for the cores
         results["console"] = console_results(CONSOLE_PLANS["console"])
     return {
@@ -156,10 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan in CONSOLE_PLANS:
         result = run_console(CONSOLE_PLANS[args.plan])
         json_path, md_path = report.write(result, args.out, "latest-console")
+    elif args.plan in stalls.STALL_PLANS:
+        result = run_stalls(stalls.STALL_PLANS[args.plan])
+        json_path, md_path = report.write(result, args.out, "latest-stalls")
     else:
         plan = PLANS[args.plan]
         with_console = plan.name == "full" if args.console is None else args.console
-        result = run(plan, args.out, plan.profile if args.profile is None else args.profile, with_console)
+        with_stalls = plan.name == "full" if args.stalls is None else args.stalls
+        want_profile = plan.profile if args.profile is None else args.profile
+        result = run(plan, args.out, want_profile, with_console, with_stalls)
         json_path, md_path = report.write(result, args.out)
     print()
     print(md_path.read_text())

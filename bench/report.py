@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import gateway_core
+from bench import stalls
 
 TARGET_CONCURRENCY = 32
 
@@ -36,6 +37,7 @@ def _at(levels: list[dict[str, Any]], concurrency: int) -> dict[str, Any] | None
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with the value measured and whether it is met (None where the plan did not measure it)."""
     rows = gateway_targets(results) if "chat" in results else []
+    rows += stalls.targets(results["stalls"]) if "stalls" in results else []
     return rows + (console_targets(results["console"]) if "console" in results else [])
 
 
@@ -232,6 +234,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{m['nproc']} x {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, corral {m['corral']}.",
         ]
     )
+    if "stalls" in r:
+        lines += stalls.markdown(r["stalls"])
     if "console" in r:
         lines += console_markdown(r["console"])
     lines += ["", "| target | measured | met |", "|---|---|---|"]
