@@ -24,8 +24,9 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
-def validation_error(error: ValidationError) -> GatewayError:
+def validation_error(error: ValidationError, prefix: str | None = None) -> GatewayError:
+    """A 400 naming the first bad field; `prefix` is where the validated object sits in the body (systemd)."""
     first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
+    field = ".".join(str(part) for part in ((prefix,) if prefix else ()) + tuple(first["loc"])) or None
     message = first["msg"].removeprefix("Value error, ")
     return GatewayError(400, f"{field}: {message}" if field else message, param=field, code="invalid_field")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from gateway_core.api.admin_models import read_json
+from gateway_core.api.admin_models import read_json, validation_error
 from gateway_core.api.responses import json_response
 from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.fleet_views import CatalogAnswer, PlanAnswer, SystemdActionAnswer, UnitStatusView
@@ -23,6 +27,7 @@ from gateway_core.fleet.containers import (
     EngineUnavailable,
     FleetError,
 )
+from gateway_core.fleet.deployment import DeploymentSpec, SystemdOptions
 from gateway_core.fleet.manager import DEFAULT_HEALTH_TIMEOUT_S, FleetInputError, FleetManager
 from gateway_core.fleet.models import scan
 from gateway_core.fleet.systemd import SystemdManager, SystemdUnavailable, UnitStatus, render_unit
@@ -77,6 +82,74 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name) in ("1", "true")
 
 
+def _invalid(param: str, message: str) -> GatewayError:
+    return GatewayError(400, f"{param}: {message}", param=param, code="invalid_field")
+
+
+def _seconds(value: object, param: str) -> float:
+    """A timeout from a body or a query string: a finite number of seconds above 0 (null: the default)."""
+    if value is None:
+        return DEFAULT_HEALTH_TIMEOUT_S
+    seconds = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise _invalid(param, f"{value!r} is not a number of seconds above 0, such as 300")
+    return seconds
+
+
+def _count(text: str, param: str) -> int:
+    """A whole number from a query string, 0 or more."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise _invalid(param, f"{text!r} is not a whole number of 0 or more, such as 200")
+    return number
+
+
+def _systemd_options(value: object) -> SystemdOptions:
+    if value is None:
+        return SystemdOptions()
+    try:
+        return SystemdOptions.model_validate(value)
+    except ValidationError as error:
+        raise validation_error(error, prefix="systemd") from error
+
+
+def _deployment_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """Checked here because the fleet manager's plan lets them through: an unknown field that is null (it drops
+    null fields, which mean "the default"), and a model path under the home of a user who does not exist."""
+    for name in body:
+        if name not in DeploymentSpec.model_fields:
+            known = ", ".join(DeploymentSpec.model_fields)
+            raise _invalid(name, f"not a deployment field; a deployment takes {known}")
+    path = body.get("model_path")
+    if isinstance(path, str) and path.startswith("~"):
+        try:
+            Path(path).expanduser()
+        except RuntimeError:
+            raise _invalid(
+                "model_path", f"{path!r} names a home directory not known here; give an absolute path"
+            ) from None
+    return body
+
+
+def _catalog_dirs(dirs: list[str]) -> list[Path]:
+    for directory in dirs:
+        if not Path(directory).is_absolute():  # "" too, which would scan the daemon's working directory
+            raise _invalid(
+                "dir",
+                f"{directory!r} is not an absolute path; the daemon would read it from its own working directory, "
+                "not the caller's",
+            )
+    return [Path(directory) for directory in dirs]
+
+
 class FleetApi:
     """The fleet routes' handlers: the fleet manager does the work, the registry knows the providers' names."""
 
@@ -105,18 +178,19 @@ class FleetApi:
         return json_response(await self._fleet.inventory())
 
     async def plan(self, request: Request) -> Response:
-        spec, report = self._fleet.plan(await read_json(request))
+        spec, report = self._fleet.plan(_deployment_fields(await read_json(request)))
         answer: PlanAnswer = {"spec": spec.view(), **report}
         return json_response(answer)
 
     async def deploy(self, request: Request) -> Response:
         body = await read_json(request)
-        timeout = float(body.pop("health_timeout_s", DEFAULT_HEALTH_TIMEOUT_S))
-        systemd = body.pop("systemd", None)
-        name = body.get("name")
-        if name:  # a deployment is routed as a provider of its name
+        timeout = _seconds(body.pop("health_timeout_s", None), "health_timeout_s")
+        options = _systemd_options(body.pop("systemd", None))
+        fields = _deployment_fields(body)
+        name = fields.get("name")
+        if isinstance(name, str) and name:  # a deployment is routed as a provider of its name
             self._registry.refuse_taken_name(name, hint="; pick another --name")
-        result = await self._fleet.deploy(body, timeout, systemd)
+        result = await self._fleet.deploy(fields, timeout, options.model_dump())
         return json_response(result, status=200 if "dry_run" in result else 201)
 
     async def control(self, request: Request) -> Response:
@@ -140,7 +214,7 @@ class FleetApi:
                     yield (line + "\n").encode()
 
             return StreamingResponse(stream(), media_type="text/plain")
-        tail = int(request.query_params.get("tail", "200"))
+        tail = _count(request.query_params.get("tail", "200"), "tail")
         return PlainTextResponse(await self._fleet.logs(name, tail))
 
     async def get_compose(self, request: Request) -> Response:
@@ -148,31 +222,33 @@ class FleetApi:
 
     async def post_compose(self, request: Request) -> Response:
         text = (await request.body()).decode("utf-8", errors="replace")
-        timeout = float(request.query_params.get("health_timeout_s", DEFAULT_HEALTH_TIMEOUT_S))
+        timeout = _seconds(request.query_params.get("health_timeout_s"), "health_timeout_s")
         return json_response(await self._fleet.import_compose(text, timeout), status=201)
 
     async def catalog(self, request: Request) -> Response:
-        dirs = [Path(d) for d in request.query_params.getlist("dir")] or models_dirs(self._data_dir)
+        dirs = _catalog_dirs(request.query_params.getlist("dir")) or models_dirs(self._data_dir)
         answer: CatalogAnswer = {**scan(dirs).to_dict(), "directories": [str(d) for d in dirs]}
         return json_response(answer)
 
     async def systemd_unit(self, request: Request) -> Response:
         body = await read_json(request)
-        options = body.pop("systemd", {}) or {}
-        spec, _ = self._fleet.plan({**body, "kind": "systemd"})
-        binary = llama_server_binary(options.get("binary"))  # the rule `fleet install` follows too
-        unit = render_unit(spec, binary, user=bool(options.get("user")), log_dir=options.get("log_dir"))
+        options = _systemd_options(body.pop("systemd", None))
+        spec, _ = self._fleet.plan(_deployment_fields({**body, "kind": "systemd"}))
+        binary = llama_server_binary(options.binary)  # the rule `fleet install` follows too
+        unit = render_unit(spec, binary, user=options.user, log_dir=options.log_dir)
         return PlainTextResponse(unit)
 
     async def systemd_action(self, request: Request) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
         manager = SystemdManager(user=_flag(request, "user"))
-        if action == "status":
-            status = await asyncio.to_thread(manager.status, name)
-            return json_response(_unit_status_view(status))
         operations = {"start": manager.start, "stop": manager.stop, "restart": manager.restart}
-        if action not in operations:
+        if action != "status" and action not in operations:
             raise GatewayError(404, f"unknown action '{action}': use start, stop, restart or status")
-        await asyncio.to_thread(operations[action], name)
+        try:
+            if action == "status":
+                return json_response(_unit_status_view(await asyncio.to_thread(manager.status, name)))
+            await asyncio.to_thread(operations[action], name)
+        except ValueError as error:  # what SystemdManager raises for a name no unit can have
+            raise _invalid("name", str(error)) from error
         done: SystemdActionAnswer = {"name": name, "action": action}
         return json_response(done)

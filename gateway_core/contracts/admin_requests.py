@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# A century: beyond it an expiry is a typo, and a non-finite one would be stored as no expiry at all.
+MAX_EXPIRY_DAYS = 36_500
+
 
 class KeySpec(BaseModel):
     """POST /keys: a new key."""
@@ -19,7 +22,7 @@ class KeySpec(BaseModel):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     max_concurrency: int | None = Field(default=None, ge=1)
-    expires_in_days: float | None = Field(default=None, gt=0)
+    expires_in_days: float | None = Field(default=None, gt=0, le=MAX_EXPIRY_DAYS, allow_inf_nan=False)
 
 
 class KeyUpdate(BaseModel):
@@ -32,4 +35,4 @@ class KeyUpdate(BaseModel):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     max_concurrency: int | None = Field(default=None, ge=1)
-    expires_in_days: float | None = Field(default=None, gt=0)
+    expires_in_days: float | None = Field(default=None, gt=0, le=MAX_EXPIRY_DAYS, allow_inf_nan=False)

@@ -10,7 +10,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from gateway_core.contracts.fleet_views import DeploymentSpecView
 
@@ -128,3 +128,16 @@ class DeploymentSpec(BaseModel):
         if self.gpus == "all":
             return None
         return ",".join(str(index) for index in self.gpus)
+
+
+class SystemdOptions(BaseModel):
+    """How a systemd deployment's unit is installed (the `systemd` object of a deploy or unit request)."""
+
+    # Strict booleans: a dry run is the one thing between a request and a unit written and enabled, so only
+    # true and false say which.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    binary: str | None = None  # llama-server; None: settings.llama_server_binary's rule
+    user: StrictBool = False  # a user unit rather than a system one
+    dry_run: StrictBool = False  # print the unit and the commands, run nothing
+    log_dir: str | None = None

@@ -42,10 +42,26 @@ class ProviderConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _valid_url(cls, url: str) -> str:
+        example = "such as http://127.0.0.1:8080"
+        if any(char.isspace() or not char.isprintable() for char in url):
+            raise ValueError(f"{url!r} has spaces or control characters; percent-encode them in a URL {example}")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http(s) URL such as http://127.0.0.1:8080")
+            raise ValueError(f"{url!r} is not an http(s) URL {example}")
+        try:
+            port = parts.port
+        except ValueError:  # past 65535, or not a number
+            port = -1
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError(f"{url!r} has no valid port (1-65535); give a URL {example}")
         return url.rstrip("/")
+
+    @field_validator("models")
+    @classmethod
+    def _named_models(cls, models: dict[str, str]) -> dict[str, str]:
+        if any(not public or not upstream for public, upstream in models.items()):
+            raise ValueError("every model needs a public name and an upstream name, neither empty")
+        return models
 
     @field_validator("api_key_env")
     @classmethod
