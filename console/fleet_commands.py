@@ -212,8 +212,13 @@ async def fleet_systemd_unit(client: CorralClient, args: argparse.Namespace) -> 
     return 0
 
 
+def _absolute(directories: list[str]) -> list[str]:
+    """The daemon has a working directory of its own: a relative DIR means one relative to the user's."""
+    return [str(Path(directory).expanduser().resolve()) for directory in directories]
+
+
 async def models_dir_scan(client: CorralClient, args: argparse.Namespace) -> int:
-    result = await client.catalog(args.dirs)
+    result = await client.catalog(_absolute(args.dirs) or None)
     if args.json:
         print_json(result)
         return 0

@@ -7,6 +7,7 @@ The spellings, the key on the last line and the exit codes are a contract that s
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE_URL = "http://127.0.0.1:1"  # nothing listens on port 1, so the probe fails fast
 
 
-def corral(socket_path: Path, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+def corral(socket_path: Path, *args: str, timeout_s: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "console.cli", "--socket", str(socket_path), *args],
         capture_output=True,
         text=True,
         errors="replace",
-        cwd=ROOT,
+        cwd=cwd,
         timeout=timeout_s,
         check=False,
     )
@@ -340,3 +341,16 @@ def test_every_command_without_a_daemon_exits_1_and_says_how_to_start_one(tmp_pa
     assert f"corral-core is not running (no socket at {missing})" in result.stderr
     assert "Start it with `corral-core`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_models_dir_scan_reads_a_relative_dir_from_where_the_user_is(corral_daemon, tiny_model, tmp_path):
+    models = tmp_path / "here" / "models"
+    models.mkdir(parents=True)
+    shutil.copy(tiny_model, models / "tiny.gguf")
+
+    result = corral(corral_daemon.socket_path, "models-dir", "scan", "models", "--json", cwd=tmp_path / "here")
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["directories"] == [str(models)]
+    assert [model["path"] for model in answer["models"]] == [str(models / "tiny.gguf")]
