@@ -58,6 +58,11 @@ class ListenerLimits:
     keep_alive_s: float = KEEP_ALIVE_S
     max_connections: int = MAX_CONNECTIONS_CEILING
 
+    def __post_init__(self) -> None:
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s", "max_connections"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ListenerLimits.{name} must be greater than 0, not {getattr(self, name)!r}")
+
 
 def raise_open_file_limit() -> int:
     """Raise this process's soft RLIMIT_NOFILE to its hard limit (as far as the kernel allows); the new soft limit."""

@@ -502,6 +502,13 @@ def test_default_cap_is_half_the_open_files_after_a_reserve_and_at_most_10000():
     assert default_max_connections(100) == 1
 
 
+def test_limits_refuse_values_that_are_not_positive():
+    with pytest.raises(ValueError, match="header_timeout_s must be greater than 0"):
+        ListenerLimits(header_timeout_s=0)
+    with pytest.raises(ValueError, match="max_connections must be greater than 0"):
+        ListenerLimits(max_connections=-1)
+
+
 def test_limits_without_max_connections_take_the_cap_from_the_raised_open_file_limit():
     limits = listener_limits(build_parser().parse_args([]))
 
