@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import resource
 import select
 import subprocess
@@ -57,27 +56,6 @@ STALL_PLANS = {
 }
 
 
-@dataclass
-class _FlaggedDaemon(CorralDaemon):
-    """The testbed's corral-core, started with extra command-line flags."""
-
-    flags: tuple[str, ...] = ()
-
-    def _spawn(self) -> None:
-        command = [sys.executable, "-m", "gateway_core.cli", "--data-dir", str(self.data_dir)]
-        command += ["--listen", f"127.0.0.1:{self.port}", "--socket", str(self.socket_path), "--drain-timeout", "5"]
-        command += self.flags
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                env={**os.environ, **self.extra_env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
-
-
 # -- the driver --------------------------------------------------------------------------------------------
 
 
@@ -86,7 +64,7 @@ def measure(plan: StallPlan) -> dict[str, Any]:
         null = NullUpstream(Path(workdir) / "null-upstream.log").start()
         stack.callback(null.stop)
         flags = ("--header-timeout", f"{plan.header_timeout_s:g}", "--body-timeout", f"{plan.body_timeout_s:g}")
-        daemon = _FlaggedDaemon(Path(workdir) / "corral", flags=flags)
+        daemon = CorralDaemon(Path(workdir) / "corral", extra_args=flags, preexec=die_with_parent)
         stack.callback(daemon.stop)
         daemon.start()
         daemon.add_provider("null", null.base_url)

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import resource
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -545,47 +542,15 @@ FLAGS = ("--header-timeout", "0.5", "--body-timeout", "0.8", "--keep-alive-timeo
 LOW_SOFT_LIMIT = 1024
 
 
-@dataclass
-class FlaggedDaemon(CorralDaemon):
-    """corral-core started with the listener's flags, and a low soft open-file limit for it to raise."""
-
-    flags: tuple[str, ...] = FLAGS
-
-    def _spawn(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "gateway_core.cli",
-            "--data-dir",
-            str(self.data_dir),
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--socket",
-            str(self.socket_path),
-            "--drain-timeout",
-            "5",
-            *self.flags,
-        ]
-        env = {**os.environ, **self.extra_env}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_lower_soft_open_file_limit,
-            )
-
-
 def _lower_soft_open_file_limit() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(LOW_SOFT_LIMIT, hard), hard))
 
 
 @pytest.fixture
-def flagged_daemon(tmp_path: Path) -> Iterator[FlaggedDaemon]:
-    daemon = FlaggedDaemon(tmp_path / "corral").start()
+def flagged_daemon(tmp_path: Path) -> Iterator[CorralDaemon]:
+    """corral-core started with the listener's flags, and a low soft open-file limit for it to raise."""
+    daemon = CorralDaemon(tmp_path / "corral", extra_args=FLAGS, preexec=_lower_soft_open_file_limit).start()
     try:
         yield daemon
     finally:

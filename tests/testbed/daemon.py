@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ class _PortTaken(Exception):
 class CorralDaemon:
     data_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()  # more corral-core flags (--header-timeout 1, ...)
+    # Run in the child before corral-core starts: a lowered resource limit, or dying with the parent (the bench).
+    preexec: Callable[[], None] | None = field(default=None, repr=False)
     port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -88,11 +92,17 @@ class CorralDaemon:
             str(self.socket_path),
             "--drain-timeout",
             "5",
+            *self.extra_args,
         ]
         env = {**os.environ, **self.extra_env}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=self.preexec,
             )
 
     def _answers(self) -> bool:
