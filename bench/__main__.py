@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import profile, report, stalls
+from bench import profile, report, stalls, validation
 from bench.console_cost import CONSOLE_PLANS, ConsolePlan
 from bench.console_cost import measure as measure_console
 from bench.load import LoadWorker
@@ -150,6 +150,7 @@ def run(
             "stream": runner.stream(),
             "null": runner.null_sweep(),
             "soak": runner.soak(),
+            "validation": validation.measure(),  # in this process: the per-request cost the null rows include
         }
         results["corral_memory_at_end_kib"] = memory_kib(stack.gateway_pid)
         verdicts = report.targets(results)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import gateway_core
-from bench import stalls
+from bench import stalls, validation
 
 TARGET_CONCURRENCY = 32
 
@@ -234,6 +234,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{m['nproc']} x {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}, corral {m['corral']}.",
         ]
     )
+    if "validation" in r:
+        lines += ["", *validation.markdown(r["validation"])]
     if "stalls" in r:
         lines += stalls.markdown(r["stalls"])
     if "console" in r:

@@ -51,7 +51,7 @@ PLANS = {
         "quick",
         chat_concurrency=(1, 8, 32, 128),
         stream_concurrency=(1, 8, 32),
-        null_concurrency=(8, 32, 128),
+        null_concurrency=(1, 8, 32, 128),  # c=1: what the gateway's per-request work adds, with nothing queued
         rounds=2,
         round_requests=500,
         null_round_requests=2000,

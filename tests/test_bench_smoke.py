@@ -41,3 +41,7 @@ def test_smoke_plan_writes_json_and_markdown_with_zero_errors(tmp_path: Path, ll
     assert soak["rss_kib_end"] > 0
     assert report["targets"]
     assert all({"target", "measured", "met"} <= row.keys() for row in report["targets"])
+    validation = results["validation"]
+    assert [row["body"] for row in validation][0] == "the load's chat body (1 message)"
+    assert all(row["with_us"] > 0 and row["without_us"] > 0 for row in validation)
+    assert "What validating the OpenAI fields costs" in (tmp_path / "latest.md").read_text()
