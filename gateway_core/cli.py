@@ -33,6 +33,16 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def seconds_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more (such as 30), got {text!r}")
+    return value
+
+
 def positive_count(text: str) -> int:
     try:
         value = int(text)
@@ -52,13 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--socket", help="admin Unix socket (default: $CORRAL_SOCKET, then XDG runtime dir)")
     parser.add_argument(
         "--drain-timeout",
-        type=float,
+        type=seconds_or_zero,
         default=DRAIN_TIMEOUT_S,
-        help="seconds to let requests in flight finish after SIGTERM (default: %(default)s)",
+        help="seconds to let requests in flight finish after SIGTERM; 0 stops at once (default: %(default)s)",
     )
     parser.add_argument(
         "--gpu-interval",
-        type=float,
+        type=positive_seconds,
         default=1.0,
         metavar="SECONDS",
         help="how often to sample GPU telemetry (default: %(default)s)",

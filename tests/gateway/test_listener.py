@@ -526,9 +526,12 @@ def test_limits_without_max_connections_take_the_cap_from_the_raised_open_file_l
         ("--header-timeout", "nan", "a number of seconds above 0"),
         ("--max-connections", "0", "a whole number greater than 0"),
         ("--max-connections", "2.5", "a whole number greater than 0"),
+        ("--gpu-interval", "0", "a number of seconds above 0"),
+        ("--drain-timeout", "-1", "a number of seconds, 0 or more"),
+        ("--drain-timeout", "inf", "a number of seconds, 0 or more"),
     ],
 )
-def test_invalid_listener_flags_are_a_usage_error(flag, value, expected, capsys):
+def test_invalid_daemon_flags_are_a_usage_error(flag, value, expected, capsys):
     with pytest.raises(SystemExit) as exited:
         main([flag, value])
 
