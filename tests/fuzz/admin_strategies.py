@@ -232,7 +232,7 @@ _KEY_WRONG: dict[str, st.SearchStrategy[Any]] = {
     "max_concurrency": not_an_integer(1),
     # Beyond a century, or not finite, an expiry is a mistake: it would be stored as no expiry at all.
     "expires_in_days": not_a_number()
-    | st.floats(max_value=0)
+    | st.floats(max_value=0, allow_infinity=False)
     | st.floats(min_value=36_501, allow_infinity=False)
     | one_of_values("inf", "-inf", "nan", "Infinity"),
 }
@@ -387,7 +387,9 @@ def deploy_bodies(draw: st.DrawFn, model_path: str) -> bytes:
     schema = deployment_schema(model_path, systemd_options=True)
     wrong = {
         **schema.wrong,
-        "health_timeout_s": not_a_number() | st.floats(max_value=0) | one_of_values("inf", "nan", "-1"),
+        "health_timeout_s": not_a_number()
+        | st.floats(max_value=0, allow_infinity=False)
+        | one_of_values("inf", "nan", "-1"),
     }
     systemd = st.fixed_dictionaries({"kind": st.just("systemd"), "systemd": st.just({"dry_run": True})})
     valid = st.tuples(schema.valid, st.none() | systemd).map(lambda pair: {**pair[0], **(pair[1] or {})})

@@ -483,25 +483,31 @@ ODD_DOCUMENTS: Final = (
 
 
 @st.composite
-def body_bytes(draw: st.DrawFn, route: Route, model: str = "tiny") -> bytes:
-    """Raw request bodies: valid, mutated, not an object, truncated, invalid UTF-8, deeply nested, odd documents."""
+def body_bytes(draw: st.DrawFn, route: Route, model: str = "tiny", always: Mapping[str, Any] | None = None) -> bytes:
+    """Raw request bodies: valid, mutated, not an object, truncated, invalid UTF-8, deeply nested, odd documents.
+    `always` is added to every body that is an object (the TCP fuzz caps llama-server's work with it)."""
     ascii_only = draw(st.booleans())
+    added = dict(always or {})
+
+    def whole(body: Any) -> bytes:
+        return encode({**body, **added} if isinstance(body, dict) else body, ascii_only)
+
     choice = draw(st.integers(0, 9))
     if choice == 0:
-        return encode(draw(valid_bodies(route, model)), ascii_only)
+        return whole(draw(valid_bodies(route, model)))
     if choice == 1:
         return encode(draw(JSON_VALUES.filter(lambda value: not isinstance(value, dict)) | _RAW_VALUES), ascii_only)
     if choice == 2:
-        return _cut(encode(draw(valid_bodies(route, model)), ascii_only), draw)
+        return _cut(whole(draw(valid_bodies(route, model))), draw)
     if choice == 3:
         invalid = draw(st.sampled_from((b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80", b"\xf4\x90\x80\x80")))
-        return _spliced(encode(draw(valid_bodies(route, model)), ascii_only=False), invalid, draw)
+        return _spliced(encode({**draw(valid_bodies(route, model)), **added}, ascii_only=False), invalid, draw)
     if choice == 4:
         depth = draw(st.integers(200, 5000))
         return draw(st.sampled_from((b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth)))
     if choice == 5:
         return draw(st.sampled_from(ODD_DOCUMENTS))
-    return encode(draw(chaotic_bodies(route, model)), ascii_only)
+    return whole(draw(chaotic_bodies(route, model)))
 
 
 # -- whole requests ----------------------------------------------------------------------------------------
@@ -616,9 +622,11 @@ _QUERY = st.sampled_from(("", "", "?stream=true", "?model=tiny", "?a=%ff", "?" +
 
 
 @st.composite
-def public_requests(draw: st.DrawFn, model: str = "tiny", routes: Sequence[Route] = ROUTES) -> FuzzRequest:
+def public_requests(
+    draw: st.DrawFn, model: str = "tiny", routes: Sequence[Route] = ROUTES, always: Mapping[str, Any] | None = None
+) -> FuzzRequest:
     """Mostly POSTs to the proxied routes with generated bodies and headers; also other methods on them, and
-    unknown or near-miss paths, with query strings."""
+    unknown or near-miss paths, with query strings. `always` goes into every body that is an object."""
     route = draw(st.sampled_from(routes))
     choice = draw(st.integers(0, 9))
     if choice < 8:
@@ -627,4 +635,4 @@ def public_requests(draw: st.DrawFn, model: str = "tiny", routes: Sequence[Route
         method, path = draw(st.sampled_from(OTHER_METHODS)), ROUTE_PATHS[route]
     else:
         method, path = draw(st.sampled_from(("POST", *OTHER_METHODS))), draw(st.sampled_from(NEAR_MISS_PATHS))
-    return FuzzRequest(method, path + draw(_QUERY), draw(headers()), draw(body_bytes(route, model)))
+    return FuzzRequest(method, path + draw(_QUERY), draw(headers()), draw(body_bytes(route, model, always)))

@@ -56,7 +56,7 @@ def names_field(param: object, expected: str) -> bool:
 
 
 def test_generated_requests_get_no_5xx_and_every_error_in_openai_shape(fuzz_target: FuzzTarget) -> None:
-    @fuzz_settings(200)
+    @fuzz_settings(400)
     @given(request=public_requests())
     def example(request: FuzzRequest) -> None:
         send_and_check(fuzz_target, request)
@@ -77,7 +77,7 @@ def test_a_valid_request_is_never_refused(fuzz_target: FuzzTarget) -> None:
 
 
 def test_a_field_of_the_wrong_kind_is_refused_with_400_naming_it(fuzz_target: FuzzTarget) -> None:
-    @fuzz_settings(100)
+    @fuzz_settings(150)
     @given(mistake=st.sampled_from(ROUTES).flatmap(mistakes))
     def example(mistake: Mistake) -> None:
         answer = send_and_check(fuzz_target, post(mistake.route, mistake.body))
@@ -105,7 +105,7 @@ def test_unknown_fields_reach_the_upstream_unchanged(fuzz_target: FuzzTarget) ->
 
 
 def test_generated_requests_to_an_anthropic_provider_get_no_5xx_and_openai_errors(fuzz_target: FuzzTarget) -> None:
-    @fuzz_settings(100)
+    @fuzz_settings(200)
     @given(request=public_requests(model=ANTHROPIC_MODEL))
     def example(request: FuzzRequest) -> None:
         send_and_check(fuzz_target, request)
