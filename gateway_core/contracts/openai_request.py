@@ -95,6 +95,7 @@ class UserMessage(Struct, tag_field="role", tag="user"):
 class AssistantMessage(Struct, tag_field="role", tag="assistant"):
     content: Content = None
     tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None  # the deprecated form of a tool call, still sent by older clients
     name: str | None = None
     refusal: str | None = None
 
@@ -236,7 +237,9 @@ def validate(route: str, body: dict[str, Any]) -> None:
 
 def _check_messages(messages: list[Message]) -> None:
     for position, message in enumerate(messages):
-        if isinstance(message, AssistantMessage) and message.content is None and not message.tool_calls:
+        if not isinstance(message, AssistantMessage):
+            continue
+        if message.content is None and not message.tool_calls and message.function_call is None:
             raise _invalid(f"messages[{position}]", "an assistant message needs content or tool_calls")
 
 

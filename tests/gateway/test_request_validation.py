@@ -178,7 +178,19 @@ def test_a_bad_embeddings_field_is_refused_naming_it(body, param, words):
                 parallel_tool_calls=False,
             ),
         ),
-        ("chat", chat(temperature=3.5, stop=["a", "b", "c", "d", "e"])),  # the provider's own limits, not ours
+        ("chat", chat(temperature=3.5, stop=["a", "b", "c", "d", "e"])),
+        (
+            "chat",  # the deprecated functions API, as older clients still send it
+            chat(
+                messages=[
+                    USER,
+                    {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}},
+                    {"role": "function", "name": "f", "content": "42"},
+                ],
+                functions=[{"name": "f", "parameters": {}}],
+                function_call="auto",
+            ),
+        ),  # the provider's own limits, not ours
         ("chat", chat(cache_prompt=True, n_probs=3, samplers=["top_k"], id_slot=0)),  # llama-server extensions
         ("completions", {"model": "tiny", "prompt": ""}),
         ("completions", {"model": "tiny", "prompt": ["a", "b"], "logprobs": 2, "echo": True, "best_of": 1}),
