@@ -13,7 +13,9 @@ from typing import Any, Final
 
 from hypothesis import strategies as st
 
-from tests.fuzz.strategies import KEY, ROUTE_PATHS, ROUTES, FuzzRequest, encode, public_requests, valid_bodies
+from tests.fuzz.json_values import encode
+from tests.fuzz.openai_bodies import ROUTE_PATHS, ROUTES, valid_bodies
+from tests.fuzz.strategies import KEY, FuzzRequest, public_requests
 
 LLAMA_CAP: Final[Mapping[str, Any]] = {"n_predict": 8}  # llama-server's own cap on generated tokens, over max_tokens
 HOST = b"host: 127.0.0.1\r\n"

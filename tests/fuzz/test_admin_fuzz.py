@@ -1,10 +1,14 @@
 """The admin API under generated input, in-process: every route that reads a body, a path or a query.
 
-Properties: never a 5xx, except a 503 `engine_unavailable` from the routes that need the Docker engine or systemd,
-which the in-process gateway does not have (deployments, their logs and actions, compose, systemd actions): that
-503 says which dependency is missing, and the input was valid as far as the route could check before needing it.
-Every error is in OpenAI's shape, every answer has an x-request-id, and a 400 caused by one field names it in
-`param`. Nothing generated can start a container or install a unit (tests/fuzz/admin_strategies.py says why).
+Properties: never a 5xx, with one exception decided per route: deployments (deploy, remove, logs, start/stop/
+restart), compose and systemd actions need the Docker engine or systemd, which the in-process gateway does not
+have, so there a 503 `engine_unavailable` is the right answer once the input validated as far as the route can
+check it without them (it says which dependency is missing). Every error is in OpenAI's shape, every answer has
+an x-request-id, and a 400 caused by one field names it in `param`.
+
+Not fuzzed: GET /events (a stream that reads no input) and the GETs that read none (status, stats, gpus, models,
+the lists). Limited, because they act on the machine: systemd start/stop/restart get only names no unit can have,
+and the catalog scans only a scratch directory or missing ones (tests/fuzz/admin_strategies.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from tests.fuzz.admin_strategies import (
+from tests.fuzz.admin_bodies import (
     JSON_HEADERS,
     KEY,
     KEY_CHANGES,
@@ -26,15 +30,14 @@ from tests.fuzz.admin_strategies import (
     PROVIDER_CHANGES,
     AdminMistake,
     BodySchema,
-    Protected,
     admin_mistakes,
-    admin_requests,
-    cannot_install,
     deployment_schema,
 )
+from tests.fuzz.admin_strategies import Protected, admin_requests, cannot_install
 from tests.fuzz.checks import Answer, check_answer, fuzz_settings, openai_error
 from tests.fuzz.conftest import FuzzTarget
-from tests.fuzz.strategies import FuzzRequest, encode
+from tests.fuzz.json_values import encode
+from tests.fuzz.strategies import FuzzRequest
 from tests.fuzz.test_public_fuzz import assert_still_serving, names_field
 
 PATCHED_PROVIDER = "patched"

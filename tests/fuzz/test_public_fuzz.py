@@ -12,19 +12,18 @@ from hypothesis import strategies as st
 
 from tests.fuzz.checks import Answer, check_answer, fuzz_settings, openai_error
 from tests.fuzz.conftest import ANTHROPIC_MODEL, FuzzTarget
-from tests.fuzz.strategies import (
+from tests.fuzz.json_values import encode
+from tests.fuzz.openai_bodies import (
     ROUTE_PATHS,
     ROUTES,
-    FuzzRequest,
     Mistake,
     Route,
-    encode,
     mistakes,
-    public_requests,
     unknown_fields,
     valid_bodies,
     valid_chat_bodies,
 )
+from tests.fuzz.strategies import FuzzRequest, public_requests
 
 JSON_HEADERS = (("authorization", "Bearer {KEY}"), ("content-type", "application/json"))
 

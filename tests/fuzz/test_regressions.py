@@ -14,7 +14,8 @@ import pytest
 
 from tests.fuzz.checks import Answer, check_answer, openai_error
 from tests.fuzz.conftest import FuzzTarget
-from tests.fuzz.strategies import FuzzRequest, Raw, encode, nested
+from tests.fuzz.json_values import Raw, encode, nested
+from tests.fuzz.strategies import FuzzRequest
 from tests.fuzz.test_public_fuzz import post
 
 JSON = (("content-type", "application/json"),)
