@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from gateway_core.contracts.openai_request import NO_MEDIA
 from gateway_core.contracts.request import ParsedRequest, parse
 
 REPEATS = 7
@@ -55,7 +56,9 @@ def _unchecked(route: str, raw: bytes) -> ParsedRequest:
     stream = body.get("stream") is True
     options = body.get("stream_options")
     wants_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-    return ParsedRequest(route=route, body=body, model=body["model"], stream=stream, wants_usage=wants_usage)
+    return ParsedRequest(
+        route=route, body=body, model=body["model"], stream=stream, wants_usage=wants_usage, media=NO_MEDIA
+    )
 
 
 def _us_per_call(parser: Any, route: str, raw: bytes, number: int) -> float:

@@ -13,7 +13,8 @@ answers 400 on its own.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -198,6 +199,10 @@ SCHEMAS: dict[str, type[Struct]] = {
     "embeddings": EmbeddingRequest,
 }
 
+# The input kinds a content part needs beyond text, named as llama-server's /props `modalities` names them.
+MEDIA_KINDS: dict[type[Struct], str] = {ImagePart: "vision", AudioPart: "audio"}
+NO_MEDIA: Mapping[str, str] = MappingProxyType({})
+
 ROLES = "system, developer, user, assistant, tool or function"
 PART_TYPES = "text, image_url, input_audio, file or refusal"
 PROMPT_SHAPES = "a string, an array of strings, an array of token ids or an array of token-id arrays"
@@ -221,26 +226,39 @@ _CHOICES = {
 }
 
 
-def validate(route: str, body: dict[str, Any]) -> None:
-    """Raise a 400 naming the first field of `body` that is not what OpenAI's API accepts for `route`."""
+def validate(route: str, body: dict[str, Any]) -> Mapping[str, str]:
+    """Raise a 400 naming the first field of `body` that is not what OpenAI's API accepts for `route`.
+
+    Returns the input kinds beyond text the request holds ("vision", "audio"), each with the first part holding
+    one, so that it goes only to providers that take them.
+    """
     try:
         request = msgspec.convert(body, SCHEMAS[route])
     except msgspec.ValidationError as error:
         raise _field_error(str(error)) from None
     if isinstance(request, ChatRequest):
-        _check_messages(request.messages)
-    elif isinstance(request, CompletionRequest):
+        return _check_messages(request.messages)
+    if isinstance(request, CompletionRequest):
         _check_prompt(request.prompt, "prompt", allow_empty=True)
     elif isinstance(request, EmbeddingRequest):
         _check_prompt(request.input, "input", allow_empty=False)
+    return NO_MEDIA
 
 
-def _check_messages(messages: list[Message]) -> None:
+def _check_messages(messages: list[Message]) -> Mapping[str, str]:
+    media: dict[str, str] | None = None
     for position, message in enumerate(messages):
+        if isinstance(message.content, list):
+            for index, part in enumerate(message.content):
+                kind = MEDIA_KINDS.get(type(part))
+                if kind is not None:
+                    media = media or {}
+                    media.setdefault(kind, f"messages[{position}].content[{index}]")
         if not isinstance(message, AssistantMessage):
             continue
         if message.content is None and not message.tool_calls and message.function_call is None:
             raise _invalid(f"messages[{position}]", "an assistant message needs content or tool_calls")
+    return media or NO_MEDIA
 
 
 def _check_prompt(value: str | list[Any], param: str, *, allow_empty: bool) -> None:

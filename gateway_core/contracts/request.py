@@ -3,6 +3,7 @@ routing needs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ class ParsedRequest:
     model: str
     stream: bool
     wants_usage: bool  # the client asked for usage in the stream (stream_options.include_usage)
+    media: Mapping[str, str]  # input kinds beyond text ("vision", "audio") -> the first part holding one
 
 
 async def read_body(request: Request, cap: int) -> bytes:
@@ -43,11 +45,13 @@ def parse(route: str, raw: bytes) -> ParsedRequest:
         raise GatewayError(400, f"request body is not valid UTF-8 JSON: {error}", code="invalid_json") from error
     if not isinstance(body, dict):
         raise GatewayError(400, "request body must be a JSON object", code="invalid_json")
-    validate(route, body)
+    media = validate(route, body)
     stream = route != "embeddings" and body.get("stream") is True
     options = body.get("stream_options")
     wants_usage = stream and options is not None and options.get("include_usage") is True
-    return ParsedRequest(route=route, body=body, model=body["model"], stream=stream, wants_usage=wants_usage)
+    return ParsedRequest(
+        route=route, body=body, model=body["model"], stream=stream, wants_usage=wants_usage, media=media
+    )
 
 
 def encode_body(body: dict[str, Any]) -> bytes:

@@ -97,6 +97,8 @@ class Pipeline:
             candidates = self._registry.serving(parsed.model)
             if not candidates:
                 raise self._registry.unknown_model(parsed.model)
+            if parsed.media:
+                candidates = _taking_media(parsed, candidates)
             try:
                 lease = self._limiter.acquire(key.id, key.name, key.limits)
             except LimitExceeded as error:
@@ -412,6 +414,28 @@ class Pipeline:
         self._events.publish(
             "request.end", {**live.view(), "status": status, "ok": ok, "prompt_tokens": usage.prompt_tokens}
         )
+
+
+MEDIA_WORDS = {"vision": "images", "audio": "audio input"}
+
+
+def _taking_media(parsed: ParsedRequest, candidates: list[ProviderRuntime]) -> list[ProviderRuntime]:
+    """The candidates that take the request's images or audio. A llama-server without a projector answers them
+    with a 500, which would count against it: refused here instead, as the client's 400."""
+    able = [provider for provider in candidates if provider.accepts(parsed.media)]
+    if able:
+        return able
+    missing = [(k, p) for k, p in parsed.media.items() if not any(c.accepts((k,)) for c in candidates)]
+    kind, param = missing[0] if missing else next(iter(parsed.media.items()))  # else: no one provider takes both
+    names = ", ".join(provider.name for provider in candidates)
+    raise GatewayError(
+        400,
+        f"{param}: model '{parsed.model}' cannot take {MEDIA_WORDS.get(kind, kind)}: no provider serving it "
+        f"({names}) reports {kind} support (a llama-server needs a multimodal projector, --mmproj); remove the "
+        "part, or use a model that takes it",
+        param=param,
+        code="unsupported_input",
+    )
 
 
 async def _send(

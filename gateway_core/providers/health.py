@@ -21,6 +21,7 @@ class ProbeResult:
     detail: str
     models: dict[str, str] = field(default_factory=dict)
     capacity: int | None = None
+    media: frozenset[str] | None = None  # the input kinds beyond text it takes ("vision", "audio"); None: unknown
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,11 @@ async def _probe_llama_server(config: ProviderConfig, session: aiohttp.ClientSes
     listed = await _get(session, api_base(config) + "/models", headers)
     models = {entry["id"]: entry["id"] for entry in listed.json().get("data", [])}
     props = await _get(session, config.base_url + "/props", headers)
-    capacity = props.json().get("total_slots") if props.status == 200 else None
-    return ProbeResult("ready", f"{capacity or '?'} slots", models=models, capacity=capacity)
+    settings = props.json() if props.status == 200 else {}
+    capacity = settings.get("total_slots")
+    modalities = settings.get("modalities")  # {"vision": false, "audio": false}: what its --mmproj gives it
+    media = frozenset(kind for kind, on in modalities.items() if on is True) if isinstance(modalities, dict) else None
+    return ProbeResult("ready", f"{capacity or '?'} slots", models=models, capacity=capacity, media=media)
 
 
 async def _probe_ollama(config: ProviderConfig, session: aiohttp.ClientSession) -> ProbeResult:

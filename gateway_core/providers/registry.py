@@ -284,6 +284,7 @@ class ProviderRegistry:
         if result.health == "ready":
             runtime.discovered_models = result.models
             runtime.discovered_capacity = result.capacity
+            runtime.discovered_media = result.media
             if runtime.breaker.state != "closed" and runtime.health != "ready":
                 runtime.breaker.record_success()
         previous = runtime.state

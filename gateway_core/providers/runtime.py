@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -23,6 +24,7 @@ class ProviderRuntime:
     health_detail: str = "not probed yet"
     discovered_models: dict[str, str] = field(default_factory=dict)
     discovered_capacity: int | None = None
+    discovered_media: frozenset[str] | None = None  # None until a probe says (llama-server's /props modalities)
     in_flight: int = 0
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     # Smooth weighted round-robin state, for breaking ties between equally loaded providers.
@@ -58,6 +60,11 @@ class ProviderRuntime:
         if self.discovered_capacity:
             return self.discovered_capacity
         return self.config.max_concurrency or DEFAULT_CAPACITY
+
+    def accepts(self, media: Iterable[str]) -> bool:
+        """Whether it takes these input kinds; a provider that has not said what it takes is given the request."""
+        known = self.discovered_media
+        return known is None or all(kind in known for kind in media)
 
     @property
     def state(self) -> ProviderState:

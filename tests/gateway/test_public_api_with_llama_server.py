@@ -98,3 +98,24 @@ def test_every_response_carries_server_timing(gateway):
         timing = response.headers.get("server-timing", "")
         assert "gateway;dur=" in timing, (response.request.url, timing)
         assert "upstream;dur=" in timing, (response.request.url, timing)
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+def test_an_image_for_a_llama_server_without_a_projector_is_the_clients_400_not_the_providers_failure(gateway):
+    daemon, server, client, _ = gateway
+    looking = [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, IMAGE]}]
+    direct = httpx.post(f"{server.base_url}/v1/chat/completions", json={"messages": looking}, timeout=10)
+    assert direct.status_code == 500, "llama-server itself answers 500: without Corral's check, the provider's fault"
+
+    for _ in range(5):  # more than the circuit breaker's threshold of failures
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="tiny", messages=looking, max_tokens=4)
+        assert refused.value.code == "unsupported_input"
+        assert refused.value.param == "messages[0].content[1]"
+        assert "--mmproj" in refused.value.message
+
+    provider = daemon.admin_call("GET", "/providers/local").json()
+    assert (provider["state"], provider["errors"]) == ("ready", 0)
+    assert client.chat.completions.create(model="tiny", messages=PROMPT, **GENERATION).choices

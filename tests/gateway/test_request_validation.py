@@ -277,3 +277,33 @@ async def test_the_official_sdk_raises_bad_request_naming_the_field(gateway):
         assert refused.value.param == "max_tokens"
         assert refused.value.code == "invalid_field"
         assert refused.value.request_id is not None
+
+
+def test_images_and_audio_are_named_with_the_first_part_holding_them():
+    parsed = parse(
+        "chat",
+        b'{"model":"tiny","messages":[{"role":"user","content":"hi"},{"role":"user","content":['
+        b'{"type":"text","text":"see"},{"type":"image_url","image_url":{"url":"http://x/a.png"}},'
+        b'{"type":"input_audio","input_audio":{"data":"AA","format":"wav"}},'
+        b'{"type":"image_url","image_url":{"url":"http://x/b.png"}}]}]}',
+    )
+
+    assert dict(parsed.media) == {"vision": "messages[1].content[1]", "audio": "messages[1].content[2]"}
+    assert not parse("chat", b'{"model":"tiny","messages":[{"role":"user","content":"hi"}]}').media
+
+
+@pytest.mark.asyncio
+async def test_images_go_to_a_provider_that_says_it_takes_them_or_to_one_that_has_not_said(gateway):
+    with FaultServer() as unknown, FaultServer() as blind:
+        await gateway.add_provider("unknown", unknown.base_url, priority=0)
+        await gateway.add_provider("blind", blind.base_url, priority=10)
+        gateway.state.registry.get("blind").discovered_media = frozenset()  # as a llama-server's /props says
+        key = await gateway.create_key("app")
+        image = {"type": "image_url", "image_url": {"url": "http://x/a.png"}}
+
+        answered = await gateway.chat(key, messages=[{"role": "user", "content": [image]}])
+        text = await gateway.chat(key)
+
+        assert answered.status_code == 200
+        assert answered.headers["x-corral-provider"] == "unknown"
+        assert text.headers["x-corral-provider"] == "blind", "text still goes to the higher priority"
