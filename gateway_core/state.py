@@ -16,6 +16,7 @@ from gateway_core.fleet.gpu_sampler import GpuSampler
 from gateway_core.fleet.gpus import GpuSnapshot
 from gateway_core.fleet.manager import FleetManager
 from gateway_core.gateway.accounting import LiveRequests, Stats
+from gateway_core.gateway.failures import Failures
 from gateway_core.gateway.key_store import KeyStore
 from gateway_core.gateway.limits import RateLimiter
 from gateway_core.gateway.pipeline import Pipeline
@@ -57,6 +58,7 @@ class GatewayState:
             publish=self.events.publish,
             on_deployment_changed=self.registry.reprobe,
         )
+        self.failures = Failures(self.metrics)
         self.pipeline = Pipeline(
             keys=self.keys.ring,
             registry=self.registry,
@@ -65,6 +67,7 @@ class GatewayState:
             stats=self.stats,
             metrics=self.metrics,
             events=self.events,
+            failures=self.failures,
             body_cap=body_cap,
             clock=clock,
         )

@@ -224,4 +224,4 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
     )
     fleet = FleetApi(fleet=state.fleet, registry=state.registry, data_dir=state.data_dir)
     app = json_app([*admin.routes(), *fleet.routes()])
-    return RequestGuard(app, listener="admin", metrics=state.metrics)
+    return RequestGuard(app, listener="admin", failures=state.failures)

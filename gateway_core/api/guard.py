@@ -1,36 +1,25 @@
-"""The outermost layer of both listeners: a request id on every answer, and no exception ever seen as plain text.
+"""The outermost layer of the Starlette apps (the admin API, and the public routes that are not proxied): a request
+id on every answer, and no exception ever seen as plain text.
 
-Each HTTP request gets an id (`x-request-id` on its answer, in the live view and in log lines). An exception
-that escapes the app is logged once with that id and counted in `corral_internal_errors_total`; the client
-gets a JSON 500 in OpenAI's shape carrying the id, or, when the answer had already started, an SSE error
-event (event streams) or a closed connection (anything else: a half-sent JSON body cannot be mended).
+Each HTTP request gets an id (`x-request-id` on its answer, and in log lines). An exception that escapes the app
+is reported once with that id (gateway/failures.py); the client gets a JSON 500 in OpenAI's shape carrying the
+id, or, when the answer had already started, an SSE error event (event streams) or a closed connection (anything
+else: a half-sent JSON body cannot be mended). The proxied routes do the same in `PublicApp` and the pipeline,
+without this layer's wrapper around every send: it cost them about 2 µs a request.
 """
 
 from __future__ import annotations
-
-import logging
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.request_id import HEADER, SCOPE_KEY, new_request_id, request_id_of
 from gateway_core.contracts.sse import error_frame
-from gateway_core.metrics import GatewayMetrics
+from gateway_core.gateway.failures import Failures, internal_error
 
-log = logging.getLogger("corral.errors")
 _HEADER = HEADER.encode()
-
-
-def internal_error(request_id: str) -> GatewayError:
-    return GatewayError(
-        500,
-        f"Corral failed while handling this request (request id {request_id}); the operator's log has the "
-        "details under that id. Retry; if it keeps failing, report the id to the operator.",
-        code="internal_error",
-    )
 
 
 async def internal_error_handler(request: Request, error: Exception) -> Response:
@@ -39,10 +28,10 @@ async def internal_error_handler(request: Request, error: Exception) -> Response
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, listener: str, metrics: GatewayMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, listener: str, failures: Failures) -> None:
         self.app = app
         self._listener = listener
-        self._errors = metrics.internal_errors.labels(listener)
+        self._failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,14 +55,7 @@ class RequestGuard:
         except ClientDisconnect:
             return  # the client left before its body arrived: nobody to answer, and nothing failed here
         except Exception:
-            log.exception(
-                "request %s (%s %s on the %s listener) failed inside Corral",
-                request_id,
-                scope.get("method"),
-                scope.get("path"),
-                self._listener,
-            )
-            self._errors.inc()
+            self._failures.report(request_id, f"{scope.get('method')} {scope.get('path')}", self._listener)
             if started is None:
                 error = internal_error(request_id)
                 await send_with_id(

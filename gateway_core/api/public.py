@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_core.api.guard import RequestGuard
 from gateway_core.api.responses import json_app, json_response
+from gateway_core.contracts.request_id import HEADER as REQUEST_ID
+from gateway_core.contracts.request_id import new_request_id
+from gateway_core.gateway.failures import Failures, internal_error
 from gateway_core.gateway.keys import KeyRing
 from gateway_core.gateway.pipeline import Pipeline
 from gateway_core.metrics import GatewayMetrics
@@ -28,18 +31,31 @@ PROXIED = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v
 
 
 class PublicApp:
-    """POSTs to the proxied routes go straight to the pipeline; everything else to the Starlette app."""
+    """POSTs to the proxied routes go straight to the pipeline; everything else to the guarded Starlette app.
 
-    def __init__(self, pipeline: Pipeline, routes: ASGIApp) -> None:
+    The proxied routes get what the guard (api/guard.py) gives the rest, without its wrapper around every send:
+    the pipeline puts the request id on each answer it makes, a failure before the answer is a JSON 500 here,
+    and one after a stream started is the relay's SSE error event.
+    """
+
+    def __init__(self, pipeline: Pipeline, routes: ASGIApp, failures: Failures) -> None:
         self.pipeline = pipeline
         self.routes = routes
+        self._failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = PROXIED.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if route is None:
             await self.routes(scope, receive, send)
             return
-        response = await self.pipeline.handle(route, Request(scope, receive))
+        request_id = new_request_id()
+        try:
+            response = await self.pipeline.handle(route, Request(scope, receive), request_id=request_id)
+        except ClientDisconnect:
+            return  # the client left before its body arrived: nobody to answer, and nothing failed here
+        except Exception:
+            self._failures.report(request_id, f"POST {scope['path']}", "public")
+            response = internal_error(request_id).to_response({REQUEST_ID: request_id})
         await response(scope, receive, send)
 
 
@@ -95,7 +111,7 @@ class PublicApi:
         return Response(body, media_type=content_type, headers=_timing(started))
 
 
-def build_public_app(state: GatewayState) -> RequestGuard:
+def build_public_app(state: GatewayState) -> PublicApp:
     api = PublicApi(
         keys=state.keys.ring,
         registry=state.registry,
@@ -103,5 +119,5 @@ def build_public_app(state: GatewayState) -> RequestGuard:
         pipeline=state.pipeline,
         started_at=state.started_at,
     )
-    app = PublicApp(state.pipeline, json_app(api.routes()))
-    return RequestGuard(app, listener="public", metrics=state.metrics)
+    routes = RequestGuard(json_app(api.routes()), listener="public", failures=state.failures)
+    return PublicApp(state.pipeline, routes, state.failures)

@@ -19,11 +19,13 @@ from gateway_core.clock import Clock
 from gateway_core.contracts.adapter import Adapter, Usage
 from gateway_core.contracts.errors import GatewayError, upstream_error_body
 from gateway_core.contracts.request import ParsedRequest, parse, read_body
+from gateway_core.contracts.request_id import HEADER as REQUEST_ID
 from gateway_core.contracts.request_id import request_id_of
 from gateway_core.contracts.sse import error_frame
 from gateway_core.events import EventBus
 from gateway_core.gateway.accounting import LiveRequest, LiveRequests, Stats, Timing
 from gateway_core.gateway.balancer import plan
+from gateway_core.gateway.failures import Failures, internal_error
 from gateway_core.gateway.keys import ApiKey, KeyRing
 from gateway_core.gateway.limits import Lease, LimitExceeded, RateLimiter
 from gateway_core.gateway.stream_response import EventStreamResponse
@@ -69,6 +71,7 @@ class Pipeline:
         stats: Stats,
         metrics: GatewayMetrics,
         events: EventBus,
+        failures: Failures,
         body_cap: int,
         clock: Clock,
     ) -> None:
@@ -79,11 +82,16 @@ class Pipeline:
         self._stats = stats
         self._metrics = metrics
         self._events = events
+        self._failures = failures
         self._body_cap = body_cap
         self._monotonic = clock.monotonic  # bound once: read several times per request
 
-    async def handle(self, route: str, request: Request, *, admin: bool = False) -> Response:
+    async def handle(
+        self, route: str, request: Request, *, admin: bool = False, request_id: str | None = None
+    ) -> Response:
+        """Answer one request. `request_id` is the one its answer carries; without it, the guard's (admin chat)."""
         timing = Timing(time.perf_counter())
+        request_id = request_id or request_id_of(request.scope)
         try:
             key = ADMIN_KEY if admin else self._keys.authenticate(request.headers.get("authorization"))
             parsed = parse(route, await read_body(request, self._body_cap))
@@ -109,7 +117,7 @@ class Pipeline:
                     headers={"retry-after": str(error.retry_after_s)},
                 ) from error
         except GatewayError as error:
-            return error.to_response({"server-timing": timing.header()})
+            return error.to_response({"server-timing": timing.header(), REQUEST_ID: request_id})
         live = self._live.start(
             key_id=key.id,
             key_name=key.name,
@@ -117,11 +125,11 @@ class Pipeline:
             route=route,
             stream=parsed.stream,
             timing=timing,
-            request_id=request_id_of(request.scope),
+            request_id=request_id,
         )
         self._events.publish("request.start", live.view())
         try:
-            return await self._forward(parsed, lease, live, candidates, timing)
+            return await self._forward(parsed, lease, live, candidates, timing, "admin" if admin else "public")
         except BaseException as error:
             # Cancelled (the server stopping after its drain timeout), or a failure inside Corral that the
             # listener's guard answers as a 500: the attempt has given its slot back; end the request here so its
@@ -139,6 +147,7 @@ class Pipeline:
         live: LiveRequest,
         candidates: list[ProviderRuntime],
         timing: Timing,
+        listener: str,
     ) -> Response:
         order = await self._plan_or_wait(candidates)
         if not order:
@@ -160,7 +169,7 @@ class Pipeline:
                 continue
             upstream, adapter, slot = outcome
             try:
-                answer = await self._answer(provider, upstream, adapter, slot, parsed, live, lease, timing)
+                answer = await self._answer(provider, upstream, adapter, slot, parsed, live, lease, timing, listener)
             except BaseException:
                 slot.release()  # released once however many hands reach it; the request is ended by handle()
                 raise
@@ -183,6 +192,7 @@ class Pipeline:
         live: LiveRequest,
         lease: Lease,
         timing: Timing,
+        listener: str,
     ) -> Response | GatewayError:
         """The client's answer from one provider's response; an error when that provider failed mid-answer."""
         if upstream.status >= 400:  # a 4xx the client must see, in OpenAI's error shape
@@ -195,16 +205,17 @@ class Pipeline:
                 body = orjson.dumps(GatewayError(upstream.status, message).body())
             finally:
                 upstream.release()
-            headers = {"server-timing": timing.header()}
+            headers = {"server-timing": timing.header(), REQUEST_ID: live.id}
             self._release(slot, live, lease, ok=False, status=upstream.status, usage=Usage())
             return Response(body, status_code=upstream.status, media_type="application/json", headers=headers)
         if parsed.stream:
             headers = {
                 "server-timing": timing.header(),
+                REQUEST_ID: live.id,
                 "cache-control": "no-cache",
                 "x-corral-provider": provider.name,
             }
-            stream = self._relay(slot, adapter, upstream, parsed, live, lease)
+            stream = self._relay(slot, adapter, upstream, parsed, live, lease, listener)
             # Run it to its first yield: an async generator closed before it started skips its `finally`,
             # which is what gives the slot, the lease and the live entry back if the client leaves at once.
             await anext(stream)
@@ -222,7 +233,7 @@ class Pipeline:
             self._attempt_failed(slot)
             log.warning("provider %s: %s", provider.name, error.message)
             return error
-        headers = {"server-timing": timing.header(), "x-corral-provider": provider.name}
+        headers = {"server-timing": timing.header(), REQUEST_ID: live.id, "x-corral-provider": provider.name}
         self._release(slot, live, lease, ok=True, status=200, usage=usage)
         return Response(body, media_type="application/json", headers=headers)
 
@@ -304,11 +315,12 @@ class Pipeline:
         parsed: ParsedRequest,
         live: LiveRequest,
         lease: Lease,
+        listener: str,
     ) -> AsyncGenerator[bytes, None]:
         provider = slot.provider
         stream = adapter.stream(parsed.model, provider.models[parsed.model], parsed.wants_usage)
         live.on_cancel = upstream.close
-        ok = client_gone = False
+        ok = client_gone = failed_inside = False
         last_progress = 0.0
         try:
             yield b""  # the priming step (_forward): nothing is sent; from here on, closing runs the clean-up
@@ -337,6 +349,10 @@ class Pipeline:
                 else f"provider '{provider.name}' failed mid-stream: {describe(error)}"
             )
             yield error_frame(message, code="cancelled" if live.cancel_requested else "upstream_stream_cut")
+        except Exception:  # a failure inside Corral: the stream has started, so it ends with an error event
+            failed_inside = True
+            self._failures.report(live.id, f"relaying a stream from {provider.name}", listener)
+            yield error_frame(internal_error(live.id).message, "server_error", "internal_error")
         except (asyncio.CancelledError, GeneratorExit):  # the client went away; not the provider's fault
             client_gone = True
             raise
@@ -347,10 +363,10 @@ class Pipeline:
                 upstream.release()
             else:
                 upstream.close()
-            its_fault = not (ok or live.cancel_requested or client_gone)
+            its_fault = not (ok or live.cancel_requested or client_gone or failed_inside)
             if its_fault:
                 provider.breaker.record_failure()
-            status = 200 if ok else CLIENT_CLOSED if client_gone else 502
+            status = 200 if ok else CLIENT_CLOSED if client_gone else 500 if failed_inside else 502
             self._release(slot, live, lease, ok=ok, status=status, usage=stream.usage, its_fault=its_fault)
 
     def _release(
@@ -371,7 +387,7 @@ class Pipeline:
         self._account(live, lease, ok=ok, status=status, usage=usage, duration=duration, ttft=ttft)
 
     def _finish_early(self, live: LiveRequest, lease: Lease, error: GatewayError, timing: Timing) -> Response:
-        headers = {"server-timing": timing.header()}
+        headers = {"server-timing": timing.header(), REQUEST_ID: live.id}
         duration = self._monotonic() - live.started_mono
         self._account(live, lease, ok=False, status=error.status, usage=Usage(), duration=duration, ttft=None)
         return error.to_response(headers)

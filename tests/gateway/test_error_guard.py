@@ -156,6 +156,8 @@ async def test_a_failure_inside_a_stream_ends_it_with_an_error_event_carrying_th
             ).in_flight
 
         await wait_for_async(nothing_in_flight, "the failed stream to give back its slot and live entry")
+        provider = (await gateway.admin.get("/providers/local")).json()
+        assert (provider["state"], provider["errors"]) == ("ready", 0), "Corral's own failure is not the provider's"
 
 
 @pytest.mark.asyncio
