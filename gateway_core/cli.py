@@ -23,24 +23,27 @@ from gateway_core.settings import resolve_settings
 log = logging.getLogger("corral.core")
 
 
-def positive_seconds(text: str) -> float:
+def _seconds(text: str, *, zero_ok: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0 (such as 30 or 2.5), got {text!r}")
+    if not (math.isfinite(value) and (value >= 0 if zero_ok else value > 0)):
+        wanted = (
+            "a number of seconds, 0 or more (such as 30)"
+            if zero_ok
+            else "a number of seconds above 0 (such as 30 or 2.5)"
+        )
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    return _seconds(text, zero_ok=False)
 
 
 def seconds_or_zero(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more (such as 30), got {text!r}")
-    return value
+    return _seconds(text, zero_ok=True)
 
 
 def positive_count(text: str) -> int:

@@ -42,6 +42,11 @@ def test_smoke_plan_writes_json_and_markdown_with_zero_errors(tmp_path: Path, ll
     assert report["targets"]
     assert all({"target", "measured", "met"} <= row.keys() for row in report["targets"])
     validation = results["validation"]
-    assert [row["body"] for row in validation][0] == "the load's chat body (1 message)"
+    assert [row["body"] for row in validation] == [
+        "the load's chat body (1 message)",
+        "31-message chat with 4 tools",
+        "100 KB completions prompt",
+        "64-input embeddings batch",
+    ]
     assert all(row["with_us"] > 0 and row["without_us"] > 0 for row in validation)
     assert "What validating the OpenAI fields costs" in (tmp_path / "latest.md").read_text()

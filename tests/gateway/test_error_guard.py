@@ -26,6 +26,15 @@ class Boom(RuntimeError):
     pass
 
 
+def streamed_chat(gateway, key: str):
+    return gateway.public.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        headers={"authorization": f"Bearer {key}"},
+    )
+
+
 def internal_errors(gateway, listener: str) -> float:
     value = gateway.state.metrics.registry.get_sample_value("corral_internal_errors_total", {"listener": listener})
     return value or 0.0
@@ -79,12 +88,7 @@ async def test_a_streamed_requests_id_is_the_one_the_live_view_shows(gateway):
         await gateway.add_provider("local", upstream.base_url)
         key = await gateway.create_key("app")
 
-        async with gateway.public.stream(
-            "POST",
-            "/v1/chat/completions",
-            json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-            headers={"authorization": f"Bearer {key}"},
-        ) as response:
+        async with streamed_chat(gateway, key) as response:
             live = (await gateway.admin.get("/requests")).json()
             await response.aread()
 
@@ -135,12 +139,7 @@ async def test_a_failure_inside_a_stream_ends_it_with_an_error_event_carrying_th
         monkeypatch.setattr(PassthroughStream, "feed", broken)
         caplog.set_level(logging.ERROR, logger="corral.errors")
 
-        async with gateway.public.stream(
-            "POST",
-            "/v1/chat/completions",
-            json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": True},
-            headers={"authorization": f"Bearer {key}"},
-        ) as response:
+        async with streamed_chat(gateway, key) as response:
             lines = [line async for line in response.aiter_lines() if line.startswith("data: ")]
 
         assert response.status_code == 200
