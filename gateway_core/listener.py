@@ -41,7 +41,8 @@ KEEP_ALIVE_S = 30.0
 MAX_CONNECTIONS_CEILING = 10_000
 RESERVED_FILES = 256  # descriptors kept for the store, the admin socket, upstream pools' spares and logs
 LINGER_S = 1.0
-REFUSAL_LOG_EVERY_S = 10.0
+REFUSAL_LOG_EVERY_S = 10.0  # the cap's refusals and invalid HTTP are logged once per burst, and counted
+UVICORN_INVALID_HTTP = "Invalid HTTP request received."  # uvicorn's own warning, one line per bad request
 
 # The phase a connection is in; the deadline armed for it is named the same (the metric's label).
 IDLE = "idle"
@@ -97,8 +98,10 @@ class Listener:
         self.admitted = 0
         self.open_connections = metrics.open_connections
         self.connections_refused = metrics.connections_refused
+        self.invalid_http = metrics.invalid_http
         self.timeouts = {phase: metrics.request_timeouts.labels(phase) for phase in (HEADERS, BODY)}
         self._last_refusal_log = float("-inf")
+        self._last_invalid_log = float("-inf")
         self.refused_body = _error_body(
             503,
             "too_many_connections",
@@ -137,6 +140,26 @@ class Listener:
                 "if this load is expected)",
                 self.limits.max_connections,
             )
+
+
+    def invalid(self) -> None:
+        self.invalid_http.inc()
+        now = time.monotonic()
+        if now - self._last_invalid_log >= REFUSAL_LOG_EVERY_S:
+            self._last_invalid_log = now
+            log.warning(
+                "public listener: answering requests that are not valid HTTP/1.1 with 400 (logged at most every "
+                "%.0f s; corral_invalid_http_requests_total counts them)",
+                REFUSAL_LOG_EVERY_S,
+            )
+
+
+class _DropUvicornInvalidHttp(logging.Filter):
+    """uvicorn warns once per invalid request, before the listener answers it: a client sending garbage would
+    write the log as fast as it sends. The listener counts them and logs once per burst instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != UVICORN_INVALID_HTTP
 
 
 class ListenerProtocol(HttpToolsProtocol):
@@ -260,6 +283,7 @@ class ListenerProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """Invalid HTTP: uvicorn would answer in plain text; every error Corral sends is in OpenAI's shape."""
+        self.listener.invalid()
         self._answer(400, self.listener.invalid_http_body)
 
     def _answer(self, status: int, body: bytes, extra_headers: bytes = b"") -> None:
@@ -303,6 +327,10 @@ class ListenerProtocol(HttpToolsProtocol):
 def listener_protocol(limits: ListenerLimits, metrics: GatewayMetrics) -> type[ListenerProtocol]:
     """The protocol class for one listener (uvicorn.Config's `http=`): uvicorn builds one instance per connection,
     and the class carries what they share."""
+
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, _DropUvicornInvalidHttp) for existing in uvicorn_log.filters):
+        uvicorn_log.addFilter(_DropUvicornInvalidHttp())
 
     class PublicListenerProtocol(ListenerProtocol):
         listener = Listener(limits, metrics)

@@ -93,6 +93,11 @@ class GatewayMetrics:
             "Connections the public listener refused because it was at its connection cap.",
             registry=registry,
         )
+        self.invalid_http = Counter(
+            "corral_invalid_http_requests_total",
+            "Requests the public listener answered 400 because they were not valid HTTP/1.1.",
+            registry=registry,
+        )
         self.request_timeouts = Counter(
             "corral_request_timeouts_total",
             "Connections closed with 408 because a request's headers or body did not arrive in time, by phase.",

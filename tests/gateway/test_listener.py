@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import resource
 import socket
 import time
@@ -370,6 +371,21 @@ async def test_invalid_http_is_answered_with_json_400_and_closed():
         assert answer.headers["connection"] == "close"
         assert answer.headers["x-request-id"].startswith("req_")
         assert await client.closed_by_server()
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_invalid_http_is_counted_and_logged_once_not_a_line_each(caplog):
+    caplog.set_level(logging.WARNING)
+    async with listening() as server:
+        for _ in range(5):
+            async with clients(server.port, 1) as (client,):
+                await client.send(b"NOT HTTP AT ALL\r\n\r\n")
+                assert (await client.answer()).status == 400
+
+        assert server.sample("corral_invalid_http_requests_total") == 5
+    lines = [record.getMessage() for record in caplog.records]
+    assert not [line for line in lines if "Invalid HTTP request received" in line], "uvicorn's line per request"
+    assert len([line for line in lines if "not valid HTTP/1.1" in line]) == 1
 
 
 # -- the connection cap -----------------------------------------------------------------------------------
