@@ -141,7 +141,6 @@ class Listener:
                 self.limits.max_connections,
             )
 
-
     def invalid(self) -> None:
         self.invalid_http.inc()
         now = time.monotonic()

@@ -131,9 +131,9 @@ class Pipeline:
         try:
             return await self._forward(parsed, lease, live, candidates, timing, "admin" if admin else "public")
         except BaseException as error:
-            # Cancelled (the server stopping after its drain timeout), or a failure inside Corral that the
-            # listener's guard answers as a 500: the attempt has given its slot back; end the request here so its
-            # key lease and live entry don't outlive it.
+            # Cancelled (the server stopping after its drain timeout), or a failure inside Corral that PublicApp
+            # (or the admin app's guard) answers as a 500: the attempt has given its slot back; end the request
+            # here so its key lease and live entry don't outlive it.
             if self._live.get(live.id) is live:
                 status = CLIENT_CLOSED if isinstance(error, asyncio.CancelledError) else 500
                 duration = self._monotonic() - live.started_mono
@@ -206,7 +206,10 @@ class Pipeline:
             finally:
                 upstream.release()
             headers = {"server-timing": timing.header(), REQUEST_ID: live.id}
-            self._release(slot, live, lease, ok=False, status=upstream.status, usage=Usage())
+            # A 4xx is the provider refusing the client's request, rightly: not an error of the provider's.
+            self._release(
+                slot, live, lease, ok=False, status=upstream.status, usage=Usage(), its_fault=upstream.status >= 500
+            )
             return Response(body, status_code=upstream.status, media_type="application/json", headers=headers)
         if parsed.stream:
             headers = {

@@ -307,3 +307,18 @@ async def test_images_go_to_a_provider_that_says_it_takes_them_or_to_one_that_ha
         assert answered.status_code == 200
         assert answered.headers["x-corral-provider"] == "unknown"
         assert text.headers["x-corral-provider"] == "blind", "text still goes to the higher priority"
+
+
+@pytest.mark.asyncio
+async def test_a_providers_400_reaches_the_client_and_is_not_counted_as_the_providers_error(gateway):
+    with FaultServer() as upstream:
+        await gateway.add_provider("local", upstream.base_url)
+        key = await gateway.create_key("app")
+        upstream.set_mode("status", status=400, message="no such sampler", times=1)
+
+        refused = await gateway.chat(key, samplers=["nonsense"])
+
+        assert refused.status_code == 400
+        assert "no such sampler" in refused.json()["error"]["message"]
+        provider = (await gateway.admin.get("/providers/local")).json()
+        assert (provider["state"], provider["errors"]) == ("ready", 0)
