@@ -24,10 +24,9 @@ def gateway(corral_daemon, shared_llama_server):
 
 def test_chat_through_the_gateway_says_what_llama_server_says_directly(gateway):
     _, server, client, _ = gateway
-    direct = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
-
     via_gateway = client.chat.completions.create(model="tiny", messages=PROMPT, **GENERATION)
-    expected = direct.chat.completions.create(model="tiny", messages=PROMPT, **GENERATION)
+    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0) as direct:
+        expected = direct.chat.completions.create(model="tiny", messages=PROMPT, **GENERATION)
 
     assert via_gateway.choices[0].message.content == expected.choices[0].message.content
     assert via_gateway.model == "tiny"
