@@ -28,6 +28,8 @@ async def internal_error_handler(request: Request, error: Exception) -> Response
 
 
 class RequestGuard:
+    """Wraps one Starlette app: gives each HTTP request its id, and answers for any exception that escapes."""
+
     def __init__(self, app: ASGIApp, *, listener: str, failures: Failures) -> None:
         self.app = app
         self._listener = listener
