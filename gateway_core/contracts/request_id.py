@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 HEADER = "x-request-id"
-SCOPE_KEY = "corral.request_id"  # where the listener's guard (api/guard.py) leaves the id in the ASGI scope
+SCOPE_KEY = "corral.request_id"  # where the Starlette apps' guard (api/guard.py) leaves the id
 
 
 # Unique, not secret: a random number drawn once per process, then a counter. A getrandom call per request measured

@@ -1,6 +1,6 @@
 """Failures inside Corral (bugs, not a client's or a provider's fault): logged once under the request's id, counted.
 
-Whoever catches one (the listener's guard, the public app, a stream's relay) reports it here and answers the
+Whoever catches one (the Starlette apps' guard, the public app, a stream's relay) reports it here and answers the
 client with `internal_error`: a JSON 500, or an SSE error event once a stream has started.
 """
 
