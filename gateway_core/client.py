@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from gateway_core.client_fleet import FleetCalls
+from gateway_core.client_history import HistoryCalls
 from gateway_core.client_transport import (
     DEFAULT_TIMEOUT_S,
     AdminTransport,
@@ -111,7 +112,7 @@ class ChatStream:
         raise CorralError("the stream ended before the answer was complete (no [DONE])")
 
 
-class CorralClient(FleetCalls):
+class CorralClient(FleetCalls, HistoryCalls):
     """The admin API over the Unix socket. Every method raises CorralError (DaemonNotRunning when nobody answers)."""
 
     def __init__(self, socket_path: str | Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Literal, Protocol, get_args, overload
 
 from gateway_core.contracts.fleet_views import ContainerEventView, FleetView, GpuSnapshotView
+from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.contracts.views import (
     KeyRemoved,
     KeyView,
@@ -37,6 +38,7 @@ EventKind = Literal[
     "gpus",  # GpuSnapshotView, every sample
     "fleet",  # FleetView, after container events change the inventory
     "container",  # ContainerEventView: one engine event on a llama-server container
+    "archive",  # ArchiveStatusView: the archive's writer started or stopped dropping rows or failing, at most 1/s
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 # The kinds that describe one live request; each payload's "id" names it (squashing relies on that).
@@ -53,6 +55,7 @@ EventPayload = (
     | GpuSnapshotView
     | FleetView
     | ContainerEventView
+    | ArchiveStatusView
 )
 
 # What the client yields: one pair per event, narrowed by its kind.
@@ -68,6 +71,7 @@ DaemonEvent = (
     | tuple[Literal["gpus"], GpuSnapshotView]
     | tuple[Literal["fleet"], FleetView]
     | tuple[Literal["container"], ContainerEventView]
+    | tuple[Literal["archive"], ArchiveStatusView]
 )
 
 
@@ -93,5 +97,7 @@ class Publish(Protocol):
     def __call__(self, kind: Literal["fleet"], data: FleetView) -> None: ...
     @overload
     def __call__(self, kind: Literal["container"], data: ContainerEventView) -> None: ...
+    @overload
+    def __call__(self, kind: Literal["archive"], data: ArchiveStatusView) -> None: ...
     def __call__(self, kind: EventKind, data: EventPayload) -> None:
         """What `EventBus` implements; callers are held to the overloads above."""

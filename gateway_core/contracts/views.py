@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal, TypedDict
 
 from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
+from gateway_core.contracts.history_views import ArchiveStatusView
 
 ProviderType = Literal["llama-server", "ollama", "openai", "anthropic"]
 # What the last probe found.
@@ -154,6 +155,7 @@ class _DaemonView(TypedDict):
     providers: list[ProviderView]
     models: dict[str, list[str]]  # public model name -> the enabled providers serving it
     requests_in_flight: int
+    archive: ArchiveStatusView  # the request archive's writer: rows queued, written, dropped
 
 
 class StatusView(_DaemonView):
