@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 from textual.app import App
 from textual.message import Message
@@ -27,6 +28,7 @@ from gateway_core.contracts.fleet_views import (
     GpuProcessView,
     GpuSnapshotView,
 )
+from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderState, ProviderType, ProviderView, Snapshot
 from gateway_core.fleet.units import GiB
 
@@ -99,6 +101,7 @@ def key(
         "created_at": NOW - 86400,
         "last_used_at": last_used_at,
         "expired": expires_at is not None and expires_at <= NOW,
+        "capture": None,
         "usage": {
             "in_flight": 0,
             "requests_last_minute": requests_last_minute,
@@ -209,6 +212,27 @@ def fleet(*deployments: ContainerView) -> FleetView:
     return {"engine": {"state": "ok", "reason": ""}, "deployments": list(deployments)}
 
 
+def archive_status(
+    *,
+    state: Literal["ok", "off", "failing", "dropping"] = "ok",
+    dropped: int = 0,
+    last_error: str | None = None,
+    written: int = 0,
+) -> ArchiveStatusView:
+    """Like the archive's status(): GET /archive, the snapshot's `archive`, the "archive" event."""
+    return {
+        "state": state,
+        "capture": "full",
+        "directory": "/var/lib/corral/archive",
+        "queued": 0,
+        "written": written,
+        "dropped": dropped,
+        "last_error": last_error,
+        "retain_months": None,
+        "months": ["2025-10"],
+    }
+
+
 def snapshot(
     *,
     providers: Sequence[ProviderView] = (),
@@ -216,6 +240,7 @@ def snapshot(
     requests: Sequence[LiveRequestView] = (),
     gpu_data: GpuSnapshotView | None = None,
     fleet_data: FleetView | None = None,
+    archive: ArchiveStatusView | None = None,
 ) -> Snapshot:
     """Like the admin API's snapshot(): status_view() plus keys, requests, gpus and fleet."""
     return {
@@ -229,6 +254,7 @@ def snapshot(
         "requests": list(requests),
         "gpus": gpu_data or no_gpus("no NVIDIA driver: libnvidia-ml.so.1 was not found"),
         "fleet": fleet_data or fleet(),
+        "archive": archive or archive_status(),
     }
 
 
