@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gateway_core.contracts.archive import CAPTURE_MODES
 from gateway_core.providers.config import PROVIDER_TYPES
 from gateway_core.settings import default_data_dir, default_socket_path
 
 from . import commands, fleet_commands
 from .fleet_cli import add_fleet_commands
+from .history_cli import add_history_commands
 
 SOCKET_HELP = "corral-core's admin socket (default: $CORRAL_SOCKET, then $XDG_RUNTIME_DIR/corral.sock)"
 
@@ -116,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tpm", type=_positive_int, metavar="N", help="tokens per minute")
     create.add_argument("--max-concurrency", type=_positive_int, metavar="N")
     create.add_argument("--expires-in", type=_positive_float, metavar="DAYS")
+    create.add_argument(
+        "--capture",
+        choices=CAPTURE_MODES,
+        help="what the archive keeps of its requests: off, metadata or full (default: the gateway's --capture)",
+    )
     command(ksub, "revoke", commands.keys_revoke, "refuse a key from its next request").add_argument(
         "id_or_name", metavar="ID_OR_NAME"
     )
@@ -124,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_fleet_commands(sub, command, common)
+    add_history_commands(sub, command)
 
     chat = command(sub, "chat", commands.chat, "send one prompt through the gateway and stream the answer")
     chat.add_argument("model", metavar="MODEL")

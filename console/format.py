@@ -8,6 +8,8 @@ colours, bars) stay with their callers; this module only turns values into text.
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Literal
 
@@ -19,22 +21,31 @@ __all__ = [
     "GiB",
     "KeyState",
     "ago",
+    "answer_text",
     "count",
     "dash",
     "duration",
+    "energy",
     "format_bytes",
     "gib",
+    "gpu_time",
     "key_state",
     "latency",
     "percent",
     "plan_headline",
     "plan_lines",
     "plural",
+    "pretty_json",
     "process_memory",
+    "rate",
     "until",
+    "utc_time",
 ]
 
 KeyState = Literal["active", "revoked", "expired"]
+# An en dash: a measurement that does not exist (a remote provider's GPU time), which is never shown as 0.
+NONE_MEASURED = "\u2013"
+JOULES_PER_WH = 3600.0
 
 
 def dash(value: object) -> str:
@@ -136,3 +147,59 @@ def plan_lines(report: PlanReport) -> list[str]:
     `report` is a plan or a deploy result: both carry `estimate` and `placement` (warnings are left to the
     caller, which shows them apart)."""
     return [f"  {line}" for line in [*report["estimate"]["explanation"], f"placement: {report['placement']['reason']}"]]
+
+
+def energy(joules: float | None) -> str:
+    """Energy as an operator's meter reads it: "0.42 Wh", "12.3 Wh", "1.25 kWh"; NONE_MEASURED for none."""
+    if joules is None:
+        return NONE_MEASURED
+    wh = joules / JOULES_PER_WH
+    if wh >= 1000:
+        return f"{wh / 1000:.2f} kWh"
+    if wh >= 10:
+        return f"{wh:.1f} Wh"
+    return f"{wh:.2f} Wh"
+
+
+def gpu_time(seconds: float | None) -> str:
+    """GPU-seconds: "0.84 GPU-s" below a minute, then a duration ("2h03m GPU"); NONE_MEASURED for none."""
+    if seconds is None:
+        return NONE_MEASURED
+    return f"{seconds:.2f} GPU-s" if seconds < 60 else f"{duration(seconds)} GPU"
+
+
+def rate(per_second: float | None, unit: str = "tok/s") -> str:
+    """A generation speed: "45.2 tok/s"; "-" when unknown."""
+    return "-" if per_second is None else f"{per_second:.1f} {unit}"
+
+
+def utc_time(timestamp: float, *, seconds: bool = True) -> str:
+    """A moment in UTC, sortable and unambiguous on any box: "2025-10-09 08:53:20"."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def answer_text(body: str | None, body_format: str | None) -> str | None:
+    """What an archived answer said: a streamed answer's text as stored, a chat's choices[0].message.content or
+    a completion's choices[0].text. None when the body is something else (an error, embeddings, a cut body)."""
+    if body is None:
+        return None
+    if body_format == "text":
+        return body
+    try:
+        answer = json.loads(body)
+        choice = answer["choices"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(choice, dict):
+        return None
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else choice.get("text")
+    return content if isinstance(content, str) else None
+
+
+def pretty_json(body: str) -> str:
+    """A stored JSON body indented for reading; a body that is not JSON (cut by the cap, or text) as it is."""
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
