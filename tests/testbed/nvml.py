@@ -34,7 +34,11 @@ class NvmlStub:
 
 
 def write_devices(path: Path, devices: list[dict[str, Any]], driver_version: str = "550.54.15") -> Path:
-    path.write_text(json.dumps({"driver_version": driver_version, "devices": devices}))
+    """Write (or rewrite) the stub's devices; the stub reads the file again at each sample."""
+    # Written whole and renamed into place: a stub sampling meanwhile sees the old file or the new one.
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({"driver_version": driver_version, "devices": devices}))
+    partial.replace(path)
     return path
 
 

@@ -12,6 +12,9 @@
  *
  * A numeric field left out of a device answers NVML_ERROR_NOT_SUPPORTED, as a real device does for
  * a sensor it lacks. With no config file, init answers NVML_ERROR_DRIVER_NOT_LOADED.
+ *
+ * The file is read again at each nvmlDeviceGetCount_v2 (once per sample), so a test can change the
+ * readings (a GPU's power draw, say) between two samples of one NVML session.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -118,11 +121,13 @@ static const jv *devices(void) {
     return d && d->type == J_ARR ? d : NULL;
 }
 
-static nvmlReturn_t load_config(void) {
+static char *loaded_text; /* the file's text as last parsed into `config` */
+
+static char *read_config_text(void) {
     const char *path = getenv("CORRAL_NVML_STUB_CONFIG");
-    if (!path) return NVML_ERROR_DRIVER_NOT_LOADED;
+    if (!path) return NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return NVML_ERROR_DRIVER_NOT_LOADED;
+    if (!f) return NULL;
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -130,10 +135,32 @@ static nvmlReturn_t load_config(void) {
     size_t got = fread(text, 1, size, f);
     fclose(f);
     text[got] = 0;
+    return text;
+}
+
+static nvmlReturn_t load_config(void) {
+    char *text = read_config_text();
+    if (!text) return NVML_ERROR_DRIVER_NOT_LOADED;
     jp = text;
     int bad = jparse(&config);
-    free(text);
+    free(loaded_text);
+    loaded_text = text;
     return bad ? NVML_ERROR_UNKNOWN : NVML_SUCCESS;
+}
+
+/* Re-parse the file if its text changed since it was loaded. The previous parse is kept, not freed:
+ * handles handed out before point into it (a few hundred bytes per change, in a test process). A file
+ * that is gone or does not parse (caught mid-write) leaves the last good readings in place. */
+static void reload_if_changed(void) {
+    char *text = read_config_text();
+    if (!text) return;
+    if (loaded_text && !strcmp(text, loaded_text)) { free(text); return; }
+    jv fresh;
+    jp = text;
+    if (jparse(&fresh)) { free(text); return; }
+    config = fresh;
+    free(loaded_text);
+    loaded_text = text;
 }
 
 static nvmlReturn_t number(nvmlDevice_t dev, const char *key, double *value) {
@@ -202,6 +229,7 @@ nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
 nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
     if (!initialised) return NVML_ERROR_UNINITIALIZED;
     if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+    reload_if_changed();
     *count = devices() ? devices()->n : 0;
     return NVML_SUCCESS;
 }
