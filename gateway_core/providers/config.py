@@ -31,6 +31,9 @@ class ProviderConfig(BaseModel):
     weight: int = Field(default=1, ge=1, le=1000)
     max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
     enabled: bool = True
+    # The GPUs of this box that this provider's llama-server runs on, for GPU time and energy per request.
+    # Corral's own deployments are known without it; this is for a server it did not deploy.
+    gpus: list[int] | None = None
 
     @field_validator("name")
     @classmethod
@@ -62,6 +65,19 @@ class ProviderConfig(BaseModel):
         if any(not public or not upstream for public, upstream in models.items()):
             raise ValueError("every model needs a public name and an upstream name, neither empty")
         return models
+
+    @field_validator("gpus")
+    @classmethod
+    def _valid_gpus(cls, gpus: list[int] | None) -> list[int] | None:
+        if gpus is None:
+            return None
+        if not gpus:
+            raise ValueError("list the GPU indices the server runs on, such as [0, 1]; leave gpus out (null) for none")
+        if any(index < 0 for index in gpus):
+            raise ValueError(f"GPU indices are 0 or more, as nvidia-smi numbers them; got {gpus}")
+        if len(set(gpus)) != len(gpus):
+            raise ValueError(f"each GPU index may appear once; got {gpus}")
+        return gpus
 
     @field_validator("api_key_env")
     @classmethod
@@ -97,6 +113,7 @@ class ProviderConfig(BaseModel):
             "weight": self.weight,
             "max_concurrency": self.max_concurrency,
             "enabled": self.enabled,
+            "gpus": list(self.gpus) if self.gpus is not None else None,
             "api_key_hint": f"…{key[-4:]}" if key and len(key) >= 8 else ("set" if key else None),
         }
 
