@@ -73,6 +73,8 @@ class FleetManager:
         self.engine_reason = "not connected yet"
         self._watcher: asyncio.Task[None] | None = None
         self._event_stream: ClosingStream[ContainerEvent] | None = None
+        # systemd deployments made by this process, for gpus_of (containers carry their spec in a label)
+        self._systemd_specs: dict[str, DeploymentSpec] = {}
 
     # -- engine -----------------------------------------------------------------------------------------
 
@@ -156,6 +158,32 @@ class FleetManager:
         except FleetError as error:
             return _unavailable(str(error))
         return {"engine": {"state": "ok", "reason": ""}, "deployments": [info.to_dict() for info in infos]}
+
+    def gpus_of(self, name: str) -> tuple[int, ...] | None:
+        """The GPU indices deployment `name` runs on; None when it is no deployment of ours or runs on CPU.
+
+        From the latest container inventory (the `corral.gpus` label), else the spec of a systemd
+        deployment made since this daemon started. "all" is every device in the latest GPU sample.
+        """
+        for deployment in self.latest["deployments"]:
+            if deployment["managed"] and deployment["name"] == name:
+                return self._gpu_indices(deployment["gpus"])
+        spec = self._systemd_specs.get(name)
+        return self._gpu_indices(spec.gpus) if spec is not None else None
+
+    def _gpu_indices(self, gpus: str | tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if gpus is None or gpus in ("none", ""):
+            return None
+        if gpus == "all":
+            snapshot = self._gpus()
+            every = tuple(device.index for device in snapshot.devices) if snapshot.state == "ok" else ()
+            return every or None
+        if isinstance(gpus, str):
+            try:
+                return tuple(int(part) for part in gpus.split(",")) or None
+            except ValueError:  # a label edited by hand; better unmeasured than charged to the wrong GPU
+                return None
+        return gpus or None
 
     # -- deploying --------------------------------------------------------------------------------------
 
@@ -268,6 +296,7 @@ class FleetManager:
             }
         await _wait_http_healthy(spec.base_url, health_timeout_s)
         await self._register(spec)
+        self._systemd_specs[spec.name] = spec
         deployment: SystemdDeploymentView = {"name": spec.name, "kind": "systemd", "spec": spec.view()}
         return {
             "deployment": deployment,
