@@ -23,6 +23,8 @@ from console.screens.base import LiveScreen
 from console.screens.chat import ChatScreen
 from console.screens.dashboard import DashboardScreen
 from console.screens.help import HelpScreen
+from console.screens.history import HistoryScreen
+from console.screens.usage import UsageScreen
 from console.settings import ConsoleSettings
 from console.themes import load_themes
 from gateway_core.client import CorralClient
@@ -37,11 +39,18 @@ class CorralApp(App[None]):
     TITLE = "Corral"
     SUB_TITLE = "connecting…"
     COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {CorralCommands}
-    MODES: ClassVar[dict[str, Any]] = {"dashboard": DashboardScreen, "chat": ChatScreen}
+    MODES: ClassVar[dict[str, Any]] = {
+        "dashboard": DashboardScreen,
+        "chat": ChatScreen,
+        "history": HistoryScreen,
+        "usage": UsageScreen,
+    }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1,question_mark", "help", "Help", id="app.help", tooltip="List the keys for this screen"),
         Binding("f2", "switch_mode('dashboard')", "Dashboard", id="app.dashboard", tooltip="GPUs, fleet, traffic"),
         Binding("f3", "switch_mode('chat')", "Chat", id="app.chat", tooltip="Try any model the gateway serves"),
+        Binding("f4", "switch_mode('history')", "History", id="app.history", tooltip="Past requests, searchable"),
+        Binding("f5", "switch_mode('usage')", "Usage", id="app.usage", tooltip="Requests, tokens, errors over time"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Leave the console (corral-core keeps running)"),
     ]
 

@@ -14,6 +14,7 @@ from pathlib import PurePath
 from typing import Literal
 
 from gateway_core.contracts.fleet_views import DeploymentSpecView, PlanReport
+from gateway_core.contracts.history_views import HistoryDetailView, HistoryRowView, UsagePoint
 from gateway_core.contracts.views import KeyPublicView
 from gateway_core.fleet.units import GiB, MiB, format_bytes
 
@@ -22,6 +23,7 @@ __all__ = [
     "KeyState",
     "ago",
     "answer_text",
+    "body_heading",
     "count",
     "dash",
     "duration",
@@ -29,6 +31,7 @@ __all__ = [
     "format_bytes",
     "gib",
     "gpu_time",
+    "history_facts",
     "key_state",
     "latency",
     "percent",
@@ -38,6 +41,8 @@ __all__ = [
     "pretty_json",
     "process_memory",
     "rate",
+    "response_shown",
+    "tokens",
     "until",
     "utc_time",
 ]
@@ -203,3 +208,56 @@ def pretty_json(body: str) -> str:
         return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
     except ValueError:
         return body
+
+
+def tokens(row: HistoryRowView | UsagePoint) -> str:
+    """Prompt and completion tokens as "12+180"; "-" when neither was counted."""
+    prompt, completion = row["prompt_tokens"], row["completion_tokens"]
+    if prompt is None and completion is None:
+        return "-"
+    return f"{count(prompt or 0)}+{count(completion or 0)}"
+
+
+def history_facts(entry: HistoryDetailView) -> list[tuple[str, str]]:
+    """An archived request's metadata as (label, value) lines, for `corral history show` and the detail screen."""
+    tried = entry["providers_tried"]
+    error = f"{entry['error_code'] or ''} {entry['error_message'] or ''}".strip()
+    return [
+        ("id", entry["id"]),
+        ("started", f"{utc_time(entry['started_at'])} UTC"),
+        ("source", f"{entry['source']} ({entry['route']}{', streamed' if entry['stream'] else ''})"),
+        ("key", f"{entry['key_name'] or '-'} (id {entry['key_id'] or '-'})"),
+        ("model", f"{dash(entry['model'])} → {dash(entry['upstream_model'])} on {dash(entry['provider'])}"),
+        ("tried", " → ".join(tried) if tried else "-"),
+        ("status", f"{entry['status']}" + (f" {error}" if error else "")),
+        ("tokens", f"{tokens(entry)} (prompt+completion)"),
+        (
+            "timing",
+            f"latency {latency(entry['latency_s'])}, ttft {latency(entry['ttft_s'])}, {rate(entry['tokens_per_s'])}",
+        ),
+        ("gpu", f"{gpu_time(entry['gpu_seconds'])}, {energy(entry['energy_joules'])}"),
+        ("client", f"{dash(entry['client_address'])}, {entry['bytes_in']} B in, {entry['bytes_out']} B out"),
+        ("capture", entry["capture"]),
+    ]
+
+
+def body_heading(what: str, body: str | None, size: int | None, truncated: bool, capture: str) -> str:
+    """A body's heading: its size ("request body (2.1 KiB)"), where the cap cut it, or why there is none."""
+    if body is None:
+        why = "this request's capture was metadata only" if capture != "full" else "there was none"
+        return f"{what}: not captured ({why})"
+    original = format_bytes(size) if size is not None else "?"
+    if truncated:
+        return f"{what}: cut at {format_bytes(len(body.encode()))} of {original} (corral-core's body cap)"
+    return f"{what} ({original})"
+
+
+def response_shown(entry: HistoryDetailView) -> str | None:
+    """The answer's text where there is one; otherwise the stored body, JSON indented."""
+    body = entry["response_body"]
+    if body is None:
+        return None
+    text = answer_text(body, entry["response_format"])
+    if text is not None and entry["status"] < 400:
+        return text
+    return pretty_json(body) if entry["response_format"] == "json" else body

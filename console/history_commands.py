@@ -14,10 +14,24 @@ import tempfile
 from pathlib import Path
 
 from gateway_core.client import CorralClient
-from gateway_core.contracts.history_views import HistoryDetailView, HistoryRowView, UsagePoint, UsageSeries
+from gateway_core.contracts.history_views import HistoryRowView, UsagePoint, UsageSeries
 
 from .cli_format import print_json, table
-from .format import answer_text, count, dash, energy, format_bytes, gpu_time, latency, pretty_json, rate, utc_time
+from .format import (
+    body_heading,
+    count,
+    dash,
+    energy,
+    format_bytes,
+    gpu_time,
+    history_facts,
+    latency,
+    pretty_json,
+    rate,
+    response_shown,
+    tokens,
+    utc_time,
+)
 from .screens.history_filter import HistoryFilter
 
 PAGE_ROWS = 500  # rows asked per page when --limit is larger; the daemon may answer fewer and a cursor
@@ -25,14 +39,6 @@ USAGE_ERROR = 2
 
 
 # -- history ----------------------------------------------------------------------------------------------
-
-
-def tokens(row: HistoryRowView | UsagePoint) -> str:
-    """Prompt and completion tokens as "12+180"; "-" when neither was counted."""
-    prompt, completion = row["prompt_tokens"], row["completion_tokens"]
-    if prompt is None and completion is None:
-        return "-"
-    return f"{count(prompt or 0)}+{count(completion or 0)}"
 
 
 def history_row(row: HistoryRowView) -> list[object]:
@@ -85,56 +91,12 @@ async def history(client: CorralClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _metadata(entry: HistoryDetailView) -> list[tuple[str, str]]:
-    tried = entry["providers_tried"]
-    error = f"{entry['error_code'] or ''} {entry['error_message'] or ''}".strip()
-    return [
-        ("id", entry["id"]),
-        ("started", f"{utc_time(entry['started_at'])} UTC"),
-        ("source", f"{entry['source']} ({entry['route']}{', streamed' if entry['stream'] else ''})"),
-        ("key", f"{entry['key_name'] or '-'} (id {entry['key_id'] or '-'})"),
-        ("model", f"{dash(entry['model'])} → {dash(entry['upstream_model'])} on {dash(entry['provider'])}"),
-        ("tried", " → ".join(tried) if tried else "-"),
-        ("status", f"{entry['status']}" + (f" {error}" if error else "")),
-        ("tokens", f"{tokens(entry)} (prompt+completion)"),
-        (
-            "timing",
-            f"latency {latency(entry['latency_s'])}, ttft {latency(entry['ttft_s'])}, {rate(entry['tokens_per_s'])}",
-        ),
-        ("gpu", f"{gpu_time(entry['gpu_seconds'])}, {energy(entry['energy_joules'])}"),
-        ("client", f"{dash(entry['client_address'])}, {entry['bytes_in']} B in, {entry['bytes_out']} B out"),
-        ("capture", entry["capture"]),
-    ]
-
-
-def body_heading(what: str, body: str | None, size: int | None, truncated: bool, capture: str) -> str:
-    """ "request body (2.1 KiB)", "…: cut at 64.0 KiB of 1.2 MiB", or why there is none."""
-    if body is None:
-        why = "this request's capture was metadata only" if capture != "full" else "there was none"
-        return f"{what}: not captured ({why})"
-    original = format_bytes(size) if size is not None else "?"
-    if truncated:
-        return f"{what}: cut at {format_bytes(len(body.encode()))} of {original} (corral-core's body cap)"
-    return f"{what} ({original})"
-
-
-def response_shown(entry: HistoryDetailView) -> str | None:
-    """The answer's text where there is one; otherwise the stored body, JSON indented."""
-    body = entry["response_body"]
-    if body is None:
-        return None
-    text = answer_text(body, entry["response_format"])
-    if text is not None and entry["status"] < 400:
-        return text
-    return pretty_json(body) if entry["response_format"] == "json" else body
-
-
 async def history_show(client: CorralClient, args: argparse.Namespace) -> int:
     entry = await client.history_entry(args.id)
     if args.json:
         print_json(entry)
         return 0
-    pairs = _metadata(entry)
+    pairs = history_facts(entry)
     width = max(len(name) for name, _ in pairs)
     for name, value in pairs:
         print(f"{name.ljust(width)}  {value}")
@@ -196,7 +158,10 @@ async def history_export(client: CorralClient, args: argparse.Namespace) -> int:
         size = file.commit()
     except OSError as error:
         file.discard()
-        print(f"corral: writing {args.output} failed: {error.strerror}; free some space or pick another --output")
+        print(
+            f"corral: writing {args.output} failed: {error.strerror}; free some space or pick another --output",
+            file=sys.stderr,
+        )
         return 1
     except BaseException:
         file.discard()

@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 
 from gateway_core.contracts.events import EventKind, EventPayload
 from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
+from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.contracts.views import (
     KeyRemoved,
     KeyView,
@@ -24,7 +25,7 @@ from gateway_core.contracts.views import (
     Snapshot,
 )
 
-SECTIONS = ("status", "providers", "keys", "requests", "gpus", "fleet")
+SECTIONS = ("status", "providers", "keys", "requests", "gpus", "fleet", "archive")
 ENDED_KEPT = 4096  # ended requests kept for a rate view to count; bounds memory while no dashboard reads them
 
 # Kinds the console receives and deliberately does not apply. "container": one engine event on a llama-server
@@ -59,6 +60,7 @@ class LiveState:
     requests: dict[str, LiveRequestView] = field(default_factory=dict)  # live requests by id
     gpus: GpuSnapshotView = field(default_factory=_connecting_gpus)
     fleet: FleetView = field(default_factory=_connecting_fleet)
+    archive: ArchiveStatusView | None = None  # the request archive's writer; None until the first snapshot
     finished: int = 0  # requests finished since the snapshot
     # The request.end views since a rate view last took them: a request shorter than one redraw is never in
     # `requests` when a screen looks, so rates are counted from these.
@@ -89,6 +91,7 @@ class LiveState:
         self.requests = {r["id"]: r for r in data["requests"]}
         self.gpus = data["gpus"]
         self.fleet = data["fleet"]
+        self.archive = data.get("archive")  # .get: a corral-core from before the archive sends none
         return set(SECTIONS)
 
     def _provider(self, data: ProviderView) -> set[str]:
@@ -123,6 +126,10 @@ class LiveState:
         self.fleet = data
         return {"fleet"}
 
+    def _archive(self, data: ArchiveStatusView) -> set[str]:
+        self.archive = data
+        return {"archive"}
+
     def take_ended(self) -> list[RequestEnd]:
         """The ended requests' last views since the previous call."""
         ended = list(self.ended)
@@ -146,5 +153,6 @@ _HANDLERS: dict[str, Callable[[LiveState, Any], set[str]]] = {
     "request.end": LiveState._request_end,
     "gpus": LiveState._gpus,
     "fleet": LiveState._fleet,
+    "archive": LiveState._archive,
 }
 APPLIED_KINDS: frozenset[str] = frozenset(_HANDLERS)

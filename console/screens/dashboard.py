@@ -20,6 +20,7 @@ from textual.widgets import Label, Sparkline, Static
 from console.format import count, duration
 from console.live_state import SECTIONS, LiveState
 from console.screens.base import LiveScreen
+from console.widgets.archive_alert import ArchiveAlert
 from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
 from console.widgets.key_hints import KeyHints
 from console.widgets.live_table import Clock, LiveTable
@@ -171,6 +172,7 @@ class DashboardScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         with Horizontal(id="status-bar"):
             yield Static("", id="status-line")
+            yield ArchiveAlert(id="archive-alert")
             yield Label("req/s", id="requests-rate", classes="spark-label")
             yield Sparkline([], id="requests-spark")
             yield Label("tok/s", id="tokens-rate", classes="spark-label")
@@ -250,6 +252,8 @@ class DashboardScreen(LiveScreen):
             panel = self._panel("requests")
             panel.set_summary(f"{len(live.requests)} in flight · {live.finished} finished")
             panel.set_notice(None if live.requests else "Nothing in flight.", hint=True)
+        if "archive" in changed:
+            self.query_one(ArchiveAlert).show(live.archive)
         self._show_status(live)
 
     def _panel(self, name: str) -> DashboardPanel:

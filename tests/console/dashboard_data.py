@@ -28,7 +28,16 @@ from gateway_core.contracts.fleet_views import (
     GpuProcessView,
     GpuSnapshotView,
 )
-from gateway_core.contracts.history_views import ArchiveStatusView
+from gateway_core.contracts.history_views import (
+    ArchiveStatusView,
+    HistoryDetailView,
+    HistoryRowView,
+    UsageBucket,
+    UsageDimension,
+    UsagePoint,
+    UsageSeries,
+    UsageView,
+)
 from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderState, ProviderType, ProviderView, Snapshot
 from gateway_core.fleet.units import GiB
 
@@ -59,6 +68,7 @@ def provider(
         "priority": 0,
         "weight": 1,
         "max_concurrency": None,
+        "gpus": None,
         "enabled": state != "disabled",
         "api_key_hint": None,
         "state": state,
@@ -383,3 +393,122 @@ class DashboardHarness(App[None]):
 
     def on_dashboard_screen_action_requested(self, message: DashboardScreen.ActionRequested) -> None:
         self.posted.append(message)
+
+
+# -- the archive: history rows, one request, usage over time ----------------------------------------------
+
+
+def history_row(
+    request_id: str,
+    *,
+    started_at: float = NOW - 60,
+    key_name: str | None = "webapp",
+    model: str | None = "qwen2.5-7b",
+    provider: str | None = "gpu0",
+    status: int = 200,
+    prompt_tokens: int | None = 12,
+    completion_tokens: int | None = 180,
+    latency_s: float = 0.84,
+    ttft_s: float | None = 0.12,
+    energy_joules: float | None = 310.0,
+    stream: bool = True,
+) -> HistoryRowView:
+    """Like one of GET /history's rows."""
+    error = status >= 400
+    return {
+        "id": request_id,
+        "source": "public",
+        "route": "chat",
+        "started_at": started_at,
+        "first_token_at": started_at + ttft_s if ttft_s is not None else None,
+        "ended_at": started_at + latency_s,
+        "key_id": "a1b2c3d4e5f6" if key_name else None,
+        "key_name": key_name,
+        "model": model,
+        "provider": provider,
+        "upstream_model": model,
+        "status": status,
+        "error_code": "rate_limited" if status == 429 else None,
+        "error_message": "key webapp is over its 60 requests per minute" if status == 429 else None,
+        "providers_tried": [provider] if provider else [],
+        "prompt_tokens": None if error else prompt_tokens,
+        "completion_tokens": None if error else completion_tokens,
+        "latency_s": latency_s,
+        "ttft_s": None if error else ttft_s,
+        "tokens_per_s": None if error or completion_tokens is None else 214.3,
+        "stream": stream,
+        "client_address": "127.0.0.1",
+        "bytes_in": 420,
+        "bytes_out": 2210,
+        "capture": "full",
+        "gpu_seconds": None if energy_joules is None else 0.62,
+        "energy_joules": None if error else energy_joules,
+    }
+
+
+def history_detail(
+    row: HistoryRowView,
+    *,
+    request_body: str | None = '{"model":"qwen2.5-7b","messages":[{"role":"user","content":"Say hi in **bold**"}]}',
+    response_body: str | None = "Hello! **Hi** there.\n\n- one\n- two",
+    response_format: Literal["json", "text"] | None = "text",
+    response_truncated: bool = False,
+) -> HistoryDetailView:
+    """Like GET /history/{id}."""
+    return {
+        **row,
+        "request_body": request_body,
+        "request_bytes": len(request_body) if request_body is not None else None,
+        "request_truncated": False,
+        "response_body": response_body,
+        "response_format": response_format if response_body is not None else None,
+        "response_bytes": (len(response_body) * (4 if response_truncated else 1))
+        if response_body is not None
+        else None,
+        "response_truncated": response_truncated,
+    }
+
+
+def usage_point(
+    bucket_start: float, requests: int, *, errors: int = 0, gpu: bool = True, latency_p50_s: float | None = 0.8
+) -> UsagePoint:
+    """Like one bucket of a GET /usage series."""
+    return {
+        "bucket_start": bucket_start,
+        "requests": requests,
+        "errors": errors,
+        "errors_by_class": {"upstream": errors} if errors else {},
+        "prompt_tokens": requests * 40,
+        "completion_tokens": requests * 160,
+        "latency_p50_s": latency_p50_s if requests else None,
+        "latency_p95_s": latency_p50_s * 2.5 if requests and latency_p50_s else None,
+        "ttft_p50_s": 0.12 if requests else None,
+        "ttft_p95_s": 0.3 if requests else None,
+        "tokens_per_s": 48.5 if requests else None,
+        "gpu_seconds": requests * 0.6 if gpu and requests else None,
+        "energy_joules": requests * 180.0 if gpu and requests else None,
+    }
+
+
+def usage_series(group: str, counts: Sequence[int], *, since: float, gpu: bool = True, errors: int = 0) -> UsageSeries:
+    """One group's day buckets from `since`, and its total."""
+    points = [usage_point(since + 86400 * day, n, gpu=gpu, errors=errors if n else 0) for day, n in enumerate(counts)]
+    total = usage_point(since, sum(counts), gpu=gpu, errors=errors * sum(1 for n in counts if n))
+    return {"group": group, "group_id": None, "points": [p for p in points if p["requests"]], "total": total}
+
+
+DAY0 = NOW - NOW % 86400 - 6 * 86400  # a week of day buckets ending on NOW's day
+
+
+def usage_view(*, by: UsageDimension = "model", bucket: UsageBucket = "day") -> UsageView:
+    """Like GET /usage: a local model with GPU figures, a hosted one with none, busiest first."""
+    return {
+        "by": by,
+        "bucket": bucket,
+        "since": DAY0,
+        "until": NOW,
+        "series": [
+            usage_series("qwen2.5-7b", [120, 340, 280, 510, 460, 390, 220], since=DAY0, errors=2),
+            usage_series("gpt-4o-mini", [40, 0, 75, 90, 30, 60, 10], since=DAY0, gpu=False),
+        ],
+    }
