@@ -68,7 +68,8 @@ class HistoryScreen(LiveScreen):
         self.next_cursor: str | None = None
         self.loading = False
         self.months: list[str] = []
-        self._search = 0  # bumped by every new search: pages of an older one are dropped when they land
+        self.searches = 0  # bumped by every new search: pages of an older one are dropped when they land
+        self.shown_search = 0  # the search whose first page the table shows
         self._debounce: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -83,6 +84,12 @@ class HistoryScreen(LiveScreen):
     def on_mount(self) -> None:
         self.query_one(ArchiveAlert).show(self.host.live.archive)
         self.search()
+
+    def on_screen_resume(self) -> None:
+        if self.shown_search:  # back from another mode or the detail: show what arrived meanwhile, if unfiltered
+            self.query_one(ArchiveAlert).show(self.host.live.archive)
+            if self.filters == HistoryFilter() and self.table.cursor_row == 0:
+                self.search()
 
     def live_changed(self, live: LiveState, changed: set[str]) -> None:
         if "archive" in changed:
@@ -121,11 +128,11 @@ class HistoryScreen(LiveScreen):
 
     def search(self) -> None:
         """Start over from the newest row with the current filters."""
-        self._search += 1
+        self.searches += 1
         self.next_cursor = None
         self.loading = True
         self._show_title()
-        self.load_page(self._search, self.filters, None)
+        self.load_page(self.searches, self.filters, None)
 
     @work(exclusive=True, group="history-page")
     async def load_page(self, search: int, filters: HistoryFilter, cursor: str | None) -> None:
@@ -138,13 +145,14 @@ class HistoryScreen(LiveScreen):
 
     @on(PageLoaded)
     def _page_loaded(self, message: PageLoaded) -> None:
-        if message.search != self._search:
+        if message.search != self.searches:
             return  # a search the operator has since replaced
         self.loading = False
         page = message.page
         self.next_cursor = page["next_cursor"]
         self.months = page["months"]
         if message.first:
+            self.shown_search = message.search
             self.table.replace(page["rows"])
             self._problem(None)
         else:
@@ -154,7 +162,7 @@ class HistoryScreen(LiveScreen):
 
     @on(LoadFailed)
     def _load_failed(self, message: LoadFailed) -> None:
-        if message.search != self._search:
+        if message.search != self.searches:
             return
         self.loading = False
         self._problem(f"history unavailable: {message.reason}")
@@ -164,7 +172,7 @@ class HistoryScreen(LiveScreen):
     def _near_end(self) -> None:
         if self.next_cursor is not None and not self.loading:
             self.loading = True
-            self.load_page(self._search, self.filters, self.next_cursor)
+            self.load_page(self.searches, self.filters, self.next_cursor)
 
     # -- showing ----------------------------------------------------------------------------------------------
 
