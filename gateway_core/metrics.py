@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -12,6 +13,8 @@ TOKEN_KINDS = ("prompt", "completion")
 # LLM calls range from a cached embedding (milliseconds) to a long generation (minutes).
 LLM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+# One archive batch: a few rows in a millisecond to a full queue of bodies in a second or two.
+ARCHIVE_BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 @dataclass(slots=True)
@@ -108,6 +111,7 @@ class GatewayMetrics:
         # and remove_provider finds every series of a provider here.
         self._series: dict[str, dict[tuple[str, str], _RequestSeries]] = {}
         self._in_flight: dict[str, Gauge] = {}
+        self.archive = ArchiveMetrics(registry)
 
     def request_finished(
         self,
@@ -170,3 +174,51 @@ class GatewayMetrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for GET /metrics."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class ArchiveMetrics:
+    """The request archive's series (gateway_core/archive/): what its writer wrote, dropped and failed to write."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._written = Counter(
+            "corral_archive_rows_written_total",
+            "Requests written to the archive's month files.",
+            registry=registry,
+        )
+        self._dropped = Counter(
+            "corral_archive_rows_dropped_total",
+            "Requests not archived because the archive's queue was full (the writer fell behind or was failing).",
+            registry=registry,
+        )
+        self._queue = Gauge(
+            "corral_archive_queue_rows",
+            "Requests waiting to be written to the archive now.",
+            registry=registry,
+        )
+        self._errors = Counter(
+            "corral_archive_write_errors_total",
+            "Archive batches that failed to write (kept and tried again; the error is logged and in GET /archive).",
+            registry=registry,
+        )
+        self._batch = Histogram(
+            "corral_archive_batch_write_seconds",
+            "Time to write one archive batch to a month file (rows, text index and rollups, in one transaction).",
+            buckets=ARCHIVE_BATCH_BUCKETS,
+            registry=registry,
+        )
+
+    def rows_written(self, count: int) -> None:
+        self._written.inc(count)
+
+    def rows_dropped(self, count: int) -> None:
+        self._dropped.inc(count)
+
+    def write_failed(self) -> None:
+        self._errors.inc()
+
+    def batch_written(self, seconds: float) -> None:
+        self._batch.observe(seconds)
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        """Read the queue's depth when the metrics are scraped, not on every request."""
+        self._queue.set_function(depth)
