@@ -1,12 +1,17 @@
-"""A stand-in for corral-core's archive routes, and an app that shows one screen over it, for screen tests and
-snapshots with fixed data. It answers in the contracts' shapes (tests/console/dashboard_data.py's factories)
-and records what it was asked, so a test can say how many searches typing made.
+"""The archive for console tests: a real corral-core holding requests a test made (the `archived` fixture), and a
+stand-in for its routes with an app showing one screen over it, for screen tests and snapshots with fixed data.
+The stand-in answers in the contracts' shapes (tests/console/dashboard_data.py's factories) and records what it
+was asked, so a test can say how many searches typing made.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
+import pytest
 from textual.app import App
 from textual.screen import Screen
 
@@ -16,6 +21,9 @@ from console.themes import load_theme
 from gateway_core.client import CorralError
 from gateway_core.contracts.history_views import HistoryDetailView, HistoryPage, HistoryRowView, UsageView
 from tests.console.dashboard_data import history_detail, snapshot, usage_view
+from tests.fakes.fault_server import FaultServer
+from tests.testbed import CorralDaemon
+from tests.testbed.waiting import wait_for
 
 
 class FakeArchive:
@@ -78,3 +86,46 @@ class ArchiveHarness(App[None]):
         self.live.apply("snapshot", snapshot())
         screen: Screen[Any] = self.make_screen()
         self.push_screen(screen)
+
+
+# -- a real corral-core with archived requests ----------------------------------------------------------
+
+
+REPLY = "Hello from the **archive** test"
+
+
+@dataclass
+class Archived:
+    daemon: CorralDaemon
+    whole: str  # request ids, from x-request-id
+    streamed: str
+    refused: str
+    key_id: str
+
+
+def chat(daemon: CorralDaemon, key: str, *, stream: bool, content: str = "say hello") -> httpx.Response:
+    body = {"model": "tiny", "messages": [{"role": "user", "content": content}], "stream": stream}
+    return httpx.post(
+        f"{daemon.base_url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def archived_ids(daemon: CorralDaemon) -> set[str]:
+    response = daemon.admin_call("GET", "/history?limit=100")
+    return {row["id"] for row in response.json()["rows"]} if response.status_code == 200 else set()
+
+
+@pytest.fixture(name="archived")
+def archived_fixture(corral_daemon: CorralDaemon) -> Iterator[Archived]:
+    """A real corral-core whose archive holds a whole chat answer, a streamed one and a request refused for its key."""
+    with FaultServer(model="tiny", reply=REPLY) as upstream:
+        corral_daemon.add_provider("gpu0", upstream.base_url)
+        key = corral_daemon.create_key("webapp")
+        whole = chat(corral_daemon, key, stream=False, content="tell me about zebras")
+        streamed = chat(corral_daemon, key, stream=True)
+        refused = chat(corral_daemon, key[:-4] + "0000", stream=False)
+        assert (whole.status_code, streamed.status_code, refused.status_code) == (200, 200, 401)
+        ids = [response.headers["x-request-id"] for response in (whole, streamed, refused)]
+        # The writer flushes every 0.25 s: wait for the rows, not for a time.
+        wait_for(lambda: set(ids) <= archived_ids(corral_daemon), "the three requests in the archive")
+        yield Archived(corral_daemon, *ids, key_id=key.split("-")[2])

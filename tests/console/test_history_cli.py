@@ -12,59 +12,15 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from console import history_commands
-from tests.console.archive_harness import FakeArchive
+from tests.console.archive_harness import REPLY, FakeArchive, archived_fixture, archived_ids  # noqa: F401 (a fixture)
 from tests.console.dashboard_data import NOW, history_row
 from tests.console.test_cli import corral
-from tests.fakes.fault_server import FaultServer
-from tests.testbed import CorralDaemon
-from tests.testbed.waiting import wait_for
-
-REPLY = "Hello from the **archive** test"
-
-
-@dataclass
-class Archived:
-    daemon: CorralDaemon
-    whole: str  # request ids, from x-request-id
-    streamed: str
-    refused: str
-    key_id: str
-
-
-def chat(daemon: CorralDaemon, key: str, *, stream: bool, content: str = "say hello") -> httpx.Response:
-    body = {"model": "tiny", "messages": [{"role": "user", "content": content}], "stream": stream}
-    return httpx.post(
-        f"{daemon.base_url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
-    )
-
-
-def archived_ids(daemon: CorralDaemon) -> set[str]:
-    response = daemon.admin_call("GET", "/history?limit=100")
-    return {row["id"] for row in response.json()["rows"]} if response.status_code == 200 else set()
-
-
-@pytest.fixture
-def archived(corral_daemon: CorralDaemon) -> Iterator[Archived]:
-    with FaultServer(model="tiny", reply=REPLY) as upstream:
-        corral_daemon.add_provider("gpu0", upstream.base_url)
-        key = corral_daemon.create_key("webapp")
-        whole = chat(corral_daemon, key, stream=False, content="tell me about zebras")
-        streamed = chat(corral_daemon, key, stream=True)
-        refused = chat(corral_daemon, key[:-4] + "0000", stream=False)
-        assert (whole.status_code, streamed.status_code, refused.status_code) == (200, 200, 401)
-        ids = [response.headers["x-request-id"] for response in (whole, streamed, refused)]
-        # The writer flushes every 0.25 s: wait for the rows, not for a time.
-        wait_for(lambda: set(ids) <= archived_ids(corral_daemon), "the three requests in the archive")
-        yield Archived(corral_daemon, *ids, key_id=key.split("-")[2])
 
 
 def this_month() -> str:
@@ -177,14 +133,15 @@ def test_history_show_of_an_unknown_id_exits_1_with_the_daemons_message(archived
 
 
 def test_export_to_a_file_writes_every_row_of_the_month_as_json_lines(archived, tmp_path):
-    target = tmp_path / "month.jsonl"
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "month.jsonl"
 
     result = corral(archived.daemon.socket_path, "history", "export", "--month", this_month(), "--output", str(target))
 
     assert result.returncode == 0, result.stderr
     exported = [json.loads(line) for line in target.read_text().splitlines()]
     assert {row["id"] for row in exported} == {archived.whole, archived.streamed, archived.refused}
-    assert [p.name for p in tmp_path.iterdir()] == ["month.jsonl"], "no temporary file left beside it"
+    assert [p.name for p in target.parent.iterdir()] == ["month.jsonl"], "no temporary file left beside it"
 
 
 def test_export_as_csv_streams_to_stdout_with_a_header(archived):
@@ -196,13 +153,14 @@ def test_export_as_csv_streams_to_stdout_with_a_header(archived):
 
 
 def test_export_of_a_month_with_no_file_exits_1_and_leaves_no_file(archived, tmp_path):
-    target = tmp_path / "old.jsonl"
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "old.jsonl"
 
     result = corral(archived.daemon.socket_path, "history", "export", "--month", "2001-01", "-o", str(target))
 
     assert result.returncode == 1
     assert "no file for 2001-01" in result.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert list(target.parent.iterdir()) == []
 
 
 def test_prune_off_a_terminal_asks_for_yes_and_removes_nothing(archived):

@@ -1,5 +1,5 @@
-"""The History, History detail and Usage screens, driven from the keyboard over fixed archive answers, and the
-header's archive warning. (Against a real corral-core: tests/console/test_history_cli.py and the app test below.)
+"""The History, History detail and Usage screens, driven from the keyboard over fixed archive answers, the
+header's archive warning, and the console's F4 and F5 against a real corral-core's archive.
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, Markdown, Static
 
+from console.app import CorralApp
 from console.screens.history import HistoryScreen
 from console.screens.history_detail import HistoryDetailScreen
 from console.screens.history_filter import FilterError, parse_filter
@@ -14,7 +15,7 @@ from console.screens.usage import UsageScreen
 from console.widgets.archive_alert import ArchiveAlert
 from console.widgets.history_table import HistoryTable
 from console.widgets.usage_chart import UsageChart
-from tests.console.archive_harness import ArchiveHarness, FakeArchive
+from tests.console.archive_harness import REPLY, ArchiveHarness, FakeArchive, archived_fixture  # noqa: F401 (a fixture)
 from tests.console.dashboard_data import (
     NOW,
     DashboardHarness,
@@ -24,6 +25,7 @@ from tests.console.dashboard_data import (
     history_row,
     settle,
 )
+from tests.console.test_app import APP_WAIT_S
 from tests.testbed.waiting import wait_for_async
 
 
@@ -257,3 +259,35 @@ async def test_the_header_warns_of_dropped_rows_and_of_a_failing_writer():
         assert alert.text == "archive failing: disk full writing 2025-10"
         assert alert.has_class("-error")
         assert not alert.has_class("-warning")
+
+
+# -- against a real corral-core -----------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_f4_lists_the_daemons_archived_requests_enter_opens_one_and_f5_shows_usage(
+    archived, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # not the user's own console settings
+    app = CorralApp(archived.daemon.socket_path, archived.daemon.data_dir, autostart=False)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_async(lambda: app.connected, "the console to connect", APP_WAIT_S, pause=pilot.pause)
+        await pilot.press("f4")
+        await wait_for_async(lambda: isinstance(app.screen, HistoryScreen), "the History screen", pause=pilot.pause)
+        table = app.screen.query_one(HistoryTable)
+        expected = [archived.refused, archived.streamed, archived.whole]
+        await wait_for_async(lambda: table.row_keys == expected, "the three requests", APP_WAIT_S, pause=pilot.pause)
+
+        await pilot.press("down", "enter")
+        await wait_for_async(lambda: isinstance(app.screen, HistoryDetailScreen), "the detail", pause=pilot.pause)
+        detail = app.screen
+        await wait_for_async(lambda: detail.entry is not None, "the request", APP_WAIT_S, pause=pilot.pause)
+        assert detail.query_one("#detail-answer", Markdown).source == REPLY
+        await pilot.press("escape")
+
+        await pilot.press("f5")
+        await wait_for_async(lambda: isinstance(app.screen, UsageScreen), "the Usage screen", pause=pilot.pause)
+        usage = app.screen
+        await wait_for_async(lambda: usage.view is not None, "the usage answer", APP_WAIT_S, pause=pilot.pause)
+        assert [series["group"] for series in usage.view["series"]] == ["webapp"]
