@@ -222,20 +222,29 @@ def history_facts(entry: HistoryDetailView) -> list[tuple[str, str]]:
     """An archived request's metadata as (label, value) lines, for `corral history show` and the detail screen."""
     tried = entry["providers_tried"]
     error = f"{entry['error_code'] or ''} {entry['error_message'] or ''}".strip()
+    model, upstream, provider = entry["model"], entry["upstream_model"], entry["provider"]
+    routed = dash(model) + (f" as {upstream}" if upstream and upstream != model else "")
+    routed += f" on {provider}" if provider else " (not routed)"
+    timing = [f"latency {latency(entry['latency_s'])}"]
+    if entry["ttft_s"] is not None:
+        timing.append(f"first token {latency(entry['ttft_s'])}")
+    if entry["tokens_per_s"] is not None:
+        timing.append(rate(entry["tokens_per_s"]))
+    if entry["gpu_seconds"] is None and entry["energy_joules"] is None:
+        gpu = f"{NONE_MEASURED} (not served on this box's GPUs)"
+    else:
+        gpu = f"{gpu_time(entry['gpu_seconds'])}, {energy(entry['energy_joules'])}"
     return [
         ("id", entry["id"]),
         ("started", f"{utc_time(entry['started_at'])} UTC"),
         ("source", f"{entry['source']} ({entry['route']}{', streamed' if entry['stream'] else ''})"),
         ("key", f"{entry['key_name'] or '-'} (id {entry['key_id'] or '-'})"),
-        ("model", f"{dash(entry['model'])} → {dash(entry['upstream_model'])} on {dash(entry['provider'])}"),
+        ("model", routed),
         ("tried", " → ".join(tried) if tried else "-"),
         ("status", f"{entry['status']}" + (f" {error}" if error else "")),
         ("tokens", f"{tokens(entry)} (prompt+completion)"),
-        (
-            "timing",
-            f"latency {latency(entry['latency_s'])}, ttft {latency(entry['ttft_s'])}, {rate(entry['tokens_per_s'])}",
-        ),
-        ("gpu", f"{gpu_time(entry['gpu_seconds'])}, {energy(entry['energy_joules'])}"),
+        ("timing", ", ".join(timing)),
+        ("gpu", gpu),
         ("client", f"{dash(entry['client_address'])}, {entry['bytes_in']} B in, {entry['bytes_out']} B out"),
         ("capture", entry["capture"]),
     ]
@@ -244,7 +253,7 @@ def history_facts(entry: HistoryDetailView) -> list[tuple[str, str]]:
 def body_heading(what: str, body: str | None, size: int | None, truncated: bool, capture: str) -> str:
     """A body's heading: its size ("request body (2.1 KiB)"), where the cap cut it, or why there is none."""
     if body is None:
-        why = "this request's capture was metadata only" if capture != "full" else "there was none"
+        why = "this request's capture was metadata only" if capture != "full" else "none was kept for this request"
         return f"{what}: not captured ({why})"
     original = format_bytes(size) if size is not None else "?"
     if truncated:
