@@ -28,7 +28,7 @@ from gateway_core.archive.readers import ReaderPool
 from gateway_core.archive.record_queue import RecordQueue
 from gateway_core.archive.rollups import register_functions
 from gateway_core.archive.rows import PreparedRow, prepare
-from gateway_core.archive.schema import BUSY_TIMEOUT_MS, open_for_writing
+from gateway_core.archive.schema import BUSY_TIMEOUT_MS, ArchiveFileError, open_for_writing
 from gateway_core.archive.settings import ArchiveSettings
 from gateway_core.clock import Clock
 from gateway_core.contracts.history_views import PruneAnswer
@@ -77,6 +77,7 @@ class ArchiveWriter:
         self._error_logged_at = float("-inf")
         self._next_retention = float("-inf")
         self._drops_seen = 0
+        self._unusable_file = False  # the last failure was a file no retry can fix (newer schema, not an archive)
         self.finished: Future[None] = Future()
         # Read by status() from the loop; written here only.
         self.written = 0
@@ -127,7 +128,9 @@ class ArchiveWriter:
         try:
             while True:
                 self._cycle()
-                if self._stopping and (not self._has_work() or time.monotonic() >= self._deadline):
+                if self._stopping and (
+                    not self._has_work() or time.monotonic() >= self._deadline or (self.failing and self._unusable_file)
+                ):
                     break
                 if self._stopping and self.failing:
                     self._wake.wait(0.1)  # keep retrying until the deadline, without spinning
@@ -216,6 +219,7 @@ class ArchiveWriter:
 
     def _failed(self, error: BaseException) -> None:
         self.failing = True
+        self._unusable_file = isinstance(error, ArchiveFileError)
         self.last_error = f"{type(error).__name__}: {error}"
         self._metrics.write_failed()
         now = time.monotonic()

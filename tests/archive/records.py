@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -73,3 +75,13 @@ def archive_in(directory: Any, **settings: Any) -> SqliteArchive:
     on_status = settings.pop("on_status", None)
     extra = {"clock": clock} if clock is not None else {}
     return SqliteArchive(ArchiveSettings(directory=directory, **settings), on_status=on_status, **extra)
+
+
+def stored(path: Path, sql: str = "SELECT * FROM requests ORDER BY rowid", *params: Any) -> list[sqlite3.Row]:
+    """Rows read straight from a month file, as an operator's sqlite3 would."""
+    connection = sqlite3.connect(path)
+    connection.row_factory = sqlite3.Row
+    try:
+        return connection.execute(sql, params).fetchall()
+    finally:
+        connection.close()
