@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import profile, report, stalls, validation
+from bench import archive_cost, profile, report, stalls, validation
 from bench.console_cost import CONSOLE_PLANS, ConsolePlan
 from bench.console_cost import measure as measure_console
 from bench.load import LoadWorker
@@ -153,6 +153,15 @@ def run(
             "validation": validation.measure(),  # in this process: the per-request cost the null rows include
         }
         results["corral_memory_at_end_kib"] = memory_kib(stack.gateway_pid)
+        best = results["null"]["max_sustained"]["gateway"]
+        results["archive_cost"] = archive_cost.measure(
+            worker,
+            stack.null.base_url,
+            concurrencies=(1, best["concurrency"] if best else 32),
+            rounds=2 * plan.rounds,
+            round_requests=plan.null_round_requests,
+            round_s=plan.round_s,
+        )
         verdicts = report.targets(results)
         profiles = _profiles(runner, stack, worker, verdicts, out, plan) if want_profile else []
         generator = {

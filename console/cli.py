@@ -28,6 +28,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _gpu_indices(text: str) -> list[int]:
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of GPU indices such as 0 or 0,1")
+    return [int(part) for part in parts]
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -91,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--priority", type=int, metavar="N", help="higher is tried first (default 0)")
     add.add_argument("--weight", type=_positive_int, metavar="N", help="share among equal priorities (default 1)")
     add.add_argument("--max-concurrency", type=_positive_int, metavar="N")
+    add.add_argument(
+        "--gpus",
+        type=_gpu_indices,
+        metavar="0,1",
+        help="the GPUs of this box its llama-server runs on, for GPU time and energy per request",
+    )
     add.add_argument("--disabled", action="store_true", help="save it disabled")
     for name, handler, help_ in (
         ("remove", commands.providers_remove, "remove a provider"),

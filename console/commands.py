@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway_core.client import CorralClient, CorralError
 from gateway_core.contracts.chat import CompletionUsage
+from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.contracts.views import KeyPublicView, ProviderView
 
 from .cli_format import print_json, table
@@ -63,6 +64,7 @@ async def status(client: CorralClient, args: argparse.Namespace) -> int:
         f"{plural(len(providers), 'provider')} ({ready} ready), {plural(len(data['models']), 'model')}, "
         f"{plural(data['keys'], 'key')}, {plural(data['requests_in_flight'], 'request')} in flight"
     )
+    print(_archive_line(data["archive"]))
     if providers:
         print()
         print(_providers_table(providers, wide=False))
@@ -70,6 +72,18 @@ async def status(client: CorralClient, args: argparse.Namespace) -> int:
         print()
         print(_models_table(data["models"]))
     return 0
+
+
+def _archive_line(archive: ArchiveStatusView) -> str:
+    """The request archive in one line: where, what it keeps, and anything lost."""
+    if archive["state"] == "off":
+        return f"archive: off (--capture off), {archive['directory']}"
+    line = f"archive: {archive['capture']} capture, {archive['written']:,} rows written, {archive['directory']}"
+    if archive["dropped"]:
+        line += f"; {archive['dropped']:,} rows DROPPED (the writer fell behind)"
+    if archive["state"] == "failing":
+        line += f"; FAILING: {archive['last_error']}"
+    return line
 
 
 async def models(client: CorralClient, args: argparse.Namespace) -> int:
@@ -147,6 +161,7 @@ async def providers_add(client: CorralClient, args: argparse.Namespace) -> int:
         "priority": args.priority,
         "weight": args.weight,
         "max_concurrency": args.max_concurrency,
+        "gpus": args.gpus,
     }
     fields.update({field: value for field, value in optional.items() if value is not None})
     if args.model:
@@ -239,6 +254,7 @@ async def keys_create(client: CorralClient, args: argparse.Namespace) -> int:
         "tpm": args.tpm,
         "max_concurrency": args.max_concurrency,
         "expires_in_days": args.expires_in,
+        "capture": args.capture,
     }
     if args.models is not None:
         fields["models"] = [model.strip() for model in args.models.split(",") if model.strip()]

@@ -6,9 +6,13 @@ import argparse
 import asyncio
 import logging
 import math
+import re
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 
+from gateway_core.archive.settings import ArchiveSettings
+from gateway_core.contracts.archive import CAPTURE_MODES
 from gateway_core.listener import (
     BODY_TIMEOUT_S,
     HEADER_TIMEOUT_S,
@@ -54,6 +58,29 @@ def positive_count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number greater than 0 (such as 4096), got {text!r}")
     return value
+
+
+ARCHIVE_DEFAULTS = ArchiveSettings(directory=Path("archive"))  # the flags' defaults are the settings' own
+_SIZE = re.compile(r"^(\d+)\s*(|b|k|kb|kib|m|mb|mib)$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
+
+
+def body_size(text: str) -> int:
+    """Bytes, with an optional unit: 65536, 64KiB, 1MiB (k and m are binary here, as for every size in Corral)."""
+    match = _SIZE.match(text.strip())
+    if not match or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"expected a size above 0 such as 65536, 64KiB or 1MiB, got {text!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def json_path(text: str) -> str:
+    """A dotted JSON path to redact: `user`, `metadata.*`, `messages.*.content`."""
+    parts = text.strip().split(".")
+    if not text.strip() or any(not part for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected a dotted JSON path such as user, metadata.email or messages.*.content, got {text!r}"
+        )
+    return text.strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +134,64 @@ def build_parser() -> argparse.ArgumentParser:
         help="open connections past which new ones are answered 503 (default: min(10000, (open-file limit - 256) "
         "// 2), after raising the soft open-file limit to the hard one)",
     )
+    archive = parser.add_argument_group(
+        "request archive", "every request in <data-dir>/archive/YYYY-MM.sqlite (one file per month, UTC)"
+    )
+    archive.add_argument(
+        "--capture",
+        choices=CAPTURE_MODES,
+        default="full",
+        help="what is kept of each request: off (nothing), metadata (the row, no bodies) or full (with bodies); "
+        "a key's own setting overrides it (default: %(default)s)",
+    )
+    archive.add_argument(
+        "--archive-body-cap",
+        type=body_size,
+        default=ARCHIVE_DEFAULTS.body_cap,
+        metavar="SIZE",
+        help="each stored body is cut at this size, and says so (default: 64KiB)",
+    )
+    archive.add_argument(
+        "--redact",
+        type=json_path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help='a JSON field replaced by "[redacted]" before bodies are stored; dotted, * for any key or item '
+        "(user, metadata.*, messages.*.content); repeat for more",
+    )
+    archive.add_argument(
+        "--retain-months",
+        type=positive_count,
+        metavar="N",
+        help="keep the N most recent months (this one included) and prune older ones (default: keep everything)",
+    )
+    archive.add_argument(
+        "--pruned",
+        choices=("move", "delete"),
+        default="move",
+        help="what pruning does with a month's file: move it to archive/old/ or delete it (default: %(default)s)",
+    )
+    archive.add_argument(
+        "--archive-queue",
+        type=positive_count,
+        default=ARCHIVE_DEFAULTS.queue_rows,
+        metavar="ROWS",
+        help="rows held in memory for the writer; past it, rows are dropped and counted (default: %(default)s)",
+    )
     return parser
+
+
+def archive_settings(args: argparse.Namespace, data_dir: Path) -> ArchiveSettings:
+    return ArchiveSettings(
+        directory=data_dir / "archive",
+        capture=args.capture,
+        body_cap=args.archive_body_cap,
+        redact=tuple(args.redact),
+        queue_rows=args.archive_queue,
+        retain_months=args.retain_months,
+        pruned=args.pruned,
+    )
 
 
 def listener_limits(args: argparse.Namespace) -> ListenerLimits:
@@ -151,7 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call would drown the log
     limits = listener_limits(args)
     try:
-        _run(serve(settings, drain_timeout_s=args.drain_timeout, gpu_interval_s=args.gpu_interval, limits=limits))
+        _run(
+            serve(
+                settings,
+                drain_timeout_s=args.drain_timeout,
+                gpu_interval_s=args.gpu_interval,
+                limits=limits,
+                archive=archive_settings(args, settings.data_dir),
+            )
+        )
     except DaemonError as error:
         log.error("corral-core cannot start: %s", error)
         return 1

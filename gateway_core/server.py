@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 from gateway_core import __version__
 from gateway_core.api.admin import build_admin_app
 from gateway_core.api.public import build_public_app
+from gateway_core.archive.settings import ArchiveSettings
 from gateway_core.listener import ListenerLimits, default_max_connections, listener_protocol, raise_open_file_limit
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.settings import Settings
@@ -133,10 +134,11 @@ async def serve(
     drain_timeout_s: float = DRAIN_TIMEOUT_S,
     gpu_interval_s: float = 1.0,
     limits: ListenerLimits | None = None,
+    archive: ArchiveSettings | None = None,
 ) -> None:
     limits = limits or ListenerLimits(max_connections=default_max_connections(raise_open_file_limit()))
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    state = GatewayState(settings.data_dir, gpu_interval_s=gpu_interval_s)
+    state = GatewayState(settings.data_dir, gpu_interval_s=gpu_interval_s, archive=archive)
     public_sock = bind_public_socket(settings.listen_host, settings.listen_port)
     admin_sock = bind_admin_socket(settings.socket_path)
     public = _Server(public_config(build_public_app(state), state.metrics, limits, drain_timeout_s))

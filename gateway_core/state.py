@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway_core.archive.settings import ArchiveSettings
+from gateway_core.archive.sqlite_archive import SqliteArchive
 from gateway_core.clock import SYSTEM_CLOCK, Clock
+from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.events import EventBus
+from gateway_core.fleet.energy import EnergyMeter
 from gateway_core.fleet.gpu_sampler import DEFAULT_INTERVAL_S as DEFAULT_GPU_INTERVAL_S
 from gateway_core.fleet.gpu_sampler import GpuSampler
 from gateway_core.fleet.gpus import GpuSnapshot
@@ -36,6 +40,7 @@ class GatewayState:
         body_cap: int = DEFAULT_BODY_CAP,
         probe_interval_s: float = PROBE_INTERVAL_S,
         gpu_interval_s: float = DEFAULT_GPU_INTERVAL_S,
+        archive: ArchiveSettings | None = None,
     ):
         self.data_dir = data_dir
         self.clock = clock
@@ -59,6 +64,11 @@ class GatewayState:
             on_deployment_changed=self.registry.reprobe,
         )
         self.failures = Failures(self.metrics)
+        archive_settings = archive or ArchiveSettings(directory=data_dir / "archive")
+        self.archive = SqliteArchive(
+            archive_settings, clock=clock, metrics=self.metrics.archive, on_status=self._publish_archive
+        )
+        self.energy = EnergyMeter(self._gpus_of, clock.monotonic)
         self.pipeline = Pipeline(
             keys=self.keys.ring,
             registry=self.registry,
@@ -68,14 +78,30 @@ class GatewayState:
             metrics=self.metrics,
             events=self.events,
             failures=self.failures,
+            archive=self.archive,
+            gpu_meter=self.energy,
             body_cap=body_cap,
+            archive_body_cap=archive_settings.body_cap,
             clock=clock,
         )
 
     def _publish_gpus(self, snapshot: GpuSnapshot) -> None:
+        self.energy.on_sample(snapshot)
+        self.energy.forget()  # providers and deployments change: their GPUs are looked up again, once a sample
         self.events.publish("gpus", snapshot.to_dict())
 
+    def _publish_archive(self, status: ArchiveStatusView) -> None:
+        self.events.publish("archive", status)
+
+    def _gpus_of(self, provider: str) -> tuple[int, ...] | None:
+        """The GPUs of this box a provider runs on: as configured on it, else its deployment's."""
+        runtime = self.registry.providers.get(provider)
+        if runtime is not None and runtime.config.gpus is not None:
+            return tuple(runtime.config.gpus)
+        return self.fleet.gpus_of(provider)
+
     async def start(self) -> None:
+        await self.archive.start()
         await self.registry.start()
         self.keys.start()
         await self.gpus.sample_once()  # so the first snapshot a console sees already has the GPUs
@@ -87,4 +113,5 @@ class GatewayState:
         await self.gpus.stop()
         await self.fleet.close()
         await self.registry.close()
+        await self.archive.close()  # after everything that ends requests: their rows are written too
         self.store.close()

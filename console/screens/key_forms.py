@@ -92,6 +92,7 @@ def without_secret(created: CreatedKey) -> KeyView:
         "created_at": created["created_at"],
         "last_used_at": created["last_used_at"],
         "expired": created["expired"],
+        "capture": created["capture"],
         "usage": created["usage"],
     }
 

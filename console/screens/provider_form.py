@@ -41,6 +41,7 @@ NEW_PROVIDER: ProviderPublicView = {
     "max_concurrency": None,
     "enabled": True,
     "api_key_hint": None,
+    "gpus": None,
 }
 
 

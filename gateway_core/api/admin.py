@@ -15,7 +15,9 @@ from gateway_core.api.admin_models import read_json
 from gateway_core.api.events import events_endpoint
 from gateway_core.api.fleet import FleetApi
 from gateway_core.api.guard import RequestGuard
+from gateway_core.api.history import HistoryApi
 from gateway_core.api.responses import json_app, json_response
+from gateway_core.archive.interface import Archive
 from gateway_core.clock import Clock
 from gateway_core.contracts.admin_requests import KeySpec, KeyUpdate
 from gateway_core.contracts.errors import GatewayError
@@ -45,6 +47,7 @@ class AdminApi:
         fleet: FleetManager,
         events: EventBus,
         pipeline: Pipeline,
+        archive: Archive,
         clock: Clock,
         started_at: float,
     ) -> None:
@@ -56,6 +59,7 @@ class AdminApi:
         self._fleet = fleet
         self._events = events
         self._pipeline = pipeline
+        self._archive = archive
         self._clock = clock
         self._started_at = started_at
 
@@ -96,6 +100,7 @@ class AdminApi:
             "keys": len(self._keys),
             "models": self._registry.models(),
             "requests_in_flight": len(self._live),
+            "archive": self._archive.status(),
         }
 
     def snapshot(self) -> Snapshot:
@@ -109,6 +114,7 @@ class AdminApi:
             "keys": self._keys.views(),
             "models": status["models"],
             "requests_in_flight": status["requests_in_flight"],
+            "archive": status["archive"],
             "requests": self._live.views(),
             "gpus": self._gpus.latest.to_dict(),
             "fleet": self._fleet.latest,
@@ -219,9 +225,11 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
         fleet=state.fleet,
         events=state.events,
         pipeline=state.pipeline,
+        archive=state.archive,
         clock=state.clock,
         started_at=state.started_at,
     )
     fleet = FleetApi(fleet=state.fleet, registry=state.registry, data_dir=state.data_dir)
-    app = json_app([*admin.routes(), *fleet.routes()])
+    history = HistoryApi(archive=state.archive, clock=state.clock)
+    app = json_app([*admin.routes(), *fleet.routes(), *history.routes()])
     return RequestGuard(app, listener="admin", failures=state.failures)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway_core.contracts.archive import CaptureMode
+
 # A century: beyond it an expiry is a typo, and a non-finite one would be stored as no expiry at all.
 MAX_EXPIRY_DAYS = 36_500
 
@@ -23,6 +25,8 @@ class KeySpec(BaseModel):
     tpm: int | None = Field(default=None, ge=1)
     max_concurrency: int | None = Field(default=None, ge=1)
     expires_in_days: float | None = Field(default=None, gt=0, le=MAX_EXPIRY_DAYS, allow_inf_nan=False)
+    # What the archive keeps of this key's requests: off, metadata or full; null: the gateway's setting.
+    capture: CaptureMode | None = None
 
 
 class KeyUpdate(BaseModel):
@@ -36,3 +40,5 @@ class KeyUpdate(BaseModel):
     tpm: int | None = Field(default=None, ge=1)
     max_concurrency: int | None = Field(default=None, ge=1)
     expires_in_days: float | None = Field(default=None, gt=0, le=MAX_EXPIRY_DAYS, allow_inf_nan=False)
+    # What the archive keeps of this key's requests: off, metadata or full; null: the gateway's setting.
+    capture: CaptureMode | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
+from gateway_core.contracts.archive import CaptureMode
 from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
 from gateway_core.contracts.history_views import ArchiveStatusView
 
@@ -86,6 +87,7 @@ class KeyPublicView(TypedDict):
     created_at: float
     last_used_at: float | None
     expired: bool
+    capture: CaptureMode | None  # what the archive keeps of its requests; None: the gateway's setting
 
 
 class KeyUsage(TypedDict):

@@ -108,6 +108,8 @@ def _service_section(spec: DeploymentSpec, binary: str, user: bool, log_dir: str
     lines = ["[Service]", "Type=simple", f"ExecStart={exec_start(spec, binary)}"]
     if (devices := spec.cuda_visible_devices()) is not None:
         lines.append(f"Environment=CUDA_VISIBLE_DEVICES={devices}")  # empty: CPU only, CUDA sees no device
+        # NVML's numbering (nvidia-smi's, Corral's), not CUDA's fastest-first default, which differs on mixed boxes.
+        lines.append("Environment=CUDA_DEVICE_ORDER=PCI_BUS_ID")
     # CUDA caches kernels it JIT-compiles; under ProtectSystem=strict only this directory stays writable.
     cache = f"corral/{spec.name}"
     lines += [f"CacheDirectory={cache}", f"Environment=CUDA_CACHE_PATH=%C/{cache}"]

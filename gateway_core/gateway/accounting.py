@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gateway_core.clock import SYSTEM_CLOCK, Clock
+from gateway_core.contracts.archive import CaptureMode, Source, StreamFrames
 from gateway_core.contracts.views import CounterView, LiveRequestView, StatsView
 
 SAMPLES = 1024  # latency samples kept per dimension for percentiles
@@ -52,6 +53,19 @@ class LiveRequest:
     # How to stop it: set by the pipeline for whichever phase is running.
     on_cancel: Callable[[], object] | None = field(default=None, repr=False)
     monotonic: Callable[[], float] = field(default=time.monotonic, repr=False)  # the clock started_mono is on
+    # What the archive's record of it needs (gateway/archiving.py), gathered on the way.
+    source: Source = "public"
+    capture: CaptureMode = "off"
+    client_address: str | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    providers_tried: tuple[str, ...] = ()
+    upstream_model: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    request_body: bytes | None = field(default=None, repr=False)  # full capture only
+    response_body: bytes | None = field(default=None, repr=False)  # full capture only
+    frames: StreamFrames | None = field(default=None, repr=False)  # full capture of a stream only
 
     def view(self) -> LiveRequestView:
         now = self.monotonic()

@@ -79,6 +79,7 @@ class KeyStore:
             tpm=spec.tpm,
             max_concurrency=spec.max_concurrency,
             expires_at=self._expires_at(spec.expires_in_days, now),
+            capture=spec.capture,
         )
         self._save(key)
         return key, plaintext

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gateway_core.clock import SYSTEM_CLOCK, Clock
+from gateway_core.contracts.archive import CaptureMode
 from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.views import KeyPublicView
 
@@ -38,6 +39,7 @@ class ApiKey:
     expires_at: float | None = None
     revoked: bool = False
     created_at: float = field(default_factory=time.time)
+    capture: CaptureMode | None = None  # what the archive keeps of its requests; None: the gateway's setting
 
     @property
     def limits(self) -> KeyLimits:
@@ -68,6 +70,7 @@ class ApiKey:
             "created_at": self.created_at,
             "last_used_at": last_used_at,
             "expired": self.expired(now),
+            "capture": self.capture,
         }
 
     @classmethod
@@ -92,6 +95,7 @@ def new_key(
     tpm: int | None = None,
     max_concurrency: int | None = None,
     expires_at: float | None = None,
+    capture: CaptureMode | None = None,
 ) -> tuple[ApiKey, str]:
     """Make a key; the plaintext is returned once and never stored."""
     key_id = secrets.token_hex(6)
@@ -106,6 +110,7 @@ def new_key(
         max_concurrency=max_concurrency,
         expires_at=expires_at,
         created_at=created_at,
+        capture=capture,
     )
     return key, f"{PREFIX}{key_id}-{secret}"
 
@@ -144,6 +149,9 @@ class KeyRing:
         if id_or_name in self._by_id:
             return self._by_id[id_or_name]
         return next((key for key in self._by_id.values() if key.name == id_or_name), None)
+
+    def find_by_id(self, key_id: str) -> ApiKey | None:
+        return self._by_id.get(key_id)
 
     def authenticate(self, authorization: str | None) -> ApiKey:
         if not authorization:

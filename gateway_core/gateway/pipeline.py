@@ -1,6 +1,7 @@
 """The hot path: authenticate, parse once, limit, route, forward with failover, account.
 
-No disk I/O and no blocking call happens here; history and key last-used times are flushed elsewhere.
+No disk I/O and no blocking call happens here; history and key last-used times are flushed elsewhere: each
+request's archive record goes to the archive's bounded queue, and its writer thread does the rest.
 The pipeline is built once with what it uses (state.py wires it) and handles every proxied request.
 """
 
@@ -15,15 +16,19 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway_core.archive.capture import StreamCapture
 from gateway_core.clock import Clock
 from gateway_core.contracts.adapter import Adapter, Usage
+from gateway_core.contracts.archive import ArchiveSink
 from gateway_core.contracts.errors import GatewayError, upstream_error_body
 from gateway_core.contracts.request import ParsedRequest, parse, read_body
 from gateway_core.contracts.request_id import HEADER as REQUEST_ID
 from gateway_core.contracts.request_id import request_id_of
 from gateway_core.contracts.sse import error_frame
 from gateway_core.events import EventBus
+from gateway_core.gateway import archiving
 from gateway_core.gateway.accounting import LiveRequest, LiveRequests, Stats, Timing
+from gateway_core.gateway.archiving import GpuMeter
 from gateway_core.gateway.balancer import plan
 from gateway_core.gateway.failures import Failures, internal_error
 from gateway_core.gateway.keys import ApiKey, KeyRing
@@ -72,7 +77,10 @@ class Pipeline:
         metrics: GatewayMetrics,
         events: EventBus,
         failures: Failures,
+        archive: ArchiveSink,
+        gpu_meter: GpuMeter,
         body_cap: int,
+        archive_body_cap: int,
         clock: Clock,
     ) -> None:
         self._keys = keys
@@ -83,8 +91,12 @@ class Pipeline:
         self._metrics = metrics
         self._events = events
         self._failures = failures
+        self._archive = archive
+        self._gpu_meter = gpu_meter
         self._body_cap = body_cap
+        self._capture_cap = archive_body_cap  # a streamed answer's text is kept up to the archive's cap
         self._monotonic = clock.monotonic  # bound once: read several times per request
+        self._time = clock.time
 
     async def handle(
         self, route: str, request: Request, *, admin: bool = False, request_id: str | None = None
@@ -92,9 +104,13 @@ class Pipeline:
         """Answer one request. `request_id` is the one its answer carries; without it, the guard's (admin chat)."""
         timing = Timing(time.perf_counter())
         request_id = request_id or request_id_of(request.scope)
+        key: ApiKey | None = None
+        raw: bytes | None = None
+        parsed: ParsedRequest | None = None
         try:
             key = ADMIN_KEY if admin else self._keys.authenticate(request.headers.get("authorization"))
-            parsed = parse(route, await read_body(request, self._body_cap))
+            raw = await read_body(request, self._body_cap)
+            parsed = parse(route, raw)
             if not key.allows(parsed.model):
                 raise GatewayError(
                     403,
@@ -117,6 +133,7 @@ class Pipeline:
                     headers={"retry-after": str(error.retry_after_s)},
                 ) from error
         except GatewayError as error:
+            self._archive_refusal(route, request, request_id, timing, key, raw, parsed, error, admin)
             return error.to_response({"server-timing": timing.header(), REQUEST_ID: request_id})
         live = self._live.start(
             key_id=key.id,
@@ -127,6 +144,13 @@ class Pipeline:
             timing=timing,
             request_id=request_id,
         )
+        live.capture = capture = self._archive.capture_for(key.capture)
+        if capture != "off":
+            live.source = "admin" if admin else "public"
+            live.client_address = archiving.client_address(request)
+            live.bytes_in = len(raw)
+            if capture == "full":
+                live.request_body = raw
         self._events.publish("request.start", live.view())
         try:
             return await self._forward(parsed, lease, live, candidates, timing, "admin" if admin else "public")
@@ -136,6 +160,11 @@ class Pipeline:
             # here so its key lease and live entry don't outlive it.
             if self._live.get(live.id) is live:
                 status = CLIENT_CLOSED if isinstance(error, asyncio.CancelledError) else 500
+                live.error_code, live.error_message = (
+                    ("cancelled", "the request was cancelled as corral-core stopped")
+                    if status == CLIENT_CLOSED
+                    else ("internal_error", internal_error(live.id).message)
+                )
                 duration = self._monotonic() - live.started_mono
                 self._account(live, lease, ok=False, status=status, usage=Usage(), duration=duration, ttft=None)
             raise
@@ -206,6 +235,7 @@ class Pipeline:
             finally:
                 upstream.release()
             headers = {"server-timing": timing.header(), REQUEST_ID: live.id}
+            self._note_answer(live, body, error=True)
             # A 4xx is the provider refusing the client's request, rightly: not an error of the provider's.
             self._release(
                 slot, live, lease, ok=False, status=upstream.status, usage=Usage(), its_fault=upstream.status >= 500
@@ -237,6 +267,7 @@ class Pipeline:
             log.warning("provider %s: %s", provider.name, error.message)
             return error
         headers = {"server-timing": timing.header(), REQUEST_ID: live.id, "x-corral-provider": provider.name}
+        self._note_answer(live, body, error=False)
         self._release(slot, live, lease, ok=True, status=200, usage=usage)
         return Response(body, media_type="application/json", headers=headers)
 
@@ -270,6 +301,9 @@ class Pipeline:
         slot = self._registry.occupy(provider)
         provider.breaker.on_attempt()
         live.provider = provider.name
+        live.providers_tried += (provider.name,)
+        live.upstream_model = provider.models[parsed.model]
+        self._gpu_meter.begin(live.id, provider.name)
         sent = time.perf_counter()
         try:
             upstream = await _send(provider, live, url, payload, headers)
@@ -325,6 +359,7 @@ class Pipeline:
         live.on_cancel = upstream.close
         ok = client_gone = failed_inside = False
         last_progress = 0.0
+        frames = live.frames = StreamCapture(self._capture_cap) if live.capture == "full" else None
         try:
             yield b""  # the priming step (_forward): nothing is sent; from here on, closing runs the clean-up
             async for chunk in upstream.content.iter_any():
@@ -337,25 +372,28 @@ class Pipeline:
                     last_progress = now
                     self._events.publish("request.progress", live.view())
                 if out:
+                    live.bytes_out += len(out)
+                    if frames is not None:
+                        frames.add(out)
                     yield out
             if live.cancel_requested:
-                yield error_frame(CANCELLED, code="cancelled")
+                yield self._ending(live, frames, CANCELLED, "cancelled")
             else:
                 tail = stream.finish()
                 ok = stream.finished and not tail
                 if tail:
-                    yield tail
+                    yield self._ending(live, frames, "the upstream ended the stream before it finished", "", tail)
         except TRANSPORT_ERRORS as error:  # including the connection an operator's cancel closed
             message = (
                 CANCELLED
                 if live.cancel_requested
                 else f"provider '{provider.name}' failed mid-stream: {describe(error)}"
             )
-            yield error_frame(message, code="cancelled" if live.cancel_requested else "upstream_stream_cut")
+            yield self._ending(live, frames, message, "cancelled" if live.cancel_requested else "upstream_stream_cut")
         except Exception:  # a failure inside Corral: the stream has started, so it ends with an error event
             failed_inside = True
             self._failures.report(live.id, f"relaying a stream from {provider.name}", listener)
-            yield error_frame(internal_error(live.id).message, "server_error", "internal_error")
+            yield self._ending(live, frames, internal_error(live.id).message, "internal_error", kind="server_error")
         except (asyncio.CancelledError, GeneratorExit):  # the client went away; not the provider's fault
             client_gone = True
             raise
@@ -370,6 +408,8 @@ class Pipeline:
             if its_fault:
                 provider.breaker.record_failure()
             status = 200 if ok else CLIENT_CLOSED if client_gone else 500 if failed_inside else 502
+            if client_gone:
+                live.error_code, live.error_message = "client_closed", "the client closed the connection mid-stream"
             self._release(slot, live, lease, ok=ok, status=status, usage=stream.usage, its_fault=its_fault)
 
     def _release(
@@ -389,8 +429,69 @@ class Pipeline:
         slot.provider.record(duration, ok=ok, its_fault=its_fault)
         self._account(live, lease, ok=ok, status=status, usage=usage, duration=duration, ttft=ttft)
 
+    @staticmethod
+    def _ending(
+        live: LiveRequest,
+        frames: StreamCapture | None,
+        message: str,
+        code: str,
+        frame: bytes | None = None,
+        kind: str = "upstream_error",
+    ) -> bytes:
+        """The error frame that ends a stream badly, noted for the archive as sent."""
+        out = frame if frame is not None else error_frame(message, kind, code or None)
+        live.error_code, live.error_message = code or "upstream_stream_cut", message
+        live.bytes_out += len(out)
+        if frames is not None:
+            frames.add(out)
+        return out
+
+    @staticmethod
+    def _note_answer(live: LiveRequest, body: bytes, *, error: bool) -> None:
+        """A whole answer's size and, under full capture, the body itself; an error's code and message."""
+        live.bytes_out = len(body)
+        if live.capture == "full":
+            live.response_body = body
+        if error:
+            live.error_code, live.error_message = _error_fields(body)
+
+    def _archive_refusal(
+        self,
+        route: str,
+        request: Request,
+        request_id: str,
+        timing: Timing,
+        key: ApiKey | None,
+        raw: bytes | None,
+        parsed: ParsedRequest | None,
+        error: GatewayError,
+        admin: bool,
+    ) -> None:
+        capture = self._archive.capture_for(key.capture if key is not None else None)
+        if capture == "off":
+            return
+        duration = time.perf_counter() - timing.started
+        self._archive.record(
+            archiving.refused(
+                request_id=request_id,
+                source="admin" if admin else "public",
+                route=route,
+                request=request,
+                started_at=self._time() - duration,
+                duration_s=duration,
+                key=key,
+                keys=self._keys,
+                raw=raw,
+                parsed=parsed,
+                error=error,
+                capture=capture,
+            )
+        )
+
     def _finish_early(self, live: LiveRequest, lease: Lease, error: GatewayError, timing: Timing) -> Response:
         headers = {"server-timing": timing.header(), REQUEST_ID: live.id}
+        live.error_code, live.error_message = error.code, error.message
+        live.bytes_out = len(orjson.dumps(error.body()))
         duration = self._monotonic() - live.started_mono
         self._account(live, lease, ok=False, status=error.status, usage=Usage(), duration=duration, ttft=None)
         return error.to_response(headers)
@@ -433,9 +534,26 @@ class Pipeline:
         self._events.publish(
             "request.end", {**live.view(), "status": status, "ok": ok, "prompt_tokens": usage.prompt_tokens}
         )
+        gpu = self._gpu_meter.end(live.id)
+        if live.capture != "off":
+            self._archive.record(
+                archiving.finished(live, status=status, usage=usage, duration_s=duration, ttft_s=ttft, gpu=gpu)
+            )
 
 
 MEDIA_WORDS = {"vision": "images", "audio": "audio input"}
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None]:
+    """The code and message of an OpenAI-shaped error body (upstream_error_body made it so)."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None, None
+    if not isinstance(error, dict):
+        return None, None
+    code, message = error.get("code"), error.get("message")
+    return (str(code) if code is not None else None), (str(message) if message is not None else None)
 
 
 def _taking_media(parsed: ParsedRequest, candidates: list[ProviderRuntime]) -> list[ProviderRuntime]:

@@ -158,6 +158,14 @@ def test_cuda_visible_devices_follows_the_gpus_of_the_spec(spec: DeploymentSpec,
     assert [line for line in lines if "CUDA_VISIBLE_DEVICES" in line] == expected
 
 
+def test_named_gpus_are_numbered_as_nvml_numbers_them_not_in_cudas_fastest_first_order():
+    named = directives(render_unit(TWO_GPUS, "/usr/local/bin/llama-server"))
+    every = directives(render_unit(ALL_GPUS, "/usr/local/bin/llama-server"))
+
+    assert "Environment=CUDA_DEVICE_ORDER=PCI_BUS_ID" in named
+    assert not [line for line in every if "CUDA_DEVICE_ORDER" in line], "with every GPU visible, the order is moot"
+
+
 def test_exec_start_passes_every_setting_as_a_flag_and_the_extra_args_last():
     lines = directives(render_unit(TWO_GPUS, "/usr/local/bin/llama-server"))
 
