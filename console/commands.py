@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,10 @@ def run(handler: Handler, args: argparse.Namespace, socket_path: Path) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `corral history | head`: the reader has what it wanted
+        # Point stdout at nothing, so the interpreter's own flush at exit does not complain a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def describe(error: CorralError) -> str:

@@ -7,6 +7,7 @@ The spellings, the key on the last line and the exit codes are a contract that s
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,26 @@ def test_status_without_json_is_a_short_human_summary(corral_daemon):
     assert result.stdout.startswith("corral-core ")
     assert "0 providers" in result.stdout
     assert "\x1b" not in result.stdout
+
+
+def test_output_into_a_closed_pipe_ends_quietly_as_head_expects(corral_daemon):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before corral writes, as `corral status | head -0` leaves it
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "console.cli", "status", "--socket", str(corral_daemon.socket_path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+    assert result.returncode == 0
+    assert result.stderr == "", "no traceback for a reader that has what it wanted"
 
 
 def test_socket_may_also_follow_the_subcommand(corral_daemon):
