@@ -105,6 +105,10 @@ def import_jsonl(lines: Iterable[bytes | str], path: Path, body_cap: int = DEFAU
         if batch:
             written += write_rows(connection, batch)
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
+    except BaseException:
         connection.close()
+        for sidecar in ("", "-wal", "-shm"):  # the file was new: leave no half of it behind
+            Path(f"{path}{sidecar}").unlink(missing_ok=True)
+        raise
+    connection.close()
     return written

@@ -154,6 +154,10 @@ class SqliteArchive:
         """Return once everything recorded so far is on disk (tests, and the daemon's own checks)."""
         if not self._writer.started:
             raise RuntimeError("the archive is not started: call start() first")
+        if self._writer.finished.done():
+            if self._queue.depth:
+                raise RuntimeError(f"the archive is closed with {self._queue.depth} requests not written")
+            return
         done = asyncio.wrap_future(self._writer.when_written(self._queue.accepted))
         try:
             await asyncio.wait_for(done, timeout_s)

@@ -68,7 +68,8 @@ class ArchiveWriter:
         self._wake = threading.Event()
         self._lock = threading.Lock()  # guards _commands and _waiters, which the loop appends to
         self._commands: list[tuple[Callable[[], Any], Future[Any]]] = []
-        self._waiters: list[tuple[int, Future[None]]] = []
+        self._waiters: list[tuple[int, int, Future[None]]] = []  # (rows accepted, cycle, future)
+        self._cycles = 0  # cycles started
         self._pending: dict[str, list[tuple[PreparedRow, int]]] = {}
         self._connections: OrderedDict[str, sqlite3.Connection] = OrderedDict()
         self._thread: threading.Thread | None = None
@@ -108,10 +109,11 @@ class ArchiveWriter:
         return future
 
     def when_written(self, accepted: int) -> Future[None]:
-        """A future done once the first `accepted` rows ever queued are written (or given up)."""
+        """A future done once the first `accepted` rows ever queued are written (or given up), at the end of a
+        whole cycle begun after this call (so retention, too, has seen the clock as it is now)."""
         future: Future[None] = Future()
         with self._lock:
-            self._waiters.append((accepted, future))
+            self._waiters.append((accepted, self._cycles, future))
         self._wake.set()
         return future
 
@@ -144,6 +146,7 @@ class ArchiveWriter:
         return bool(self._pending) or self._queue.waiting() > 0 or bool(self._commands)
 
     def _cycle(self) -> None:
+        self._cycles += 1
         try:
             self._run_commands()
             self._take()
@@ -235,10 +238,10 @@ class ArchiveWriter:
             )
 
     def _settle_waiters(self) -> None:
-        done = self._queue.done
+        done, cycle = self._queue.done, self._cycles
         with self._lock:
-            ready = [future for accepted, future in self._waiters if accepted <= done]
-            self._waiters = [(accepted, future) for accepted, future in self._waiters if accepted > done]
+            ready = [future for accepted, since, future in self._waiters if accepted <= done and since < cycle]
+            self._waiters = [w for w in self._waiters if not (w[0] <= done and w[1] < cycle)]
         for future in ready:
             future.set_result(None)
 
@@ -255,8 +258,11 @@ class ArchiveWriter:
         with self._lock:
             waiters, self._waiters = self._waiters, []
             commands, self._commands = self._commands, []
-        for _, future in waiters:
-            future.set_exception(RuntimeError(f"the archive closed with {left} requests not written"))
+        for accepted, _, future in waiters:
+            if accepted <= self._queue.done:
+                future.set_result(None)
+            else:
+                future.set_exception(RuntimeError(f"the archive closed with {left} requests not written"))
         for _, future in commands:
             future.set_exception(RuntimeError("the archive closed before this could run"))
         self.finished.set_result(None)
