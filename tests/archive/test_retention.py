@@ -29,6 +29,10 @@ def open_files() -> set[str]:
     return names
 
 
+def names_in(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
 async def months_archived(directory: Path, months: list[str]) -> None:
     """One request in each of these months, through an archive of its own."""
     archive = archive_in(directory)
@@ -65,7 +69,7 @@ async def test_prune_moves_whole_month_files_before_the_given_month_to_old(tmp_p
             "moved_to": str(tmp_path / "old"),
         }
         assert archive.status()["months"] == months[2:]
-        assert sorted(p.name for p in (tmp_path / "old").iterdir()) == [f"{m}.sqlite" for m in months[:2]]
+        assert names_in(tmp_path / "old") == [f"{m}.sqlite" for m in months[:2]]
         assert {row["started_at"] for row in (await archive.search(HistoryQuery()))["rows"]} == {
             month_start(m) + 3600 for m in months[2:]
         }
@@ -89,7 +93,7 @@ async def test_prune_deletes_when_configured_so(tmp_path: Path, clock: FakeClock
         answer = await archive.prune(current)
 
         assert (answer["months"], answer["action"], answer["moved_to"]) == ([old], "deleted", None)
-        assert sorted(p.name for p in tmp_path.iterdir()) == [f"{current}.sqlite"]
+        assert names_in(tmp_path) == [f"{current}.sqlite"]
     finally:
         await archive.close()
 
@@ -138,7 +142,7 @@ async def test_retention_keeps_the_most_recent_months_at_start_and_then_hourly_b
         clock.advance(HOUR / 3)
         await archive.flush()
         assert archive.status()["months"] == [current]
-        assert sorted(p.name for p in (tmp_path / "old").iterdir()) == [f"{m}.sqlite" for m in months[:3]]
+        assert names_in(tmp_path / "old") == [f"{m}.sqlite" for m in months[:3]]
     finally:
         await archive.close()
 
@@ -160,7 +164,7 @@ async def test_a_month_pruned_twice_is_kept_under_a_second_name_in_old(tmp_path:
             await archive.flush()
             await archive.prune(current)
 
-        assert sorted(p.name for p in (tmp_path / "old").iterdir()) == [f"{old}.1.sqlite", f"{old}.sqlite"]
+        assert names_in(tmp_path / "old") == [f"{old}.1.sqlite", f"{old}.sqlite"]
     finally:
         await archive.close()
 
