@@ -109,6 +109,7 @@ class UsageScreen(LiveScreen):
         self.range = "7d"
         self.bucket: UsageBucket = "day"
         self.view: UsageView | None = None
+        self.shown_for: tuple[UsageDimension, str, UsageBucket] | None = None  # what `view` answers
         self.problem: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -127,9 +128,13 @@ class UsageScreen(LiveScreen):
         if "archive" in changed:
             self.query_one(ArchiveAlert).show(live.archive)
 
+    @property
+    def asked(self) -> tuple[UsageDimension, str, UsageBucket]:
+        return self.grouping, self.range, self.bucket
+
     def reload(self) -> None:
         self._show_title(loading=True)
-        self.load((self.grouping, self.range, self.bucket))
+        self.load(self.asked)
 
     @work(exclusive=True, group="usage")
     async def load(self, asked: tuple[UsageDimension, str, UsageBucket]) -> None:
@@ -143,9 +148,9 @@ class UsageScreen(LiveScreen):
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
-        if message.asked != (self.grouping, self.range, self.bucket):
+        if message.asked != self.asked:
             return  # the operator has since asked for another view
-        self.view, self.problem = message.view, None
+        self.view, self.problem, self.shown_for = message.view, None, message.asked
         self._draw()
 
     @on(Failed)

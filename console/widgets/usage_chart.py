@@ -33,6 +33,9 @@ METRIC_TITLES: dict[Metric, str] = {
     "latency": "latency p50 (s)",
 }
 LINES_SHOWN = 6  # more groups than this become unreadable as lines; the table below lists them all
+# A chart 120 cells wide cannot show 2,160 hourly points (90 days), and Plotext's cost grows with them: past this
+# many, neighbouring buckets are merged (counts summed, latencies averaged over the buckets that had any).
+MAX_POINTS = 360
 
 
 def metric_value(point: UsagePoint, metric: Metric) -> float | None:
@@ -53,25 +56,36 @@ def bucket_starts(view: UsageView) -> list[float]:
     return [first + step * index for index in range(max(1, int((view["until"] - first) // step) + 1))]
 
 
+def points_per_step(view: UsageView) -> int:
+    return -(-len(bucket_starts(view)) // MAX_POINTS)  # ceiling division
+
+
 def series_values(view: UsageView, metric: Metric) -> list[tuple[str, list[float]]]:
-    """(group, one value per bucket) for the busiest groups; a bucket with no rollup counts 0."""
+    """(group, one value per step of the x axis) for the busiest groups; a bucket with no rollup counts 0."""
     starts = bucket_starts(view)
+    step = points_per_step(view)
     lines: list[tuple[str, list[float]]] = []
     for series in view["series"][:LINES_SHOWN]:
         by_start = {point["bucket_start"]: metric_value(point, metric) for point in series["points"]}
-        lines.append((series["group"], [by_start.get(start) or 0.0 for start in starts]))
+        values = [by_start.get(start) for start in starts]
+        lines.append((series["group"], [_merged(values[i : i + step], metric) for i in range(0, len(values), step)]))
     return lines
 
 
+def _merged(values: list[float | None], metric: Metric) -> float:
+    present = [value for value in values if value is not None]
+    if not present:
+        return 0.0
+    return sum(present) / len(present) if metric == "latency" else sum(present)
+
+
 def tick_labels(view: UsageView, ticks: int = 5) -> tuple[list[float], list[str]]:
-    starts = bucket_starts(view)
-    step = max(1, (len(starts) - 1) // max(1, ticks - 1))
-    positions = [float(index) for index in range(0, len(starts), step)]
-    hourly = view["bucket"] == "hour"
-    labels = [
-        utc_time(starts[int(i)], seconds=False)[5:16] if hourly else utc_time(starts[int(i)])[5:10] for i in positions
-    ]
-    return positions, labels
+    starts = bucket_starts(view)[:: points_per_step(view)]
+    every = max(1, (len(starts) - 1) // max(1, ticks - 1))
+    indexes = range(0, len(starts), every)
+    # "11-03 14:00" per hour, "11-03" per day: the year is in the screen's title.
+    width = 16 if view["bucket"] == "hour" else 10
+    return [float(i) for i in indexes], [utc_time(starts[i], seconds=False)[5:width] for i in indexes]
 
 
 class UsageChart(Widget):
