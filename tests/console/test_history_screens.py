@@ -14,7 +14,7 @@ from console.screens.history_filter import FilterError, parse_filter
 from console.screens.usage import UsageScreen
 from console.widgets.archive_alert import ArchiveAlert
 from console.widgets.history_table import HistoryTable
-from console.widgets.usage_chart import UsageChart
+from console.widgets.usage_chart import MAX_POINTS, UsageChart, series_values, tick_labels
 from tests.console.archive_harness import REPLY, ArchiveHarness, FakeArchive, archived_fixture  # noqa: F401 (a fixture)
 from tests.console.dashboard_data import (
     NOW,
@@ -24,6 +24,7 @@ from tests.console.dashboard_data import (
     history_detail,
     history_row,
     settle,
+    usage_view,
 )
 from tests.console.test_app import APP_WAIT_S
 from tests.testbed.waiting import wait_for_async
@@ -291,3 +292,17 @@ async def test_f4_lists_the_daemons_archived_requests_enter_opens_one_and_f5_sho
         usage = app.screen
         await wait_for_async(lambda: usage.view is not None, "the usage answer", APP_WAIT_S, pause=pilot.pause)
         assert [series["group"] for series in usage.view["series"]] == ["webapp"]
+
+
+def test_a_90_day_hourly_chart_merges_neighbouring_hours_and_keeps_every_request():
+    view = usage_view(bucket="hour")
+    view["since"] = NOW - 90 * 86400  # 2,160 hours, of which the fixed data fills seven
+
+    ((group, values), *_) = series_values(view, "requests")
+    positions, labels = tick_labels(view)
+
+    assert group == "qwen2.5-7b"
+    assert len(values) <= MAX_POINTS
+    assert sum(values) == sum(point["requests"] for point in view["series"][0]["points"])
+    assert positions[-1] < len(values)
+    assert labels[0] == "07-11 08:00"
