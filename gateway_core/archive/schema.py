@@ -82,6 +82,8 @@ _ROLLUP_MEASURES = """
     ttft_hist TEXT
 """
 
+# The requests table's rowid is the row's start time (batch.py's time_key), so an index on one column is ordered
+# by time within each of its values: (key_id) serves "this key, newest first, between these times".
 SCHEMA = f"""
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE requests (
@@ -120,12 +122,11 @@ CREATE TABLE requests (
     response_bytes INTEGER,
     response_truncated INTEGER NOT NULL
 );
-CREATE INDEX requests_by_time ON requests (started_at);
-CREATE INDEX requests_by_key ON requests (key_id, started_at);
-CREATE INDEX requests_by_key_name ON requests (key_name, started_at);
-CREATE INDEX requests_by_model ON requests (model, started_at);
-CREATE INDEX requests_by_provider ON requests (provider, started_at);
-CREATE INDEX requests_by_status ON requests (status, started_at);
+CREATE INDEX requests_by_key ON requests (key_id);
+CREATE INDEX requests_by_key_name ON requests (key_name);
+CREATE INDEX requests_by_model ON requests (model);
+CREATE INDEX requests_by_provider ON requests (provider);
+CREATE INDEX requests_by_status ON requests (status);
 CREATE VIRTUAL TABLE requests_text USING fts5(
     request, response, content='', columnsize=0, tokenize='unicode61 remove_diacritics 2'
 );

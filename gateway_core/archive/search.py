@@ -1,6 +1,8 @@
 """History search over the month files a range touches, newest first, a page at a time; and one request by id.
 
-These run in worker threads (the archive calls them through asyncio.to_thread), on read-only connections.
+A row's rowid is its start time (batch.py), so each statement walks one index (or the table, or the text index)
+backwards and stops at the page's end. These run in worker threads (the archive calls them through
+asyncio.to_thread), on read-only connections.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from gateway_core.archive.batch import TIEBREAKS, first_key_at
 from gateway_core.archive.interface import HistoryQuery
 from gateway_core.archive.months import list_months, months_in_range
 from gateway_core.archive.readers import ReaderPool
@@ -25,41 +28,38 @@ from gateway_core.contracts.instants import month_of
 MAX_LIMIT = 1000
 _CURSOR_PREFIX = "h1."
 _STATUS_CLASS = re.compile(r"^([1-5])xx$")
-_ROW_SELECT = f"SELECT {', '.join(ROW_COLUMNS)} FROM requests"
+_COLUMNS = ", ".join(f"r.{name}" for name in ROW_COLUMNS)
 _ID_SELECT = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE id = ?"
-_STARTED, _ID = ROW_COLUMNS.index("started_at"), ROW_COLUMNS.index("id")
+
+Statement = tuple[str, list[Any], int | None]  # SQL, its parameters less the LIMIT, where the text query is
 
 
 def search(pool: ReaderPool, directory: Path, query: HistoryQuery) -> HistoryPage:
     limit = max(1, min(query.limit, MAX_LIMIT))
-    after = decode_cursor(query.cursor) if query.cursor else None
-    clauses, parameters = _filters(query)
-    text_at = len(parameters) - 1 if query.text else None  # the MATCH parameter is the filters' last
-    if after is not None:
-        # (started_at, id) below the last row's: the first term bounds the index range, the second breaks ties
-        clauses.append("started_at <= ? AND (started_at < ? OR id < ?)")
-        parameters += [after[0], after[0], after[1]]
+    before = decode_cursor(query.cursor) if query.cursor else None
+    statements = _statements(query, before)
     months = months_in_range(list_months(directory), query.since, query.until)
-    if after is not None:
-        months = [month for month in months if month <= month_of(after[0])]
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = f"{_ROW_SELECT}{where} ORDER BY started_at DESC, id DESC LIMIT ?"
-    rows: list[tuple[Any, ...]] = []
+    if before is not None:
+        months = [month for month in months if month <= month_of(before / TIEBREAKS / 1_000_000)]
+    rows: list[tuple[Any, ...]] = []  # (rowid, *ROW_COLUMNS), newest first
     read: list[str] = []
     for month in reversed(months):
+        wanted = limit + 1 - len(rows)  # one more than the page: whether there is a next one
         with pool.reading(month) as connection:
             if connection is None:
                 continue
             read.append(month)
-            rows += _run(connection, sql, [*parameters, limit + 1 - len(rows)], text_at)
+            found: dict[int, tuple[Any, ...]] = {}
+            for sql, parameters, text_at in statements:
+                for row in _run(connection, sql, [*parameters, wanted], text_at):
+                    found[row[0]] = row
+        rows += sorted(found.values(), key=lambda row: row[0], reverse=True)[:wanted]  # a key's id and name merged
         if len(rows) > limit:
             break
-    more = len(rows) > limit
-    page: list[HistoryRowView] = [row_view(values) for values in rows[:limit]]
-    last = rows[limit - 1] if more else None
+    page: list[HistoryRowView] = [row_view(values[1:]) for values in rows[:limit]]
     return {
         "rows": page,
-        "next_cursor": encode_cursor(last[_STARTED], last[_ID]) if last is not None else None,
+        "next_cursor": encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None,
         "months": sorted(read),
     }
 
@@ -89,18 +89,20 @@ def month_of_id(request_id: str) -> str | None:
         return None
 
 
-def encode_cursor(started_at: float, request_id: str) -> str:
-    raw = orjson.dumps([started_at, request_id])
-    return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_cursor(rowid: int) -> str:
+    """The next page starts below this row: its rowid, which is its start time and a tiebreak (batch.py)."""
+    return _CURSOR_PREFIX + base64.urlsafe_b64encode(orjson.dumps([rowid])).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[float, str]:
+def decode_cursor(cursor: str) -> int:
     try:
         if not cursor.startswith(_CURSOR_PREFIX):
             raise ValueError(cursor)
         payload = cursor[len(_CURSOR_PREFIX) :]
-        started_at, request_id = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(started_at), str(request_id)
+        (rowid,) = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        if not isinstance(rowid, int):
+            raise TypeError(rowid)
+        return rowid
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise GatewayError(
             400,
@@ -111,44 +113,61 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         ) from None
 
 
-def _filters(query: HistoryQuery) -> tuple[list[str], list[Any]]:
+def _statements(query: HistoryQuery, before: int | None) -> list[Statement]:
+    """The SQL for one month: two statements when a key is asked for, one by id and one by name, each walking
+    its own index newest first (an OR of the two would sort every match before the first row came back)."""
     clauses: list[str] = []
     parameters: list[Any] = []
-    if query.key:
-        clauses.append("(key_id = ? OR key_name = ?)")
-        parameters += [query.key, query.key]
+    if query.text:
+        clauses.append("t.requests_text MATCH ?")
+        parameters.append(query.text)
     for column, value in (("model", query.model), ("provider", query.provider)):
         if value:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"r.{column} = ?")
             parameters.append(value)
     if query.status:
-        clause, values = status_clause(query.status)
+        clause, statuses = status_clause(query.status)
         clauses.append(clause)
-        parameters += values
+        parameters += statuses
+    # Bounds on the rowid (the start time) follow the order being walked; the started_at comparisons make them
+    # exact below a microsecond.
+    order = "t.rowid" if query.text else "r.rowid"
     if query.since is not None:
-        clauses.append("started_at >= ?")
-        parameters.append(query.since)
+        clauses.append(f"{order} >= ? AND r.started_at >= ?")
+        parameters += [first_key_at(query.since), query.since]
     if query.until is not None:
-        clauses.append("started_at < ?")
-        parameters.append(query.until)
-    if query.text:
-        clauses.append("rowid IN (SELECT rowid FROM requests_text WHERE requests_text MATCH ?)")
-        parameters.append(query.text)
-    return clauses, parameters
+        clauses.append(f"{order} < ? AND r.started_at < ?")
+        parameters += [first_key_at(query.until) + TIEBREAKS, query.until]
+    if before is not None:
+        clauses.append(f"{order} < ?")
+        parameters.append(before)
+    # With a text query the text index leads (CROSS JOIN keeps that order): it hands out matches newest first.
+    source = "requests_text AS t CROSS JOIN requests AS r ON r.rowid = t.rowid" if query.text else "requests AS r"
+    text_at = 0 if query.text else None
+    keyed = [("r.key_id = ?", query.key), ("r.key_name = ?", query.key)] if query.key else [("", None)]
+    statements: list[Statement] = []
+    for key_clause, key in keyed:
+        where = [*clauses, key_clause] if key_clause else clauses
+        sql = f"SELECT r.rowid, {_COLUMNS} FROM {source}"
+        if where:
+            sql += f" WHERE {' AND '.join(where)}"
+        values = [*parameters, key] if key_clause else list(parameters)
+        statements.append((f"{sql} ORDER BY {order} DESC LIMIT ?", values, text_at))
+    return statements
 
 
 def status_clause(status: str) -> tuple[str, list[int]]:
     """The SQL for a status filter: a code ("404"), a class ("4xx"), "ok" (2xx) or "error" (anything else)."""
     value = status.strip().lower()
     if value.isdigit() and len(value) == 3:
-        return "status = ?", [int(value)]
+        return "r.status = ?", [int(value)]
     if match := _STATUS_CLASS.match(value):
         low = int(match.group(1)) * 100
-        return "status >= ? AND status < ?", [low, low + 100]
+        return "r.status >= ? AND r.status < ?", [low, low + 100]
     if value == "ok":
-        return "status >= ? AND status < ?", [200, 300]
+        return "r.status >= ? AND r.status < ?", [200, 300]
     if value == "error":
-        return "(status < ? OR status >= ?)", [200, 300]
+        return "(r.status < ? OR r.status >= ?)", [200, 300]
     raise GatewayError(
         400,
         f"status '{status}' is not a filter: use a code (200, 404), a class (2xx, 4xx, 5xx), ok or error",

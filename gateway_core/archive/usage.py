@@ -9,6 +9,7 @@ Points are sparse: a bucket with no requests is left out. Percentiles come from 
 from __future__ import annotations
 
 import math
+import operator
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,47 +27,50 @@ from gateway_core.contracts.history_views import ERROR_CLASSES, UsagePoint, Usag
 _DIMENSIONS = {"key": "key_id", "model": "model", "provider": "provider"}
 _NO_GROUP = {"key": "(no key)", "model": "(no model)", "provider": "(no provider)"}
 _M = {name: index for index, name in enumerate(MEASURES)}
+_REQUESTS, _ERRORS, _PROMPT, _COMPLETION = _M["requests"], _M["errors"], _M["prompt_tokens"], _M["completion_tokens"]
+_GENERATION_S, _GENERATION_TOKENS = _M["generation_s"], _M["generation_tokens"]
+_GPU, _GPU_N, _ENERGY, _ENERGY_N = _M["gpu_seconds"], _M["gpu_requests"], _M["energy_joules"], _M["energy_requests"]
+_CLASSES = [(name, _M[f"errors_{name}"]) for name in ERROR_CLASSES]
 _LATENCY, _TTFT = len(MEASURES), len(MEASURES) + 1
 
 
-@dataclass(slots=True)
 class _Sums:
-    measures: list[float] = field(default_factory=lambda: [0] * len(MEASURES))
-    latency: list[int] = field(default_factory=lambda: [0] * histogram.BUCKETS)
-    ttft: list[int] = field(default_factory=lambda: [0] * histogram.BUCKETS)
+    __slots__ = ("latency", "measures", "ttft")
+
+    def __init__(self) -> None:
+        self.measures: list[float] = [0] * len(MEASURES)
+        self.latency = histogram.Counts()
+        self.ttft = histogram.Counts()
 
     def add(self, row: tuple[Any, ...], first: int) -> None:
-        measures = self.measures
-        for offset in range(len(MEASURES)):
-            measures[offset] += row[first + offset]
-        histogram.add_into(self.latency, row[first + _LATENCY])
-        histogram.add_into(self.ttft, row[first + _TTFT])
+        self.measures = list(map(operator.add, self.measures, row[first : first + len(MEASURES)]))
+        self.latency.add_joined(row[first + _LATENCY])
+        self.ttft.add_joined(row[first + _TTFT])
 
     def merge(self, other: _Sums) -> None:
-        for index, value in enumerate(other.measures):
-            self.measures[index] += value
-        for counts, more in ((self.latency, other.latency), (self.ttft, other.ttft)):
-            for index, count in enumerate(more):
-                if count:
-                    counts[index] += count
+        self.measures = list(map(operator.add, self.measures, other.measures))
+        self.latency.merge(other.latency)
+        self.ttft.merge(other.ttft)
 
     def point(self, bucket_start: float) -> UsagePoint:
         m = self.measures
-        generation_s = m[_M["generation_s"]]
+        generation_s = m[_GENERATION_S]
+        latency_p50, latency_p95 = self.latency.percentiles(0.5, 0.95)
+        ttft_p50, ttft_p95 = self.ttft.percentiles(0.5, 0.95)
         return {
             "bucket_start": bucket_start,
-            "requests": int(m[_M["requests"]]),
-            "errors": int(m[_M["errors"]]),
-            "errors_by_class": {name: int(m[_M[f"errors_{name}"]]) for name in ERROR_CLASSES},
-            "prompt_tokens": int(m[_M["prompt_tokens"]]),
-            "completion_tokens": int(m[_M["completion_tokens"]]),
-            "latency_p50_s": histogram.percentile(self.latency, 0.5),
-            "latency_p95_s": histogram.percentile(self.latency, 0.95),
-            "ttft_p50_s": histogram.percentile(self.ttft, 0.5),
-            "ttft_p95_s": histogram.percentile(self.ttft, 0.95),
-            "tokens_per_s": m[_M["generation_tokens"]] / generation_s if generation_s > 0 else None,
-            "gpu_seconds": m[_M["gpu_seconds"]] if m[_M["gpu_requests"]] else None,
-            "energy_joules": m[_M["energy_joules"]] if m[_M["energy_requests"]] else None,
+            "requests": int(m[_REQUESTS]),
+            "errors": int(m[_ERRORS]),
+            "errors_by_class": {name: int(m[index]) for name, index in _CLASSES},
+            "prompt_tokens": int(m[_PROMPT]),
+            "completion_tokens": int(m[_COMPLETION]),
+            "latency_p50_s": latency_p50,
+            "latency_p95_s": latency_p95,
+            "ttft_p50_s": ttft_p50,
+            "ttft_p95_s": ttft_p95,
+            "tokens_per_s": m[_GENERATION_TOKENS] / generation_s if generation_s > 0 else None,
+            "gpu_seconds": m[_GPU] if m[_GPU_N] else None,
+            "energy_joules": m[_ENERGY] if m[_ENERGY_N] else None,
         }
 
 
@@ -91,8 +95,8 @@ def usage(pool: ReaderPool, directory: Path, query: UsageQuery) -> UsageView:
         for month in months_in_range(list_months(directory), start, end - 1):
             with pool.reading(month) as connection:
                 if connection is not None:
-                    for period, row in _rows(connection, column, start, end, query.bucket == "day"):
-                        _add(series, row, period, width)
+                    for row in _rows(connection, column, start, end, width):
+                        _add(series, row)
     return {
         "by": query.by,
         "bucket": query.bucket,
@@ -102,41 +106,43 @@ def usage(pool: ReaderPool, directory: Path, query: UsageQuery) -> UsageView:
     }
 
 
-def _rows(
-    connection: sqlite3.Connection, column: str, start: int, end: int, by_day: bool
-) -> Iterator[tuple[int, tuple[Any, ...]]]:
-    """(period start, row) for every rollup row in [start, end): whole days from the daily table if by_day."""
-    ranges: list[tuple[str, str, int, int]] = []
+def _rows(connection: sqlite3.Connection, column: str, start: int, end: int, width: int) -> Iterator[tuple[Any, ...]]:
+    """The rollups of [start, end) summed per bucket and group in SQL: (bucket, group, period the key's name was
+    last seen, that name, *MEASURES, the histograms of the bucket's rows joined by commas). With day buckets,
+    whole days come from the daily table."""
+    ranges = [("rollups", "hour_start", start, end)]
     first_day, last_day = math.ceil(start / DAY_S) * DAY_S, (end // DAY_S) * DAY_S
-    if by_day and first_day < last_day:
+    if width == DAY_S and first_day < last_day:
         ranges = [
             ("rollups", "hour_start", start, first_day),
             ("daily_rollups", "day_start", first_day, last_day),
             ("rollups", "hour_start", last_day, end),
         ]
-    else:
-        ranges = [("rollups", "hour_start", start, end)]
-    measures = ", ".join((*MEASURES, *HISTOGRAMS))
+    sums = ", ".join(f"sum({name})" for name in MEASURES)
+    joined = ", ".join(f"group_concat({name})" for name in HISTOGRAMS)
     for table, period, low, high in ranges:
         if low >= high:
             continue
-        sql = f"SELECT {period}, {column}, key_name, {measures} FROM {table} WHERE {period} >= ? AND {period} < ?"
-        for row in connection.execute(sql, (low, high)):
-            yield row[0], row
+        # max() makes SQLite take the bare key_name from the row of the latest period: the key's latest name.
+        sql = (
+            f"SELECT {period} / {width} * {width} AS bucket, {column}, max({period}), key_name, {sums}, {joined} "
+            f"FROM {table} WHERE {period} >= ? AND {period} < ? GROUP BY bucket, {column}"
+        )
+        yield from connection.execute(sql, (low, high))
 
 
-def _add(series: dict[str, _Series], row: tuple[Any, ...], period: int, width: int) -> None:
+def _add(series: dict[str, _Series], row: tuple[Any, ...]) -> None:
     group = row[1]
     entry = series.get(group)
     if entry is None:
         entry = series[group] = _Series()
-    if row[2] is not None and period >= entry.named_at:  # the key's name as it was last seen
-        entry.name, entry.named_at = row[2], period
-    bucket = float(period // width * width)
+    if row[3] is not None and row[2] >= entry.named_at:  # the key's name as it was last seen
+        entry.name, entry.named_at = row[3], row[2]
+    bucket = float(row[0])
     sums = entry.buckets.get(bucket)
     if sums is None:
         sums = entry.buckets[bucket] = _Sums()
-    sums.add(row, 3)
+    sums.add(row, 4)
 
 
 def _answer(series: dict[str, _Series], query: UsageQuery) -> list[UsageSeries]:
