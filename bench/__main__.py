@@ -1,5 +1,6 @@
 """`python -m bench [--quick] [--out bench/results]`: what the gateway costs against calling llama-server directly,
-what the console costs (`--console-only`), and what stalled connections cost (`--stalls-only`)."""
+what the console costs (`--console-only`), what stalled connections cost (`--stalls-only`), and the request archive
+at 1,000,000 rows (`--archive-only`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import archive_cost, profile, report, stalls, validation
+from bench import archive_cost, archive_scale, profile, report, stalls, validation
 from bench.console_cost import CONSOLE_PLANS, ConsolePlan
 from bench.console_cost import measure as measure_console
 from bench.load import LoadWorker
@@ -34,10 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--plan",
-        choices=sorted(PLANS) + sorted(CONSOLE_PLANS) + sorted(stalls.STALL_PLANS),
+        choices=sorted(PLANS) + sorted(CONSOLE_PLANS) + sorted(stalls.STALL_PLANS) + sorted(archive_scale.SCALE_PLANS),
         help="full (default), quick, or smoke (the test suite's tiny run); console or console-smoke "
         "measure only the console, into latest-console.json/.md; stalls or stalls-smoke only the stalled "
-        "connections, into latest-stalls.json/.md",
+        "connections, into latest-stalls.json/.md; archive or archive-smoke only the archive at scale, into "
+        "latest-archive.json/.md",
     )
     parser.add_argument(
         "--console-only",
@@ -64,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also measure 3,000 stalled connections after the gateway (default: on for full)",
+    )
+    parser.add_argument(
+        "--archive-only",
+        action="store_const",
+        const="archive",
+        dest="plan",
+        help="only the request archive at 1,000,000 rows (the same as --plan archive)",
+    )
+    parser.add_argument(
+        "--archive",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also build and query a 1,000,000-row archive month after the gateway (default: on for full)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where latest.json/.md go")
     parser.add_argument(
@@ -200,12 +215,19 @@ def main(argv: list[str] | None = None) -> int:
     elif args.plan in stalls.STALL_PLANS:
         result = run_stalls(stalls.STALL_PLANS[args.plan])
         json_path, md_path = report.write(result, args.out, "latest-stalls")
+    elif args.plan in archive_scale.SCALE_PLANS:
+        result = archive_scale.run(archive_scale.SCALE_PLANS[args.plan])
+        json_path, md_path = archive_scale.write(result, args.out)
     else:
         plan = PLANS[args.plan]
         with_console = plan.name == "full" if args.console is None else args.console
         with_stalls = plan.name == "full" if args.stalls is None else args.stalls
         want_profile = plan.profile if args.profile is None else args.profile
+        with_archive = plan.name == "full" if args.archive is None else args.archive
         result = run(plan, args.out, want_profile, with_console, with_stalls)
+        if with_archive:  # after everything else, alone: it takes both cores for a few minutes
+            archive_scale.add_to(result)
+            archive_scale.write(result, args.out)  # its tables, which latest.md does not draw
         json_path, md_path = report.write(result, args.out)
     print()
     print(md_path.read_text())
