@@ -46,6 +46,7 @@ class HistoryScreen(LiveScreen):
         Binding("enter", "open", "Open", id="history.open", tooltip="Show the request: metadata, bodies, answer"),
         Binding("slash", "filter", "Filter", id="history.filter", tooltip="Type filters, or words to search for"),
         Binding("ctrl+r", "refresh", "Refresh", id="history.refresh", tooltip="Search again from the newest"),
+        Binding("escape", "to_list", "List", id="history.list", tooltip="From the filter line back to the list"),
     ]
 
     @dataclass
@@ -197,6 +198,14 @@ class HistoryScreen(LiveScreen):
 
     def action_filter(self) -> None:
         self.query_one("#history-filter", Input).focus()
+
+    def action_to_list(self) -> None:
+        self.table.focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "to_list":
+            return self.focused is not self.table  # shown only while typing a filter
+        return True
 
     def action_refresh(self) -> None:
         self.search()

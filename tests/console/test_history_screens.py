@@ -306,3 +306,18 @@ def test_a_90_day_hourly_chart_merges_neighbouring_hours_and_keeps_every_request
     assert sum(values) == sum(point["requests"] for point in view["series"][0]["points"])
     assert positions[-1] < len(values)
     assert labels[0] == "07-11 08:00"
+
+
+@pytest.mark.asyncio
+async def test_escape_in_the_filter_line_goes_back_to_the_list():
+    app = history_app(FakeArchive(rows(3)))
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(HistoryTable)
+        await wait_for_async(lambda: table.row_count == 3, "the first page", pause=pilot.pause)
+        await pilot.press("slash")
+        assert isinstance(app.screen.focused, Input)
+
+        await pilot.press("escape")
+
+        assert app.screen.focused is table
