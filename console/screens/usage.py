@@ -31,6 +31,9 @@ USAGE_CSS = str(Path(__file__).parent.parent / "styles" / "usage.tcss")
 GROUPINGS: tuple[UsageDimension, ...] = ("key", "model", "provider")
 RANGES = ("24h", "7d", "30d", "90d")
 BUCKETS: tuple[UsageBucket, ...] = ("hour", "day")
+# The bucket a range moves to: 24 h per day is one point, and 90 days per hour is 2,160 per group (megabytes from
+# the daemon); b still picks either.
+RANGE_BUCKETS: dict[str, UsageBucket] = {"24h": "hour", "90d": "day"}
 T = TypeVar("T")
 
 
@@ -189,6 +192,7 @@ class UsageScreen(LiveScreen):
 
     def action_cycle_range(self) -> None:
         self.range = following(RANGES, self.range)
+        self.bucket = RANGE_BUCKETS.get(self.range, self.bucket)
         self.reload()
 
     def action_cycle_bucket(self) -> None:

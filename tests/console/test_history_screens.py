@@ -321,3 +321,24 @@ async def test_escape_in_the_filter_line_goes_back_to_the_list():
         await pilot.press("escape")
 
         assert app.screen.focused is table
+
+
+@pytest.mark.asyncio
+async def test_the_range_picks_a_bucket_that_suits_it_and_b_still_overrides_it():
+    archive = FakeArchive([])
+    app = ArchiveHarness(archive, UsageScreen)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_async(lambda: archive.usages, "the first answer", pause=pilot.pause)
+        await pilot.press("t", "t", "t")  # 30d, 90d, 24h
+        await wait_for_async(lambda: len(archive.usages) == 4, "three more requests", pause=pilot.pause)
+        await pilot.press("b")
+        await wait_for_async(lambda: len(archive.usages) == 5, "one more request", pause=pilot.pause)
+
+    assert [(asked["since"], asked["bucket"]) for asked in archive.usages] == [
+        ("7d", "day"),
+        ("30d", "day"),
+        ("90d", "day"),
+        ("24h", "hour"),
+        ("24h", "day"),
+    ]
