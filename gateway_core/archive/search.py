@@ -37,7 +37,7 @@ Statement = tuple[str, list[Any], int | None]  # SQL, its parameters less the LI
 def search(pool: ReaderPool, directory: Path, query: HistoryQuery) -> HistoryPage:
     limit = max(1, min(query.limit, MAX_LIMIT))
     before = decode_cursor(query.cursor) if query.cursor else None
-    statements = _statements(query, before)
+    codes = status_codes(query.status) if query.status else None
     months = months_in_range(list_months(directory), query.since, query.until)
     if before is not None:
         months = [month for month in months if month <= month_of(before / TIEBREAKS / 1_000_000)]
@@ -50,10 +50,11 @@ def search(pool: ReaderPool, directory: Path, query: HistoryQuery) -> HistoryPag
                 continue
             read.append(month)
             found: dict[int, tuple[Any, ...]] = {}
-            for sql, parameters, text_at in statements:
+            present = _present(connection, codes) if codes is not None else None
+            for sql, parameters, text_at in _statements(query, before, present):
                 for row in _run(connection, sql, [*parameters, wanted], text_at):
                     found[row[0]] = row
-        rows += sorted(found.values(), key=lambda row: row[0], reverse=True)[:wanted]  # a key's id and name merged
+        rows += sorted(found.values(), key=lambda row: row[0], reverse=True)[:wanted]  # the statements' rows merged
         if len(rows) > limit:
             break
     page: list[HistoryRowView] = [row_view(values[1:]) for values in rows[:limit]]
@@ -113,9 +114,16 @@ def decode_cursor(cursor: str) -> int:
         ) from None
 
 
-def _statements(query: HistoryQuery, before: int | None) -> list[Statement]:
-    """The SQL for one month: two statements when a key is asked for, one by id and one by name, each walking
-    its own index newest first (an OR of the two would sort every match before the first row came back)."""
+def _present(connection: sqlite3.Connection, codes: list[int]) -> list[int]:
+    """The status codes of `codes` that some row of this month has (one index probe each)."""
+    probe = "SELECT 1 FROM requests WHERE status = ? LIMIT 1"
+    return [code for code in codes if connection.execute(probe, (code,)).fetchone() is not None]
+
+
+def _statements(query: HistoryQuery, before: int | None, codes: list[int] | None) -> list[Statement]:
+    """The SQL for one month: one statement per key column (a key is matched by id and by name) and per status
+    code asked for, each walking its own index newest first. An OR, or a range of statuses, would sort every
+    match before the first row came back; these stop at the page, and their rows are merged by time."""
     clauses: list[str] = []
     parameters: list[Any] = []
     if query.text:
@@ -125,10 +133,6 @@ def _statements(query: HistoryQuery, before: int | None) -> list[Statement]:
         if value:
             clauses.append(f"r.{column} = ?")
             parameters.append(value)
-    if query.status:
-        clause, statuses = status_clause(query.status)
-        clauses.append(clause)
-        parameters += statuses
     # Bounds on the rowid (the start time) follow the order being walked; the started_at comparisons make them
     # exact below a microsecond.
     order = "t.rowid" if query.text else "r.rowid"
@@ -144,30 +148,32 @@ def _statements(query: HistoryQuery, before: int | None) -> list[Statement]:
     # With a text query the text index leads (CROSS JOIN keeps that order): it hands out matches newest first.
     source = "requests_text AS t CROSS JOIN requests AS r ON r.rowid = t.rowid" if query.text else "requests AS r"
     text_at = 0 if query.text else None
-    keyed = [("r.key_id = ?", query.key), ("r.key_name = ?", query.key)] if query.key else [("", None)]
+    variants: list[tuple[list[str], list[Any]]] = [([], [])]
+    if query.key:
+        variants = [(["r.key_id = ?"], [query.key]), (["r.key_name = ?"], [query.key])]
+    if codes is not None:
+        variants = [([*where, "r.status = ?"], [*values, code]) for where, values in variants for code in codes]
     statements: list[Statement] = []
-    for key_clause, key in keyed:
-        where = [*clauses, key_clause] if key_clause else clauses
+    for where, values in variants:
         sql = f"SELECT r.rowid, {_COLUMNS} FROM {source}"
-        if where:
-            sql += f" WHERE {' AND '.join(where)}"
-        values = [*parameters, key] if key_clause else list(parameters)
-        statements.append((f"{sql} ORDER BY {order} DESC LIMIT ?", values, text_at))
+        if clauses or where:
+            sql += f" WHERE {' AND '.join([*clauses, *where])}"
+        statements.append((f"{sql} ORDER BY {order} DESC LIMIT ?", [*parameters, *values], text_at))
     return statements
 
 
-def status_clause(status: str) -> tuple[str, list[int]]:
-    """The SQL for a status filter: a code ("404"), a class ("4xx"), "ok" (2xx) or "error" (anything else)."""
+def status_codes(status: str) -> list[int]:
+    """The codes a status filter means: a code ("404"), a class ("4xx"), "ok" (2xx) or "error" (anything else)."""
     value = status.strip().lower()
     if value.isdigit() and len(value) == 3:
-        return "r.status = ?", [int(value)]
+        return [int(value)]
     if match := _STATUS_CLASS.match(value):
         low = int(match.group(1)) * 100
-        return "r.status >= ? AND r.status < ?", [low, low + 100]
+        return list(range(low, low + 100))
     if value == "ok":
-        return "r.status >= ? AND r.status < ?", [200, 300]
+        return list(range(200, 300))
     if value == "error":
-        return "(r.status < ? OR r.status >= ?)", [200, 300]
+        return [*range(100, 200), *range(300, 600)]
     raise GatewayError(
         400,
         f"status '{status}' is not a filter: use a code (200, 404), a class (2xx, 4xx, 5xx), ok or error",
