@@ -50,3 +50,30 @@ def test_smoke_plan_writes_json_and_markdown_with_zero_errors(tmp_path: Path, ll
     ]
     assert all(row["with_us"] > 0 and row["without_us"] > 0 for row in validation)
     assert "What validating the OpenAI fields costs" in (tmp_path / "latest.md").read_text()
+
+
+def test_archive_smoke_plan_builds_a_month_through_the_writer_and_times_the_history_queries(
+    tmp_path: Path, llama_server_binary: Path
+):
+    result = run_bench(["--plan", "archive-smoke"], tmp_path, llama_server_binary, 180)
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.loads((tmp_path / "latest-archive.json").read_text())
+    assert (tmp_path / "latest-archive.md").read_text().startswith("# Corral benchmark (archive-smoke plan")
+    archive = report["results"]["archive_scale"]
+    assert archive["build"]["rows"] == archive["build"]["written"] == 20_000
+    assert archive["build"]["dropped"] == 0
+    assert archive["build"]["blocks"][0]["rows_per_s"] > 0
+    assert archive["build"]["file_bytes"] > 0
+    queries = archive["queries"]
+    assert {"newest_page", "key_day", "text", "usage_30d", "get"} <= queries.keys()
+    assert queries["newest_page"]["rows"] == 100
+    assert queries["key_day"]["rows"] > 0
+    assert queries["text"]["rows"] > 0
+    assert queries["usage_30d"]["series"] > 0
+    assert all(row["median_ms"] > 0 for row in queries.values())
+    assert archive["console_history"]["rows_on_first_page"] > 0
+    targets = [row["target"] for row in report["targets"]]
+    assert any("search by key over one day" in target for target in targets)
+    assert any("text search" in target for target in targets)
+    assert any("30-day usage" in target for target in targets)
