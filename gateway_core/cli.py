@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="what pruning does with a month's file: move it to archive/old/ or delete it (default: %(default)s)",
     )
     archive.add_argument(
+        "--archive-writer",
+        choices=("process", "thread"),
+        default="process",
+        help="where the archive's writer runs: a process of its own, so its work never slows the event loop, or a "
+        "thread of corral-core (default: %(default)s)",
+    )
+    archive.add_argument(
         "--archive-queue",
         type=positive_count,
         default=ARCHIVE_DEFAULTS.queue_rows,
@@ -191,6 +198,7 @@ def archive_settings(args: argparse.Namespace, data_dir: Path) -> ArchiveSetting
         queue_rows=args.archive_queue,
         retain_months=args.retain_months,
         pruned=args.pruned,
+        writer=args.archive_writer,
     )
 
 

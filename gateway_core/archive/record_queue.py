@@ -62,3 +62,7 @@ class RecordQueue:
     @property
     def done(self) -> int:
         return self._done
+
+    @property
+    def done_bytes(self) -> int:
+        return self._done_bytes

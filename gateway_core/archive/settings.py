@@ -9,6 +9,7 @@ from typing import Literal
 from gateway_core.contracts.archive import CaptureMode
 
 PrunedAction = Literal["move", "delete"]
+WriterKind = Literal["thread", "process"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,3 +25,6 @@ class ArchiveSettings:
     flush_interval_s: float = 0.25  # how often the writer commits what is queued: the bound on a kill -9's loss
     retain_months: int | None = None  # keep this many months, the current one included; None keeps everything
     pruned: PrunedAction = "move"  # a pruned month's file is moved to archive/old/, or deleted
+    # Where the writer runs: a process of its own (corral-core's default: its CPU never takes the event loop's
+    # GIL), or a thread of this one (in-process use and tests, which drive it with an injected clock).
+    writer: WriterKind = "thread"

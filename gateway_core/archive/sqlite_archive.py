@@ -25,6 +25,7 @@ from gateway_core.archive.readers import ReaderPool
 from gateway_core.archive.record_queue import RecordQueue
 from gateway_core.archive.settings import ArchiveSettings
 from gateway_core.archive.writer import BATCH_ROWS, ArchiveWriter
+from gateway_core.archive.writer_process import ProcessWriter
 from gateway_core.clock import SYSTEM_CLOCK, Clock
 from gateway_core.contracts.archive import CaptureMode, RequestRecord
 from gateway_core.contracts.errors import GatewayError
@@ -67,9 +68,15 @@ class SqliteArchive:
         self._on_status = on_status
         self._queue = RecordQueue(settings.queue_rows, settings.queue_bytes)
         self._readers = ReaderPool(settings.directory)
-        self._writer = ArchiveWriter(
-            settings, self._queue, self._readers, clock, self._metrics, lambda: self._dropped, self._state_changed
-        )
+        self._writer: ArchiveWriter | ProcessWriter
+        if settings.writer == "process":
+            self._writer = ProcessWriter(
+                settings, self._queue, self._readers, self._metrics, lambda: self._dropped, self._state_changed
+            )
+        else:
+            self._writer = ArchiveWriter(
+                settings, self._queue, self._readers, clock, self._metrics, lambda: self._dropped, self._state_changed
+            )
         self._metrics.watch_queue(lambda: self._queue.depth)
         self._closed = False
         self._dropped = 0  # rows refused at the queue; written on the loop only
@@ -254,4 +261,4 @@ class SqliteArchive:
             )
         if not self._writer.started:
             raise RuntimeError("the archive is not started: call start() first")
-        return await asyncio.wrap_future(self._writer.submit(lambda: self._writer.prune(before, current)))
+        return await asyncio.wrap_future(self._writer.prune_later(before, current))

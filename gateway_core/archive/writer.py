@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway_core.archive.batch import YIELD_S, write_rows
 from gateway_core.archive.bodies import Redactor
@@ -33,7 +33,6 @@ from gateway_core.archive.settings import ArchiveSettings
 from gateway_core.clock import Clock
 from gateway_core.contracts.history_views import PruneAnswer
 from gateway_core.contracts.instants import month_of
-from gateway_core.metrics import ArchiveMetrics
 
 log = logging.getLogger("corral.archive")
 
@@ -47,6 +46,18 @@ WAL_SIDECARS = ("-wal", "-shm")
 T = TypeVar("T")
 
 
+class WriterMetrics(Protocol):
+    """What the writer records: metrics.py's ArchiveMetrics, or writer_child.py's tally sent to the daemon."""
+
+    def rows_written(self, count: int) -> None: ...
+
+    def rows_dropped(self, count: int) -> None: ...
+
+    def write_failed(self) -> None: ...
+
+    def batch_written(self, seconds: float) -> None: ...
+
+
 class ArchiveWriter:
     def __init__(
         self,
@@ -54,11 +65,14 @@ class ArchiveWriter:
         queue: RecordQueue,
         readers: ReaderPool,
         clock: Clock,
-        metrics: ArchiveMetrics,
+        metrics: WriterMetrics,
         dropped: Callable[[], int],
         on_change: Callable[[], None],
+        *,
+        share_gil: bool = True,
     ) -> None:
         self._settings = settings
+        self._share_gil = share_gil  # an event loop runs in this process: hand it the GIL now and then
         self._queue = queue
         self._readers = readers
         self._clock = clock
@@ -108,6 +122,10 @@ class ArchiveWriter:
             self._commands.append((command, future))
         self._wake.set()
         return future
+
+    def prune_later(self, before: str, current: str) -> Future[PruneAnswer]:
+        """Prune between two batches (this writer holds the files' connections)."""
+        return self.submit(lambda: self.prune(before, current))
 
     def when_written(self, accepted: int) -> Future[None]:
         """A future done once the first `accepted` rows ever queued are written (or given up), at the end of a
@@ -169,7 +187,7 @@ class ArchiveWriter:
 
     def _take(self) -> None:
         for number, (record, size) in enumerate(self._queue.take(), start=1):
-            if number % PREPARE_YIELD_EVERY_ROWS == 0:
+            if self._share_gil and number % PREPARE_YIELD_EVERY_ROWS == 0:
                 time.sleep(YIELD_S)
             try:
                 row = prepare(record, self._redactor, self._settings.body_cap)
@@ -186,7 +204,7 @@ class ArchiveWriter:
             rows = self._pending[month]
             started = time.perf_counter()
             try:
-                written = write_rows(self._connection(month), [row for row, _ in rows])
+                written = write_rows(self._connection(month), [row for row, _ in rows], share_gil=self._share_gil)
             except Exception as error:  # disk full, locked, unusable file: keep the rows for the next try
                 self._close_connection(month, checkpoint=False)
                 self._failed(error)

@@ -31,8 +31,12 @@ class StreamFrames(Protocol):
         ...
 
 
-class RequestRecord(msgspec.Struct, kw_only=True, gc=False):
-    """One request, as it ended. Times are wall-clock Unix seconds; durations are seconds."""
+class RequestRecord(msgspec.Struct, gc=False):
+    """One request, as it ended. Times are wall-clock Unix seconds; durations are seconds.
+
+    Build it with keywords; the request path's one call (gateway/archiving.py `finished`) passes the fields in
+    order instead, since a 30-field struct takes about 1.1 µs by keyword and 0.2 µs by position.
+    """
 
     id: str  # the request id: the x-request-id header, the live view's id, the id in log lines
     source: Source

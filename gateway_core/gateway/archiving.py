@@ -58,36 +58,37 @@ def finished(
     started = live.started_at
     first_token = live.first_token_mono
     counted = status < 400 or usage.prompt_tokens > 0 or usage.completion_tokens > 0
+    # Positional, in the struct's field order (contracts/archive.py says why); tests compare every field.
     return RequestRecord(
-        id=live.id,
-        source=live.source,
-        route=live.route,
-        started_at=started,
-        first_token_at=started + (first_token - live.started_mono) if first_token is not None else None,
-        ended_at=started + duration_s,
-        key_id=live.key_id,
-        key_name=live.key_name,
-        model=live.model,
-        provider=live.provider or None,
-        upstream_model=live.upstream_model,
-        status=status,
-        error_code=live.error_code,
-        error_message=live.error_message,
-        providers_tried=live.providers_tried,
-        prompt_tokens=usage.prompt_tokens if counted else None,
-        completion_tokens=usage.completion_tokens if counted else None,
-        latency_s=duration_s,
-        ttft_s=ttft_s,
-        stream=live.stream,
-        client_address=live.client_address,
-        bytes_in=live.bytes_in,
-        bytes_out=live.bytes_out,
-        capture=live.capture,
-        request_body=live.request_body,
-        response_body=live.response_body,
-        response_frames=live.frames,
-        gpu_seconds=gpu[0],
-        energy_joules=gpu[1],
+        live.id,  # id
+        live.source,  # source
+        live.route,  # route
+        started,  # started_at
+        started + (first_token - live.started_mono) if first_token is not None else None,  # first_token_at
+        started + duration_s,  # ended_at
+        live.key_id,  # key_id
+        live.key_name,  # key_name
+        live.model,  # model
+        live.provider or None,  # provider
+        live.upstream_model,  # upstream_model
+        status,  # status
+        live.error_code,  # error_code
+        live.error_message,  # error_message
+        live.providers_tried,  # providers_tried
+        usage.prompt_tokens if counted else None,  # prompt_tokens
+        usage.completion_tokens if counted else None,  # completion_tokens
+        duration_s,  # latency_s
+        ttft_s,  # ttft_s
+        live.stream,  # stream
+        live.client_address,  # client_address
+        live.bytes_in,  # bytes_in
+        live.bytes_out,  # bytes_out
+        live.capture,  # capture
+        live.request_body,  # request_body
+        live.response_body,  # response_body
+        live.frames,  # response_frames
+        gpu[0],  # gpu_seconds
+        gpu[1],  # energy_joules
     )
 
 

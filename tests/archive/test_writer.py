@@ -355,3 +355,20 @@ async def test_a_blocked_writer_drops_rows_past_the_queue_bound_while_record_nev
         assert {"dropping", "failing"} & {status["state"] for status in statuses}
     finally:
         await archive.close()
+
+
+@pytest.mark.asyncio
+async def test_thousands_of_requests_started_at_one_instant_are_all_kept_newest_first_by_arrival(
+    archive: SqliteArchive,
+):
+    at = time.time() - 5.0  # a frozen clock's reading: more rows than one microsecond has tiebreaks for
+    records = [a_record(started_at=at) for _ in range(2500)]
+    for batch in (records[:1200], records[1200:]):
+        for record in batch:
+            archive.record(record)
+        await archive.flush()
+
+    page = await archive.search(HistoryQuery(limit=1000))
+    assert archive.status()["written"] == 2500
+    assert len({row["id"] for row in page["rows"]}) == 1000
+    assert page["rows"][0]["id"] == records[-1].id, "the last written of one instant comes first"
