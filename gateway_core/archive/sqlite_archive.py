@@ -137,6 +137,8 @@ class SqliteArchive:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.settings.directory.mkdir, parents=True, exist_ok=True)
         self._writer.start()
+        if isinstance(self._writer, ProcessWriter):
+            await self._writer.ready()
 
     async def close(self) -> None:
         """Stop accepting, write everything queued, checkpoint and close, within CLOSE_WITHIN_S."""

@@ -68,7 +68,7 @@ def admin_requests(
     provider_name = st.sampled_from((patched_provider,)) | path_names(protected.providers)
     key_id = path_names(protected.keys)
     plan = deployment_schema(model_path)
-    route = draw(st.integers(0, 15))
+    route = draw(st.integers(0, 16))
     if route == 0:
         return _post("/providers", draw(admin_body_bytes(PROVIDER)))
     if route == 1:
@@ -106,6 +106,8 @@ def admin_requests(
         return _post("/fleet/systemd/unit", draw(admin_body_bytes(unit)))
     if route == 14:
         return draw(systemd_actions())
+    if route == 15:
+        return draw(archive_requests())
     return draw(catalog_requests(scratch_dir))
 
 
@@ -164,6 +166,36 @@ def systemd_actions(draw: st.DrawFn) -> FuzzRequest:
         names = names.filter(lambda name: not UNIT_NAME.fullmatch(name))
     query = draw(st.sampled_from(("", "?user=1", "?user=true", "?user=%ff")))
     return FuzzRequest("POST", f"/fleet/systemd/{segment(draw(names))}/{segment(action)}{query}", JSON_HEADERS, b"")
+
+
+_TIMES = one_of_values("7d", "36h", "0", "now", "2026-11-03", "2026-11-03T14:00Z", "-1", "1e400", "nan", "9" * 30)
+_MONTHS = one_of_values("2026-11", "2026-13", "1999-01", "0000-00", "2026-1", "") | st.text(max_size=8)
+_FILTERS = ("key", "model", "provider", "status", "since", "until", "text", "limit", "cursor", "by", "bucket")
+
+
+@st.composite
+def archive_requests(draw: st.DrawFn) -> FuzzRequest:
+    """The history routes: searches with any filters (FTS5 syntax included), one request by id, exports, prunes
+    (of months that cannot exist here, or of nothing) and usage queries."""
+    choice = draw(st.integers(0, 4))
+    if choice in (0, 4):
+        names = _FILTERS[:9] if choice == 0 else ("by", "since", "until", "bucket")
+        values = _TIMES | _QUERY_VALUES | one_of_values("4xx", "ok", "error", "key", "hour", "day", '"a', "a OR", "*")
+        pairs = draw(st.lists(st.tuples(st.sampled_from(names) | st.text(max_size=6), values), max_size=4))
+        query = "&".join(f"{quote(name)}={quote(value)}" for name, value in pairs)
+        return FuzzRequest(
+            "GET", ("/history" if choice == 0 else "/usage") + (f"?{query}" if query else ""), JSON_HEADERS, b""
+        )
+    if choice == 1:
+        return FuzzRequest("GET", f"/history/{segment(draw(path_names(frozenset())))}", JSON_HEADERS, b"")
+    if choice == 2:
+        month, fmt = draw(_MONTHS), draw(one_of_values("jsonl", "csv", "xml", "") | st.text(max_size=5))
+        return FuzzRequest("GET", f"/history/export?month={quote(month)}&format={quote(fmt)}", JSON_HEADERS, b"")
+    before = draw(one_of_values("1970-01", "1999-12", "2999-01") | _MONTHS)  # never a month the gateway holds
+    body = draw(
+        one_of_values(b"", b"{}", b"[]", b'{"before": 1}', b'{"x": "1"}') | st.just(orjson.dumps({"before": before}))
+    )
+    return _post("/history/prune", body)
 
 
 @st.composite
