@@ -1,8 +1,8 @@
 """SqliteArchive: the Archive interface over one SQLite file per UTC month, <directory>/YYYY-MM.sqlite.
 
-`record` is the request path's only call: a bounded queue append, on the event loop. The writer thread
-(writer.py) does everything else that writes; reads run in worker threads on read-only connections
-(readers.py). State changes (starts or stops dropping, starts or stops failing) reach `on_status` on the event
+`record` is the request path's only call: a bounded queue append, on the event loop. The writer (writer.py's
+ArchiveWriter, in a thread, or in a process of its own: writer_process.py, as corral-core runs it) does everything
+else that writes; reads run in worker threads on read-only connections (readers.py). State changes (starts or stops dropping, starts or stops failing) reach `on_status` on the event
 loop, at most once a second.
 """
 
