@@ -2,8 +2,8 @@
 
 `record` is the request path's only call: a bounded queue append, on the event loop. The writer (writer.py's
 ArchiveWriter, in a thread, or in a process of its own: writer_process.py, as corral-core runs it) does everything
-else that writes; reads run in worker threads on read-only connections (readers.py). State changes (starts or stops dropping, starts or stops failing) reach `on_status` on the event
-loop, at most once a second.
+else that writes; reads run in worker threads on read-only connections (readers.py). State changes (starts or
+stops dropping, starts or stops failing) reach `on_status` on the event loop, at most once a second.
 """
 
 from __future__ import annotations
