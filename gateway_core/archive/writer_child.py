@@ -36,7 +36,7 @@ from gateway_core.contracts.archive import RequestRecord
 
 log = logging.getLogger("corral.archive")
 
-WRITER_NICENESS = 10
+WRITER_NICENESS = 19
 CLOSE_WITHIN_S = 7.5  # when the daemon vanished: as long as a SIGTERM's close would have had
 UNBOUNDED = 1 << 62  # the daemon's queue holds the bounds; this one only passes rows on
 RECORD_FIELDS = RequestRecord.__struct_fields__  # the order of the tuples the daemon sends
@@ -193,11 +193,18 @@ def _describe(error: BaseException | None) -> str | None:
     return None if error is None else f"{type(error).__name__}: {error}"
 
 
+def background() -> None:
+    """The lowest CPU priority (nice 19): when the CPUs are short, the gateway's requests come first. Measured at
+    the gateway's best rate on 2 cores, the archive then cost it 3-4 %, against 5-7 % at nice 10. Not SCHED_IDLE,
+    which measured no better there and can starve the writer on a busy box for good; a writer that falls behind
+    fills its bounded queue, and the drops say so."""
+    os.nice(WRITER_NICENESS)
+
+
 def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)  # corral-core stops this process itself, after its own drain
-    # Background work: when the CPUs are short, requests go first. The bounded queue says when it never catches up.
-    os.nice(WRITER_NICENESS)
+    background()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from_json(sys.argv[1])
     WriterChild(settings, FrameWriter(sys.stdout.buffer)).run(sys.stdin.buffer)

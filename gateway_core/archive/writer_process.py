@@ -4,7 +4,8 @@ Why a process: the writer's work is mostly Python (preparing each row) between S
 the daemon it takes the GIL from the event loop; measured against the null upstream on 2 cores that cost the
 gateway 8 to 16 % of its best rate. Here corral-core only pickles what is queued (under 1 µs a row) and writes it
 to the child's stdin, on the event loop itself, 200 rows at a time: a second Python thread doing it would contend
-with the loop for the GIL at every pipe write (a thread cost about 2 % more than this).
+with the loop for the GIL at every pipe write (a thread cost about 2 % more than this). The child runs at the
+lowest CPU priority (writer_child.py `background`).
 
 Rows sent but not yet written still count against the queue's bounds, as in the thread: the child reports after
 each cycle what it has written, and only then are they settled. If the child dies, what it held is counted as
