@@ -1,7 +1,7 @@
 """The hot path: authenticate, parse once, limit, route, forward with failover, account.
 
 No disk I/O and no blocking call happens here; history and key last-used times are flushed elsewhere: each
-request's archive record goes to the archive's bounded queue, and its writer thread does the rest.
+request's archive record goes to the archive's bounded queue, and its writer (a process of its own) does the rest.
 The pipeline is built once with what it uses (state.py wires it) and handles every proxied request.
 """
 
