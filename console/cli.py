@@ -15,17 +15,11 @@ from gateway_core.providers.config import PROVIDER_TYPES
 from gateway_core.settings import default_data_dir, default_socket_path
 
 from . import commands, fleet_commands
+from .arg_types import positive_int
 from .fleet_cli import add_fleet_commands
 from .history_cli import add_history_commands
 
 SOCKET_HELP = "corral-core's admin socket (default: $CORRAL_SOCKET, then $XDG_RUNTIME_DIR/corral.sock)"
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
 
 
 def _gpu_indices(text: str) -> list[int]:
@@ -96,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model to serve (repeatable); without any, the provider's models are discovered",
     )
     add.add_argument("--priority", type=int, metavar="N", help="higher is tried first (default 0)")
-    add.add_argument("--weight", type=_positive_int, metavar="N", help="share among equal priorities (default 1)")
-    add.add_argument("--max-concurrency", type=_positive_int, metavar="N")
+    add.add_argument("--weight", type=positive_int, metavar="N", help="share among equal priorities (default 1)")
+    add.add_argument("--max-concurrency", type=positive_int, metavar="N")
     add.add_argument(
         "--gpus",
         type=_gpu_indices,
@@ -127,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("name", metavar="NAME")
     create.add_argument("--models", metavar="M1,M2", help="the models it may use (default: all)")
-    create.add_argument("--rpm", type=_positive_int, metavar="N", help="requests per minute")
-    create.add_argument("--tpm", type=_positive_int, metavar="N", help="tokens per minute")
-    create.add_argument("--max-concurrency", type=_positive_int, metavar="N")
+    create.add_argument("--rpm", type=positive_int, metavar="N", help="requests per minute")
+    create.add_argument("--tpm", type=positive_int, metavar="N", help="tokens per minute")
+    create.add_argument("--max-concurrency", type=positive_int, metavar="N")
     create.add_argument("--expires-in", type=_positive_float, metavar="DAYS")
     create.add_argument(
         "--capture",
@@ -150,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("model", metavar="MODEL")
     chat.add_argument("prompt", metavar="PROMPT")
     chat.add_argument("--system", metavar="S", help="a system message")
-    chat.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    chat.add_argument("--max-tokens", type=positive_int, metavar="N")
     chat.add_argument("--temperature", type=float, metavar="T")
     return parser
 

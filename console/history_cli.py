@@ -14,6 +14,7 @@ from collections.abc import Callable
 from gateway_core.contracts.instants import InstantError, check_month, parse_instant
 
 from . import history_commands
+from .arg_types import positive_int
 from .screens.history_filter import FilterError, check_status
 
 Command = Callable[..., argparse.ArgumentParser]
@@ -41,16 +42,6 @@ def status(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
-    return value
-
-
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", metavar="K", help="a key's id or name")
     parser.add_argument("--model", metavar="M", help="the public model asked for")
@@ -59,7 +50,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=instant, metavar="T", help=f"from: {TIME_HELP}")
     parser.add_argument("--until", type=instant, metavar="T", help=f"to: {TIME_HELP}")
     parser.add_argument("--text", metavar="Q", help="full-text search over the bodies (SQLite FTS5 syntax)")
-    parser.add_argument("--limit", type=positive, default=100, metavar="N", help="at most N rows (default 100)")
+    parser.add_argument("--limit", type=positive_int, default=100, metavar="N", help="at most N rows (default 100)")
 
 
 def add_history_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], command: Command) -> None:

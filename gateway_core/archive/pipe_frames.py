@@ -12,7 +12,7 @@ import struct
 import threading
 from typing import IO, Any
 
-_LENGTH = struct.Struct("!I")
+LENGTH = struct.Struct("!I")  # each message's size, before it
 
 
 class FrameWriter:
@@ -25,7 +25,7 @@ class FrameWriter:
     def send(self, message: Any) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            self._stream.write(_LENGTH.pack(len(data)))
+            self._stream.write(LENGTH.pack(len(data)))
             self._stream.write(data)
             self._stream.flush()
 
@@ -36,8 +36,8 @@ class FrameWriter:
 
 def receive(stream: IO[bytes]) -> Any:
     """The next message; raises EOFError when the other end has closed (or died)."""
-    header = _read_exactly(stream, _LENGTH.size)
-    return pickle.loads(_read_exactly(stream, _LENGTH.unpack(header)[0]))
+    header = _read_exactly(stream, LENGTH.size)
+    return pickle.loads(_read_exactly(stream, LENGTH.unpack(header)[0]))
 
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes:

@@ -14,7 +14,6 @@ Messages in (pipe_frames): ("records", [(a RequestRecord's field values, size), 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -152,9 +151,7 @@ class WriterChild:
                 self._reply(self._writer.when_written(self._queue.accepted), "flushed", message[1])
             elif kind == "prune":
                 _, token, before, current = message
-                self._reply(
-                    self._writer.submit(functools.partial(self._writer.prune, before, current)), "pruned", token
-                )
+                self._reply(self._writer.prune_later(before, current), "pruned", token)
             elif kind == "stop":
                 within = message[1]
                 break

@@ -19,7 +19,6 @@ import contextlib
 import itertools
 import logging
 import pickle
-import struct
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -27,6 +26,7 @@ from typing import Any
 
 from msgspec.structs import astuple
 
+from gateway_core.archive.pipe_frames import LENGTH  # its framing, written here with asyncio's streams
 from gateway_core.archive.readers import ReaderPool
 from gateway_core.archive.record_queue import RecordQueue
 from gateway_core.archive.settings import ArchiveSettings
@@ -40,7 +40,6 @@ log = logging.getLogger("corral.archive")
 CHILD_MAIN = "from gateway_core.archive.writer_child import main; main()"
 SHIP_ROWS = 200  # rows per message: one pickling on the loop takes about 0.1 ms
 RESTART_AFTER_S = 1.0
-_LENGTH = struct.Struct("!I")  # pipe_frames.py's framing, written here with asyncio's streams
 
 
 class ProcessWriter:
@@ -186,7 +185,7 @@ class ProcessWriter:
             return False
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            child.stdin.write(_LENGTH.pack(len(data)) + data)
+            child.stdin.write(LENGTH.pack(len(data)) + data)
             await child.stdin.drain()  # waits (without blocking the loop) while the child is behind
         except (BrokenPipeError, ConnectionResetError):
             return False
@@ -216,8 +215,8 @@ class ProcessWriter:
         stopped = False
         while True:
             try:
-                header = await child.stdout.readexactly(_LENGTH.size)
-                message = pickle.loads(await child.stdout.readexactly(_LENGTH.unpack(header)[0]))
+                header = await child.stdout.readexactly(LENGTH.size)
+                message = pickle.loads(await child.stdout.readexactly(LENGTH.unpack(header)[0]))
             except asyncio.IncompleteReadError:
                 break
             except Exception:  # a message this side cannot read: a bug, reported; the next one may be fine

@@ -77,13 +77,3 @@ class ArchiveSink(Protocol):
     def capture_for(self, key_capture: CaptureMode | None) -> CaptureMode:
         """The capture mode for a request: the key's own, else the gateway's."""
         ...
-
-
-class NoArchive:
-    """The sink when there is no archive (tests of other parts, `--capture off` with nothing to write)."""
-
-    def record(self, record: RequestRecord) -> None:
-        return None
-
-    def capture_for(self, key_capture: CaptureMode | None) -> CaptureMode:
-        return "off"

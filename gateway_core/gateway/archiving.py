@@ -30,16 +30,6 @@ class GpuMeter(Protocol):
         ...
 
 
-class NoGpuMeter:
-    """No GPU accounting: every request reads as not run on this box's GPUs."""
-
-    def begin(self, request_id: str, provider: str) -> None:
-        return None
-
-    def end(self, request_id: str) -> tuple[float | None, float | None]:
-        return None, None
-
-
 def client_address(request: Request) -> str | None:
     client = request.scope.get("client")
     return str(client[0]) if client else None

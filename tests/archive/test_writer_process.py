@@ -17,6 +17,7 @@ from gateway_core.archive import ArchiveSettings, SqliteArchive
 from gateway_core.archive.capture import StreamCapture
 from gateway_core.contracts.instants import month_of
 from tests.archive.records import a_record
+from tests.testbed.child_processes import process_ended
 from tests.testbed.waiting import wait_for, wait_for_async
 
 
@@ -109,9 +110,12 @@ def test_kill_9_of_the_daemon_still_writes_what_its_writer_process_was_sent(tmp_
             for _ in range(200):
                 archive.record(a_record())
             archive._writer.wake()
-            await asyncio.sleep(0.5)  # this process's own pacing: long enough to ship, never waited on by the test
+            writer = archive._writer
+            # Shipped, and out of this process's buffer into the pipe (asyncio's drain() leaves up to 64 KiB here).
+            while writer._shipped_rows < 200 or writer._child.stdin.transport.get_write_buffer_size():
+                await asyncio.sleep(0)
             print(archive._writer._child.pid, flush=True)
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # until the test kills this process
 
         asyncio.run(main())
         """
@@ -123,14 +127,7 @@ def test_kill_9_of_the_daemon_still_writes_what_its_writer_process_was_sent(tmp_
     daemon.wait(timeout=10)
     daemon.stdout.close()
 
-    def child_gone() -> bool:
-        try:
-            os.kill(child_pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    wait_for(child_gone, "the orphaned writer process to write what it had and exit")
+    wait_for(lambda: process_ended(child_pid), "the orphaned writer process to write what it had and exit")
     months = list(tmp_path.glob("*.sqlite"))
     assert len(months) == 1
     with sqlite3.connect(months[0]) as db:

@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from gateway_core.contracts.instants import month_of
+from tests.testbed.child_processes import children_of, process_ended
 from tests.testbed.daemon import CorralDaemon
 from tests.testbed.waiting import wait_for
 
@@ -42,10 +43,6 @@ def entry(daemon: CorralDaemon, request_id: str) -> dict[str, Any]:
 
     wait_for(written, f"request {request_id} to be in the archive")
     return found
-
-
-def children_of(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def month_files(daemon: CorralDaemon) -> list[Path]:
@@ -278,7 +275,7 @@ def test_kill_9_under_load_loses_at_most_the_last_batch_and_the_file_stays_sound
         worker.join(timeout=30)
     daemon.process.wait(timeout=10)
     # The writer outlives the daemon just long enough to write what it was sent.
-    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in writers), "the orphaned writer to finish")
+    wait_for(lambda: all(process_ended(pid) for pid in writers), "the orphaned writer to finish")
 
     path = daemon.data_dir / "archive" / f"{month_of(time.time())}.sqlite"
     with sqlite3.connect(path) as db:
