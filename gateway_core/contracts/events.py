@@ -16,6 +16,7 @@ from typing import Literal, Protocol, get_args, overload
 
 from gateway_core.contracts.fleet_views import ContainerEventView, FleetView, GpuSnapshotView
 from gateway_core.contracts.history_views import ArchiveStatusView
+from gateway_core.contracts.jobs import DeliveryView, JobView
 from gateway_core.contracts.views import (
     KeyRemoved,
     KeyView,
@@ -39,6 +40,8 @@ EventKind = Literal[
     "fleet",  # FleetView, after container events change the inventory
     "container",  # ContainerEventView: one engine event on a llama-server container
     "archive",  # ArchiveStatusView: the archive's writer started or stopped dropping rows or failing, at most 1/s
+    "job",  # JobView (with `result` left out, as None): a queued job was added or changed state
+    "delivery",  # DeliveryView: a callback delivery was added, attempted, delivered or dead-lettered
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 # The kinds that describe one live request; each payload's "id" names it (squashing relies on that).
@@ -56,6 +59,8 @@ EventPayload = (
     | FleetView
     | ContainerEventView
     | ArchiveStatusView
+    | JobView
+    | DeliveryView
 )
 
 # What the client yields: one pair per event, narrowed by its kind.
@@ -72,6 +77,8 @@ DaemonEvent = (
     | tuple[Literal["fleet"], FleetView]
     | tuple[Literal["container"], ContainerEventView]
     | tuple[Literal["archive"], ArchiveStatusView]
+    | tuple[Literal["job"], JobView]
+    | tuple[Literal["delivery"], DeliveryView]
 )
 
 
@@ -99,5 +106,9 @@ class Publish(Protocol):
     def __call__(self, kind: Literal["container"], data: ContainerEventView) -> None: ...
     @overload
     def __call__(self, kind: Literal["archive"], data: ArchiveStatusView) -> None: ...
+    @overload
+    def __call__(self, kind: Literal["job"], data: JobView) -> None: ...
+    @overload
+    def __call__(self, kind: Literal["delivery"], data: DeliveryView) -> None: ...
     def __call__(self, kind: EventKind, data: EventPayload) -> None:
         """What `EventBus` implements; callers are held to the overloads above."""
