@@ -20,6 +20,7 @@ import httpx
 
 from gateway_core.client_fleet import FleetCalls
 from gateway_core.client_history import HistoryCalls
+from gateway_core.client_jobs import JobCalls
 from gateway_core.client_transport import (
     DEFAULT_TIMEOUT_S,
     AdminTransport,
@@ -112,7 +113,7 @@ class ChatStream:
         raise CorralError("the stream ended before the answer was complete (no [DONE])")
 
 
-class CorralClient(FleetCalls, HistoryCalls):
+class CorralClient(FleetCalls, HistoryCalls, JobCalls):
     """The admin API over the Unix socket. Every method raises CorralError (DaemonNotRunning when nobody answers)."""
 
     def __init__(self, socket_path: str | Path | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
