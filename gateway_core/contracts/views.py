@@ -17,8 +17,9 @@ ProviderType = Literal["llama-server", "ollama", "openai", "anthropic"]
 # What the last probe found.
 Health = Literal["unknown", "ready", "loading", "down"]
 CircuitState = Literal["closed", "open", "half_open"]
-# What operators see: the health, unless the provider is disabled or its circuit is open.
-ProviderState = Literal["disabled", "ready", "loading", "down", "circuit_open", "unknown"]
+# What operators see: the health, unless the provider is disabled, drained for maintenance (draining while
+# requests it took still run, drained once none does) or its circuit is open.
+ProviderState = Literal["disabled", "draining", "drained", "ready", "loading", "down", "circuit_open", "unknown"]
 
 # -- providers --------------------------------------------------------------------------------------------
 
@@ -105,9 +106,10 @@ class KeyView(KeyPublicView):
 
 
 class CreatedKey(KeyView):
-    """POST /keys: the view and the full secret, shown this once."""
+    """POST /keys: the view, the full key and its webhook secret (`whsec_…`, signs its callbacks), shown this once."""
 
     key: str
+    webhook_secret: str
 
 
 class KeyRemoved(TypedDict):
