@@ -79,6 +79,7 @@ class AdminApi:
             Route("/keys/{id}", self.update_key, methods=["PATCH"]),
             Route("/keys/{id}", self.delete_key, methods=["DELETE"]),
             Route("/keys/{id}/revoke", self.revoke_key, methods=["POST"]),
+            Route("/keys/{id}/webhook-secret", self.rotate_webhook_secret, methods=["POST"]),
             Route("/models", self.models, methods=["GET"]),
             Route("/requests", self.live_requests, methods=["GET"]),
             Route("/requests/{id}", self.cancel_request, methods=["DELETE"]),
@@ -177,8 +178,13 @@ class AdminApi:
 
     async def create_key(self, request: Request) -> Response:
         key, plaintext = self._keys.create(KeySpec.model_validate(await read_json(request)))
-        created: CreatedKey = {**self._keys.view(key), "key": plaintext}
+        if key.webhook_secret is None:  # new_key always makes one: a key without one could sign nothing
+            raise RuntimeError(f"key {key.id} was created without a webhook secret")
+        created: CreatedKey = {**self._keys.view(key), "key": plaintext, "webhook_secret": key.webhook_secret}
         return json_response(created, status=201)
+
+    async def rotate_webhook_secret(self, request: Request) -> Response:
+        return json_response(self._keys.rotate_webhook_secret(self._keys.require(request.path_params["id"])))
 
     async def update_key(self, request: Request) -> Response:
         key = self._keys.require(request.path_params["id"])
