@@ -6,11 +6,22 @@ the API, the event stream and callbacks. `result` stays the upstream's JSON byte
 
 from __future__ import annotations
 
+import os
+
 import msgspec
 
 from gateway_core.contracts.jobs import JobError, JobRoute, JobState, JobUsage, JobView
 
 ID_PREFIX = "job_"
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_job_id(now: float) -> str:
+    """ "job_" + a ULID: 48 bits of milliseconds then 80 random bits, 26 Crockford base32 characters, so ids
+    sort by creation time and cannot be guessed."""
+    value = (int(now * 1000) & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = [_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5)]
+    return ID_PREFIX + "".join(chars)
 
 
 class Job(msgspec.Struct, kw_only=True):
