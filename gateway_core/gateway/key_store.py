@@ -2,6 +2,9 @@
 
 The request path only reads the KeyRing (`ring`); it records last-used times in memory, and this store saves
 them every LAST_USED_FLUSH_S and at shutdown, so no request ever waits on the disk.
+
+Webhook secrets: a key's current one, and after a rotation the previous one until its window ends, are what
+`webhook_secrets` gives the callback service to sign with.
 """
 
 from __future__ import annotations
@@ -14,21 +17,32 @@ from dataclasses import replace
 from gateway_core.clock import Clock
 from gateway_core.contracts.admin_requests import KeySpec, KeyUpdate
 from gateway_core.contracts.errors import GatewayError
+from gateway_core.contracts.jobs import WebhookSecretView
 from gateway_core.contracts.views import KeyView
 from gateway_core.events import EventBus
-from gateway_core.gateway.keys import ApiKey, KeyRing, new_key
+from gateway_core.gateway.keys import ApiKey, KeyRing, new_key, new_webhook_secret
 from gateway_core.gateway.limits import RateLimiter
 from gateway_core.store.config_store import ConfigStore
 
 LAST_USED_FLUSH_S = 30.0
 DAY_S = 86400.0
+WEBHOOK_ROTATION_WINDOW_S = DAY_S  # how long the previous webhook secret keeps signing after a rotation
 
 
 class KeyStore:
     """Every key, in the ring the request path authenticates against and in config.json, kept in step."""
 
-    def __init__(self, store: ConfigStore, limiter: RateLimiter, events: EventBus, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: ConfigStore,
+        limiter: RateLimiter,
+        events: EventBus,
+        clock: Clock,
+        *,
+        webhook_rotation_window_s: float = WEBHOOK_ROTATION_WINDOW_S,
+    ) -> None:
         self._store = store
+        self.webhook_rotation_window_s = webhook_rotation_window_s
         self._limiter = limiter
         self._events = events
         self._clock = clock
@@ -65,6 +79,11 @@ class KeyStore:
     def views(self) -> list[KeyView]:
         return [self.view(key) for key in self.ring]
 
+    def webhook_secrets(self, key_id: str) -> list[str]:
+        """What the key's callbacks are signed with now; empty for an unknown key or one without a secret."""
+        key = self.ring.find_by_id(key_id)
+        return key.webhook_secrets(self._clock.time()) if key is not None else []
+
     # -- changing -------------------------------------------------------------------------------------
 
     def create(self, spec: KeySpec) -> tuple[ApiKey, str]:
@@ -95,6 +114,24 @@ class KeyStore:
         updated = replace(key, **changes)
         self._save(updated)
         return updated
+
+    def rotate_webhook_secret(self, key: ApiKey) -> WebhookSecretView:
+        """A new webhook secret, returned this once; the current one keeps signing through the rotation window.
+
+        Rotating again inside a window drops the oldest secret: at most two ever sign.
+        """
+        now = self._clock.time()
+        until = now + self.webhook_rotation_window_s if key.webhook_secret is not None else None
+        secret = new_webhook_secret()
+        self._save(
+            replace(
+                key,
+                webhook_secret=secret,
+                previous_webhook_secret=key.webhook_secret,
+                previous_webhook_secret_until=until,
+            )
+        )
+        return {"key_id": key.id, "webhook_secret": secret, "previous_valid_until": until}
 
     def revoke(self, key: ApiKey) -> ApiKey:
         """Refused from its next request on; kept, so the admin still sees who it was."""

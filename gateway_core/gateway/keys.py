@@ -1,10 +1,15 @@
 """Corral API keys: `sk-corral-<id>-<secret>`. Only the SHA-256 of the secret is kept.
 
 Lookup is a dict lookup by id plus one hash and a constant-time compare.
+
+Each key also has a webhook secret (`whsec_<base64 of 32 random bytes>`, the Standard Webhooks format) that
+signs the ReplyTo callbacks of its jobs. Unlike the key's own secret it is kept whole (config.json, mode 0600),
+since signing needs it; it is shown once, when the key is created or the secret rotated, and never in a view.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -25,6 +30,8 @@ PREFIX = "sk-corral-"
 # Base62 only, so a key never holds the '-' that separates its parts (and double-clicks select it whole).
 SECRET_ALPHABET = string.ascii_letters + string.digits
 SECRET_LENGTH = 43  # about 256 bits
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,12 @@ class ApiKey:
     revoked: bool = False
     created_at: float = field(default_factory=time.time)
     capture: CaptureMode | None = None  # what the archive keeps of its requests; None: the gateway's setting
+    # Signs its jobs' callbacks; None for a key made before webhook secrets existed, until it is rotated.
+    # repr=False: a logged or printed key never shows a secret.
+    webhook_secret: str | None = field(default=None, repr=False)
+    # The secret before the last rotation, which keeps signing (beside the new one) until the time after it.
+    previous_webhook_secret: str | None = field(default=None, repr=False)
+    previous_webhook_secret_until: float | None = None
 
     @property
     def limits(self) -> KeyLimits:
@@ -55,6 +68,14 @@ class ApiKey:
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now
+
+    def webhook_secrets(self, now: float) -> list[str]:
+        """The secrets its callbacks are signed with now: the current one, and the previous one in its window."""
+        current = [self.webhook_secret] if self.webhook_secret is not None else []
+        until = self.previous_webhook_secret_until
+        if self.previous_webhook_secret is not None and until is not None and now < until:
+            return [*current, self.previous_webhook_secret]
+        return current
 
     def public_view(self, *, now: float, last_used_at: float | None = None) -> KeyPublicView:
         """The key without its secret's hash, as the admin API shows it."""
@@ -86,6 +107,10 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def new_webhook_secret() -> str:
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(WEBHOOK_SECRET_BYTES)).decode()
+
+
 def new_key(
     name: str,
     *,
@@ -97,7 +122,7 @@ def new_key(
     expires_at: float | None = None,
     capture: CaptureMode | None = None,
 ) -> tuple[ApiKey, str]:
-    """Make a key; the plaintext is returned once and never stored."""
+    """Make a key, with a webhook secret; the key's plaintext is returned once and never stored."""
     key_id = secrets.token_hex(6)
     secret = "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
     key = ApiKey(
@@ -111,6 +136,7 @@ def new_key(
         expires_at=expires_at,
         created_at=created_at,
         capture=capture,
+        webhook_secret=new_webhook_secret(),
     )
     return key, f"{PREFIX}{key_id}-{secret}"
 
