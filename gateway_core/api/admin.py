@@ -74,6 +74,8 @@ class AdminApi:
             Route("/providers/{name}", self.update_provider, methods=["PATCH"]),
             Route("/providers/{name}", self.delete_provider, methods=["DELETE"]),
             Route("/providers/{name}/test", self.test_saved_provider, methods=["POST"]),
+            Route("/providers/{name}/drain", self.drain_provider, methods=["POST"]),
+            Route("/providers/{name}/undrain", self.undrain_provider, methods=["POST"]),
             Route("/keys", self.list_keys, methods=["GET"]),
             Route("/keys", self.create_key, methods=["POST"]),
             Route("/keys/{id}", self.update_key, methods=["PATCH"]),
@@ -163,6 +165,12 @@ class AdminApi:
 
     async def test_saved_provider(self, request: Request) -> Response:
         return json_response(await self._registry.test(request.path_params["name"]))
+
+    async def drain_provider(self, request: Request) -> Response:
+        return json_response(self._registry.drain(request.path_params["name"]).summary())
+
+    async def undrain_provider(self, request: Request) -> Response:
+        return json_response(self._registry.undrain(request.path_params["name"]).summary())
 
     async def test_unsaved_provider(self, request: Request) -> Response:
         config = ProviderConfig.model_validate(await read_json(request))
