@@ -33,7 +33,8 @@ def _rotate(tied: list[ProviderRuntime]) -> ProviderRuntime:
 
 
 def plan(candidates: Iterable[ProviderRuntime]) -> list[ProviderRuntime]:
-    """Routable providers in the order to try them: the chosen one first, then fallbacks."""
+    """Routable providers in the order to try them: the chosen one first, then fallbacks (never one that is
+    disabled, drained for maintenance, not ready, open-circuited or at its max concurrency)."""
     order: list[ProviderRuntime] = []
     for tier in _tiers(p for p in candidates if p.routable()):
         remaining = sorted(tier, key=lambda p: p.load)

@@ -31,6 +31,9 @@ class ProviderConfig(BaseModel):
     weight: int = Field(default=1, ge=1, le=1000)
     max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
     enabled: bool = True
+    # Drained for maintenance: no new requests or jobs until undrained. Kept here so a restart keeps it; set it
+    # through ProviderRegistry.drain and undrain, which leave the requests in flight running.
+    draining: bool = False
     # The GPUs of this box that this provider's llama-server runs on, for GPU time and energy per request.
     # Corral's own deployments are known without it; this is for a server it did not deploy.
     gpus: list[int] | None = None

@@ -2,6 +2,9 @@
 
 Deployments from the fleet become providers here too, under their own name, and each request attempt holds
 one of a provider's slots through a `Slot`, which frees it (and wakes a request waiting for one) exactly once.
+
+A provider can be drained for maintenance (`drain`): it takes no new requests or jobs, what it holds runs to its
+end, and its state goes from "draining" to "drained" when its last slot is released; `undrain` routes to it again.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class Slot:
         provider.in_flight -= 1
         registry = self._registry
         registry.metrics.in_flight(provider.name, -1)
+        if provider.in_flight == 0 and provider.config.draining:
+            registry.drained(provider)
         registry.signal_slot_released()
 
 
@@ -149,6 +154,25 @@ class ProviderRegistry:
             code="model_not_found",
         )
 
+    def no_route(self, model: str, candidates: list[ProviderRuntime]) -> GatewayError:
+        """Why none of a model's candidates can take a request now: all drained for maintenance, or none ready."""
+        if candidates and all(p.draining for p in candidates):
+            names = ", ".join(p.name for p in candidates)
+            return GatewayError(
+                503,
+                f"model '{model}' is served only by providers drained for maintenance ({names}); retry later, "
+                f"or ask the operator to undrain one (`corral providers undrain {candidates[0].name}`)",
+                code="provider_draining",
+                headers={"retry-after": "10"},
+            )
+        states = ", ".join(f"{p.name} {p.state}" for p in candidates)
+        return GatewayError(
+            503,
+            f"no provider for model '{model}' is ready ({states}); retry shortly",
+            code="no_provider_ready",
+            headers={"retry-after": "1"},
+        )
+
     def occupy(self, provider: ProviderRuntime) -> Slot:
         """Hold one of the provider's slots for an attempt; release the Slot when the attempt is over."""
         return Slot(self, provider)
@@ -198,6 +222,15 @@ class ProviderRegistry:
         """
         if "name" in changes and changes["name"] != runtime.name:
             raise GatewayError(400, "name: a provider cannot be renamed; remove it and add it again", param="name")
+        if "draining" in changes and changes["draining"] != runtime.draining:
+            # Replacing the runtime would forget the requests in flight, which a drain waits for.
+            raise GatewayError(
+                400,
+                f"draining: drain or undrain with `corral providers drain|undrain {runtime.name}` "
+                f"(POST /providers/{runtime.name}/drain or /undrain)",
+                param="draining",
+                code="invalid_field",
+            )
         return await self.put(ProviderConfig.model_validate({**runtime.config.stored(), **changes}))
 
     async def put(self, config: ProviderConfig) -> ProviderRuntime:
@@ -224,6 +257,46 @@ class ProviderRegistry:
         self._events.publish("provider.removed", {"name": name})
         log.info("provider %s removed", name)
         return True
+
+    # -- maintenance ----------------------------------------------------------------------------------
+
+    def drain(self, name: str) -> ProviderRuntime:
+        """Send the provider nothing new, saved so a restart keeps it; what it holds now runs to its end.
+
+        The runtime stays the same object, so the requests in flight keep counting on it until the last one
+        releases its slot and the provider turns "drained". Draining a drained provider changes nothing.
+        """
+        runtime = self.require(name)
+        if not runtime.draining:
+            self._set_draining(runtime, True)
+            log.info("provider %s draining (%d in flight)", name, runtime.in_flight)
+            self._publish_state(runtime)
+        return runtime
+
+    def undrain(self, name: str) -> ProviderRuntime:
+        """Route to the provider again; what waits for capacity (requests, jobs) is woken."""
+        runtime = self.require(name)
+        if runtime.draining:
+            self._set_draining(runtime, False)
+            log.info("provider %s undrained", name)
+            self._publish_state(runtime)
+            self.signal_slot_released()
+        return runtime
+
+    def drained(self, runtime: ProviderRuntime) -> None:
+        """The last request a draining provider held has ended (Slot.release)."""
+        if self.providers.get(runtime.name) is runtime:  # not one replaced since, whose view would be stale
+            log.info("provider %s drained: nothing in flight", runtime.name)
+            self._publish_state(runtime)
+
+    def _set_draining(self, runtime: ProviderRuntime, draining: bool) -> None:
+        config = runtime.config.model_copy(update={"draining": draining})
+        self._store.put("providers", "name", config.stored())
+        runtime.config = config
+
+    def _publish_state(self, runtime: ProviderRuntime) -> None:
+        self.metrics.provider_state(runtime.name, runtime.state if runtime.state in PROVIDER_STATES else "down")
+        self._events.publish("provider", runtime.summary())
 
     async def test(self, name: str) -> ProbeAnswer:
         """Probe a saved provider now, as its loop would, and say what was found."""

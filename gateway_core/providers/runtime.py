@@ -67,8 +67,16 @@ class ProviderRuntime:
         return known is None or all(kind in known for kind in media)
 
     @property
+    def draining(self) -> bool:
+        """Drained for maintenance: it takes nothing new, and what it took runs to its end."""
+        return self.config.draining
+
+    @property
     def state(self) -> ProviderState:
-        """What operators see: disabled, ready, loading, down, circuit_open or unknown."""
+        """What operators see: draining or drained (the operator's drain, whatever the health says: `enabled` is
+        in the view on its own), disabled, ready, loading, down, circuit_open or unknown."""
+        if self.config.draining:
+            return "draining" if self.in_flight else "drained"
         if not self.config.enabled:
             return "disabled"
         if self.health == "ready" and self.breaker.state == "open":
@@ -76,15 +84,26 @@ class ProviderRuntime:
         return self.health
 
     def routable(self) -> bool:
-        if not self.config.enabled or self.health != "ready" or not self.breaker.allows_request():
+        if (
+            not self.config.enabled
+            or self.config.draining
+            or self.health != "ready"
+            or not self.breaker.allows_request()
+        ):
             return False
         limit = self.config.max_concurrency
         return limit is None or self.in_flight < limit
 
     def saturated(self) -> bool:
-        """Healthy, but at its max concurrency: worth waiting for rather than refusing."""
+        """Healthy, but at its max concurrency: worth waiting for rather than refusing (a draining one is not)."""
         limit = self.config.max_concurrency
-        return self.config.enabled and self.health == "ready" and limit is not None and self.in_flight >= limit
+        return (
+            self.config.enabled
+            and not self.config.draining
+            and self.health == "ready"
+            and limit is not None
+            and self.in_flight >= limit
+        )
 
     @property
     def load(self) -> float:
