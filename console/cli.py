@@ -14,10 +14,11 @@ from gateway_core.contracts.archive import CAPTURE_MODES
 from gateway_core.providers.config import PROVIDER_TYPES
 from gateway_core.settings import default_data_dir, default_socket_path
 
-from . import commands, fleet_commands
+from . import commands, fleet_commands, jobs_commands
 from .arg_types import positive_int
 from .fleet_cli import add_fleet_commands
 from .history_cli import add_history_commands
+from .jobs_cli import add_jobs_commands
 
 SOCKET_HELP = "corral-core's admin socket (default: $CORRAL_SOCKET, then $XDG_RUNTIME_DIR/corral.sock)"
 
@@ -136,9 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     command(ksub, "remove", commands.keys_remove, "delete a key for good").add_argument(
         "id_or_name", metavar="ID_OR_NAME"
     )
+    command(
+        ksub,
+        "rotate-webhook-secret",
+        jobs_commands.keys_rotate_webhook_secret,
+        "a new secret for the key's callbacks, printed once on the last line; the old one signs for a while too",
+        json=True,
+    ).add_argument("id_or_name", metavar="ID_OR_NAME")
 
     add_fleet_commands(sub, command, common)
     add_history_commands(sub, command)
+    add_jobs_commands(sub, command, common)
 
     chat = command(sub, "chat", commands.chat, "send one prompt through the gateway and stream the answer")
     chat.add_argument("model", metavar="MODEL")

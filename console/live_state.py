@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
+from console.job_state import DeliveriesState, JobsState
 from gateway_core.contracts.events import EventKind, EventPayload
 from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
 from gateway_core.contracts.history_views import ArchiveStatusView
+from gateway_core.contracts.jobs import DeliveryView, JobCounts, JobView
 from gateway_core.contracts.views import (
     KeyRemoved,
     KeyView,
@@ -25,7 +27,7 @@ from gateway_core.contracts.views import (
     Snapshot,
 )
 
-SECTIONS = ("status", "providers", "keys", "requests", "gpus", "fleet", "archive")
+SECTIONS = ("status", "providers", "keys", "requests", "gpus", "fleet", "archive", "jobs", "deliveries")
 ENDED_KEPT = 4096  # ended requests kept for a rate view to count; bounds memory while no dashboard reads them
 
 # Kinds the console receives and deliberately does not apply. "container": one engine event on a llama-server
@@ -61,6 +63,8 @@ class LiveState:
     gpus: GpuSnapshotView = field(default_factory=_connecting_gpus)
     fleet: FleetView = field(default_factory=_connecting_fleet)
     archive: ArchiveStatusView | None = None  # the request archive's writer; None until the first snapshot
+    jobs: JobsState = field(default_factory=JobsState)  # queued jobs: counts by state and the newest few
+    deliveries: DeliveriesState = field(default_factory=DeliveriesState)  # callback deliveries since the snapshot
     finished: int = 0  # requests finished since the snapshot
     # The request.end views since a rate view last took them: a request shorter than one redraw is never in
     # `requests` when a screen looks, so rates are counted from these.
@@ -92,6 +96,9 @@ class LiveState:
         self.gpus = data["gpus"]
         self.fleet = data["fleet"]
         self.archive = data.get("archive")  # .get: a corral-core from before the archive sends none
+        # .get: a corral-core from before the queue sends none
+        self.jobs.reset(cast("JobCounts | None", data.get("jobs")), data["started_at"] + data["uptime_s"])
+        self.deliveries.clear()
         return set(SECTIONS)
 
     def _provider(self, data: ProviderView) -> set[str]:
@@ -130,6 +137,14 @@ class LiveState:
         self.archive = data
         return {"archive"}
 
+    def _job(self, data: JobView) -> set[str]:
+        self.jobs.apply(data)
+        return {"jobs"}
+
+    def _delivery(self, data: DeliveryView) -> set[str]:
+        self.deliveries.apply(data)
+        return {"deliveries"}
+
     def take_ended(self) -> list[RequestEnd]:
         """The ended requests' last views since the previous call."""
         ended = list(self.ended)
@@ -154,5 +169,7 @@ _HANDLERS: dict[str, Callable[[LiveState, Any], set[str]]] = {
     "gpus": LiveState._gpus,
     "fleet": LiveState._fleet,
     "archive": LiveState._archive,
+    "job": LiveState._job,
+    "delivery": LiveState._delivery,
 }
 APPLIED_KINDS: frozenset[str] = frozenset(_HANDLERS)
