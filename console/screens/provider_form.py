@@ -40,6 +40,7 @@ NEW_PROVIDER: ProviderPublicView = {
     "weight": 1,
     "max_concurrency": None,
     "enabled": True,
+    "draining": False,
     "api_key_hint": None,
     "gpus": None,
 }

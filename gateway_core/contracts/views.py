@@ -36,6 +36,7 @@ class ProviderPublicView(TypedDict):
     weight: int
     max_concurrency: int | None
     enabled: bool
+    draining: bool  # drained for maintenance (`corral providers drain`): nothing new is sent to it
     gpus: list[int] | None  # this box's GPUs its server runs on, as configured (None: not configured)
     api_key_hint: str | None  # "…abcd", "set", or None when there is no key
 

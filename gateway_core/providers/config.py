@@ -116,6 +116,7 @@ class ProviderConfig(BaseModel):
             "weight": self.weight,
             "max_concurrency": self.max_concurrency,
             "enabled": self.enabled,
+            "draining": self.draining,
             "gpus": list(self.gpus) if self.gpus is not None else None,
             "api_key_hint": f"…{key[-4:]}" if key and len(key) >= 8 else ("set" if key else None),
         }

@@ -70,6 +70,7 @@ def provider(
         "max_concurrency": None,
         "gpus": None,
         "enabled": state != "disabled",
+        "draining": state in ("draining", "drained"),
         "api_key_hint": None,
         "state": state,
         "health_detail": "",
