@@ -172,6 +172,8 @@ class ProvidersTable(LiveTable):
         "down": "bad",
         "circuit_open": "bad",
         "disabled": "muted",
+        "draining": "warn",
+        "drained": "muted",
     }
 
     def show(
