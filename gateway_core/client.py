@@ -173,6 +173,13 @@ class CorralClient(FleetCalls, HistoryCalls, JobCalls):
         """Probe a saved provider now: {name, health, detail, models, capacity}."""
         return await self._transport.call(ProbeAnswer, "POST", f"/providers/{_quoted(name)}/test")
 
+    async def drain_provider(self, name: str) -> ProviderView:
+        """Send it no new requests or jobs; what it holds runs to its end ("draining", then "drained")."""
+        return await self._transport.call(ProviderView, "POST", f"/providers/{_quoted(name)}/drain")
+
+    async def undrain_provider(self, name: str) -> ProviderView:
+        return await self._transport.call(ProviderView, "POST", f"/providers/{_quoted(name)}/undrain")
+
     async def test_provider_config(self, **fields: Any) -> ProbeAnswer:
         """Probe a provider configuration without saving it (same fields as add_provider)."""
         return await self._transport.call(ProbeAnswer, "POST", "/providers/test", fields)

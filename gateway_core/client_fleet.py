@@ -18,7 +18,7 @@ from gateway_core.contracts.fleet_views import (
     SystemdActionAnswer,
     UnitStatusView,
 )
-from gateway_core.contracts.views import Removed
+from gateway_core.contracts.views import ProviderView, Removed
 
 # A deployment waits for llama-server to load its model; give the HTTP call that long and a margin.
 DEPLOY_MARGIN_S = 60.0
@@ -51,6 +51,13 @@ class FleetCalls:
         return await self._transport.call(
             ContainerView, "POST", f"/fleet/deployments/{name}/{action}", read_timeout_s=120.0
         )
+
+    async def drain_deployment(self, name: str) -> ProviderView:
+        """Drain the deployment's provider: no new requests or jobs; what it holds runs to its end."""
+        return await self._transport.call(ProviderView, "POST", f"/fleet/deployments/{name}/drain")
+
+    async def undrain_deployment(self, name: str) -> ProviderView:
+        return await self._transport.call(ProviderView, "POST", f"/fleet/deployments/{name}/undrain")
 
     async def remove_deployment(self, name: str) -> Removed:
         return await self._transport.call(Removed, "DELETE", f"/fleet/deployments/{name}", read_timeout_s=120.0)

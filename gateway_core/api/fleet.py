@@ -165,6 +165,8 @@ class FleetApi:
             ("/fleet/deployments", self.deploy, "POST"),
             ("/fleet/deployments/{name}", self.remove, "DELETE"),
             ("/fleet/deployments/{name}/logs", self.logs, "GET"),
+            ("/fleet/deployments/{name}/drain", self.drain, "POST"),  # before {action}, which would take it
+            ("/fleet/deployments/{name}/undrain", self.undrain, "POST"),
             ("/fleet/deployments/{name}/{action}", self.control, "POST"),
             ("/fleet/compose", self.get_compose, "GET"),
             ("/fleet/compose", self.post_compose, "POST"),
@@ -198,6 +200,24 @@ class FleetApi:
         if action not in ("start", "stop", "restart"):
             raise GatewayError(404, f"unknown action '{action}': use start, stop or restart")
         return json_response(await self._fleet.control(request.path_params["name"], action))
+
+    async def drain(self, request: Request) -> Response:
+        """Drain the deployment's provider (it is routed under the deployment's name): the provider's view."""
+        return json_response(self._registry.drain(self._deployment_provider(request)).summary())
+
+    async def undrain(self, request: Request) -> Response:
+        return json_response(self._registry.undrain(self._deployment_provider(request)).summary())
+
+    def _deployment_provider(self, request: Request) -> str:
+        name: str = request.path_params["name"]
+        if name not in self._registry:
+            raise GatewayError(
+                404,
+                f"no deployment named '{name}' is routed here; `corral fleet list` shows the deployments",
+                param="name",
+                code="deployment_not_found",
+            )
+        return name
 
     async def remove(self, request: Request) -> Response:
         await self._fleet.remove(request.path_params["name"])
