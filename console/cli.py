@@ -14,7 +14,7 @@ from gateway_core.contracts.archive import CAPTURE_MODES
 from gateway_core.providers.config import PROVIDER_TYPES
 from gateway_core.settings import default_data_dir, default_socket_path
 
-from . import commands, fleet_commands, jobs_commands
+from . import commands, drain_commands, fleet_commands, jobs_commands
 from .arg_types import positive_int
 from .fleet_cli import add_fleet_commands
 from .history_cli import add_history_commands
@@ -108,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         command(psub, name, handler, help_).add_argument("name", metavar="NAME")
     command(
         psub, "test", commands.providers_test, "probe a provider now; exits 1 unless it is ready", json=True
+    ).add_argument("name", metavar="NAME")
+    drain_commands.add_drain_arguments(
+        command(
+            psub,
+            "drain",
+            drain_commands.providers_drain,
+            "send a provider no new requests or jobs, letting those in flight finish (kept across restarts)",
+            json=True,
+        )
+    )
+    command(
+        psub, "undrain", drain_commands.providers_undrain, "send a drained provider requests and jobs again", json=True
     ).add_argument("name", metavar="NAME")
 
     keys = sub.add_parser("keys", help="list, create, revoke and remove API keys", parents=[common])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from . import fleet_commands
+from . import drain_commands, fleet_commands
 
 Command = Callable[..., argparse.ArgumentParser]
 
@@ -67,6 +67,18 @@ def add_fleet_commands(
     command(fsub, "remove", fleet_commands.fleet_remove, "remove a deployment and its provider").add_argument(
         "name", metavar="NAME"
     )
+    drain_commands.add_drain_arguments(
+        command(
+            fsub,
+            "drain",
+            drain_commands.fleet_drain,
+            "send a deployment no new requests or jobs, letting those in flight finish (kept across restarts)",
+            json=True,
+        )
+    )
+    command(
+        fsub, "undrain", drain_commands.fleet_undrain, "send a drained deployment requests and jobs again", json=True
+    ).add_argument("name", metavar="NAME")
     logs = command(fsub, "logs", fleet_commands.fleet_logs, "show (or follow) a deployment's logs")
     logs.add_argument("name", metavar="NAME")
     logs.add_argument("--tail", type=int, default=200, metavar="N")
