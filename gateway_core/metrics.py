@@ -15,6 +15,9 @@ LLM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 # One archive batch: a few rows in a millisecond to a full queue of bodies in a second or two.
 ARCHIVE_BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# A job's wait in the queue: none on an idle gateway, hours behind a deep queue.
+QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0)
+ATTEMPT_BUCKETS = (1.0, 2.0, 3.0, 4.0, 5.0, 10.0)
 
 
 @dataclass(slots=True)
@@ -112,6 +115,7 @@ class GatewayMetrics:
         self._series: dict[str, dict[tuple[str, str], _RequestSeries]] = {}
         self._in_flight: dict[str, Gauge] = {}
         self.archive = ArchiveMetrics(registry)
+        self.queue = QueueMetrics(registry)
 
     def request_finished(
         self,
@@ -222,3 +226,54 @@ class ArchiveMetrics:
     def watch_queue(self, depth: Callable[[], int]) -> None:
         """Read the queue's depth when the metrics are scraped, not on every request."""
         self._queue.set_function(depth)
+
+
+class QueueMetrics:
+    """The job queue's series (gateway_core/jobs/): depth, wait and run times, attempts, jobs finished."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._depth = Gauge(
+            "corral_queue_depth",
+            "Jobs queued now (not running), by public model and key id.",
+            ["model", "key"],
+            registry=registry,
+        )
+        self._wait = Histogram(
+            "corral_queue_wait_seconds",
+            "Time a job waited in the queue before an attempt started, by public model.",
+            ["model"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self._run = Histogram(
+            "corral_queue_run_seconds",
+            "Time one attempt of a job ran, from its start to its answer or failure, by public model.",
+            ["model"],
+            buckets=LLM_BUCKETS,
+            registry=registry,
+        )
+        self._attempts = Histogram(
+            "corral_queue_job_attempts",
+            "Attempts a job took, observed when it reached a final state.",
+            buckets=ATTEMPT_BUCKETS,
+            registry=registry,
+        )
+        self._finished = Counter(
+            "corral_queue_jobs_finished_total",
+            "Jobs that reached a final state, by state (succeeded, failed, cancelled).",
+            ["state"],
+            registry=registry,
+        )
+
+    def queued(self, model: str, key: str, delta: int) -> None:
+        self._depth.labels(model, key).inc(delta)
+
+    def attempt_started(self, model: str, waited_s: float) -> None:
+        self._wait.labels(model).observe(max(0.0, waited_s))
+
+    def attempt_ended(self, model: str, ran_s: float) -> None:
+        self._run.labels(model).observe(max(0.0, ran_s))
+
+    def job_finished(self, state: str, attempts: int) -> None:
+        self._finished.labels(state).inc()
+        self._attempts.observe(attempts)
