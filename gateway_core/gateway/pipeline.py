@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 import orjson
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from starlette.responses import Response
 from gateway_core.archive.capture import StreamCapture
 from gateway_core.clock import Clock
 from gateway_core.contracts.adapter import Adapter, Usage
-from gateway_core.contracts.archive import ArchiveSink
+from gateway_core.contracts.archive import ArchiveSink, RequestRecord
 from gateway_core.contracts.errors import GatewayError, upstream_error_body
 from gateway_core.contracts.request import ParsedRequest, parse, read_body
 from gateway_core.contracts.request_id import HEADER as REQUEST_ID
@@ -97,6 +98,7 @@ class Pipeline:
         self._capture_cap = archive_body_cap  # a streamed answer's text is kept up to the archive's cap
         self._monotonic = clock.monotonic  # bound once: read several times per request
         self._time = clock.time
+        self.waiting_for_slot = 0  # synchronous requests waiting now for a provider's slot (_plan_or_wait)
 
     async def handle(
         self, route: str, request: Request, *, admin: bool = False, request_id: str | None = None
@@ -155,19 +157,145 @@ class Pipeline:
         try:
             return await self._forward(parsed, lease, live, candidates, timing, "admin" if admin else "public")
         except BaseException as error:
-            # Cancelled (the server stopping after its drain timeout), or a failure inside Corral that PublicApp
-            # (or the admin app's guard) answers as a 500: the attempt has given its slot back; end the request
-            # here so its key lease and live entry don't outlive it.
-            if self._live.get(live.id) is live:
-                status = CLIENT_CLOSED if isinstance(error, asyncio.CancelledError) else 500
-                live.error_code, live.error_message = (
-                    ("cancelled", "the request was cancelled as corral-core stopped")
-                    if status == CLIENT_CLOSED
-                    else ("internal_error", internal_error(live.id).message)
-                )
-                duration = self._monotonic() - live.started_mono
-                self._account(live, lease, ok=False, status=status, usage=Usage(), duration=duration, ttft=None)
+            self._end_abruptly(live, lease, error)
             raise
+
+    def _end_abruptly(self, live: LiveRequest, lease: Lease, error: BaseException) -> None:
+        """Cancelled (the server stopping after its drain timeout), or a failure inside Corral that PublicApp
+        (or the admin app's guard) answers as a 500: the attempt has given its slot back; end the request here
+        so its key lease and live entry don't outlive it."""
+        if self._live.get(live.id) is live:
+            status = CLIENT_CLOSED if isinstance(error, asyncio.CancelledError) else 500
+            live.error_code, live.error_message = (
+                ("cancelled", "the request was cancelled as corral-core stopped")
+                if status == CLIENT_CLOSED
+                else ("internal_error", internal_error(live.id).message)
+            )
+            duration = self._monotonic() - live.started_mono
+            self._account(live, lease, ok=False, status=status, usage=Usage(), duration=duration, ttft=None)
+
+    # -- a queued job's attempt (gateway_core/jobs/runner.py): the same path, entered without HTTP --------------
+
+    def admit_job(self, key_id: str, route: str, raw: bytes, request_id: str) -> JobTicket | OverLimit:
+        """Admit one attempt of a job under its key, as `handle` admits a request: the key (still valid), the
+        body, the model scope, then the key's limits. Over a limit it answers OverLimit instead of raising: the
+        job waits. A job that can no longer run raises GatewayError (archived, source "queue")."""
+        started = self._time()
+        key = self._keys.find_by_id(key_id)
+        parsed: ParsedRequest | None = None
+        try:
+            if key is None:
+                raise GatewayError(401, f"the job's API key ({key_id}) was deleted", code="invalid_api_key")
+            if key.revoked:
+                raise GatewayError(401, f"API key '{key.name}' has been revoked", code="revoked_api_key")
+            if key.expired(started):
+                raise GatewayError(401, f"API key '{key.name}' has expired", code="expired_api_key")
+            parsed = parse(route, raw)
+            if parsed.stream:
+                raise GatewayError(400, "a queued request cannot be streamed; remove 'stream'", param="stream")
+            if not key.allows(parsed.model):
+                raise GatewayError(
+                    403,
+                    f"API key '{key.name}' may not use model '{parsed.model}'",
+                    param="model",
+                    code="model_not_allowed",
+                )
+        except GatewayError as error:
+            self._archive_job_refusal(request_id, route, started, key, key_id, raw, parsed, error)
+            raise
+        try:
+            lease = self._limiter.acquire(key.id, key.name, key.limits)
+        except LimitExceeded as error:
+            return OverLimit(error.limit, error.retry_after_s)
+        return JobTicket(key, parsed, raw, lease, request_id)
+
+    async def run_job(self, ticket: JobTicket, order: list[ProviderRuntime]) -> JobAnswer:
+        """Run an admitted attempt on `order` (providers with a free slot, the first to try first), with failover
+        among them, accounted, measured and archived as a request (source "queue"). `ticket.cancel()` stops it
+        and its upstream request, which frees the provider's slot.
+
+        The first slot is taken before this coroutine first suspends, so a caller that awaits it directly sees
+        the provider's load include it."""
+        key, parsed, lease = ticket.key, ticket.parsed, ticket.lease
+        timing = Timing(time.perf_counter())
+        live = ticket.live = self._live.start(
+            key_id=key.id,
+            key_name=key.name,
+            model=parsed.model,
+            route=parsed.route,
+            stream=False,
+            timing=timing,
+            request_id=ticket.request_id,
+        )
+        live.source = "queue"
+        live.cancel_requested = ticket.cancel_requested
+        live.capture = capture = self._archive.capture_for(key.capture)
+        if capture != "off":
+            live.bytes_in = len(ticket.raw)
+            if capture == "full":
+                live.request_body = ticket.raw
+        self._events.publish("request.start", live.view())
+        try:
+            response = await self._forward(parsed, lease, live, order, timing, "queue", order=order)
+        except BaseException as error:
+            self._end_abruptly(live, lease, error)
+            raise
+        body = bytes(response.body)
+        return JobAnswer(
+            status=response.status_code,
+            body=body,
+            usage=Usage(live.prompt_tokens, live.completion_tokens),
+            provider=live.provider or None,
+            providers_tried=live.providers_tried,
+            error_code=live.error_code if response.status_code >= 400 else None,
+            error_message=live.error_message if response.status_code >= 400 else None,
+        )
+
+    def _archive_job_refusal(
+        self,
+        request_id: str,
+        route: str,
+        started: float,
+        key: ApiKey | None,
+        key_id: str,
+        raw: bytes,
+        parsed: ParsedRequest | None,
+        error: GatewayError,
+    ) -> None:
+        capture = self._archive.capture_for(key.capture if key is not None else None)
+        if capture == "off":
+            return
+        body = orjson.dumps(error.body())
+        self._archive.record(
+            RequestRecord(
+                id=request_id,
+                source="queue",
+                route=route,
+                started_at=started,
+                first_token_at=None,
+                ended_at=self._time(),
+                key_id=key_id,
+                key_name=key.name if key is not None else None,
+                model=parsed.model if parsed is not None else None,
+                provider=None,
+                upstream_model=None,
+                status=error.status,
+                error_code=error.code,
+                error_message=error.message,
+                providers_tried=(),
+                prompt_tokens=None,
+                completion_tokens=None,
+                latency_s=max(0.0, self._time() - started),
+                ttft_s=None,
+                stream=False,
+                client_address=None,
+                bytes_in=len(raw),
+                bytes_out=len(body),
+                capture=capture,
+                request_body=raw if capture == "full" else None,
+                response_body=body if capture == "full" else None,
+            )
+        )
 
     async def _forward(
         self,
@@ -177,17 +305,13 @@ class Pipeline:
         candidates: list[ProviderRuntime],
         timing: Timing,
         listener: str,
+        order: list[ProviderRuntime] | None = None,
     ) -> Response:
-        order = await self._plan_or_wait(candidates)
+        """Forward with failover; a job's attempt comes with its `order` planned on free capacity, and never waits."""
+        if order is None:
+            order = await self._plan_or_wait(candidates)
         if not order:
-            states = ", ".join(f"{p.name} {p.state}" for p in candidates)
-            error = GatewayError(
-                503,
-                f"no provider for model '{parsed.model}' is ready ({states}); retry shortly",
-                code="no_provider_ready",
-                headers={"retry-after": "1"},
-            )
-            return self._finish_early(live, lease, error, timing)
+            return self._finish_early(live, lease, self._registry.no_route(parsed.model, candidates), timing)
         last_error: GatewayError | None = None
         for provider in order[:MAX_ATTEMPTS]:
             if live.cancel_requested:
@@ -278,10 +402,15 @@ class Pipeline:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            self.waiting_for_slot += 1  # only here, off the hot path: the job scheduler reads it (queue share)
             try:
                 await asyncio.wait_for(self._registry.slot_released.wait(), remaining)
             except TimeoutError:
                 break
+            finally:
+                self.waiting_for_slot -= 1
+                if not self.waiting_for_slot:
+                    self._registry.signal_slot_released()  # no request waits now: the scheduler may fill slots
         return order
 
     async def _attempt(
@@ -511,6 +640,7 @@ class Pipeline:
         lease.release()
         self._live.end(live)
         live.completion_tokens = usage.completion_tokens or live.completion_tokens
+        live.prompt_tokens = usage.prompt_tokens
         self._stats.record(
             key=live.key_name,
             model=live.model,
@@ -539,6 +669,50 @@ class Pipeline:
             self._archive.record(
                 archiving.finished(live, status=status, usage=usage, duration_s=duration, ttft_s=ttft, gpu=gpu)
             )
+
+
+@dataclass(frozen=True, slots=True)
+class OverLimit:
+    """A job's key is at one of its limits (rpm, tpm, concurrency): the job waits, its key skipped meanwhile."""
+
+    limit: str
+    retry_after_s: int
+
+
+@dataclass(eq=False, slots=True)
+class JobTicket:
+    """One attempt of a job, admitted under its key's limits (it holds the key's lease) and not yet ended."""
+
+    key: ApiKey
+    parsed: ParsedRequest
+    raw: bytes
+    lease: Lease
+    request_id: str
+    live: LiveRequest | None = None  # once it runs
+    cancel_requested: bool = False
+
+    def cancel(self) -> None:
+        """Stop it: before it runs, it will not send; while it runs, its upstream request is cancelled."""
+        self.cancel_requested = True
+        if self.live is not None:
+            self.live.cancel()
+
+    def discard(self) -> None:
+        """Give the key's lease back for an attempt that will not run."""
+        self.lease.release()
+
+
+@dataclass(frozen=True, slots=True)
+class JobAnswer:
+    """How one attempt of a job ended: the status and body a synchronous client would have had."""
+
+    status: int
+    body: bytes
+    usage: Usage
+    provider: str | None  # the provider that answered, or the last one tried
+    providers_tried: tuple[str, ...]
+    error_code: str | None
+    error_message: str | None
 
 
 MEDIA_WORDS = {"vision": "images", "audio": "audio input"}
