@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gateway_core.archive.settings import ArchiveSettings
 from gateway_core.contracts.archive import CAPTURE_MODES
+from gateway_core.jobs.settings import DEFAULT_JOB_ATTEMPTS, DEFAULT_JOB_TIMEOUT_S, DEFAULT_QUEUE_SHARE, JobSettings
 from gateway_core.listener import (
     BODY_TIMEOUT_S,
     HEADER_TIMEOUT_S,
@@ -63,6 +64,28 @@ def positive_count(text: str) -> int:
 ARCHIVE_DEFAULTS = ArchiveSettings(directory=Path("archive"))  # the flags' defaults are the settings' own
 _SIZE = re.compile(r"^(\d+)\s*(|b|k|kb|kib|m|mb|mib)$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(|s|m|h)$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Seconds, with an optional unit: 90, 90s, 20m, 1.5h."""
+    match = _DURATION.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration above 0 such as 90s, 20m or 1h, got {text!r}")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+
+
+def share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1 (such as 0.5), got {text!r}")
+    return value
 
 
 def body_size(text: str) -> int:
@@ -186,7 +209,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROWS",
         help="rows held in memory for the writer; past it, rows are dropped and counted (default: %(default)s)",
     )
+    queue = parser.add_argument_group(
+        "job queue", "queued requests (POST /v1/queue/...), kept in <data-dir>/jobs.sqlite and run on free capacity"
+    )
+    queue.add_argument(
+        "--queue-share",
+        type=share,
+        default=DEFAULT_QUEUE_SHARE,
+        metavar="FRACTION",
+        help="while synchronous requests wait for a slot, jobs hold at most this share of each provider's slots "
+        "(default: %(default)s)",
+    )
+    queue.add_argument(
+        "--job-timeout",
+        type=duration,
+        default=DEFAULT_JOB_TIMEOUT_S,
+        metavar="DURATION",
+        help="a job not finished this long after it was queued fails (90s, 20m, 1h; default: 20m)",
+    )
+    queue.add_argument(
+        "--job-attempts",
+        type=positive_count,
+        default=DEFAULT_JOB_ATTEMPTS,
+        metavar="N",
+        help="attempts a job gets (each failed one goes to another provider of the model when there is one) "
+        "before it fails (default: %(default)s)",
+    )
     return parser
+
+
+def job_settings(args: argparse.Namespace) -> JobSettings:
+    return JobSettings(queue_share=args.queue_share, job_timeout_s=args.job_timeout, job_attempts=args.job_attempts)
 
 
 def archive_settings(args: argparse.Namespace, data_dir: Path) -> ArchiveSettings:
@@ -250,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 gpu_interval_s=args.gpu_interval,
                 limits=limits,
                 archive=archive_settings(args, settings.data_dir),
+                jobs=job_settings(args),
             )
         )
     except DaemonError as error:

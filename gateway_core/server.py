@@ -24,6 +24,7 @@ from gateway_core import __version__
 from gateway_core.api.admin import build_admin_app
 from gateway_core.api.public import build_public_app
 from gateway_core.archive.settings import ArchiveSettings
+from gateway_core.jobs.settings import JobSettings
 from gateway_core.listener import ListenerLimits, default_max_connections, listener_protocol, raise_open_file_limit
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.settings import Settings
@@ -135,16 +136,18 @@ async def serve(
     gpu_interval_s: float = 1.0,
     limits: ListenerLimits | None = None,
     archive: ArchiveSettings | None = None,
+    jobs: JobSettings | None = None,
 ) -> None:
     limits = limits or ListenerLimits(max_connections=default_max_connections(raise_open_file_limit()))
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    state = GatewayState(settings.data_dir, gpu_interval_s=gpu_interval_s, archive=archive)
+    state = GatewayState(settings.data_dir, gpu_interval_s=gpu_interval_s, archive=archive, jobs=jobs)
     public_sock = bind_public_socket(settings.listen_host, settings.listen_port)
     admin_sock = bind_admin_socket(settings.socket_path)
     public = _Server(public_config(build_public_app(state), state.metrics, limits, drain_timeout_s))
     admin = _Server(_uvicorn_config(build_admin_app(state), drain_timeout_s))  # the 0600 socket: trusted, defaults
 
     loop = asyncio.get_running_loop()
+    draining: list[asyncio.Task[None]] = []  # the job queue's drain, started by the first signal
 
     def stop(signum: int) -> None:
         log.info(
@@ -154,6 +157,8 @@ async def serve(
             drain_timeout_s,
         )
         public.should_exit = admin.should_exit = True
+        if not draining:  # jobs stop being taken now, and drain beside the requests in flight
+            draining.append(loop.create_task(state.drain(drain_timeout_s)))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop, signum)
@@ -180,6 +185,8 @@ async def serve(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        for task in draining:
+            await task
         await state.close()
         with contextlib.suppress(FileNotFoundError):
             settings.socket_path.unlink()

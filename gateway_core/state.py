@@ -24,6 +24,9 @@ from gateway_core.gateway.failures import Failures
 from gateway_core.gateway.key_store import KeyStore
 from gateway_core.gateway.limits import RateLimiter
 from gateway_core.gateway.pipeline import Pipeline
+from gateway_core.jobs.service import JobService
+from gateway_core.jobs.settings import JobSettings
+from gateway_core.jobs.sqlite_store import SqliteJobStore
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.providers.registry import PROBE_INTERVAL_S, ProviderRegistry
 from gateway_core.store.config_store import ConfigStore
@@ -41,9 +44,11 @@ class GatewayState:
         probe_interval_s: float = PROBE_INTERVAL_S,
         gpu_interval_s: float = DEFAULT_GPU_INTERVAL_S,
         archive: ArchiveSettings | None = None,
+        jobs: JobSettings | None = None,
     ):
         self.data_dir = data_dir
         self.clock = clock
+        self.body_cap = body_cap
         self.started_at = clock.time()
         self.store = ConfigStore(data_dir / "config.json")
         self.metrics = GatewayMetrics()
@@ -84,6 +89,9 @@ class GatewayState:
             archive_body_cap=archive_settings.body_cap,
             clock=clock,
         )
+        self.job_settings = jobs or JobSettings()
+        self.job_store = SqliteJobStore(data_dir / "jobs.sqlite")
+        self.jobs = JobService(self.job_store, registry=self.registry, events=self.events, clock=clock)
 
     def _publish_gpus(self, snapshot: GpuSnapshot) -> None:
         self.energy.on_sample(snapshot)
@@ -107,8 +115,14 @@ class GatewayState:
         await self.gpus.sample_once()  # so the first snapshot a console sees already has the GPUs
         self.gpus.start()
         await self.fleet.connect()
+        await self.jobs.start()  # last: its jobs run on the providers and are archived like any request
+
+    async def drain(self, drain_timeout_s: float) -> None:
+        """SIGTERM: no new jobs; running ones finish up to the timeout, the rest stay queued on disk."""
+        await self.jobs.drain(drain_timeout_s)
 
     async def close(self) -> None:
+        await self.jobs.close()  # first: the scheduler stops before the store closes, and before what jobs use
         await self.keys.close()
         await self.gpus.stop()
         await self.fleet.close()

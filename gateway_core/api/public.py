@@ -10,6 +10,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_core.api.guard import RequestGuard
+from gateway_core.api.queue import QueueApi
 from gateway_core.api.responses import json_app, json_response
 from gateway_core.contracts.request_id import HEADER as REQUEST_ID
 from gateway_core.contracts.request_id import new_request_id
@@ -119,5 +120,6 @@ def build_public_app(state: GatewayState) -> PublicApp:
         pipeline=state.pipeline,
         started_at=state.started_at,
     )
-    routes = RequestGuard(json_app(api.routes()), listener="public", failures=state.failures)
+    queue = QueueApi(keys=state.keys.ring, jobs=state.jobs, body_cap=state.body_cap)
+    routes = RequestGuard(json_app([*api.routes(), *queue.routes()]), listener="public", failures=state.failures)
     return PublicApp(state.pipeline, routes, state.failures)

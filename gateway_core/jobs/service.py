@@ -113,6 +113,7 @@ class JobService:
         self._changed: dict[str, asyncio.Event] = {}  # set (and replaced) at each change of a watched job
         self._counts = _Counts(JobCounts(queued=0, running=0, succeeded=0, failed=0, cancelled=0))
         self._accepting = False
+        self._drained = False
         self._submit_decoder = msgspec.json.Decoder(QueueSubmit)
 
     def attach(self, scheduler: Scheduling) -> None:
@@ -136,15 +137,19 @@ class JobService:
         if jobs:
             log.info("job queue: %d job(s) queued again from %s", len(jobs), "the job store")
 
-    async def close(self, drain_timeout_s: float) -> None:
-        """SIGTERM: take no new jobs, let running ones finish up to the timeout, leave the rest queued on disk."""
+    async def drain(self, drain_timeout_s: float) -> None:
+        """SIGTERM: take no new jobs, let running ones finish up to the timeout, leave the rest queued on disk.
+        Reads (polls, waits, lists) keep being answered until close()."""
         self._accepting = False
+        if self._drained:
+            return
+        self._drained = True
         if self._scheduler is not None:
             await self._scheduler.stop(drain_timeout_s)
-        await self._store.close()
 
-    def stop_accepting(self) -> None:
-        self._accepting = False
+    async def close(self) -> None:
+        await self.drain(0.0)
+        await self._store.close()
 
     # -- the public API's calls
 
