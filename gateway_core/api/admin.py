@@ -16,6 +16,7 @@ from gateway_core.api.events import events_endpoint
 from gateway_core.api.fleet import FleetApi
 from gateway_core.api.guard import RequestGuard
 from gateway_core.api.history import HistoryApi
+from gateway_core.api.jobs_admin import JobsAdminApi
 from gateway_core.api.responses import json_app, json_response
 from gateway_core.archive.interface import Archive
 from gateway_core.clock import Clock
@@ -28,6 +29,7 @@ from gateway_core.fleet.manager import FleetManager
 from gateway_core.gateway.accounting import LiveRequests, Stats
 from gateway_core.gateway.key_store import KeyStore
 from gateway_core.gateway.pipeline import Pipeline
+from gateway_core.jobs.service import JobService
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.registry import ProviderRegistry
 from gateway_core.state import GatewayState
@@ -48,6 +50,7 @@ class AdminApi:
         events: EventBus,
         pipeline: Pipeline,
         archive: Archive,
+        jobs: JobService,
         clock: Clock,
         started_at: float,
     ) -> None:
@@ -60,6 +63,7 @@ class AdminApi:
         self._events = events
         self._pipeline = pipeline
         self._archive = archive
+        self._jobs = jobs
         self._clock = clock
         self._started_at = started_at
 
@@ -121,6 +125,7 @@ class AdminApi:
             "requests": self._live.views(),
             "gpus": self._gpus.latest.to_dict(),
             "fleet": self._fleet.latest,
+            "jobs": self._jobs.counts(),
         }
 
     async def health(self, request: Request) -> Response:
@@ -240,10 +245,12 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
         events=state.events,
         pipeline=state.pipeline,
         archive=state.archive,
+        jobs=state.jobs,
         clock=state.clock,
         started_at=state.started_at,
     )
     fleet = FleetApi(fleet=state.fleet, registry=state.registry, data_dir=state.data_dir)
     history = HistoryApi(archive=state.archive, clock=state.clock)
-    app = json_app([*admin.routes(), *fleet.routes(), *history.routes()])
+    jobs = JobsAdminApi(jobs=state.jobs)
+    app = json_app([*admin.routes(), *fleet.routes(), *history.routes(), *jobs.routes()])
     return RequestGuard(app, listener="admin", failures=state.failures)

@@ -12,6 +12,7 @@ from typing import Literal, TypedDict
 from gateway_core.contracts.archive import CaptureMode
 from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
 from gateway_core.contracts.history_views import ArchiveStatusView
+from gateway_core.contracts.jobs import JobCounts
 
 ProviderType = Literal["llama-server", "ollama", "openai", "anthropic"]
 # What the last probe found.
@@ -177,6 +178,7 @@ class Snapshot(_DaemonView):
     requests: list[LiveRequestView]
     gpus: GpuSnapshotView
     fleet: FleetView
+    jobs: JobCounts  # queued jobs by state; the "job" events move them
 
 
 class CounterView(TypedDict):
