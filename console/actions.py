@@ -19,6 +19,7 @@ from console.screens.key_forms import KeyCreateForm, KeyEditForm
 from console.screens.logs import LogsScreen
 from console.screens.provider_form import ProviderForm
 from gateway_core.client import CorralClient, CorralError
+from gateway_core.contracts.jobs import FINAL_STATES, DeliveryView, JobView
 from gateway_core.contracts.views import KeyView, ProviderView
 
 DAEMON_CALLS = "daemon-calls"  # the worker group every call to corral-core from an action runs in
@@ -71,6 +72,11 @@ class ConsoleActions:
                 self.control_deployment(key, "restart")
             elif action == "remove":
                 self.remove_deployment(key)
+        elif section == "jobs" and key in live.jobs.recent:
+            if action == "cancel":
+                self.cancel_job(live.jobs.recent[key])
+            elif action == "retry":
+                self.retry_job(live.jobs.recent[key])
 
     def run(self, action_id: str) -> None:
         """The action with this id (see ACTIONS): from a key binding or the command palette."""
@@ -148,6 +154,39 @@ class ConsoleActions:
             )
         else:
             self._call_daemon(lambda: self.client.control_deployment(name, action), f"{name}: {action} done")
+
+    def cancel_job(self, job: JobView) -> None:
+        if job["state"] in FINAL_STATES:
+            self.app.notify(f"job {job['id']} has already {job['state']}: nothing to cancel", severity="warning")
+            return
+        running = job["state"] == "running"
+        self.confirm_then(
+            f"Cancel job {job['id']} ({job['model']})?",
+            "Its upstream request is cancelled and its slot freed." if running else "It leaves the queue unrun.",
+            lambda: self.client.cancel_job(job["id"]),
+            f"cancelled job {job['id']}",
+        )
+
+    def retry_job(self, job: JobView) -> None:
+        if job["state"] not in ("failed", "cancelled"):
+            self.app.notify(
+                f"job {job['id']} is {job['state']}: only a failed or cancelled job can be retried", severity="warning"
+            )
+            return
+        self.confirm_then(
+            f"Retry job {job['id']} ({job['model']})?",
+            "It is queued again and runs on free capacity; its callback, if any, is sent again when it ends.",
+            lambda: self.client.retry_job(job["id"]),
+            f"queued job {job['id']} again",
+        )
+
+    def redeliver(self, delivery: DeliveryView) -> None:
+        self.confirm_then(
+            f"Redeliver {delivery['id']} ({delivery['type']}) to {delivery['url']}?",
+            "The receiver gets it again (the same webhook-id), on a fresh retry schedule.",
+            lambda: self.client.redeliver(delivery["id"]),
+            f"{delivery['id']} is pending again",
+        )
 
     def cancel_live_request(self, request_id: str) -> None:
         self._call_daemon(lambda: self.client.cancel_request(request_id), f"cancelled {request_id}")

@@ -6,6 +6,7 @@ stream, themes and key maps; screens show and ask, and the daemon decides.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,9 +18,11 @@ from textual.theme import Theme
 from console.actions import ConsoleActions
 from console.collector import QUIET_S, QuietCollector
 from console.daemon_link import ConnectionChange, DaemonStartFailed, EventFeed, ensure_daemon
+from console.job_state import RECENT_JOBS
 from console.live_state import LiveState
 from console.palette import CorralCommands
 from console.screens.base import LiveScreen
+from console.screens.callbacks import CallbacksScreen
 from console.screens.chat import ChatScreen
 from console.screens.dashboard import DashboardScreen
 from console.screens.help import HelpScreen
@@ -27,11 +30,12 @@ from console.screens.history import HistoryScreen
 from console.screens.usage import UsageScreen
 from console.settings import ConsoleSettings
 from console.themes import load_themes
-from gateway_core.client import CorralClient
+from gateway_core.client import CorralClient, CorralError
 
 # Events are applied as they come; screens redraw at most this often: twice the 1 Hz the state moves at, which
 # halves the bytes sent to an SSH terminal against 4 Hz.
 FLUSH_INTERVAL_S = 0.5
+RECOUNT_EVERY_S = 1.0
 WARM_CHAT_AFTER_S = 2.0
 
 
@@ -44,6 +48,7 @@ class CorralApp(App[None]):
         "chat": ChatScreen,
         "history": HistoryScreen,
         "usage": UsageScreen,
+        "callbacks": CallbacksScreen,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1,question_mark", "help", "Help", id="app.help", tooltip="List the keys for this screen"),
@@ -51,6 +56,13 @@ class CorralApp(App[None]):
         Binding("f3", "switch_mode('chat')", "Chat", id="app.chat", tooltip="Try any model the gateway serves"),
         Binding("f4", "switch_mode('history')", "History", id="app.history", tooltip="Past requests, searchable"),
         Binding("f5", "switch_mode('usage')", "Usage", id="app.usage", tooltip="Requests, tokens, errors over time"),
+        Binding(
+            "f6",
+            "switch_mode('callbacks')",
+            "Callbacks",
+            id="app.callbacks",
+            tooltip="Job callbacks: pending, delivered, dead-lettered",
+        ),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Leave the console (corral-core keeps running)"),
     ]
 
@@ -76,6 +88,7 @@ class CorralApp(App[None]):
         self.actions = ConsoleActions(self, self.client, self.live)
         self.connected = False
         self._pending: set[str] = set()
+        self._recounting = False
         self.collector = QuietCollector()
         self.set_keymap(self.settings.keymap)
 
@@ -153,6 +166,33 @@ class CorralApp(App[None]):
                     self._pending |= self.live.apply(*event)
                     if event[0] == "snapshot":  # the first picture, or the one after a reconnect, shows at once
                         self._flush_live()
+                        self.load_jobs()
+                    elif event[0] == "job" and self.live.jobs.uncertain and not self._recounting:
+                        self._recounting = True
+                        self.recount_jobs()
+
+    @work(exclusive=True, group="jobs")
+    async def load_jobs(self) -> None:
+        """The newest jobs, once per snapshot (which carries only their counts); events keep them current."""
+        try:
+            page = await self.client.list_jobs(limit=RECENT_JOBS)
+        except CorralError:
+            return  # a corral-core without a queue: the panel says so from the snapshot
+        self.live.jobs.seed(page["data"])
+        self._pending.add("jobs")
+
+    @work(group="job-counts", exit_on_error=False)
+    async def recount_jobs(self) -> None:
+        """The daemon's counts, after an event about a job from before the snapshot whose previous state could only
+        be guessed; one at a time, at most one a second, however many such events come."""
+        try:
+            await asyncio.sleep(RECOUNT_EVERY_S)  # events of one burst share one count
+            self.live.jobs.set_counts(await self.client.job_counts())
+            self._pending.add("jobs")
+        except CorralError:
+            pass  # the stream's reconnect brings a fresh snapshot
+        finally:
+            self._recounting = False
 
     @work(exclusive=True, group="demo")
     async def _start_demo(self) -> None:
@@ -201,6 +241,10 @@ class CorralApp(App[None]):
     @on(DashboardScreen.ActionRequested)
     def _dashboard_action(self, message: DashboardScreen.ActionRequested) -> None:
         self.actions.run(message.action_id)
+
+    @on(CallbacksScreen.RedeliverRequested)
+    def _redeliver(self, message: CallbacksScreen.RedeliverRequested) -> None:
+        self.actions.redeliver(message.delivery)
 
     @on(DashboardScreen.ItemAction)
     def _item_action(self, message: DashboardScreen.ItemAction) -> None:

@@ -110,16 +110,29 @@ def counts_line(counts: JobCounts | None) -> str:
 
 @dataclass
 class DeliveriesState:
-    """Callback deliveries from the "delivery" events, by id: the Callbacks screen merges them into its pages."""
+    """Callback deliveries from the "delivery" events: the Callbacks screen merges the ones that came after it
+    asked for a page into that page."""
 
-    recent: dict[str, DeliveryView] = field(default_factory=dict)
+    seq: int = 0  # events applied so far
+    recent: dict[str, tuple[int, DeliveryView]] = field(default_factory=dict)  # by id, in the order of last change
 
     def apply(self, view: DeliveryView) -> None:
+        self.seq += 1
         self.recent.pop(view["id"], None)
-        self.recent[view["id"]] = view  # re-inserted: the dict's order is the order of the last change
+        self.recent[view["id"]] = (self.seq, view)
         if len(self.recent) > RECENT_DELIVERIES:
             for stale in list(self.recent)[: len(self.recent) - RECENT_DELIVERIES]:
                 del self.recent[stale]
+
+    def since(self, seq: int) -> list[DeliveryView]:
+        """The deliveries changed by events after the `seq`th, oldest change first."""
+        changed: list[DeliveryView] = []
+        for applied, view in reversed(self.recent.values()):
+            if applied <= seq:
+                break
+            changed.append(view)
+        changed.reverse()
+        return changed
 
     def clear(self) -> None:
         self.recent.clear()

@@ -1,4 +1,5 @@
-"""The console's home: GPUs, containers, providers, keys and live requests, redrawn from LiveState by row key."""
+"""The console's home: GPUs, containers, providers, keys, live requests and queued jobs, redrawn from LiveState by
+row key."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from textual.message import Message
 from textual.widgets import Label, Sparkline, Static
 
 from console.format import count, duration
+from console.job_state import counts_line
 from console.live_state import SECTIONS, LiveState
 from console.screens.base import LiveScreen
 from console.widgets.archive_alert import ArchiveAlert
 from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
+from console.widgets.job_tables import JobsTable
 from console.widgets.key_hints import KeyHints
 from console.widgets.live_table import Clock, LiveTable
 from console.widgets.panels import (
@@ -36,7 +39,8 @@ from gateway_core.contracts.fleet_views import GpuSnapshotView
 DASHBOARD_CSS = str(Path(__file__).parent.parent / "styles" / "dashboard.tcss")
 COMPACT_BELOW_ROWS = 34  # under this height only the focused panel opens; the others shrink to their title
 NARROW_BELOW_COLUMNS = 100
-TIME_SECTIONS = frozenset({"status", "requests", "keys", "fleet"})  # cells that age with the clock
+TIME_SECTIONS = frozenset({"status", "requests", "keys", "fleet", "jobs"})  # cells that age with the clock
+JOBS_SHOWN = 50  # the newest jobs the panel lists; its title counts them all (a queue may hold 10,000)
 FIRST_RUN_HINTS = (
     ("d", "deploy a model", "run a GGUF file with llama-server in a container"),
     ("p", "add an endpoint", "llama-server, ollama, OpenAI-compatible or Anthropic"),
@@ -125,7 +129,7 @@ class FirstRunPanel(Vertical):
 
 
 class DashboardScreen(LiveScreen):
-    """Five live panels; in a short terminal only the focused one opens (Tab moves between them)."""
+    """Six live panels; in a short terminal only the focused one opens (Tab moves between them)."""
 
     CSS_PATH: ClassVar[str] = DASHBOARD_CSS
     AUTO_FOCUS = ""  # the first render picks: providers, or the GPUs on a first run
@@ -145,7 +149,7 @@ class DashboardScreen(LiveScreen):
 
     @dataclass
     class ItemAction(Message):
-        """An action on the selected row of a panel: section is "fleet", "providers" or "keys"."""
+        """An action on the selected row of a panel: section is "fleet", "providers", "keys" or "jobs"."""
 
         section: str
         key: str
@@ -166,6 +170,7 @@ class DashboardScreen(LiveScreen):
         self.providers = ProvidersTable(now, id="providers-table")
         self.keys = KeysTable(now, id="keys-table")
         self.requests = RequestsTable(now, id="requests-table")
+        self.jobs = JobsTable(now, id="jobs-table")
         self._ready = False
         self._lines: dict[str, str] = {}  # selector -> the text shown
 
@@ -183,6 +188,8 @@ class DashboardScreen(LiveScreen):
             yield DashboardPanel("Containers", self.fleet, id="fleet", classes="-serving -gives-way")
             yield DashboardPanel("Providers", self.providers, id="providers", classes="-serving -gives-way")
             yield DashboardPanel("Keys", self.keys, id="keys", classes="-serving -grow")
+            # Jobs shows once the queue has any: a gateway whose apps never queue keeps its room for the rest.
+            yield DashboardPanel("Jobs", self.jobs, id="jobs", classes="-serving -gives-way -no-jobs")
             yield DashboardPanel("Live requests", self.requests, id="requests", classes="-serving -grow-more")
         yield KeyHints()
 
@@ -252,6 +259,8 @@ class DashboardScreen(LiveScreen):
             panel = self._panel("requests")
             panel.set_summary(f"{len(live.requests)} in flight · {live.finished} finished")
             panel.set_notice(None if live.requests else "Nothing in flight.", hint=True)
+        if changed & {"jobs", "keys"}:
+            self._show_jobs(live)
         if "archive" in changed:
             self.query_one(ArchiveAlert).show(live.archive)
         self._show_status(live)
@@ -296,6 +305,15 @@ class DashboardScreen(LiveScreen):
         self._panel("providers").set_notice(hint, hint=True)
         ready = sum(1 for p in live.providers.values() if p["state"] == "ready")
         self._panel("providers").set_summary(f"{ready}/{len(live.providers)} ready")
+
+    def _show_jobs(self, live: LiveState) -> None:
+        jobs = live.jobs
+        self.jobs.show(jobs.newest(JOBS_SHOWN), {key_id: key["name"] for key_id, key in live.keys.items()})
+        panel = self._panel("jobs")
+        panel.set_summary(counts_line(jobs.counts))
+        empty = not jobs.recent and not jobs.total()
+        if empty != panel.has_class("-no-jobs"):
+            panel.set_class(empty, "-no-jobs")
 
     def _show_status(self, live: LiveState) -> None:
         status = live.status
@@ -345,7 +363,8 @@ class DashboardScreen(LiveScreen):
         self.post_message(self.ActionRequested(action_id))
 
     def action_item(self, action: str) -> None:
-        for section, table in (("fleet", self.fleet), ("providers", self.providers), ("keys", self.keys)):
+        tables = (("fleet", self.fleet), ("providers", self.providers), ("keys", self.keys), ("jobs", self.jobs))
+        for section, table in tables:
             if table.has_focus and (key := table.cursor_key()) is not None:
                 self.post_message(self.ItemAction(section, key, action))
 

@@ -40,6 +40,7 @@ class LiveTable(ScrollView, can_focus=True):
 
     COLUMNS: ClassVar[tuple[tuple[str, str, int], ...]] = ()
     SORTED: ClassVar[bool] = True  # re-sort by the first column when rows are added
+    IN_GIVEN_ORDER: ClassVar[bool] = False  # rows in the order `sync` is given them (a newest-first list)
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "live-table--header",
         "live-table--cursor",
@@ -147,13 +148,14 @@ class LiveTable(ScrollView, can_focus=True):
 
     def sync(self, rows: Iterable[tuple[str, Row]]) -> None:
         """Make the table show exactly `rows` and repaint only the lines that changed. New rows go in order of the
-        first column, or at the bottom of an unsorted table; the cursor stays on its row."""
+        first column, at the bottom of an unsorted table, or where `rows` puts them (IN_GIVEN_ORDER); the cursor
+        stays on its row."""
         cursor = self.cursor_key()
-        seen: set[str] = set()
+        seen: dict[str, None] = {}  # in the order given
         added: list[str] = []
         changed: list[int] = []
         for key, cells in rows:
-            seen.add(key)
+            seen[key] = None
             old = self._cells.get(key)
             if old is None:
                 added.append(key)
@@ -169,11 +171,14 @@ class LiveTable(ScrollView, can_focus=True):
             return
         if stale:
             self._order = [key for key in self._order if key in seen]
-            for key in set(self._cells) - seen:
+            for key in set(self._cells) - seen.keys():
                 del self._cells[key]
                 self._forget_strips(key)
-        self._order.extend(added)
-        if added and self.SORTED:
+        if self.IN_GIVEN_ORDER:
+            self._order = list(seen)
+        else:
+            self._order.extend(added)
+        if added and self.SORTED and not self.IN_GIVEN_ORDER:
             self._order.sort(key=lambda key: str(self._cells[key][0]).casefold())
         self._index = {key: index for index, key in enumerate(self._order)}
         self._cursor = self._index.get(cursor, min(self._cursor, max(0, len(self._order) - 1))) if cursor else 0

@@ -1,0 +1,104 @@
+"""The Jobs panel's table and the Callbacks screen's: newest first, rows keyed by job or delivery id.
+
+Formatting only (console/job_format.py writes the values); the screens decide which rows to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+
+from console.format import dash
+from console.job_format import delivery_outcome, delivery_when, job_age
+from console.widgets.live_table import LiveTable, Row
+from gateway_core.contracts.jobs import DeliveryView, JobView
+
+JOB_LEVELS: dict[str, str] = {
+    "queued": "warn",
+    "running": "ok",
+    "succeeded": "muted",
+    "failed": "bad",
+    "cancelled": "muted",
+}
+DELIVERY_LEVELS: dict[str, str] = {"pending": "warn", "delivered": "ok", "dead": "bad"}
+
+
+class JobsTable(LiveTable):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "x,delete",
+            "screen.item('cancel')",
+            "Cancel job",
+            id="job.cancel",
+            tooltip="Cancel the selected job (a running one's upstream request too)",
+        ),
+        Binding("r", "screen.item('retry')", "Retry job", id="job.retry", tooltip="Queue a failed job again"),
+    ]
+    COLUMNS = (
+        ("key", "key", 12),
+        ("model", "model", 16),
+        ("state", "state", 9),
+        ("age", "age", 7),
+        ("attempts", "tries", 5),
+        ("provider", "provider", 12),
+        ("tag", "tag", 10),
+        ("id", "id", 30),
+    )
+    IN_GIVEN_ORDER = True  # newest first, as the screen lists them
+
+    def show(self, jobs: Iterable[JobView], key_names: Mapping[str, str]) -> None:
+        now = self.now()
+        self.sync((job["id"], self._row(job, key_names, now)) for job in jobs)
+
+    def _row(self, job: JobView, key_names: Mapping[str, str], now: float) -> Row:
+        state = job["state"]
+        return (
+            key_names.get(job["key_id"], job["key_id"]),
+            job["model"],
+            self.level(state, JOB_LEVELS.get(state, "muted")),
+            job_age(job, now),
+            str(job["attempts"]),
+            dash(job["provider"]),
+            dash(job["tag"]),
+            job["id"],
+        )
+
+
+class DeliveriesTable(LiveTable):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "r",
+            "screen.redeliver",
+            "Redeliver",
+            id="callback.redeliver",
+            tooltip="Send the selected delivery again, on a fresh retry schedule",
+        ),
+    ]
+    COLUMNS = (
+        ("state", "state", 9),
+        ("type", "type", 13),
+        ("attempts", "tries", 5),
+        ("last", "last answer", 16),
+        ("when", "when", 18),
+        ("job", "job", 30),
+        ("url", "url", 40),
+    )
+    IN_GIVEN_ORDER = True
+
+    def show(self, deliveries: Iterable[DeliveryView]) -> None:
+        now = self.now()
+        self.sync((delivery["id"], self._row(delivery, now)) for delivery in deliveries)
+
+    def _row(self, delivery: DeliveryView, now: float) -> Row:
+        state = delivery["state"]
+        return (
+            self.level(state, DELIVERY_LEVELS.get(state, "muted")),
+            delivery["type"],
+            str(delivery["attempts"]),
+            delivery_outcome(delivery),
+            delivery_when(delivery, now),
+            delivery["job_id"],
+            delivery["url"],
+        )
