@@ -272,6 +272,7 @@ async def keys_create(client: CorralClient, args: argparse.Namespace) -> int:
         f"created key {created['name']} (id {created['id']}): models {models}; limits {_limits(created)}; "
         f"expires {until(created['expires_at'], time.time())}"
     )
+    print(f"webhook secret (verifies its job callbacks; shown only once): {created['webhook_secret']}")
     print("This key is shown only once. Store it now:")
     print(created["key"])  # alone on the last line, so scripts can `| tail -n 1`
     return 0

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 
 from console.job_state import DeliveriesState, JobsState
 from gateway_core.contracts.events import EventKind, EventPayload
 from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
 from gateway_core.contracts.history_views import ArchiveStatusView
-from gateway_core.contracts.jobs import DeliveryView, JobCounts, JobView
+from gateway_core.contracts.jobs import DeliveryView, JobView
 from gateway_core.contracts.views import (
     KeyRemoved,
     KeyView,
@@ -97,7 +97,7 @@ class LiveState:
         self.fleet = data["fleet"]
         self.archive = data.get("archive")  # .get: a corral-core from before the archive sends none
         # .get: a corral-core from before the queue sends none
-        self.jobs.reset(cast("JobCounts | None", data.get("jobs")), data["started_at"] + data["uptime_s"])
+        self.jobs.reset(data.get("jobs"), data["started_at"] + data["uptime_s"])
         self.deliveries.clear()
         return set(SECTIONS)
 
