@@ -153,6 +153,11 @@ class SqliteJobStore:
         jobs: list[Job] = await self._writer.run(recover)
         return jobs
 
+    @property
+    def transactions(self) -> int:
+        """Transactions committed since open(): the writes of concurrent callers share one."""
+        return self._writer.transactions
+
     async def close(self) -> None:
         await self._writer.close()
         if self._reader is not None:

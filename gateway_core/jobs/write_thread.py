@@ -35,6 +35,7 @@ class WriteThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opened: asyncio.Future[None] | None = None
         self._closed = False
+        self.transactions = 0  # committed so far: fewer than the writes when group commit shares them
 
     async def start(self) -> None:
         """Open the connection on the thread (connect() runs there); raises what it raised."""
@@ -106,6 +107,7 @@ class WriteThread:
                     outcomes.append((pending.future, result, None))
                 connection.execute("RELEASE one_write")
             connection.execute("COMMIT")
+            self.transactions += 1
         except sqlite3.Error as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
