@@ -60,8 +60,8 @@ async def _drain(client: CorralClient, args: argparse.Namespace, drain: Change, 
         print(f"provider {name} is drained: nothing in flight, and no new requests or jobs until {undo}")
     else:
         print(
-            f"provider {name} is draining: {plural(view['in_flight'], 'request')} in flight finish first; no new "
-            f"requests or jobs until {undo} (--wait waits until it is drained)"
+            f"provider {name} is draining ({plural(view['in_flight'], 'request')} in flight, left to finish): no new "
+            f"requests or jobs until {undo}; --wait waits until it is drained"
         )
     return 0
 
