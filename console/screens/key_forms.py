@@ -125,6 +125,13 @@ class KeyCreateForm(_KeyForm):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy", "Copy key", id="key.copy", tooltip="Copy the new key to the clipboard"),
+        Binding(
+            "w",
+            "copy_webhook_secret",
+            "Copy webhook secret",
+            id="key.copy_webhook_secret",
+            tooltip="Copy the secret that verifies this key's job callbacks",
+        ),
         Binding("enter", "done", "Done", id="key.done", tooltip="Close; the key will not be shown again"),
     ]
 
@@ -136,6 +143,7 @@ class KeyCreateForm(_KeyForm):
         super().__init__()
         self.created: KeyView | None = None
         self._secret: str | None = None
+        self._webhook_secret: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as dialog:
@@ -161,8 +169,10 @@ class KeyCreateForm(_KeyForm):
                 )
             with Vertical(id="created"):
                 yield Static("", id="secret")
+                yield Static("", id="webhook-secret", markup=False)
                 yield Static(
-                    "This key will not be shown again: copy it now (c), then press enter.", id="secret-warning"
+                    "The key and its webhook secret will not be shown again: copy them now (c, w), then press enter.",
+                    id="secret-warning",
                 )
             yield Static("", id="form-error", classes="form-error")
             yield self.buttons()
@@ -173,7 +183,7 @@ class KeyCreateForm(_KeyForm):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Before creation the form saves; after it, only copy and done make sense.
-        if action in ("copy", "done"):
+        if action in ("copy", "copy_webhook_secret", "done"):
             return self._secret is not None
         if action == "save":
             return self._secret is None
@@ -198,6 +208,10 @@ class KeyCreateForm(_KeyForm):
         self._secret = event.created["key"]
         self.created = without_secret(event.created)
         self.query_one("#secret", Static).update(self._secret)
+        self._webhook_secret = event.created["webhook_secret"]
+        self.query_one("#webhook-secret", Static).update(
+            f"webhook secret (verifies its job callbacks):\n{self._webhook_secret}"
+        )
         self.add_class("-created")
         self.set_focus(None)
         self.refresh_bindings()
@@ -206,6 +220,11 @@ class KeyCreateForm(_KeyForm):
         if self._secret:
             self.app.copy_to_clipboard(self._secret)
             self.notify("key copied to the clipboard")
+
+    def action_copy_webhook_secret(self) -> None:
+        if self._webhook_secret:
+            self.app.copy_to_clipboard(self._webhook_secret)
+            self.notify("webhook secret copied to the clipboard")
 
     def action_done(self) -> None:
         self.dismiss(self.created)
