@@ -18,7 +18,7 @@ from textual.theme import Theme
 from console.actions import ConsoleActions
 from console.collector import QUIET_S, QuietCollector
 from console.daemon_link import ConnectionChange, DaemonStartFailed, EventFeed, ensure_daemon
-from console.job_state import RECENT_JOBS
+from console.job_state import JOBS_PAGE
 from console.live_state import LiveState
 from console.palette import CorralCommands
 from console.screens.base import LiveScreen
@@ -175,7 +175,7 @@ class CorralApp(App[None]):
     async def load_jobs(self) -> None:
         """The newest jobs, once per snapshot (which carries only their counts); events keep them current."""
         try:
-            page = await self.client.list_jobs(limit=RECENT_JOBS)
+            page = await self.client.list_jobs(limit=JOBS_PAGE)
         except CorralError:
             return  # a corral-core without a queue: the panel says so from the snapshot
         self.live.jobs.seed(page["data"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from gateway_core.contracts.jobs import JOB_STATES, DeliveryView, JobCounts, JobState, JobView
 
 RECENT_JOBS = 200  # views kept for the Jobs panel, newest first; it shows fewer
+JOBS_PAGE = 100  # the newest jobs asked for after a snapshot: the most one GET /jobs answers
 RECENT_DELIVERIES = 1000  # deliveries kept for the Callbacks screen between its page loads
 KNOWN_STATES = 100_000  # job id -> last state seen; past this the oldest half is forgotten (and inferred again)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from gateway_core.client import CorralClient
@@ -18,7 +19,9 @@ from .format import dash, until, utc_time
 from .job_format import delivery_outcome, delivery_when, job_age, job_error, job_facts
 from .job_state import counts_line
 
-PAGE_ROWS = 500  # rows asked per page when --limit is larger
+# Rows asked per page when --limit is larger: the most the daemon's GET /jobs and GET /callbacks answer at once.
+JOB_PAGE = 100
+DELIVERY_PAGE = 200
 
 
 async def _key_names(client: CorralClient) -> dict[str, str]:
@@ -54,7 +57,7 @@ async def jobs_list(client: CorralClient, args: argparse.Namespace) -> int:
     cursor: str | None = None
     while len(jobs) < args.limit:  # bounded: each page is at least one row, or the cursor ends it
         page = await client.list_jobs(
-            state=args.state, key=key, tag=args.tag, limit=min(PAGE_ROWS, args.limit - len(jobs)), cursor=cursor
+            state=args.state, key=key, tag=args.tag, limit=min(JOB_PAGE, args.limit - len(jobs)), cursor=cursor
         )
         jobs.extend(page["data"])
         cursor = page["next_cursor"]
@@ -94,7 +97,10 @@ async def jobs_show(client: CorralClient, args: argparse.Namespace) -> int:
 
 async def jobs_cancel(client: CorralClient, args: argparse.Namespace) -> int:
     job = await client.cancel_job(args.id)
-    print(f"job {job['id']} is {job['state']}" + (f" ({job_error(job)})" if job["error"] else ""))
+    if job["state"] != "cancelled":  # the daemon answers a job that had already ended as it is
+        print(f"corral: job {job['id']} had already {job['state']}: nothing to cancel", file=sys.stderr)
+        return 1
+    print(f"cancelled job {job['id']}" + (f" ({job_error(job)})" if job["error"] else ""))
     return 0
 
 
@@ -128,7 +134,7 @@ async def callbacks_list(client: CorralClient, args: argparse.Namespace) -> int:
     cursor: str | None = None
     while len(deliveries) < args.limit:
         page = await client.list_deliveries(
-            state=args.state, limit=min(PAGE_ROWS, args.limit - len(deliveries)), cursor=cursor
+            state=args.state, limit=min(DELIVERY_PAGE, args.limit - len(deliveries)), cursor=cursor
         )
         deliveries.extend(page["data"])
         cursor = page["next_cursor"]
