@@ -124,7 +124,7 @@ class Pipeline:
             if not candidates:
                 raise self._registry.unknown_model(parsed.model)
             if parsed.media:
-                candidates = _taking_media(parsed, candidates)
+                candidates = taking_media(parsed, candidates)
             try:
                 lease = self._limiter.acquire(key.id, key.name, key.limits)
             except LimitExceeded as error:
@@ -730,7 +730,7 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     return (str(code) if code is not None else None), (str(message) if message is not None else None)
 
 
-def _taking_media(parsed: ParsedRequest, candidates: list[ProviderRuntime]) -> list[ProviderRuntime]:
+def taking_media(parsed: ParsedRequest, candidates: list[ProviderRuntime]) -> list[ProviderRuntime]:
     """The candidates that take the request's images or audio. A llama-server without a projector answers them
     with a 500, which would count against it: refused here instead, as the client's 400."""
     able = [provider for provider in candidates if provider.accepts(parsed.media)]
