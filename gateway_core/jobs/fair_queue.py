@@ -46,7 +46,7 @@ class _KeyQueue(Generic[T]):
 
 
 class FairQueue(Generic[T]):
-    """Items (jobs) by key and target; `pop_next` picks the next one to run among the pairs the caller says are ready."""
+    """Items (jobs) by key and target; `pop_next` picks the next to run among the pairs the caller says are ready."""
 
     def __init__(self) -> None:
         self._keys: dict[str, _KeyQueue[T]] = {}
