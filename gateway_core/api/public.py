@@ -1,4 +1,4 @@
-"""The public, OpenAI-compatible API on TCP. Every route needs a Corral key except /health."""
+"""The public, OpenAI-compatible API on TCP. Every route needs a Corral key except /health and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway_core.api.guard import RequestGuard
+from gateway_core.api.openapi import OpenApiDocument
 from gateway_core.api.queue import QueueApi
 from gateway_core.api.responses import json_app, json_response
 from gateway_core.contracts.request_id import HEADER as REQUEST_ID
@@ -121,5 +122,9 @@ def build_public_app(state: GatewayState) -> PublicApp:
         started_at=state.started_at,
     )
     queue = QueueApi(keys=state.keys.ring, jobs=state.jobs, body_cap=state.body_cap)
-    routes = RequestGuard(json_app([*api.routes(), *queue.routes()]), listener="public", failures=state.failures)
+    routes = RequestGuard(
+        json_app([*api.routes(), *queue.routes(), OpenApiDocument().route()]),
+        listener="public",
+        failures=state.failures,
+    )
     return PublicApp(state.pipeline, routes, state.failures)
