@@ -38,6 +38,7 @@ from gateway_core.contracts.history_views import (
     UsageSeries,
     UsageView,
 )
+from gateway_core.contracts.jobs import JobCounts
 from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderState, ProviderType, ProviderView, Snapshot
 from gateway_core.fleet.units import GiB
 
@@ -252,6 +253,7 @@ def snapshot(
     gpu_data: GpuSnapshotView | None = None,
     fleet_data: FleetView | None = None,
     archive: ArchiveStatusView | None = None,
+    jobs: JobCounts | None = None,
 ) -> Snapshot:
     """Like the admin API's snapshot(): status_view() plus keys, requests, gpus and fleet."""
     return {
@@ -266,6 +268,7 @@ def snapshot(
         "gpus": gpu_data or no_gpus("no NVIDIA driver: libnvidia-ml.so.1 was not found"),
         "fleet": fleet_data or fleet(),
         "archive": archive or archive_status(),
+        "jobs": jobs or {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0},
     }
 
 
