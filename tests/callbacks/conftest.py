@@ -84,6 +84,7 @@ def callbacks(tmp_path: Path, secrets: Secrets) -> ServiceFactory:
         events: EventBus | None = None,
         registry: CollectorRegistry | None = None,
         getaddrinfo: Any = None,
+        secrets: Callable[[str], list[str]] = secrets,
         **fields: Any,
     ) -> AsyncIterator[CallbackService]:
         settings = CallbackSettings(
