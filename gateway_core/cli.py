@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 
 from gateway_core.archive.settings import ArchiveSettings
+from gateway_core.callbacks.settings import CallbackSettings
 from gateway_core.contracts.archive import CAPTURE_MODES
 from gateway_core.jobs.settings import DEFAULT_JOB_ATTEMPTS, DEFAULT_JOB_TIMEOUT_S, DEFAULT_QUEUE_SHARE, JobSettings
 from gateway_core.listener import (
@@ -225,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=duration,
         default=DEFAULT_JOB_TIMEOUT_S,
         metavar="DURATION",
-        help="a job not finished this long after it was queued fails (90s, 20m, 1h; default: 20m)",
+        help="an attempt running longer than this is cancelled and the job fails; time queued does not count "
+        "(90s, 20m, 1h; default: 20m)",
     )
     queue.add_argument(
         "--job-attempts",
@@ -235,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="attempts a job gets (each failed one goes to another provider of the model when there is one) "
         "before it fails (default: %(default)s)",
     )
+    CallbackSettings.add_arguments(parser)
     return parser
 
 
@@ -304,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 limits=limits,
                 archive=archive_settings(args, settings.data_dir),
                 jobs=job_settings(args),
+                callbacks=CallbackSettings.from_args(args),
             )
         )
     except DaemonError as error:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from gateway_core.archive.settings import ArchiveSettings
 from gateway_core.archive.sqlite_archive import SqliteArchive
+from gateway_core.callbacks.service import CallbackService
+from gateway_core.callbacks.settings import CallbackSettings
 from gateway_core.clock import SYSTEM_CLOCK, Clock
 from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.events import EventBus
@@ -24,6 +26,7 @@ from gateway_core.gateway.failures import Failures
 from gateway_core.gateway.key_store import KeyStore
 from gateway_core.gateway.limits import RateLimiter
 from gateway_core.gateway.pipeline import Pipeline
+from gateway_core.jobs.scheduler import Scheduler
 from gateway_core.jobs.service import JobService
 from gateway_core.jobs.settings import JobSettings
 from gateway_core.jobs.sqlite_store import SqliteJobStore
@@ -45,6 +48,7 @@ class GatewayState:
         gpu_interval_s: float = DEFAULT_GPU_INTERVAL_S,
         archive: ArchiveSettings | None = None,
         jobs: JobSettings | None = None,
+        callbacks: CallbackSettings | None = None,
     ):
         self.data_dir = data_dir
         self.clock = clock
@@ -54,7 +58,14 @@ class GatewayState:
         self.metrics = GatewayMetrics()
         self.events = EventBus()
         self.limiter = RateLimiter(clock=clock.monotonic)
-        self.keys = KeyStore(self.store, self.limiter, self.events, clock)
+        callback_settings = callbacks or CallbackSettings()
+        self.keys = KeyStore(
+            self.store,
+            self.limiter,
+            self.events,
+            clock,
+            webhook_rotation_window_s=callback_settings.secret_rotation_window_s,
+        )
         self.registry = ProviderRegistry(
             self.store, self.metrics, self.events, probe_interval_s=probe_interval_s, clock=clock
         )
@@ -91,7 +102,28 @@ class GatewayState:
         )
         self.job_settings = jobs or JobSettings()
         self.job_store = SqliteJobStore(data_dir / "jobs.sqlite")
-        self.jobs = JobService(self.job_store, registry=self.registry, events=self.events, clock=clock)
+        self.callbacks = CallbackService(
+            data_dir / "callbacks.sqlite",
+            callback_settings,
+            secrets=self.keys.webhook_secrets,
+            events=self.events,
+            metrics_registry=self.metrics.registry,
+            clock=clock,
+        )
+        self.jobs = JobService(
+            self.job_store, registry=self.registry, events=self.events, clock=clock, callbacks=self.callbacks
+        )
+        self.scheduler = Scheduler(
+            pipeline=self.pipeline,
+            registry=self.registry,
+            metrics=self.metrics.queue,
+            settings=self.job_settings,
+            on_started=self.jobs.on_started,
+            on_finished=self.jobs.on_finished,
+            on_retry=self.jobs.on_retry,
+            clock=clock,
+        )
+        self.jobs.attach(self.scheduler)
 
     def _publish_gpus(self, snapshot: GpuSnapshot) -> None:
         self.energy.on_sample(snapshot)
@@ -115,6 +147,7 @@ class GatewayState:
         await self.gpus.sample_once()  # so the first snapshot a console sees already has the GPUs
         self.gpus.start()
         await self.fleet.connect()
+        await self.callbacks.start()  # before the jobs: a final job whose callback was not yet enqueued is, now
         await self.jobs.start()  # last: its jobs run on the providers and are archived like any request
 
     async def drain(self, drain_timeout_s: float) -> None:
@@ -123,6 +156,7 @@ class GatewayState:
 
     async def close(self) -> None:
         await self.jobs.close()  # first: the scheduler stops before the store closes, and before what jobs use
+        await self.callbacks.close()
         await self.keys.close()
         await self.gpus.stop()
         await self.fleet.close()

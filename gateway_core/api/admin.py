@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway_core import __version__
 from gateway_core.api.admin_models import read_json
+from gateway_core.api.callbacks_admin import CallbacksApi
 from gateway_core.api.events import events_endpoint
 from gateway_core.api.fleet import FleetApi
 from gateway_core.api.guard import RequestGuard
@@ -252,5 +253,6 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
     fleet = FleetApi(fleet=state.fleet, registry=state.registry, data_dir=state.data_dir)
     history = HistoryApi(archive=state.archive, clock=state.clock)
     jobs = JobsAdminApi(jobs=state.jobs)
-    app = json_app([*admin.routes(), *fleet.routes(), *history.routes(), *jobs.routes()])
+    callbacks = CallbacksApi(state.callbacks)
+    app = json_app([*admin.routes(), *fleet.routes(), *history.routes(), *jobs.routes(), *callbacks.routes()])
     return RequestGuard(app, listener="admin", failures=state.failures)

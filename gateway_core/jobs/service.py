@@ -34,6 +34,7 @@ from gateway_core.contracts.jobs import (
 from gateway_core.contracts.request import encode_body, parse
 from gateway_core.events import EventBus
 from gateway_core.gateway.keys import ApiKey
+from gateway_core.gateway.pipeline import taking_media
 from gateway_core.jobs.model import Job, delivery_id, job_view, new_job_id
 from gateway_core.jobs.store import JobStore
 from gateway_core.providers.registry import ProviderRegistry
@@ -223,6 +224,8 @@ class JobService:
         candidates = self._registry.serving(parsed.model)
         if not candidates:
             raise self._registry.unknown_model(parsed.model)
+        if parsed.media:
+            candidates = taking_media(parsed, candidates)  # 400 when no provider of the model takes its images
         if submit.provider is not None:
             provider = self._registry.get(submit.provider)
             if provider is None:
@@ -246,6 +249,15 @@ class JobService:
             if self._callbacks is None:
                 raise GatewayError(
                     400, "this corral-core sends no callbacks; leave out reply_to and poll", param="reply_to"
+                )
+            if key.webhook_secret is None:
+                raise GatewayError(
+                    400,
+                    f"API key '{key.name}' has no webhook secret to sign callbacks with (it predates them): an "
+                    f"operator can give it one with `corral keys rotate-webhook-secret {key.name}`; or leave out "
+                    "reply_to and poll",
+                    param="reply_to",
+                    code="no_webhook_secret",
                 )
             await self._callbacks.check_reply_to(submit.reply_to)
 

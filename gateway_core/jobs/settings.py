@@ -14,5 +14,5 @@ class JobSettings:
     queue_share: float = (
         DEFAULT_QUEUE_SHARE  # while synchronous requests wait, jobs hold at most this of a provider's slots
     )
-    job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S  # from when it joined the queue; past it the job fails
+    job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S  # an attempt running longer is cancelled and the job fails
     job_attempts: int = DEFAULT_JOB_ATTEMPTS  # attempts before the job fails
