@@ -223,3 +223,25 @@ def test_a_deployment_is_drained_through_its_provider(two_providers: tuple[Corra
     assert set(served_by(daemon, key, 4)) == {"gpu-a"}
 
     assert daemon.admin_call("POST", "/fleet/deployments/gpu-b/undrain").json()["state"] == "ready"
+
+
+def test_a_request_does_not_wait_for_a_slot_on_a_drained_provider_at_its_max_concurrency(
+    corral_daemon: CorralDaemon, llama_servers: Any
+) -> None:
+    (server,) = llama_servers(1, extra_args=LONG_RUNNING)
+    corral_daemon.add_provider("gpu0", server.base_url, max_concurrency=1)
+    key = corral_daemon.create_key("app")
+    endless = {**LONG_STREAM, "max_tokens": 1_000_000}  # held until this test leaves it
+    with httpx.stream(
+        "POST", corral_daemon.base_url + "/v1/chat/completions", json=endless, headers=auth(key), timeout=30
+    ) as held:
+        lines = held.iter_lines()
+        for _ in range(5):
+            next(lines)
+        assert corral_daemon.admin_call("POST", "/providers/gpu0/drain").json()["state"] == "draining"
+
+        # A saturated provider is worth waiting for (up to 30 s); a drained one is not: the answer is at once.
+        response = httpx.post(corral_daemon.base_url + "/v1/chat/completions", json=SHORT, headers=auth(key), timeout=5)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "provider_draining"
