@@ -189,7 +189,7 @@ class DashboardScreen(LiveScreen):
             yield DashboardPanel("Providers", self.providers, id="providers", classes="-serving -gives-way")
             yield DashboardPanel("Keys", self.keys, id="keys", classes="-serving -grow")
             # Jobs shows once the queue has any: a gateway whose apps never queue keeps its room for the rest.
-            yield DashboardPanel("Jobs", self.jobs, id="jobs", classes="-serving -gives-way -no-jobs")
+            yield DashboardPanel("Jobs", self.jobs, id="jobs", classes="-serving -grow -no-jobs")
             yield DashboardPanel("Live requests", self.requests, id="requests", classes="-serving -grow-more")
         yield KeyHints()
 
@@ -314,6 +314,7 @@ class DashboardScreen(LiveScreen):
         empty = not jobs.recent and not jobs.total()
         if empty != panel.has_class("-no-jobs"):
             panel.set_class(empty, "-no-jobs")
+            self.set_class(not empty, "-with-jobs")
 
     def _show_status(self, live: LiveState) -> None:
         status = live.status

@@ -38,13 +38,13 @@ class JobsTable(LiveTable):
     ]
     COLUMNS = (
         ("key", "key", 12),
-        ("model", "model", 16),
+        ("model", "model", 14),
         ("state", "state", 9),
-        ("age", "age", 7),
+        ("age", "age", 6),
         ("attempts", "tries", 5),
-        ("provider", "provider", 12),
-        ("tag", "tag", 10),
-        ("id", "id", 30),
+        ("provider", "provider", 10),
+        ("tag", "tag", 8),
+        ("id", "id", 30),  # "job_" and 26 characters: all of it, for `corral jobs show`
     )
     IN_GIVEN_ORDER = True  # newest first, as the screen lists them
 
@@ -82,6 +82,7 @@ class DeliveriesTable(LiveTable):
         ("attempts", "tries", 5),
         ("last", "last answer", 16),
         ("when", "when", 18),
+        ("id", "id", 32),  # the webhook-id: "msg_", the job id's 26 characters, "_" and the job's final count
         ("job", "job", 30),
         ("url", "url", 40),
     )
@@ -99,6 +100,7 @@ class DeliveriesTable(LiveTable):
             str(delivery["attempts"]),
             delivery_outcome(delivery),
             delivery_when(delivery, now),
+            delivery["id"],
             delivery["job_id"],
             delivery["url"],
         )

@@ -60,7 +60,7 @@ def job_counts(queued: int = 0, running: int = 0, succeeded: int = 0, failed: in
 def delivery(
     delivery_id: str,
     *,
-    job_id: str = "job_01jd2x3y4z5a6b7c8d9e0f1g2h",
+    job_id: str | None = None,
     state: DeliveryState = "pending",
     attempts: int = 1,
     created_at: float = NOW - 60,
@@ -68,10 +68,10 @@ def delivery(
     last_error: str | None = None,
     job_state: JobState = "succeeded",
 ) -> DeliveryView:
-    """Like GET /callbacks's rows and the "delivery" event."""
+    """Like GET /callbacks's rows and the "delivery" event; the job id is the one the delivery id names."""
     return {
         "id": delivery_id,
-        "job_id": job_id,
+        "job_id": job_id or f"job_{delivery_id.split('_')[1]}",
         "key_id": "a1b2c3d4e5f6",
         "url": "https://hooks.example.com/corral",
         "type": CALLBACK_TYPES[job_state],
