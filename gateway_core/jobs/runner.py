@@ -60,6 +60,11 @@ class Attempt:
         live = self.ticket.live
         return live.provider if live is not None and live.provider else self.order[0].name
 
+    def holds(self, provider: str) -> bool:
+        """Whether its request holds one of the provider's slots now (a failover moves it; its end frees it)."""
+        live = self.ticket.live
+        return live is not None and live.provider == provider and not self.ticket.lease.released
+
     def cancel(self) -> None:
         self.cancelled = True
         self.ticket.cancel()

@@ -4,7 +4,9 @@ synchronous requests.
 A job starts only when a provider that serves its model (or its pinned provider) is routable and has a free
 slot: in flight below its slots, which are llama-server's reported slots (capped by the configured max
 concurrency), else the max concurrency, else 1. While synchronous requests wait for a slot (the pipeline counts
-them), jobs hold at most `queue_share` of each provider's slots. The next job is the fair queue's
+them), jobs hold at most `queue_share` of each provider's slots; so they do on a provider with synchronous
+requests in flight (which may be waiting in llama-server's own queue, unseen) and for SYNC_HOLD_S after, so
+synchronous traffic finds slots free. The next job is the fair queue's
 (fair_queue.py): round-robin across keys with queued work, by priority then order within one; a key at one of
 its limits is skipped until a slot frees (concurrency) or its window allows again (rpm, tpm). A failed attempt
 runs again on another provider serving the model when there is one.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +42,7 @@ from gateway_core.providers.runtime import ProviderRuntime
 log = logging.getLogger("corral.jobs")
 
 RECHECK_S = 1.0
+SYNC_HOLD_S = 2.0  # how long after synchronous traffic was last seen on a provider jobs still keep to their share
 STOP_GRACE_S = 5.0  # after the drain timeout, how long cut-off attempts get to report being queued again
 
 
@@ -86,6 +90,7 @@ class Scheduler:
         self._since: dict[str, float] = {}  # job id -> when it joined the queue (wall clock)
         self._avoid: dict[str, frozenset[str]] = {}  # job id -> the providers its failed attempts ran on
         self._running: dict[str, Attempt] = {}
+        self._sync_seen: dict[str, float] = {}  # provider -> when synchronous traffic was last seen on it
         self._reserved: dict[str, int] = {}  # provider -> attempts started whose slot the pipeline has not taken yet
         self._parked: dict[str, asyncio.TimerHandle | None] = {}  # key id -> until its limit lifts (None: a slot)
         self._tasks: set[asyncio.Task[object]] = set()
@@ -161,8 +166,11 @@ class Scheduler:
         return dict(self._running)
 
     def jobs_on(self, provider: str) -> int:
-        """Attempts of jobs on the provider now (or about to take its slot)."""
-        return sum(1 for attempt in self._running.values() if attempt.provider() == provider)
+        """Attempts of jobs holding one of the provider's slots now, or about to take one."""
+        return self._holding(provider) + self._reserved.get(provider, 0)
+
+    def _holding(self, provider: str) -> int:
+        return sum(1 for attempt in self._running.values() if attempt.holds(provider))
 
     # -- queueing
 
@@ -283,11 +291,21 @@ class Scheduler:
         return [p for p in routable if self._has_room(p, sync_waiting)]
 
     def _has_room(self, provider: ProviderRuntime, sync_waiting: bool) -> bool:
+        name = provider.name
+        holding = self._holding(name)
+        now = time.monotonic()  # real time: the hold paces live traffic, like the pipeline's slot wait
+        # A synchronous request in flight on a provider may be waiting in llama-server's own queue, which Corral
+        # cannot see: so while synchronous traffic is on it (and SYNC_HOLD_S after), the share applies too.
+        if sync_waiting or provider.in_flight > holding:
+            self._sync_seen[name] = now
         slots = slots_of(provider)
-        if provider.in_flight + self._reserved.get(provider.name, 0) >= slots:
+        reserved = self._reserved.get(name, 0)
+        if provider.in_flight + reserved >= slots:
             return False
-        # While synchronous requests wait for a slot, jobs hold at most their share of each provider's slots.
-        return not sync_waiting or self.jobs_on(provider.name) < int(slots * self._settings.queue_share)
+        if now - self._sync_seen.get(name, -SYNC_HOLD_S) >= SYNC_HOLD_S:
+            return True
+        # Synchronous requests are waiting or running here: jobs hold at most their share of the slots.
+        return holding + reserved < int(slots * self._settings.queue_share)
 
     def _park(self, key: str, over: OverLimit) -> None:
         """Skip the key until its limit lifts: at a freed slot (concurrency), or when its window allows."""
