@@ -98,7 +98,8 @@ async def jobs_show(client: CorralClient, args: argparse.Namespace) -> int:
 async def jobs_cancel(client: CorralClient, args: argparse.Namespace) -> int:
     job = await client.cancel_job(args.id)
     if job["state"] != "cancelled":  # the daemon answers a job that had already ended as it is
-        print(f"corral: job {job['id']} had already {job['state']}: nothing to cancel", file=sys.stderr)
+        retry = f"; `corral jobs retry {job['id']}` queues it again" if job["state"] == "failed" else ""
+        print(f"corral: job {job['id']} has already ended ({job['state']}): nothing to cancel{retry}", file=sys.stderr)
         return 1
     print(f"cancelled job {job['id']}" + (f" ({job_error(job)})" if job["error"] else ""))
     return 0
