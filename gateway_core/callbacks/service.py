@@ -44,6 +44,8 @@ log = logging.getLogger("corral.callbacks")
 
 DELIVERY_STATES: tuple[DeliveryState, ...] = ("pending", "delivered", "dead")
 MAX_PAGE = 200
+CLOSE_GRACE_S = 2.0  # at shutdown, how long attempts in flight may take to end before they are cut
+SUBMIT_RESOLVE_S = 5.0  # the longest a submit waits for its reply_to's name to resolve
 Secrets = Callable[[str], list[str]]  # key id -> the secrets to sign with now (current first)
 
 
@@ -93,13 +95,16 @@ class CallbackService:
         if self._pending:
             log.info("resuming %d pending callback deliveries", len(self._pending))
 
-    async def close(self) -> None:
-        """Stop the loop; attempts in flight are cut and stay pending on disk, to be sent again at the next start."""
+    async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Stop the loop; attempts in flight get `grace_s` to end, then are cut and stay pending on disk, to be
+        sent again at the next start (the receiver may then see that webhook-id twice)."""
         self._started = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         tasks = list(self._in_flight.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_s)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -117,7 +122,15 @@ class CallbackService:
             self._policy.check_literal(destination)
             if destination.literal is None:
                 getaddrinfo = self._getaddrinfo or asyncio.get_running_loop().getaddrinfo
-                await self._policy.checked(destination.host, destination.port, getaddrinfo)
+                async with asyncio.timeout(SUBMIT_RESOLVE_S):
+                    await self._policy.checked(destination.host, destination.port, getaddrinfo)
+        except TimeoutError:
+            raise GatewayError(
+                400,
+                f"reply_to refused: its host did not resolve within {SUBMIT_RESOLVE_S:g} s; check the name",
+                param="reply_to",
+                code="invalid_reply_to",
+            ) from None
         except RefusedDestination as refused:
             raise GatewayError(400, f"reply_to refused: {refused}", param="reply_to", code="invalid_reply_to") from None
 

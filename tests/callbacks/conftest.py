@@ -85,6 +85,7 @@ def callbacks(tmp_path: Path, secrets: Secrets) -> ServiceFactory:
         registry: CollectorRegistry | None = None,
         getaddrinfo: Any = None,
         secrets: Callable[[str], list[str]] = secrets,
+        close_grace_s: float = 2.0,
         **fields: Any,
     ) -> AsyncIterator[CallbackService]:
         settings = CallbackSettings(
@@ -102,7 +103,7 @@ def callbacks(tmp_path: Path, secrets: Secrets) -> ServiceFactory:
         try:
             yield service
         finally:
-            await service.close()
+            await service.close(close_grace_s)
 
     return running
 

@@ -70,7 +70,7 @@ async def _attempts(service: Any, delivery_id: str, attempts: int) -> bool:
 async def test_an_attempt_cut_by_a_stop_is_sent_again_by_the_next_service(callbacks, receiver):
     receiver.answer(200, times=1, delay_s=5.0)  # the first attempt is still in flight when the service stops
 
-    async with callbacks() as first:
+    async with callbacks(close_grace_s=0.1) as first:
         await enqueue(first, receiver.url())
         await wait_for_async(lambda: receiver.in_flight == 1, "the first attempt to reach the receiver")
 
@@ -79,6 +79,21 @@ async def test_an_attempt_cut_by_a_stop_is_sent_again_by_the_next_service(callba
 
     assert view["attempts"] == 1  # the cut attempt never ended, so it was never counted
     assert len(receiver.arrivals) == 2
+
+
+@pytest.mark.asyncio
+async def test_an_attempt_in_flight_at_a_stop_may_finish_within_the_grace_and_is_not_sent_again(callbacks, receiver):
+    receiver.answer(200, times=1, delay_s=0.3)
+
+    async with callbacks(close_grace_s=5.0) as first:
+        await enqueue(first, receiver.url())
+        await wait_for_async(lambda: receiver.in_flight == 1, "the attempt to reach the receiver")
+
+    async with callbacks() as second:
+        view = await second.get(DELIVERY_ID)
+
+    assert view["state"] == "delivered"
+    assert len(receiver.arrivals) == 1
 
 
 @pytest.mark.asyncio
