@@ -1,0 +1,235 @@
+"""A queue that survives its daemon: kill -9 corral-core in the middle of 1,000 jobs, restart it on the same data
+dir, and every job ends succeeded, each job's signed callback arriving at a real receiver; SIGTERM lets the
+running job finish and leaves the rest queued on disk for the next start.
+
+The jobs run on a real llama-server (the tiny model, max_tokens 1); the receiver verifies every delivery with the
+`standardwebhooks` package, as an app's receiver would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from tests.fakes.fault_server import FaultServer
+from tests.testbed.child_processes import children_of, process_ended
+from tests.testbed.daemon import CorralDaemon
+from tests.testbed.waiting import wait_for
+
+pytestmark = pytest.mark.llama_server
+
+JOBS = 1000
+CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+CALLBACK_FLAGS = ("--callback-allow", "127.0.0.1/32", "--callback-schedule", "0.2s,0.5s,1s,2s")
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: verifies each delivery's signature, counts the delivery ids it accepted."""
+
+    def __init__(self) -> None:
+        self.secret: str | None = None
+        self.accepted: Counter[str] = Counter()
+        self.refused: list[str] = []
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                try:
+                    assert receiver.secret is not None
+                    Webhook(receiver.secret).verify(body, headers)
+                except (WebhookVerificationError, AssertionError) as error:
+                    with receiver._lock:
+                        receiver.refused.append(f"{headers.get('webhook-id')}: {error}")
+                    self.send_response(400)
+                else:
+                    with receiver._lock:
+                        receiver.accepted[headers["webhook-id"]] += 1
+                        receiver.bodies[headers["webhook-id"]] = json.loads(body)
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks/jobs"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as receiver:
+        yield receiver
+
+
+def create_key(daemon: CorralDaemon, name: str) -> tuple[str, str]:
+    """The key and its webhook secret, as POST /keys answers them (the one time it shows them)."""
+    response = daemon.admin_call("POST", "/keys", {"name": name})
+    assert response.status_code == 201, response.text
+    created = response.json()
+    return created["key"], created["webhook_secret"]
+
+
+async def submit_all(daemon: CorralDaemon, key: str, reply_to: str | None, count: int) -> list[str]:
+    """Submit `count` jobs (ref_ids r0, r1, ...), 32 at a time; the job ids, in ref_id order."""
+    limits = httpx.Limits(max_connections=32)
+    headers = {"authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=daemon.base_url, headers=headers, limits=limits, timeout=30) as client:
+        gate = asyncio.Semaphore(32)
+
+        async def one(i: int) -> str:
+            body: dict[str, Any] = {"request": CHAT, "ref_id": f"r{i}"}
+            if reply_to is not None:
+                body["reply_to"] = reply_to
+            async with gate:
+                response = await client.post("/v1/queue/chat/completions", json=body)
+            assert response.status_code == 202, response.text
+            job_id: str = response.json()["id"]
+            return job_id
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+def counts(daemon: CorralDaemon) -> dict[str, int]:
+    answer: dict[str, int] = daemon.admin_call("GET", "/jobs/counts").json()
+    return answer
+
+
+def every_job(daemon: CorralDaemon) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = []
+    cursor: str | None = None
+    with daemon.admin() as admin:
+        for _ in range(100):
+            params: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+            page = admin.get("/jobs", params=params).json()
+            jobs += page["data"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    return jobs
+
+
+def on_disk(data_dir: Path) -> dict[str, tuple[str, int]]:
+    """job id -> (state, attempts), as jobs.sqlite holds them after the daemon is gone."""
+    with sqlite3.connect(data_dir / "jobs.sqlite") as db:
+        return {row[0]: (row[1], row[2]) for row in db.execute("SELECT id, state, attempts FROM jobs")}
+
+
+def kill_9(daemon: CorralDaemon) -> None:
+    """SIGKILL corral-core, then wait for its orphaned archive writer to finish what it was sent."""
+    assert daemon.process is not None
+    writers = children_of(daemon.process.pid)
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait(timeout=10)
+    wait_for(lambda: all(process_ended(pid) for pid in writers), "the orphaned archive writer to finish")
+    # The dead daemon's socket stays behind; the next start replaces it, but the testbed's probe of a stale
+    # socket would leak its connection (httpcore), so it goes first.
+    daemon.socket_path.unlink(missing_ok=True)
+
+
+def test_a_kill_9_in_the_middle_of_1000_jobs_loses_none_and_every_callback_arrives(
+    tmp_path: Path, shared_llama_server: Any, receiver: Receiver
+):
+    daemon = CorralDaemon(tmp_path / "corral", extra_args=CALLBACK_FLAGS).start()
+    try:
+        daemon.add_provider("local", shared_llama_server.base_url)
+        key, receiver.secret = create_key(daemon, "batch-app")
+        # Drained while the jobs are submitted, so the kill below lands with most of them still to run.
+        assert daemon.admin_call("POST", "/providers/local/drain").status_code == 200
+        ids = asyncio.run(submit_all(daemon, key, receiver.url, JOBS))
+        assert len(set(ids)) == JOBS
+        assert daemon.admin_call("POST", "/providers/local/undrain").status_code == 200
+        wait_for(lambda: counts(daemon)["succeeded"] >= 200, "200 jobs to succeed before the kill", timeout_s=60)
+        kill_9(daemon)
+
+        before = on_disk(daemon.data_dir)
+        assert len(before) == JOBS  # every accepted job was on disk
+        finished_before = {job_id for job_id, (state, _) in before.items() if state == "succeeded"}
+        running_at_kill = {job_id: attempts for job_id, (state, attempts) in before.items() if state == "running"}
+        assert len(finished_before) < JOBS, "every job finished before the kill: the test did not kill mid-run"
+        print(f"at the kill: {len(finished_before)} succeeded, {len(running_at_kill)} running")
+
+        daemon.start()  # the same data dir
+        wait_for(lambda: counts(daemon)["succeeded"] == JOBS, "all 1,000 jobs to succeed after the restart", 120)
+
+        jobs = {job["id"]: job for job in every_job(daemon)}
+        assert set(jobs) == set(ids)
+        assert {job["ref_id"] for job in jobs.values()} == {f"r{i}" for i in range(JOBS)}
+        assert all(job["state"] == "succeeded" and job["attempts"] >= 1 for job in jobs.values())
+        assert all(jobs[job_id]["attempts"] == 1 for job_id in finished_before)
+        # A job running at the kill had its attempt on disk, and ran again after the restart.
+        assert running_at_kill, "no job was running at the kill (4 slots were busy): its attempt was not on disk"
+        for job_id, attempts in running_at_kill.items():
+            assert attempts >= 1
+            assert jobs[job_id]["attempts"] == attempts + 1
+        assert max(job["attempts"] for job in jobs.values()) >= 2
+
+        expected = {f"msg_{job_id.removeprefix('job_')}_1" for job_id in ids}
+        wait_for(lambda: expected <= set(receiver.accepted), "a verified callback for each of the 1,000 jobs", 120)
+        assert receiver.refused == []
+        assert set(receiver.accepted) == expected
+        for delivery_id, body in receiver.bodies.items():
+            assert body["type"] == "job.succeeded"
+            assert f"msg_{body['data']['id'].removeprefix('job_')}_1" == delivery_id
+            assert body["data"]["result"]["object"] == "chat.completion"
+    finally:
+        daemon.stop()
+
+
+def test_sigterm_lets_the_running_job_finish_and_leaves_the_rest_queued_for_the_next_start(tmp_path: Path):
+    with FaultServer(model="slow", total_slots=1) as slow:
+        slow.set_mode("slow", delay_s=1.0)
+        daemon = CorralDaemon(tmp_path / "corral").start()
+        try:
+            daemon.add_provider("slow", slow.base_url, max_concurrency=1)
+            key, _ = create_key(daemon, "app")
+            headers = {"authorization": f"Bearer {key}"}
+            request = {**CHAT, "model": "slow"}
+            with httpx.Client(base_url=daemon.base_url, headers=headers, timeout=30) as client:
+                wait_for(
+                    lambda: "slow" in {m["id"] for m in client.get("/v1/models").json()["data"]},
+                    "the slow provider to list its model",
+                )
+                ids = [
+                    client.post("/v1/queue/chat/completions", json={"request": request}).json()["id"] for _ in range(4)
+                ]
+            wait_for(lambda: counts(daemon)["running"] == 1, "one job to be running")
+
+            assert daemon.stop() == 0  # SIGTERM; the drain timeout (5 s) outlasts the 1 s answer
+
+            left = on_disk(daemon.data_dir)
+            states = Counter(state for state, _ in left.values())
+            assert states["succeeded"] == 1, left  # the one running at SIGTERM finished
+            assert states["queued"] == 3, left  # the rest wait on disk, never started
+            assert states["running"] == 0
+
+            slow.set_mode("ok")
+            daemon.start()
+            wait_for(lambda: counts(daemon)["succeeded"] == 4, "the queued jobs to run after the restart", 30)
+            assert all(job["attempts"] == 1 for job in every_job(daemon) if job["id"] in ids)
+        finally:
+            daemon.stop()
