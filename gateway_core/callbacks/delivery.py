@@ -8,6 +8,7 @@ attempt resolves (and checks) the receiver's name afresh.
 from __future__ import annotations
 
 import email.utils
+import ssl
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,9 +35,16 @@ class Sender:
     """The delivery session: one aiohttp pool whose resolver is the SSRF guard. `start` on the loop, then `close`."""
 
     def __init__(
-        self, policy: AddressPolicy, *, timeout_s: float, concurrency: int, getaddrinfo: GetAddrInfo | None = None
+        self,
+        policy: AddressPolicy,
+        *,
+        timeout_s: float,
+        concurrency: int,
+        getaddrinfo: GetAddrInfo | None = None,
+        tls: ssl.SSLContext | None = None,  # None: the system's CAs, verified against the URL's name
     ) -> None:
         self._policy = policy
+        self._tls = tls
         self._timeout_s = timeout_s
         self._concurrency = concurrency
         self._getaddrinfo = getaddrinfo
@@ -48,6 +56,7 @@ class Sender:
             use_dns_cache=False,
             force_close=True,
             limit=self._concurrency,
+            ssl=self._tls if self._tls is not None else True,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
