@@ -12,7 +12,7 @@ import sys
 import time
 
 from gateway_core.client import CorralClient
-from gateway_core.contracts.jobs import DeliveryView, JobPage, JobView
+from gateway_core.contracts.jobs import FINAL_STATES, DeliveryView, JobPage, JobView
 
 from .cli_format import print_json, table
 from .format import dash, until, utc_time
@@ -96,12 +96,18 @@ async def jobs_show(client: CorralClient, args: argparse.Namespace) -> int:
 
 
 async def jobs_cancel(client: CorralClient, args: argparse.Namespace) -> int:
-    job = await client.cancel_job(args.id)
-    if job["state"] != "cancelled":  # the daemon answers a job that had already ended as it is
-        retry = f"; `corral jobs retry {job['id']}` queues it again" if job["state"] == "failed" else ""
+    before = await client.job(args.id)  # the daemon answers a cancel of an ended job with the job as it is
+    job = before if before["state"] in FINAL_STATES else await client.cancel_job(args.id)
+    if job["state"] != "cancelled" or before["state"] in FINAL_STATES:
+        retry = f"; `corral jobs retry {job['id']}` queues it again" if job["state"] != "succeeded" else ""
         print(f"corral: job {job['id']} has already ended ({job['state']}): nothing to cancel{retry}", file=sys.stderr)
         return 1
-    print(f"cancelled job {job['id']}" + (f" ({job_error(job)})" if job["error"] else ""))
+    where = (
+        f" (it was running on {before['provider']}; its upstream request is cancelled)"
+        if before["state"] == "running"
+        else ""
+    )
+    print(f"cancelled job {job['id']}{where}")
     return 0
 
 
