@@ -13,6 +13,7 @@ import json
 import signal
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,9 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from gateway_core.contracts.jobs import JobUsage
+from gateway_core.jobs.model import Job, new_job_id
+from gateway_core.jobs.sqlite_store import SqliteJobStore
 from tests.fakes.fault_server import FaultServer
 from tests.testbed.child_processes import children_of, process_ended
 from tests.testbed.daemon import CorralDaemon
@@ -88,13 +92,20 @@ def receiver() -> Iterator[Receiver]:
 
 def create_key(daemon: CorralDaemon, name: str) -> tuple[str, str]:
     """The key and its webhook secret, as POST /keys answers them (the one time it shows them)."""
+    key, secret, _ = create_key_with_id(daemon, name)
+    return key, secret
+
+
+def create_key_with_id(daemon: CorralDaemon, name: str) -> tuple[str, str, str]:
     response = daemon.admin_call("POST", "/keys", {"name": name})
     assert response.status_code == 201, response.text
     created = response.json()
-    return created["key"], created["webhook_secret"]
+    return created["key"], created["webhook_secret"], created["id"]
 
 
-async def submit_all(daemon: CorralDaemon, key: str, reply_to: str | None, count: int) -> list[str]:
+async def submit_all(
+    daemon: CorralDaemon, key: str, reply_to: str | None, count: int, *, expect: int = 202
+) -> list[str]:
     """Submit `count` jobs (ref_ids r0, r1, ...), 32 at a time; the job ids, in ref_id order."""
     limits = httpx.Limits(max_connections=32)
     headers = {"authorization": f"Bearer {key}"}
@@ -107,7 +118,7 @@ async def submit_all(daemon: CorralDaemon, key: str, reply_to: str | None, count
                 body["reply_to"] = reply_to
             async with gate:
                 response = await client.post("/v1/queue/chat/completions", json=body)
-            assert response.status_code == 202, response.text
+            assert response.status_code == expect, response.text
             job_id: str = response.json()["id"]
             return job_id
 
@@ -188,6 +199,10 @@ def test_a_kill_9_in_the_middle_of_1000_jobs_loses_none_and_every_callback_arriv
             assert jobs[job_id]["attempts"] == attempts + 1
         assert max(job["attempts"] for job in jobs.values()) >= 2
 
+        # An app that lost its answers and submits again after the restart gets the same jobs back.
+        again = asyncio.run(submit_all(daemon, key, receiver.url, 20, expect=200))
+        assert again == ids[:20]
+
         expected = {f"msg_{job_id.removeprefix('job_')}_1" for job_id in ids}
         wait_for(lambda: expected <= set(receiver.accepted), "a verified callback for each of the 1,000 jobs", 120)
         assert receiver.refused == []
@@ -233,3 +248,58 @@ def test_sigterm_lets_the_running_job_finish_and_leaves_the_rest_queued_for_the_
             assert all(job["attempts"] == 1 for job in every_job(daemon) if job["id"] in ids)
         finally:
             daemon.stop()
+
+
+def test_a_final_job_whose_callback_was_not_yet_handed_over_at_a_crash_is_delivered_at_the_next_start(
+    tmp_path: Path, receiver: Receiver
+):
+    # The crash window: the job's final state and callback_due are committed, the delivery not yet enqueued.
+    daemon = CorralDaemon(tmp_path / "corral", extra_args=CALLBACK_FLAGS).start()
+    try:
+        _, receiver.secret, key_id = create_key_with_id(daemon, "app")
+    finally:
+        daemon.stop()
+    job_id = asyncio.run(a_finished_job_with_its_callback_due(daemon.data_dir / "jobs.sqlite", key_id, receiver.url))
+
+    daemon.start()
+    try:
+        delivery_id = f"msg_{job_id.removeprefix('job_')}_1"
+        wait_for(lambda: delivery_id in receiver.accepted, "the callback of the job that was due at the crash")
+        assert receiver.refused == []
+        body = receiver.bodies[delivery_id]
+        assert (body["type"], body["data"]["id"], body["data"]["result"]) == ("job.succeeded", job_id, {"ok": 1})
+        wait_for(lambda: on_disk_callback_due(daemon.data_dir, job_id) == 0, "callback_due to be cleared")
+    finally:
+        daemon.stop()
+
+
+async def a_finished_job_with_its_callback_due(path: Path, key_id: str, reply_to: str) -> str:
+    now = time.time()
+    store = SqliteJobStore(path)
+    await store.open()
+    try:
+        job, _ = await store.add(
+            Job(
+                id=new_job_id(now),
+                key_id=key_id,
+                route="chat",
+                model="tiny",
+                body=json.dumps(CHAT).encode(),
+                seq=0,
+                created_at=now,
+                queued_at=now,
+                reply_to=reply_to,
+            )
+        )
+        await store.started(job.id, 1, "local", now)
+        usage: JobUsage = {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
+        await store.finished(job.id, "succeeded", now, usage, b'{"ok": 1}', None, True)
+    finally:
+        await store.close()
+    return job.id
+
+
+def on_disk_callback_due(data_dir: Path, job_id: str) -> int:
+    with sqlite3.connect(data_dir / "jobs.sqlite") as db:
+        due: int = db.execute("SELECT callback_due FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+    return due
