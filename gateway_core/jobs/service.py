@@ -328,6 +328,8 @@ class JobService:
             )
         queued = await self._store.retry(job_id, self._clock.time())
         assert queued is not None
+        if job_id in self._live:  # a second retry of the same job, answered while the first was committing
+            return self._live[job_id]
         self._live[job_id] = queued
         self._counts.moved(job.state, "queued")
         if self._scheduler is not None:

@@ -8,6 +8,7 @@ still `running` on disk, turned back to `queued` (its attempts kept) by the next
 from __future__ import annotations
 
 import builtins
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import msgspec
 from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.jobs import JOB_STATES, JobCounts, JobError, JobState, JobUsage
 from gateway_core.jobs.model import Job
-from gateway_core.jobs.write_thread import WriteThread
+from gateway_core.jobs.write_thread import Write, WriteThread
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
@@ -117,6 +118,8 @@ class SqliteJobStore:
 
     def _connect_writer(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it (its -wal and -shm files take the same mode): it holds the prompts.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -150,7 +153,7 @@ class SqliteJobStore:
             rows = connection.execute(f"{_SELECT} WHERE state = 'queued' ORDER BY seq").fetchall()
             return [_job(row) for row in rows]
 
-        jobs: list[Job] = await self._writer.run(recover)
+        jobs: list[Job] = await self._write(recover)
         return jobs
 
     @property
@@ -201,15 +204,28 @@ class SqliteJobStore:
             row = connection.execute(f"{_SELECT} WHERE key_id = ? AND ref_id = ?", (job.key_id, job.ref_id)).fetchone()
             return _job(row), False
 
-        result: tuple[Job, bool] = await self._writer.run(insert)
+        result: tuple[Job, bool] = await self._write(insert)
         return result
+
+    async def _write(self, write: Write) -> Any:
+        """Run one write in the next group commit; a failed commit (a full disk, an I/O error) is a 503 that says
+        so, never a bare SQLite error."""
+        try:
+            return await self._writer.run(write)
+        except sqlite3.Error as error:
+            raise GatewayError(
+                503,
+                f"the job store {self.path} could not commit ({error}); check the disk it is on, then try again",
+                code="job_store_unavailable",
+                headers={"retry-after": "5"},
+            ) from error
 
     async def _update(self, job_id: str, sql: str, params: tuple[Any, ...]) -> Job | None:
         def update(connection: sqlite3.Connection) -> Job | None:
             connection.execute(sql, (*params, job_id))
             return _one(connection, job_id)
 
-        job: Job | None = await self._writer.run(update)
+        job: Job | None = await self._write(update)
         return job
 
     async def started(self, job_id: str, attempt: int, provider: str, at: float) -> Job | None:

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import pytest_asyncio
 
@@ -271,3 +272,25 @@ async def test_writes_after_close_are_refused(tmp_path: Path):
 
     with pytest.raises(RuntimeError, match="closed"):
         await store.add(a_job())
+
+
+@pytest.mark.asyncio
+async def test_a_write_that_fails_fails_only_its_own_caller_in_a_shared_commit(store: SqliteJobStore):
+    first = a_job()
+    clash = msgspec.structs.replace(a_job(), id=first.id)  # the same id: refused by the table's UNIQUE id
+
+    results = await asyncio.gather(store.add(first), store.add(clash), store.add(a_job()), return_exceptions=True)
+
+    assert isinstance(results[1], GatewayError)
+    assert results[1].status == 503
+    assert not isinstance(results[0], BaseException)
+    assert not isinstance(results[2], BaseException)
+    assert len(rows_on_disk(store.path)) == 2
+
+
+@pytest.mark.asyncio
+async def test_the_store_file_is_readable_by_its_owner_only(store: SqliteJobStore):
+    await store.add(a_job())
+
+    for path in store.path.parent.glob("jobs.sqlite*"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
