@@ -50,7 +50,8 @@ def keyed(daemon: CorralDaemon, name: str, **fields: Any) -> httpx.Client:
 def queue(tmp_path: Path, shared_llama_server: Any) -> Iterator[Queue]:
     with FaultServer(model="stuck") as stuck:
         stuck.set_mode("hang")
-        daemon = CorralDaemon(tmp_path / "corral").start()
+        # No drain at the stop: jobs left hanging on "stuck" are cut off at once (queued on disk), not waited for.
+        daemon = CorralDaemon(tmp_path / "corral", extra_args=("--drain-timeout", "0")).start()
         daemon.add_provider("local", shared_llama_server.base_url)
         daemon.add_provider("stuck", stuck.base_url)
         daemon.add_provider("idle", shared_llama_server.base_url, models={"other": "tiny"})
