@@ -252,7 +252,7 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
     )
     fleet = FleetApi(fleet=state.fleet, registry=state.registry, data_dir=state.data_dir)
     history = HistoryApi(archive=state.archive, clock=state.clock)
-    jobs = JobsAdminApi(jobs=state.jobs)
+    jobs = JobsAdminApi(jobs=state.jobs, keys=state.keys)
     callbacks = CallbacksApi(state.callbacks)
     app = json_app([*admin.routes(), *fleet.routes(), *history.routes(), *jobs.routes(), *callbacks.routes()])
     return RequestGuard(app, listener="admin", failures=state.failures)

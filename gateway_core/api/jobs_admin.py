@@ -9,13 +9,15 @@ from starlette.routing import BaseRoute, Route
 
 from gateway_core.api.queue import job_page, job_state, page_limit, refuse_unknown
 from gateway_core.api.responses import json_response
+from gateway_core.gateway.key_store import KeyStore
 from gateway_core.jobs.model import job_view
 from gateway_core.jobs.service import JobService
 
 
 class JobsAdminApi:
-    def __init__(self, *, jobs: JobService) -> None:
+    def __init__(self, *, jobs: JobService, keys: KeyStore) -> None:
         self._jobs = jobs
+        self._keys = keys
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -29,8 +31,10 @@ class JobsAdminApi:
     async def list(self, request: Request) -> Response:
         params = request.query_params
         refuse_unknown(params, ("state", "key", "tag", "limit", "cursor"))
+        key = params.get("key")
+        key_id = self._keys.require(key).id if key else None  # a key's id or name; an unknown one is a 404
         jobs, next_cursor = await self._jobs.list(
-            params.get("key") or None,
+            key_id,
             params.get("tag") or None,
             job_state(params.get("state")),
             page_limit(params.get("limit")),

@@ -329,6 +329,8 @@ def test_the_admin_api_lists_every_keys_jobs_counts_them_cancels_and_retries(que
     b_job = queue.submit(queue.b, STUCK).json()["id"]
 
     listed = queue.daemon.admin_call("GET", "/jobs").json()
+    by_key_name = queue.daemon.admin_call("GET", "/jobs?key=app-b").json()
+    unknown_key = queue.daemon.admin_call("GET", "/jobs?key=nobody")
     one = queue.daemon.admin_call("GET", f"/jobs/{a_job}").json()
     cancelled = queue.daemon.admin_call("POST", f"/jobs/{a_job}/cancel").json()
     not_retryable = queue.daemon.admin_call("POST", f"/jobs/{b_job}/retry")
@@ -337,6 +339,8 @@ def test_the_admin_api_lists_every_keys_jobs_counts_them_cancels_and_retries(que
     missing = queue.daemon.admin_call("GET", "/jobs/job_00000000000000000000000000")
 
     assert {job["id"] for job in listed["data"]} >= {a_job, b_job}
+    assert [job["id"] for job in by_key_name["data"]] == [b_job]
+    assert unknown_key.status_code == 404
     assert one["key_id"] != queue.daemon.admin_call("GET", f"/jobs/{b_job}").json()["key_id"]
     assert cancelled["state"] == "cancelled"
     assert cancelled["error"]["message"] == "the job was cancelled by an operator"
