@@ -36,6 +36,7 @@ from gateway_core.client import CorralClient, CorralError
 # halves the bytes sent to an SSH terminal against 4 Hz.
 FLUSH_INTERVAL_S = 0.5
 RECOUNT_EVERY_S = 1.0
+STREAM_LAG_S = 0.2  # the event stream batches for 50 ms; the rest is margin for a busy box
 WARM_CHAT_AFTER_S = 2.0
 
 
@@ -184,11 +185,24 @@ class CorralApp(App[None]):
     @work(group="job-counts", exit_on_error=False)
     async def recount_jobs(self) -> None:
         """The daemon's counts, after an event about a job from before the snapshot whose previous state could only
-        be guessed; one at a time, at most one a second, however many such events come."""
+        be guessed; one request at a time, at most one a second.
+
+        Counts answered while job events were arriving may already include changes whose events are still on the
+        stream (applying those after would count them twice), so only counts that no event raced are taken; until
+        then the fold stands and the next second asks again.
+        """
+        jobs = self.live.jobs
         try:
-            await asyncio.sleep(RECOUNT_EVERY_S)  # events of one burst share one count
-            self.live.jobs.set_counts(await self.client.job_counts())
-            self._pending.add("jobs")
+            while jobs.uncertain:
+                await asyncio.sleep(RECOUNT_EVERY_S)  # events of one burst share one count
+                applied, snapshots = jobs.applied, jobs.snapshots
+                counts = await self.client.job_counts()
+                await asyncio.sleep(STREAM_LAG_S)  # what the daemon sent before its answer reaches us
+                if jobs.snapshots != snapshots:
+                    return  # a new snapshot brought counts of its own
+                if jobs.applied == applied:
+                    jobs.set_counts(counts)
+                    self._pending.add("jobs")
         except CorralError:
             pass  # the stream's reconnect brings a fresh snapshot
         finally:

@@ -5,7 +5,8 @@ Pure data, like live_state.py. The daemon may hold 10,000 jobs; the console keep
 RECENT_JOBS views and the last state of each job an event named, never every job. A job event moves one count from
 the job's previous state to its new one. For a job the console has seen, the previous state is known; for one
 from before the snapshot it is inferred where only one transition leads to the new state (queued -> running,
-running -> succeeded), and otherwise the counts are marked `uncertain` so the app asks GET /jobs/counts once.
+running -> succeeded), and otherwise the likeliest is folded and the counts are marked `uncertain`, so the app asks
+GET /jobs/counts (console/app.py's recount_jobs) until it gets counts that no event raced.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class JobsState:
     recent: dict[str, JobView] = field(default_factory=dict)  # at most 2 x RECENT_JOBS, trimmed in batches
     states: dict[str, JobState] = field(default_factory=dict)  # jobs named by an event since the snapshot
     snapshot_at: float = 0.0  # the snapshot's moment: a queued job created after it is new
+    applied: int = 0  # job events applied so far
+    snapshots: int = 0  # snapshots taken so far
 
     def reset(self, counts: JobCounts | None, snapshot_at: float) -> None:
         """A new snapshot: its counts are the truth, and what was folded before it is forgotten."""
@@ -48,8 +51,10 @@ class JobsState:
         self.recent.clear()
         self.states.clear()
         self.snapshot_at = snapshot_at
+        self.snapshots += 1
 
     def apply(self, view: JobView) -> None:
+        self.applied += 1
         job_id, state = view["id"], view["state"]
         before = self.states.get(job_id)
         if before is None:
