@@ -24,6 +24,11 @@ class CorralCommands(Provider):
         entries += [
             ("Go to the dashboard", "[app.dashboard]", partial(app.switch_mode, "dashboard")),
             ("Open the chat", "[app.chat]", partial(app.switch_mode, "chat")),
+            (
+                "Show the job callbacks (pending, delivered, dead)",
+                "[app.callbacks]",
+                partial(app.switch_mode, "callbacks"),
+            ),
             ("Show the keys for this screen", "[app.help]", app.action_help),
         ]
         # The focused screen's own bindings (cancel a request, stop a deployment...) are offered too.

@@ -22,6 +22,7 @@ from console.app import CorralApp
 from console.screens.callbacks import CallbacksScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.dashboard import DashboardScreen
+from console.screens.help import HelpScreen
 from tests.callbacks.receiver import Receiver
 from tests.console.dashboard_data import cell
 from tests.fakes.fault_server import FaultServer
@@ -179,6 +180,11 @@ async def test_a_dead_lettered_callback_shows_on_the_callbacks_screen_and_is_red
     app = CorralApp(queue.daemon.socket_path, queue.daemon.data_dir, autostart=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await connected(app, pilot)
+        await pilot.press("question_mark")
+        await wait_for_async(lambda: isinstance(app.screen, HelpScreen), "the help screen", pause=pilot.pause)
+        assert ("f6", "Callbacks", "app.callbacks") in app.screen._rows, "the key to the Callbacks screen is listed"
+        await pilot.press("escape")
+        await wait_for_async(lambda: isinstance(app.screen, DashboardScreen), "the dashboard", pause=pilot.pause)
         await pilot.press("f6")
         await wait_for_async(lambda: isinstance(app.screen, CallbacksScreen), "the Callbacks screen", pause=pilot.pause)
         screen = app.screen
