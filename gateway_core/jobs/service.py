@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -140,13 +141,20 @@ class JobService:
 
     async def drain(self, drain_timeout_s: float) -> None:
         """SIGTERM: take no new jobs, let running ones finish up to the timeout, leave the rest queued on disk.
-        Reads (polls, waits, lists) keep being answered until close()."""
+        Reads (polls, waits, lists) keep being answered until close(); a wait on a job that will not run before
+        the next start answers now, so it does not hold the server's own drain."""
         self._accepting = False
         if self._drained:
             return
         self._drained = True
+        self._wake_waiters(lambda job: job is None or job.state == "queued")
         if self._scheduler is not None:
             await self._scheduler.stop(drain_timeout_s)
+        self._wake_waiters(lambda job: True)  # what was still running was cut off and queued again
+
+    def _wake_waiters(self, which: Callable[[Job | None], bool]) -> None:
+        for job_id in [job_id for job_id in self._changed if which(self._live.get(job_id))]:
+            self._changed.pop(job_id).set()
 
     async def close(self) -> None:
         await self.drain(0.0)
@@ -298,7 +306,7 @@ class JobService:
         deadline = loop.time() + min(max(timeout_s, 0.0), MAX_WAIT_S)
         while job.state not in FINAL_STATES:
             left = deadline - loop.time()
-            if left <= 0:
+            if left <= 0 or (self._drained and job.state == "queued"):
                 break
             changed = self._changed.setdefault(job_id, asyncio.Event())
             with contextlib.suppress(TimeoutError):

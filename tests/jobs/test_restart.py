@@ -233,8 +233,14 @@ def test_sigterm_lets_the_running_job_finish_and_leaves_the_rest_queued_for_the_
                     client.post("/v1/queue/chat/completions", json={"request": request}).json()["id"] for _ in range(4)
                 ]
             wait_for(lambda: counts(daemon)["running"] == 1, "one job to be running")
+            waits: list[httpx.Response] = []
+            waiter = threading.Thread(target=lambda: waits.append(wait_on(daemon, headers, ids[-1])))
+            waiter.start()
 
             assert daemon.stop() == 0  # SIGTERM; the drain timeout (5 s) outlasts the 1 s answer
+            waiter.join(timeout=30)
+            # A wait on a job that will not run before the next start is answered, not cut off by the stop.
+            assert [(w.status_code, w.json()["state"]) for w in waits] == [(200, "queued")]
 
             left = on_disk(daemon.data_dir)
             states = Counter(state for state, _ in left.values())
@@ -303,3 +309,8 @@ def on_disk_callback_due(data_dir: Path, job_id: str) -> int:
     with sqlite3.connect(data_dir / "jobs.sqlite") as db:
         due: int = db.execute("SELECT callback_due FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
     return due
+
+
+def wait_on(daemon: CorralDaemon, headers: dict[str, str], job_id: str) -> httpx.Response:
+    with httpx.Client(base_url=daemon.base_url, headers=headers, timeout=60) as client:
+        return client.get(f"/v1/queue/{job_id}/wait", params={"timeout": 60})
