@@ -318,7 +318,8 @@ class JobService:
         """Cancel a queued or running job (a running one's upstream request is cancelled); a final job as it is."""
         job = await self.get(job_id, key_id)
         if self._live.pop(job_id, None) is None:
-            return job  # already final: nothing to cancel
+            # Final, or its final state is being committed right now (another cancel, its answer): as it ends.
+            return job if job.state in FINAL_STATES else await self.wait(job_id, key_id, MAX_WAIT_S)
         if self._scheduler is not None:
             self._scheduler.cancel(job_id)  # any report about it from here on is ignored: it is no longer live
         error = CANCELLED_BY_OPERATOR if key_id is None else CANCELLED_BY_CLIENT

@@ -7,6 +7,7 @@ running until it is cancelled.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -188,6 +189,20 @@ def test_cancelling_a_job_that_has_not_finished_makes_it_cancelled_with_a_reason
     assert job["finished_at"] is not None
     assert queue.a.get(f"/v1/queue/{job_id}").json()["state"] == "cancelled"
     assert queue.a.delete(f"/v1/queue/{job_id}").json()["state"] == "cancelled"  # again: the job as it is
+
+
+def test_cancels_sent_together_all_answer_the_cancelled_job(queue: Queue):
+    job_id = queue.submit(queue.a, STUCK).json()["id"]
+
+    async def cancel_five() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=queue.daemon.base_url, headers=queue.a.headers) as client:
+            return list(await asyncio.gather(*(client.delete(f"/v1/queue/{job_id}") for _ in range(5))))
+
+    answers = asyncio.run(cancel_five())
+
+    assert [(a.status_code, a.json()["state"]) for a in answers] == [(200, "cancelled")] * 5
+    counts = queue.daemon.admin_call("GET", "/jobs/counts").json()
+    assert (counts["cancelled"], counts["queued"] + counts["running"]) == (1, 0)
 
 
 # -- list
