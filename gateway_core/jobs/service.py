@@ -131,13 +131,13 @@ class JobService:
             self._live[job.id] = job
             if self._scheduler is not None:
                 self._scheduler.add(job)
-        for job in await self._store.callbacks_due():
-            await self._hand_callback(job)
+        due = await self._store.callbacks_due()
+        await asyncio.gather(*(self._hand_callback(job) for job in due))  # together: their commits are shared
         if self._scheduler is not None:
             await self._scheduler.start()
         self._accepting = True
-        if jobs:
-            log.info("job queue: %d job(s) queued again from %s", len(jobs), "the job store")
+        if jobs or due:
+            log.info("job queue: %d job(s) queued from disk, %d callback(s) handed over again", len(jobs), len(due))
 
     async def drain(self, drain_timeout_s: float) -> None:
         """SIGTERM: take no new jobs, let running ones finish up to the timeout, leave the rest queued on disk.
