@@ -45,7 +45,7 @@ class QueueApi:
         return [
             *(Route(path, self.submit, methods=["POST"]) for path in SUBMIT_ROUTES),
             Route("/v1/queue", self.list, methods=["GET"]),
-            Route("/v1/queue/ref/{ref_id}", self.by_ref, methods=["GET"]),
+            Route("/v1/queue/ref/{ref_id:path}", self.by_ref, methods=["GET"]),  # an app's id may hold a /
             Route("/v1/queue/{id}", self.get, methods=["GET"]),
             Route("/v1/queue/{id}", self.cancel, methods=["DELETE"]),
             Route("/v1/queue/{id}/wait", self.wait, methods=["GET"]),

@@ -133,6 +133,15 @@ def test_completions_and_embeddings_are_queued_too(queue: Queue):
     assert queue.a.get(embedding.json()["status_url"]).json()["route"] == "embeddings"
 
 
+def test_a_job_is_found_by_a_ref_id_holding_a_slash_or_spaces(queue: Queue):
+    job_id = queue.submit(queue.a, STUCK, ref_id="orders/2026 12/7").json()["id"]
+
+    found = queue.a.get("/v1/queue/ref/orders%2F2026%2012%2F7")
+
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == job_id
+
+
 def test_a_second_submit_with_the_same_ref_id_returns_the_existing_job(queue: Queue):
     first = queue.submit(queue.a, ref_id="order-2")
     again = queue.submit(queue.a, ref_id="order-2", tag="changed")
