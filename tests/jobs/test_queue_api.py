@@ -390,3 +390,38 @@ def test_the_event_streams_snapshot_carries_the_job_counts(queue: Queue):
     assert set(jobs) == set(JOB_STATES)
     assert jobs["queued"] + jobs["running"] == 1
     assert not FINAL_STATES & {state for state, n in jobs.items() if n}
+
+
+def test_each_change_of_a_job_is_a_job_event_without_its_result(queue: Queue):
+    seen: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def follow() -> None:
+        with queue.daemon.admin() as admin, admin.stream("GET", "/events") as stream:
+            kind = ""
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    kind = line.removeprefix("event:").strip()
+                elif line.startswith("data:") and kind == "job":
+                    seen.append(json.loads(line.removeprefix("data:")))
+                if kind == "snapshot" and line.startswith("data:"):
+                    done.set()  # subscribed: what follows is live
+                if any(event["state"] == "succeeded" for event in seen):
+                    return
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    assert done.wait(10), "the event stream never sent its snapshot"
+    stuck_id = queue.submit(queue.a, STUCK).json()["id"]
+    queue.a.delete(f"/v1/queue/{stuck_id}")
+    run_id = queue.submit(queue.a).json()["id"]
+    follower.join(timeout=30)
+
+    stuck_states = [event["state"] for event in seen if event["id"] == stuck_id]
+    run_states = [event["state"] for event in seen if event["id"] == run_id]
+    assert stuck_states[0] == "queued"
+    assert stuck_states[-1] == "cancelled"
+    assert run_states[0] == "queued"
+    assert "running" in run_states
+    assert run_states[-1] == "succeeded"
+    assert all(event["result"] is None for event in seen)
