@@ -11,7 +11,8 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 
 import orjson
 from starlette.requests import Request
@@ -57,6 +58,7 @@ ADMIN_KEY = ApiKey(id="admin", name="admin (console)", secret_sha256="")
 CANCELLED = "the request was cancelled by an operator"
 CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection before the answer ended"
 PROGRESS_EVERY_S = 0.25  # a streamed request's progress event goes out at most this often
+STREAM_ENDINGS = {"cancelled": CLIENT_CLOSED, "internal_error": 500}  # a job's stream that ended badly: its status
 
 
 class Pipeline:
@@ -214,16 +216,23 @@ class Pipeline:
         among them, accounted, measured and archived as a request (source "queue"). `ticket.cancel()` stops it
         and its upstream request, which frees the provider's slot.
 
+        Chat and completions are streamed from the upstream (usage included), and the answer is the stream's
+        frames (`JobAnswer.streamed`): llama-server notices a closed connection at once while it streams, not
+        while it generates a whole answer, so only a stream's cancel frees its slot at once.
+
         The first slot is taken before this coroutine first suspends, so a caller that awaits it directly sees
         the provider's load include it."""
-        key, parsed, lease = ticket.key, ticket.parsed, ticket.lease
+        key, lease = ticket.key, ticket.lease
+        parsed = ticket.parsed
+        if parsed.route != "embeddings":
+            parsed = replace(parsed, body={**parsed.body, "stream": True}, stream=True, wants_usage=True)
         timing = Timing(time.perf_counter())
         live = ticket.live = self._live.start(
             key_id=key.id,
             key_name=key.name,
             model=parsed.model,
             route=parsed.route,
-            stream=False,
+            stream=parsed.stream,
             timing=timing,
             request_id=ticket.request_id,
         )
@@ -235,20 +244,30 @@ class Pipeline:
             if capture == "full":
                 live.request_body = ticket.raw
         self._events.publish("request.start", live.view())
+        streamed = False
         try:
             response = await self._forward(parsed, lease, live, order, timing, "queue", order=order)
+            if isinstance(response, EventStreamResponse):
+                async with aclosing(response.chunks) as frames:  # closing early still runs the relay's clean-up
+                    body = b"".join([frame async for frame in frames])
+                streamed = True
+            else:
+                body = bytes(response.body)
         except BaseException as error:
             self._end_abruptly(live, lease, error)
             raise
-        body = bytes(response.body)
+        status = response.status_code
+        if streamed and live.error_code is not None:  # the stream ended with an error frame
+            status = STREAM_ENDINGS.get(live.error_code, 502)
         return JobAnswer(
-            status=response.status_code,
+            status=status,
             body=body,
+            streamed=streamed,
             usage=Usage(live.prompt_tokens, live.completion_tokens),
             provider=live.provider or None,
             providers_tried=live.providers_tried,
-            error_code=live.error_code if response.status_code >= 400 else None,
-            error_message=live.error_message if response.status_code >= 400 else None,
+            error_code=live.error_code if status >= 400 else None,
+            error_message=live.error_message if status >= 400 else None,
         )
 
     def _archive_job_refusal(
@@ -536,7 +555,9 @@ class Pipeline:
             its_fault = not (ok or live.cancel_requested or client_gone or failed_inside)
             if its_fault:
                 provider.breaker.record_failure()
-            status = 200 if ok else CLIENT_CLOSED if client_gone else 500 if failed_inside else 502
+            status = (
+                200 if ok else CLIENT_CLOSED if client_gone or live.cancel_requested else 500 if failed_inside else 502
+            )
             if client_gone:
                 live.error_code, live.error_message = "client_closed", "the client closed the connection mid-stream"
             self._release(slot, live, lease, ok=ok, status=status, usage=stream.usage, its_fault=its_fault)
@@ -707,7 +728,8 @@ class JobAnswer:
     """How one attempt of a job ended: the status and body a synchronous client would have had."""
 
     status: int
-    body: bytes
+    body: bytes  # the answer's JSON, or, when streamed, the stream's SSE frames (usage included)
+    streamed: bool
     usage: Usage
     provider: str | None  # the provider that answered, or the last one tried
     providers_tried: tuple[str, ...]

@@ -12,6 +12,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from gateway_core.clock import Clock
 from gateway_core.contracts.errors import ERROR_TYPES
@@ -138,8 +141,14 @@ class Runner:
     async def _conclude(self, attempt: Attempt, answer: JobAnswer | None) -> JobState:
         job = attempt.job
         if answer is not None and 200 <= answer.status < 300:
-            await self._on_finished(job, "succeeded", job_usage(answer), answer.body, None)
-            return "succeeded"
+            try:
+                result = assemble(job.route, answer.body) if answer.streamed else answer.body
+            except (orjson.JSONDecodeError, TypeError, ValueError):  # the relay checked the frames: a bug here
+                log.exception("job %s: the answer of attempt %d could not be assembled", job.id, attempt.number)
+                answer = None
+            else:
+                await self._on_finished(job, "succeeded", job_usage(answer), result, None)
+                return "succeeded"
         if attempt.stopped:
             await self._on_retry(job, CUT_AT_STOP)
             return "queued"
@@ -194,3 +203,93 @@ def answer_error(answer: JobAnswer | None, attempt: Attempt) -> JobError:
         "type": ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
         "code": answer.error_code,
     }
+
+
+def assemble(route: str, frames: bytes) -> bytes:
+    """The answer a non-streamed request would have had, from the frames of a stream (OpenAI chunks, as the
+    pipeline relays them): each choice's text, reasoning and tool calls joined, its finish reason and logprobs,
+    and the usage of the stream's last chunk."""
+    head: dict[str, Any] = {}
+    usage: object = None
+    extra: dict[str, Any] = {}
+    choices: dict[int, dict[str, Any]] = {}
+    for line in frames.split(b"\n"):
+        data = line[5:].strip() if line.startswith(b"data:") else b""
+        if not data or data == b"[DONE]":
+            continue
+        chunk = orjson.loads(data)
+        head = head or chunk
+        usage = chunk.get("usage") or usage
+        if "timings" in chunk:  # llama-server's own speed figures, as its non-streamed answer has them
+            extra["timings"] = chunk["timings"]
+        for part in chunk.get("choices") or ():
+            choice = choices.setdefault(int(part.get("index", 0)), {"text": {}, "tools": {}, "logprobs": None})
+            if part.get("finish_reason") is not None:
+                choice["finish_reason"] = part["finish_reason"]
+            _join_logprobs(choice, part.get("logprobs"))
+            if route == "chat":
+                _join_delta(choice, part.get("delta") or {})
+            elif isinstance(part.get("text"), str):
+                choice["text"]["text"] = choice["text"].get("text", "") + part["text"]
+    answer: dict[str, Any] = {
+        "id": head.get("id"),
+        "object": "chat.completion" if route == "chat" else "text_completion",
+        "created": head.get("created"),
+        "model": head.get("model"),
+    }
+    if head.get("system_fingerprint") is not None:
+        answer["system_fingerprint"] = head["system_fingerprint"]
+    answer["choices"] = [_choice(route, index, choices[index]) for index in sorted(choices)]
+    answer["usage"] = usage
+    return orjson.dumps({**answer, **extra})
+
+
+def _join_delta(choice: dict[str, Any], delta: dict[str, Any]) -> None:
+    text: dict[str, str] = choice["text"]
+    if isinstance(delta.get("role"), str):
+        choice["role"] = delta["role"]
+    for name in ("content", "reasoning_content", "refusal"):
+        if isinstance(delta.get(name), str):
+            text[name] = text.get(name, "") + delta[name]
+    for call in delta.get("tool_calls") or ():
+        held = choice["tools"].setdefault(int(call.get("index", 0)), {"function": {"name": "", "arguments": ""}})
+        for name in ("id", "type"):
+            if call.get(name):
+                held[name] = call[name]
+        function = call.get("function") or {}
+        if function.get("name"):
+            held["function"]["name"] = function["name"]
+        held["function"]["arguments"] += function.get("arguments") or ""
+
+
+def _join_logprobs(choice: dict[str, Any], logprobs: object) -> None:
+    if not isinstance(logprobs, dict):
+        return
+    held = choice["logprobs"] = choice["logprobs"] or {}
+    for name, value in logprobs.items():
+        if isinstance(value, list):
+            held.setdefault(name, []).extend(value)
+        else:
+            held[name] = value
+
+
+def _choice(route: str, index: int, choice: dict[str, Any]) -> dict[str, Any]:
+    text: dict[str, str] = choice["text"]
+    done: dict[str, Any] = {"index": index}
+    if route == "chat":
+        tools = [{"type": "function", **choice["tools"][i]} for i in sorted(choice["tools"])]
+        message: dict[str, Any] = {
+            "role": choice.get("role", "assistant"),
+            "content": text.get("content", None if tools else ""),
+        }
+        for name in ("reasoning_content", "refusal"):
+            if name in text:
+                message[name] = text[name]
+        if tools:
+            message["tool_calls"] = tools
+        done["message"] = message
+    else:
+        done["text"] = text.get("text", "")
+    done["logprobs"] = choice["logprobs"]
+    done["finish_reason"] = choice.get("finish_reason")
+    return done

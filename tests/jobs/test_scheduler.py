@@ -240,11 +240,16 @@ async def test_while_synchronous_requests_wait_jobs_hold_at_most_half_of_each_pr
     assert all(on <= 2 for waiting_now, on in reports.at_start if waiting_now)
 
 
+# A synchronous request as apps send them: a prompt of some length (here 400 byte tokens), a short answer.
+SYNC_PROMPT = [{"role": "user", "content": "Summarise this: " + "lorem ipsum " * 32}]
+
+
 async def sync_latencies(gateway, key: str, count: int) -> list[float]:
     latencies = []
     for _ in range(count):
         started = time.perf_counter()
-        response = await gateway.chat(key, max_tokens=16, ignore_eos=True)
+        # cache_prompt off: whether the prompt is still cached depends on which slot a job left it, not on scheduling
+        response = await gateway.chat(key, messages=SYNC_PROMPT, max_tokens=16, ignore_eos=True, cache_prompt=False)
         latencies.append(time.perf_counter() - started)
         assert response.status_code == 200, response.text
     return latencies
@@ -254,24 +259,29 @@ async def sync_latencies(gateway, key: str, count: int) -> list[float]:
 async def test_synchronous_requests_keep_their_median_latency_within_twice_idle_while_200_jobs_queue(
     gateway, llama_servers
 ):
-    (server,) = llama_servers(1, parallel=4)
+    (server,) = llama_servers(1, parallel=2)
     await gateway.add_provider("llama", server.base_url)
     token = await gateway.create_key("app")
     key = token.split("-")[2]
-    jobs = [make_job(key, max_tokens=64, ignore_eos=True) for _ in range(200)]
+    idle: list[float] = []
+    busy: list[float] = []
+    queued_while_measured: list[int] = []
 
     async with scheduling(gateway) as (scheduler, reports):
         await sync_latencies(gateway, token, 5)  # warm: connections and llama-server's caches
-        idle = statistics.median(await sync_latencies(gateway, token, 30))
-        for job in jobs:
-            scheduler.add(job)
-        await wait_for_async(lambda: scheduler.jobs_on("llama") == 4, "the jobs to fill the slots")
-        busy = statistics.median(await sync_latencies(gateway, token, 30))
-        still_queued = scheduler.queued
-        await all_ended(reports, jobs, timeout_s=120)
+        for _ in range(2):  # idle and busy rounds in turn, so the machine's drift weighs on both alike
+            idle += await sync_latencies(gateway, token, 20)
+            jobs = [make_job(key, max_tokens=64, ignore_eos=True) for _ in range(200)]
+            for job in jobs:
+                scheduler.add(job)
+            await wait_for_async(lambda: scheduler.jobs_on("llama") == 2, "the jobs to fill the slots")
+            busy += await sync_latencies(gateway, token, 20)
+            queued_while_measured.append(scheduler.queued)
+            await all_ended(reports, jobs, timeout_s=120)
 
-    assert still_queued > 0, "the queue emptied before the synchronous requests were measured"
-    assert busy <= 2 * idle, f"p50 {busy * 1000:.1f} ms with jobs queued against {idle * 1000:.1f} ms idle"
+    assert min(queued_while_measured) > 0, "the queue emptied before the synchronous requests were measured"
+    idle_p50, busy_p50 = statistics.median(idle), statistics.median(busy)
+    assert busy_p50 <= 2 * idle_p50, f"p50 {busy_p50 * 1000:.1f} ms with jobs queued, {idle_p50 * 1000:.1f} ms idle"
     assert all(ended.state == "succeeded" for ended in reports.ended.values())
 
 
