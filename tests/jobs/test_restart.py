@@ -104,16 +104,22 @@ def create_key_with_id(daemon: CorralDaemon, name: str) -> tuple[str, str, str]:
 
 
 async def submit_all(
-    daemon: CorralDaemon, key: str, reply_to: str | None, count: int, *, expect: int = 202
+    daemon: CorralDaemon,
+    key: str,
+    reply_to: str | None,
+    refs: range,
+    request: dict[str, Any] = CHAT,
+    *,
+    expect: int = 202,
 ) -> list[str]:
-    """Submit `count` jobs (ref_ids r0, r1, ...), 32 at a time; the job ids, in ref_id order."""
+    """Submit one job per number in `refs` (ref_id r<n>), 32 at a time; the job ids, in that order."""
     limits = httpx.Limits(max_connections=32)
     headers = {"authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=daemon.base_url, headers=headers, limits=limits, timeout=30) as client:
         gate = asyncio.Semaphore(32)
 
         async def one(i: int) -> str:
-            body: dict[str, Any] = {"request": CHAT, "ref_id": f"r{i}"}
+            body: dict[str, Any] = {"request": request, "ref_id": f"r{i}"}
             if reply_to is not None:
                 body["reply_to"] = reply_to
             async with gate:
@@ -122,7 +128,12 @@ async def submit_all(
             job_id: str = response.json()["id"]
             return job_id
 
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
+        return list(await asyncio.gather(*(one(i) for i in refs)))
+
+
+def job_state(daemon: CorralDaemon, job_id: str) -> str:
+    state: str = daemon.admin_call("GET", f"/jobs/{job_id}").json()["state"]
+    return state
 
 
 def counts(daemon: CorralDaemon) -> dict[str, int]:
@@ -165,54 +176,61 @@ def kill_9(daemon: CorralDaemon) -> None:
 def test_a_kill_9_in_the_middle_of_1000_jobs_loses_none_and_every_callback_arrives(
     tmp_path: Path, shared_llama_server: Any, receiver: Receiver
 ):
-    daemon = CorralDaemon(tmp_path / "corral", extra_args=CALLBACK_FLAGS).start()
-    try:
-        daemon.add_provider("local", shared_llama_server.base_url)
-        key, receiver.secret = create_key(daemon, "batch-app")
-        # Drained while the jobs are submitted, so the kill below lands with most of them still to run.
-        assert daemon.admin_call("POST", "/providers/local/drain").status_code == 200
-        ids = asyncio.run(submit_all(daemon, key, receiver.url, JOBS))
-        assert len(set(ids)) == JOBS
-        assert daemon.admin_call("POST", "/providers/local/undrain").status_code == 200
-        wait_for(lambda: counts(daemon)["succeeded"] >= 200, "200 jobs to succeed before the kill", timeout_s=60)
-        kill_9(daemon)
+    # 999 jobs on the real llama-server, and one (r0) on a provider that hangs until the kill: that job is
+    # certainly running at the kill, whatever the timing of the 999.
+    with FaultServer(model="held") as held:
+        held.set_mode("hang")
+        daemon = CorralDaemon(tmp_path / "corral", extra_args=CALLBACK_FLAGS).start()
+        try:
+            daemon.add_provider("local", shared_llama_server.base_url)
+            daemon.add_provider("held", held.base_url)
+            key, receiver.secret = create_key(daemon, "batch-app")
+            # Drained while the jobs are submitted, so the kill below lands with most of them still to run.
+            assert daemon.admin_call("POST", "/providers/local/drain").status_code == 200
+            held_id = asyncio.run(submit_all(daemon, key, receiver.url, range(1), {**CHAT, "model": "held"}))[0]
+            ids = [held_id, *asyncio.run(submit_all(daemon, key, receiver.url, range(1, JOBS)))]
+            assert len(set(ids)) == JOBS
+            wait_for(lambda: job_state(daemon, held_id) == "running", "the held job to be running")
+            assert daemon.admin_call("POST", "/providers/local/undrain").status_code == 200
+            wait_for(lambda: counts(daemon)["succeeded"] >= 200, "200 jobs to succeed before the kill", timeout_s=60)
+            kill_9(daemon)
 
-        before = on_disk(daemon.data_dir)
-        assert len(before) == JOBS  # every accepted job was on disk
-        finished_before = {job_id for job_id, (state, _) in before.items() if state == "succeeded"}
-        running_at_kill = {job_id: attempts for job_id, (state, attempts) in before.items() if state == "running"}
-        assert len(finished_before) < JOBS, "every job finished before the kill: the test did not kill mid-run"
-        print(f"at the kill: {len(finished_before)} succeeded, {len(running_at_kill)} running")
+            before = on_disk(daemon.data_dir)
+            assert len(before) == JOBS  # every accepted job was on disk
+            finished_before = {job_id for job_id, (state, _) in before.items() if state == "succeeded"}
+            running_at_kill = {job_id: n for job_id, (state, n) in before.items() if state == "running"}
+            assert len(finished_before) < JOBS, "every job finished before the kill: the test did not kill mid-run"
+            assert running_at_kill.get(held_id) == 1  # its attempt was on disk before it was sent
+            print(f"at the kill: {len(finished_before)} succeeded, {len(running_at_kill)} running")
 
-        daemon.start()  # the same data dir
-        wait_for(lambda: counts(daemon)["succeeded"] == JOBS, "all 1,000 jobs to succeed after the restart", 120)
+            held.set_mode("ok")
+            daemon.start()  # the same data dir
+            wait_for(lambda: counts(daemon)["succeeded"] == JOBS, "all 1,000 jobs to succeed after the restart", 120)
 
-        jobs = {job["id"]: job for job in every_job(daemon)}
-        assert set(jobs) == set(ids)
-        assert {job["ref_id"] for job in jobs.values()} == {f"r{i}" for i in range(JOBS)}
-        assert all(job["state"] == "succeeded" and job["attempts"] >= 1 for job in jobs.values())
-        assert all(jobs[job_id]["attempts"] == 1 for job_id in finished_before)
-        # A job running at the kill had its attempt on disk, and ran again after the restart.
-        assert running_at_kill, "no job was running at the kill (4 slots were busy): its attempt was not on disk"
-        for job_id, attempts in running_at_kill.items():
-            assert attempts >= 1
-            assert jobs[job_id]["attempts"] == attempts + 1
-        assert max(job["attempts"] for job in jobs.values()) >= 2
+            jobs = {job["id"]: job for job in every_job(daemon)}
+            assert set(jobs) == set(ids)
+            assert {job["ref_id"] for job in jobs.values()} == {f"r{i}" for i in range(JOBS)}
+            assert all(job["state"] == "succeeded" and job["attempts"] >= 1 for job in jobs.values())
+            assert all(jobs[job_id]["attempts"] == 1 for job_id in finished_before)
+            # Each job running at the kill had its attempt on disk, and ran once more after the restart.
+            for job_id, attempts in running_at_kill.items():
+                assert jobs[job_id]["attempts"] == attempts + 1
+            assert jobs[held_id]["attempts"] == 2
 
-        # An app that lost its answers and submits again after the restart gets the same jobs back.
-        again = asyncio.run(submit_all(daemon, key, receiver.url, 20, expect=200))
-        assert again == ids[:20]
+            # An app that lost its answers and submits again after the restart gets the same jobs back.
+            again = asyncio.run(submit_all(daemon, key, receiver.url, range(1, 21), expect=200))
+            assert again == ids[1:21]
 
-        expected = {f"msg_{job_id.removeprefix('job_')}_1" for job_id in ids}
-        wait_for(lambda: expected <= set(receiver.accepted), "a verified callback for each of the 1,000 jobs", 120)
-        assert receiver.refused == []
-        assert set(receiver.accepted) == expected
-        for delivery_id, body in receiver.bodies.items():
-            assert body["type"] == "job.succeeded"
-            assert f"msg_{body['data']['id'].removeprefix('job_')}_1" == delivery_id
-            assert body["data"]["result"]["object"] == "chat.completion"
-    finally:
-        daemon.stop()
+            expected = {f"msg_{job_id.removeprefix('job_')}_1" for job_id in ids}
+            wait_for(lambda: expected <= set(receiver.accepted), "a verified callback for each of the 1,000 jobs", 120)
+            assert receiver.refused == []
+            assert set(receiver.accepted) == expected
+            for delivery_id, body in receiver.bodies.items():
+                assert body["type"] == "job.succeeded"
+                assert f"msg_{body['data']['id'].removeprefix('job_')}_1" == delivery_id
+                assert body["data"]["result"]["object"] == "chat.completion"
+        finally:
+            daemon.stop()
 
 
 def test_sigterm_lets_the_running_job_finish_and_leaves_the_rest_queued_for_the_next_start(tmp_path: Path):
