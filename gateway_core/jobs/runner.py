@@ -1,7 +1,7 @@
 """One attempt of a queued job: report its start, run it through the pipeline, and say how the job goes on.
 
 The scheduler (scheduler.py) decides what runs where; this module runs what it decided. An attempt is reported
-started (durably, by the job service) before its upstream request is sent, is bounded by the job timeout, and
+started (durably, by the job service) while its upstream request is sent, is bounded by the job timeout, and
 ends in one of: succeeded, failed (a client error, the timeout, or the last attempt failing), cancelled, or
 queued again (a failure worth retrying elsewhere, or an attempt cut off as corral-core stops).
 """
@@ -113,13 +113,10 @@ class Runner:
     async def run(self, attempt: Attempt) -> JobState:
         """Run the attempt to its end; the job's state after it ("queued": it is to run again)."""
         job = attempt.job
-        try:
-            await self._on_started(job, attempt.number, attempt.order[0].name)
-        except Exception:
-            log.exception("job %s: its start could not be recorded; it stays queued", job.id)
-            attempt.ticket.discard()
-            self._slot_taken(attempt)
-            return "queued"
+        # The start is recorded (durably: a kill -9 then shows the attempt) while the request goes upstream, not
+        # before: a commit per attempt in series would keep the slot idle for an fsync each time. The end is
+        # reported only after the start is.
+        started = asyncio.ensure_future(self._on_started(job, attempt.number, attempt.order[0].name))
         # run_job takes its first slot before it first suspends: from here the provider's load counts it.
         self._slot_taken(attempt)
         timer = asyncio.get_running_loop().call_later(self._settings.job_timeout_s, attempt.time_out)
@@ -131,6 +128,10 @@ class Runner:
         finally:
             timer.cancel()
             self._metrics.attempt_ended(job.model, self._monotonic() - attempt.started_mono)
+            try:
+                await started
+            except Exception:  # the end is still reported (and stored) below
+                log.exception("job %s: the start of attempt %d could not be recorded", job.id, attempt.number)
         return await self._conclude(attempt, answer)
 
     async def fail(self, job: Job, error: JobError) -> JobState:
