@@ -15,6 +15,7 @@ from textual.app import App
 from console.live_state import LiveState
 from console.screens.confirm import ConfirmScreen
 from console.screens.deploy_form import DeployForm
+from console.screens.job_detail import JobDetailScreen
 from console.screens.key_forms import KeyCreateForm, KeyEditForm
 from console.screens.logs import LogsScreen
 from console.screens.provider_form import ProviderForm
@@ -77,6 +78,8 @@ class ConsoleActions:
                 self.cancel_job(live.jobs.recent[key])
             elif action == "retry":
                 self.retry_job(live.jobs.recent[key])
+            elif action == "open":
+                self.app.push_screen(JobDetailScreen(key))
 
     def run(self, action_id: str) -> None:
         """The action with this id (see ACTIONS): from a key binding or the command palette."""

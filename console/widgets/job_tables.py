@@ -35,6 +35,7 @@ class JobsTable(LiveTable):
             tooltip="Cancel the selected job (a running one's upstream request too)",
         ),
         Binding("r", "screen.item('retry')", "Retry job", id="job.retry", tooltip="Queue a failed job again"),
+        Binding("enter", "screen.item('open')", "Open", id="job.open", tooltip="The job's status and its result"),
     ]
     COLUMNS = (
         ("key", "key", 12),

@@ -17,12 +17,14 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from textual.widgets import Static
 
 from console.app import CorralApp
 from console.screens.callbacks import CallbacksScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.dashboard import DashboardScreen
 from console.screens.help import HelpScreen
+from console.screens.job_detail import JobDetailScreen
 from tests.callbacks.receiver import Receiver
 from tests.console.dashboard_data import cell
 from tests.fakes.fault_server import FaultServer
@@ -121,6 +123,19 @@ async def test_the_jobs_panel_follows_the_events_and_cancels_and_retries_from_th
         assert table.row_keys == [done, stuck], "newest first"
 
         table.focus()
+        table.move_cursor(row=table.get_row_index(done))
+        await pilot.press("enter")
+        await wait_for_async(lambda: isinstance(app.screen, JobDetailScreen), "the job's detail", pause=pilot.pause)
+
+        def detail() -> str:
+            return "\n".join(str(static.render()) for static in app.screen.query(Static))
+
+        await wait_for_async(lambda: "result (the OpenAI answer)" in detail(), "the job's result", pause=pilot.pause)
+        assert '"object": "chat.completion"' in detail()
+        assert "webapp (id" in detail()
+        await pilot.press("escape")
+        await wait_for_async(lambda: app.screen is dashboard, "the dashboard again", pause=pilot.pause)
+
         table.move_cursor(row=table.get_row_index(stuck))
         await pilot.press("x")
         await wait_for_async(lambda: isinstance(app.screen, ConfirmScreen), "the confirmation", pause=pilot.pause)
