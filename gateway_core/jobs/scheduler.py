@@ -279,8 +279,10 @@ class Scheduler:
                 return []
             serving = [p for p in serving if p is pinned]
         elif not serving:
+            # Doomed only when no provider lists it at all, disabled or drained ones included (they come back),
+            # and none is still loading (it may list it yet).
             missing = self._registry.unknown_model(target.model)
-            if missing.status == 404:  # not a provider still loading: no provider serves it any more
+            if missing.status == 404 and not any(target.model in p.models for p in self._registry):
                 doomed[target] = missing
             return []
         routable = [p for p in serving if p.routable()]

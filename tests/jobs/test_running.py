@@ -245,3 +245,39 @@ async def test_a_job_pinned_to_a_provider_runs_only_there(gateway, llama_servers
 
     assert {provider for _, _, provider in reports.started} == {"two"}
     assert all(reports.ended[job.id].state == "succeeded" for job in jobs)
+
+
+@pytest.mark.asyncio
+async def test_a_job_for_a_disabled_provider_waits_and_runs_once_it_is_enabled_again(gateway, llama_servers):
+    (server,) = llama_servers(1, parallel=1)
+    await gateway.add_provider("llama", server.base_url)
+    assert (await gateway.admin.patch("/providers/llama", json={"enabled": False})).status_code == 200
+    job = make_job(await key_id_of(gateway, "app"))
+
+    async with scheduling(gateway) as (scheduler, reports):
+        scheduler.add(job)
+        for _ in range(5):  # a few turns of the loop: the dispatcher looks at the job (and must not fail it)
+            await asyncio.sleep(0)
+        assert (scheduler.queued, reports.ended) == (1, {})
+        assert (await gateway.admin.patch("/providers/llama", json={"enabled": True})).status_code == 200
+        await all_ended(reports, [job])
+
+    assert reports.ended[job.id].state == "succeeded"
+
+
+@pytest.mark.asyncio
+async def test_a_job_whose_model_no_provider_lists_any_more_fails_with_the_reason(gateway, llama_servers):
+    (server,) = llama_servers(1, parallel=1)
+    await gateway.add_provider("llama", server.base_url)
+    job = make_job(await key_id_of(gateway, "app"))
+    assert (await gateway.admin.delete("/providers/llama")).status_code in (200, 204)
+
+    async with scheduling(gateway) as (scheduler, reports):
+        scheduler.add(job)
+        await all_ended(reports, [job])
+
+    ended = reports.ended[job.id]
+    assert ended.state == "failed"
+    assert ended.error is not None
+    assert ended.error["code"] == "model_not_found"
+    assert reports.started == []
