@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import archive_cost, archive_scale, profile, report, stalls, validation
+from bench import archive_cost, archive_scale, jobs_queue, profile, report, stalls, validation
 from bench.console_cost import CONSOLE_PLANS, ConsolePlan
 from bench.console_cost import measure as measure_console
 from bench.load import LoadWorker
@@ -176,6 +176,9 @@ def run(
             rounds=2 * plan.rounds,
             round_requests=plan.null_round_requests,
             round_s=plan.round_s,
+        )
+        results["jobs"] = jobs_queue.measure(
+            worker, endpoints.llama, jobs_queue.JOBS_PLANS[plan.jobs_plan], parallel=stack.parallel
         )
         verdicts = report.targets(results)
         profiles = _profiles(runner, stack, worker, verdicts, out, plan) if want_profile else []

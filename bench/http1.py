@@ -48,6 +48,7 @@ class Connection(asyncio.Protocol):
         self.uses = 0
         self.received = False
         self.stream = False
+        self.queued = False  # a job submission: success is a 202 naming the job, not a completion
         self.status = 0
         self.keep_alive = True
         self.sent_at = 0.0
@@ -62,11 +63,11 @@ class Connection(asyncio.Protocol):
         _, protocol = await asyncio.get_running_loop().create_connection(cls, host, port)
         return protocol
 
-    def request(self, raw: bytes, stream: bool) -> asyncio.Future[Result]:
+    def request(self, raw: bytes, stream: bool, *, queued: bool = False) -> asyncio.Future[Result]:
         assert self.transport is not None
         assert not self.closed
         self.waiter = asyncio.get_running_loop().create_future()
-        self.stream, self.status, self.first_token_at = stream, 0, None
+        self.stream, self.queued, self.status, self.first_token_at = stream, queued, 0, None
         self.body, self.pending, self.done, self.stream_error = bytearray(), b"", False, False
         self.received = False
         self.uses += 1
@@ -113,7 +114,12 @@ class Connection(asyncio.Protocol):
         now = time.perf_counter()
         if not self.keep_alive:
             self.close()
-        if self.status != 200:
+        if self.queued:
+            if self.status == 202 and b'"status_url"' in self.body:
+                self._succeed(now)
+            else:
+                self._fail(ResponseError(f"HTTP {self.status}: {bytes(self.body[:200]).decode(errors='replace')}"))
+        elif self.status != 200:
             self._fail(ResponseError(f"HTTP {self.status}: {bytes(self.body[:200]).decode(errors='replace')}"))
         elif self.stream and (self.stream_error or not self.done):
             self._fail(
@@ -124,9 +130,12 @@ class Connection(asyncio.Protocol):
         elif not self.stream and b'"choices"' not in self.body:
             self._fail(ResponseError(f"no choices in: {bytes(self.body[:200]).decode(errors='replace')}"))
         else:
-            ttft = self.first_token_at - self.sent_at if self.first_token_at is not None else None
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_result(Result(now - self.sent_at, ttft))
+            self._succeed(now)
+
+    def _succeed(self, now: float) -> None:
+        ttft = self.first_token_at - self.sent_at if self.first_token_at is not None else None
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(Result(now - self.sent_at, ttft))
 
     # -- helpers ----------------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ def round_spec(
     headers: dict[str, str] | None = None,
     path: str = "/v1/chat/completions",
     timeout_s: float = 30.0,
+    queued: bool = False,
 ) -> dict[str, Any]:
     """One round: `count` requests (at most `duration_s`) from `concurrency` connections spread over endpoints."""
     return {
@@ -46,6 +47,7 @@ def round_spec(
         "headers": headers or {},
         "path": path,
         "timeout_s": timeout_s,
+        "queued": queued,  # job submissions: a 202 naming the job is the success
     }
 
 
@@ -55,6 +57,7 @@ async def run_round(spec: dict[str, Any]) -> dict[str, Any]:
     body = orjson.dumps(spec["body"])
     raws = {ep: build_request(ep[0], ep[1], spec["path"], spec["headers"], body) for ep in endpoints}
     concurrency, timeout_s = int(spec["concurrency"]), float(spec["timeout_s"])
+    queued = bool(spec.get("queued", False))
     latencies: list[float] = []
     ttfts: list[float] = []
     errors: Counter[str] = Counter()
@@ -76,12 +79,12 @@ async def run_round(spec: dict[str, Any]) -> dict[str, Any]:
                     if conn is None or conn.closed:
                         conn, connect_s = await connect(endpoint)
                     try:
-                        result = await conn.request(raws[endpoint], stream)
+                        result = await conn.request(raws[endpoint], stream, queued=queued)
                     except StaleConnection:
                         # llama-server closes a keep-alive connection after each stream; clients then reconnect.
                         reconnects += 1
                         conn, connect_s = await connect(endpoint)
-                        result = await conn.request(raws[endpoint], stream)
+                        result = await conn.request(raws[endpoint], stream, queued=queued)
             except Exception as error:  # every failure is a counted error, never a crash
                 errors[f"{type(error).__name__}: {str(error)[:160]}"] += 1
                 if conn is not None:

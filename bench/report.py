@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import gateway_core
-from bench import archive_cost, stalls, validation
+from bench import archive_cost, jobs_queue, stalls, validation
 
 TARGET_CONCURRENCY = 32
 
@@ -38,6 +38,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with the value measured and whether it is met (None where the plan did not measure it)."""
     rows = gateway_targets(results) if "chat" in results else []
     rows += archive_cost.targets(results["archive_cost"]) if "archive_cost" in results else []
+    rows += jobs_queue.targets(results["jobs"]) if "jobs" in results else []
     rows += stalls.targets(results["stalls"]) if "stalls" in results else []
     return rows + (console_targets(results["console"]) if "console" in results else [])
 
@@ -239,6 +240,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", *validation.markdown(r["validation"])]
     if "archive_cost" in r:
         lines += ["", *archive_cost.markdown(r["archive_cost"])]
+    if "jobs" in r:
+        lines += ["", *jobs_queue.markdown(r["jobs"])]
     if "stalls" in r:
         lines += stalls.markdown(r["stalls"])
     if "console" in r:

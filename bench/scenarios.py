@@ -30,6 +30,7 @@ class Plan:
     llama_servers: int = 2
     max_tokens: int = 8
     profile: bool = False  # profile corral-core with py-spy where a target is missed
+    jobs_plan: str = "full"  # bench/jobs_queue.py's JOBS_PLANS
 
 
 PLANS = {
@@ -59,6 +60,7 @@ PLANS = {
         soak_requests=5_000,
         soak_concurrency=16,
         soak_chunks=5,
+        jobs_plan="quick",
     ),
     # Two llama-servers, as in full: with one, an upstream connection llama-server closed after a stream can reach
     # the client as a 503 (no other provider to fail over to); see bench/README.md.
@@ -74,6 +76,7 @@ PLANS = {
         soak_requests=200,
         soak_concurrency=4,
         soak_chunks=2,
+        jobs_plan="smoke",
     ),
 }
 

@@ -50,6 +50,14 @@ def test_smoke_plan_writes_json_and_markdown_with_zero_errors(tmp_path: Path, ll
     ]
     assert all(row["with_us"] > 0 and row["without_us"] > 0 for row in validation)
     assert "What validating the OpenAI fields costs" in (tmp_path / "latest.md").read_text()
+    jobs = results["jobs"]
+    assert jobs["admission"]["jobs"] == jobs["plan"]["jobs"]
+    assert jobs["admission"]["errors"] == 0, jobs["admission"]["error_samples"]
+    assert jobs["admission"]["queued_after"] == jobs["admission"]["jobs"]  # drained: every admitted job waited
+    assert jobs["drain"]["succeeded"] == jobs["drain"]["jobs"]
+    assert jobs["drain"]["left"] == 0
+    assert jobs["latency"]["job_p50_ms"] > 0
+    assert "The job queue" in (tmp_path / "latest.md").read_text()
 
 
 def test_archive_smoke_plan_builds_a_month_through_the_writer_and_times_the_history_queries(

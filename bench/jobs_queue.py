@@ -1,0 +1,240 @@
+"""The job queue in the bench: durable admission, a job's cost through an empty queue, and a deep queue's drain.
+
+Its own corral-core (a fresh data dir, so jobs.sqlite starts empty) in front of the stack's llama-servers:
+
+- **Admission.** With every provider drained, jobs are accepted and stay queued: what is measured is the durable
+  submit alone (validated, on disk before the 202), at `admission_concurrency` clients. Target: 1,000 jobs/s.
+- **Drain.** The providers are undrained and the queue runs dry; llama-server's /slots is sampled meanwhile, so
+  the utilisation stated is the share of llama-server's slots that were processing, as llama-server reports it.
+- **Through an empty queue.** At one client, alternating: the same chat request synchronously, and as a job
+  submitted then waited for (`GET /v1/queue/{id}/wait`), with the same HTTP client. Target: the job's p50 at most
+  10 ms above the synchronous one.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.load import LoadWorker, round_spec
+from tests.testbed.daemon import CorralDaemon
+
+PROMPT = [{"role": "user", "content": "Say something."}]
+READY_TIMEOUT_S = 30.0
+SLOT_SAMPLE_S = 0.05
+
+
+@dataclass(frozen=True)
+class JobsPlan:
+    jobs: int  # submitted while drained, then drained through llama-server
+    admission_concurrency: int
+    latency_pairs: int  # synchronous and queued requests at one client, alternating
+    drain_timeout_s: float
+
+
+JOBS_PLANS = {
+    "full": JobsPlan(jobs=10_000, admission_concurrency=32, latency_pairs=200, drain_timeout_s=180.0),
+    "quick": JobsPlan(jobs=2_000, admission_concurrency=32, latency_pairs=60, drain_timeout_s=90.0),
+    "smoke": JobsPlan(jobs=60, admission_concurrency=4, latency_pairs=8, drain_timeout_s=60.0),
+}
+
+
+def measure(
+    worker: LoadWorker, llama: list[tuple[str, int]], plan: JobsPlan, *, parallel: int, log: Any = print
+) -> dict[str, Any]:
+    log(f"job queue: {plan.jobs:,} jobs admitted while drained, then drained through {len(llama)} llama-server(s)")
+    with tempfile.TemporaryDirectory(prefix="corral-bench-jobs-") as workdir:
+        daemon = CorralDaemon(Path(workdir) / "corral").start()
+        try:
+            names = [f"llama{index}" for index in range(len(llama))]
+            for name, (host, port) in zip(names, llama, strict=True):
+                daemon.add_provider(name, f"http://{host}:{port}")
+            key = daemon.create_key("bench-jobs")
+            _wait_ready(daemon, len(names))
+            latency = _latency(daemon, key, plan.latency_pairs)
+            log(
+                f"  one client: synchronous p50 {latency['sync_p50_ms']} ms, queued p50 {latency['job_p50_ms']} ms "
+                f"({latency['added_p50_ms']:+.2f} ms)"
+            )
+            for name in names:
+                _admin(daemon, "POST", f"/providers/{name}/drain")
+            admission = _admission(worker, daemon, key, plan)
+            log(f"  admission: {admission['jobs_per_s']:,.0f} jobs/s durable ({admission['errors']} errors)")
+            drain = _drain(daemon, names, llama, parallel, plan)
+            log(
+                f"  drain: {drain['jobs']:,} jobs in {drain['seconds']} s ({drain['jobs_per_s']:,.0f} jobs/s), "
+                f"llama-server slots busy {drain['slot_utilisation_pct']} % of the time"
+            )
+        finally:
+            daemon.stop()
+    return {"admission": admission, "drain": drain, "latency": latency, "plan": plan.__dict__}
+
+
+def _admin(daemon: CorralDaemon, method: str, path: str) -> Any:
+    response = daemon.admin_call(method, path)
+    if response.status_code >= 400:
+        raise RuntimeError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+def _wait_ready(daemon: CorralDaemon, count: int) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        providers = _admin(daemon, "GET", "/providers")
+        if sum(1 for p in providers if p["state"] == "ready" and p["models"]) == count:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the llama-server providers were not ready in {READY_TIMEOUT_S}s:\n{daemon.log_tail()}")
+
+
+def _latency(daemon: CorralDaemon, key: str, pairs: int) -> dict[str, Any]:
+    body = {"model": "tiny", "messages": PROMPT, "max_tokens": 8}
+    sync_ms: list[float] = []
+    job_ms: list[float] = []
+    base = f"http://127.0.0.1:{daemon.port}"
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30.0) as client:
+        for index in range(pairs + 2):  # the first two pairs warm both paths up
+            started = time.perf_counter()
+            answer = client.post("/v1/chat/completions", json=body)
+            sync = (time.perf_counter() - started) * 1000
+            answer.raise_for_status()
+            started = time.perf_counter()
+            submitted = client.post("/v1/queue/chat/completions", json={"request": body})
+            submitted.raise_for_status()
+            waited = client.get(f"/v1/queue/{submitted.json()['id']}/wait", params={"timeout": 30})
+            job = (time.perf_counter() - started) * 1000
+            waited.raise_for_status()
+            if waited.json()["state"] != "succeeded":
+                raise RuntimeError(f"a job through the empty queue ended {waited.json()['state']}: {waited.text[:300]}")
+            if index >= 2:
+                sync_ms.append(sync)
+                job_ms.append(job)
+    sync_p50, job_p50 = statistics.median(sync_ms), statistics.median(job_ms)
+    return {
+        "pairs": pairs,
+        "sync_p50_ms": round(sync_p50, 3),
+        "job_p50_ms": round(job_p50, 3),
+        "added_p50_ms": round(job_p50 - sync_p50, 3),
+    }
+
+
+def _admission(worker: LoadWorker, daemon: CorralDaemon, key: str, plan: JobsPlan) -> dict[str, Any]:
+    spec = round_spec(
+        [("127.0.0.1", daemon.port)],
+        {"request": {"model": "tiny", "messages": PROMPT, "max_tokens": 8}},
+        concurrency=plan.admission_concurrency,
+        count=plan.jobs,
+        duration_s=120.0,
+        headers={"Authorization": f"Bearer {key}"},
+        path="/v1/queue/chat/completions",
+        queued=True,
+    )
+    result = worker.run(spec)
+    counts = _admin(daemon, "GET", "/jobs/counts")
+    latencies = sorted(result["latency_ms"])
+    return {
+        "jobs": result["ok"],
+        "errors": result["errors"],
+        "error_samples": result["error_samples"],
+        "seconds": round(result["wall_s"], 3),
+        "jobs_per_s": round(result["ok"] / result["wall_s"], 1) if result["wall_s"] else 0.0,
+        "p50_ms": round(statistics.median(latencies), 3) if latencies else None,
+        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 3) if latencies else None,
+        "queued_after": counts["queued"],
+    }
+
+
+def _drain(
+    daemon: CorralDaemon, names: list[str], llama: list[tuple[str, int]], parallel: int, plan: JobsPlan
+) -> dict[str, Any]:
+    busy: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:  # llama-server's own view of its slots, at 20 Hz
+        with httpx.Client(timeout=2.0) as client:
+            while not stop.is_set():
+                total = 0
+                for host, port in llama:
+                    try:
+                        slots = client.get(f"http://{host}:{port}/slots").json()
+                    except (httpx.HTTPError, ValueError):
+                        continue
+                    total += sum(1 for slot in slots if slot.get("is_processing"))
+                busy.append(total)
+                stop.wait(SLOT_SAMPLE_S)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    before = _admin(daemon, "GET", "/jobs/counts")
+    queued = before["queued"]
+    started = time.monotonic()
+    for name in names:
+        _admin(daemon, "POST", f"/providers/{name}/undrain")
+    sampler.start()
+    deadline = started + plan.drain_timeout_s
+    counts = _admin(daemon, "GET", "/jobs/counts")
+    while (counts["queued"] or counts["running"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        counts = _admin(daemon, "GET", "/jobs/counts")
+    seconds = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    slots = parallel * len(llama)
+    return {
+        "jobs": queued,
+        "seconds": round(seconds, 2),
+        "jobs_per_s": round(queued / seconds, 1) if seconds else 0.0,
+        "succeeded": counts["succeeded"] - before["succeeded"],  # the latency phase's jobs came before
+        "failed": counts["failed"] - before["failed"],
+        "left": counts["queued"] + counts["running"],
+        "slots": slots,
+        "slot_samples": len(busy),
+        "slot_utilisation_pct": round(100 * statistics.mean(busy) / slots, 1) if busy else None,
+    }
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    admission, drain, latency = result["admission"], result["drain"], result["latency"]
+    return [
+        {
+            "target": "queue: durable admission >= 1,000 jobs/s",
+            "measured": f"{admission['jobs_per_s']:,.0f} jobs/s "
+            f"({admission['jobs']:,} jobs, {admission['errors']} errors)",
+            "met": admission["jobs_per_s"] >= 1000 and admission["errors"] == 0,
+        },
+        {
+            "target": "queue: a job through an empty queue adds <= 10 ms to the p50 (one client)",
+            "measured": f"{latency['added_p50_ms']:+.2f} ms ({latency['sync_p50_ms']} -> {latency['job_p50_ms']} ms)",
+            "met": latency["added_p50_ms"] <= 10.0,
+        },
+        {
+            "target": f"queue: {drain['jobs']:,} queued jobs drain, every one succeeded",
+            "measured": f"{drain['succeeded']:,} succeeded, {drain['failed']} failed, {drain['left']} left, "
+            f"in {drain['seconds']} s; slots busy {drain['slot_utilisation_pct']} %",
+            "met": drain["left"] == 0 and drain["failed"] == 0,
+        },
+    ]
+
+
+def markdown(result: dict[str, Any]) -> list[str]:
+    admission, drain, latency = result["admission"], result["drain"], result["latency"]
+    return [
+        "### The job queue (its own corral-core, llama-server x2)",
+        "",
+        f"- Admission, every provider drained (on disk before each 202): {admission['jobs']:,} jobs from "
+        f"{result['plan']['admission_concurrency']} clients in {admission['seconds']} s, "
+        f"**{admission['jobs_per_s']:,.0f} jobs/s**; submit p50 {admission['p50_ms']} ms, "
+        f"p99 {admission['p99_ms']} ms.",
+        f"- Drain after the undrain: {drain['jobs']:,} jobs in {drain['seconds']} s "
+        f"({drain['jobs_per_s']:,.0f} jobs/s); "
+        f"llama-server's {drain['slots']} slots were processing **{drain['slot_utilisation_pct']} %** of the time "
+        f"({drain['slot_samples']} samples of /slots at {1 / SLOT_SAMPLE_S:.0f} Hz).",
+        f"- One client, {latency['pairs']} pairs: synchronous p50 {latency['sync_p50_ms']} ms, submitted and waited "
+        f"for p50 {latency['job_p50_ms']} ms (**{latency['added_p50_ms']:+.2f} ms**).",
+    ]
