@@ -107,6 +107,7 @@ def test_a_failed_attempt_goes_to_another_provider_of_the_model(daemon, llama_se
             ended = job(app, job_id)
     assert ended["state"] == "succeeded", ended
     assert ended["result"]["object"] == "chat.completion"
+    wait_for(lambda: daemon.admin_call("GET", f"/history/{job_id}").status_code == 200, "the attempt's archive row")
     history = daemon.admin_call("GET", f"/history/{job_id}").json()
     assert (history["source"], history["status"], history["provider"]) == ("queue", 200, "llama")
     assert history["providers_tried"] == ["flaky", "llama"]
