@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench.load import LoadWorker, round_spec
+from bench.processes import cpu_seconds
 from tests.testbed.daemon import CorralDaemon
 
 PROMPT = [{"role": "user", "content": "Say something."}]
@@ -173,6 +174,8 @@ def _drain(
     sampler = threading.Thread(target=sample, daemon=True)
     before = _admin(daemon, "GET", "/jobs/counts")
     queued = before["queued"]
+    assert daemon.process is not None
+    cpu_before = cpu_seconds(daemon.process.pid)
     started = time.monotonic()
     for name in names:
         _admin(daemon, "POST", f"/providers/{name}/undrain")
@@ -183,6 +186,7 @@ def _drain(
         time.sleep(0.05)
         counts = _admin(daemon, "GET", "/jobs/counts")
     seconds = time.monotonic() - started
+    cpu_s = cpu_seconds(daemon.process.pid) - cpu_before
     stop.set()
     sampler.join()
     slots = parallel * len(llama)
@@ -193,6 +197,8 @@ def _drain(
         "succeeded": counts["succeeded"] - before["succeeded"],  # the latency phase's jobs came before
         "failed": counts["failed"] - before["failed"],
         "left": counts["queued"] + counts["running"],
+        "corral_cpu_ms_per_job": round(1000 * cpu_s / queued, 3) if queued else None,
+        "corral_cpu_pct": round(100 * cpu_s / seconds, 1) if seconds else None,
         "slots": slots,
         "slot_samples": len(busy),
         "slot_utilisation_pct": round(100 * statistics.mean(busy) / slots, 1) if busy else None,
@@ -234,7 +240,8 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"- Drain after the undrain: {drain['jobs']:,} jobs in {drain['seconds']} s "
         f"({drain['jobs_per_s']:,.0f} jobs/s); "
         f"llama-server's {drain['slots']} slots were processing **{drain['slot_utilisation_pct']} %** of the time "
-        f"({drain['slot_samples']} samples of /slots at {1 / SLOT_SAMPLE_S:.0f} Hz).",
+        f"({drain['slot_samples']} samples of /slots at {1 / SLOT_SAMPLE_S:.0f} Hz); corral-core used "
+        f"{drain['corral_cpu_ms_per_job']} ms of CPU a job ({drain['corral_cpu_pct']} % of a core).",
         f"- One client, {latency['pairs']} pairs: synchronous p50 {latency['sync_p50_ms']} ms, submitted and waited "
         f"for p50 {latency['job_p50_ms']} ms (**{latency['added_p50_ms']:+.2f} ms**).",
     ]
