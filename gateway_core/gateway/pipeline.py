@@ -505,6 +505,8 @@ class Pipeline:
         provider = slot.provider
         stream = adapter.stream(parsed.model, provider.models[parsed.model], parsed.wants_usage)
         live.on_cancel = upstream.close
+        if live.cancel_requested:  # cancelled as the headers arrived: _send's task was done, its cancel a no-op
+            upstream.close()
         ok = client_gone = failed_inside = False
         last_progress = 0.0
         frames = live.frames = StreamCapture(self._capture_cap) if live.capture == "full" else None
