@@ -14,6 +14,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt_install build-essential || say "tests that need ${missing[*]} will skip (or fail under CORRAL_TESTBED=required)"
 fi
 
+# openssl makes the callback TLS test's certificate at test time.
+command -v openssl >/dev/null 2>&1 || apt_install openssl || say "the callback TLS test will skip (or fail under CORRAL_TESTBED=required)"
+
 cd "$ROOT"
 "$VENV/bin/python" -m tests.testbed prepare
 
