@@ -14,6 +14,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import Label, Sparkline, Static
@@ -228,8 +229,13 @@ class DashboardScreen(LiveScreen):
             return  # the first render, after mount, shows everything
         if "requests" in changed:
             self.throughput.observe(live.requests, live.take_ended())
-        with self.app.batch_update():
-            self._redraw(live, changed)
+        try:
+            with self.app.batch_update():
+                self._redraw(live, changed)
+        except NoMatches:
+            # The panels are composed once, at mount, and only the app's teardown removes them; the app's flush
+            # timer can still tick in between (seen in CI: '#fleet' gone, the screen not yet): nothing to draw.
+            return
 
     def _redraw(self, live: LiveState, changed: set[str] | frozenset[str]) -> None:
         deployments = live.fleet["deployments"]
