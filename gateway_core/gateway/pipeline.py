@@ -115,18 +115,7 @@ class Pipeline:
             key = ADMIN_KEY if admin else self._keys.authenticate(request.headers.get("authorization"))
             raw = await read_body(request, self._body_cap)
             parsed = parse(route, raw)
-            if not key.allows(parsed.model):
-                raise GatewayError(
-                    403,
-                    f"API key '{key.name}' may not use model '{parsed.model}'",
-                    param="model",
-                    code="model_not_allowed",
-                )
-            candidates = self._registry.serving(parsed.model)
-            if not candidates:
-                raise self._registry.unknown_model(parsed.model)
-            if parsed.media:
-                candidates = taking_media(parsed, candidates)
+            candidates = routing_candidates(key, parsed, self._registry)
             try:
                 lease = self._limiter.acquire(key.id, key.name, key.limits)
             except LimitExceeded as error:
@@ -196,12 +185,7 @@ class Pipeline:
             if parsed.stream:
                 raise GatewayError(400, "a queued request cannot be streamed; remove 'stream'", param="stream")
             if not key.allows(parsed.model):
-                raise GatewayError(
-                    403,
-                    f"API key '{key.name}' may not use model '{parsed.model}'",
-                    param="model",
-                    code="model_not_allowed",
-                )
+                raise model_not_allowed(key, parsed.model)
         except GatewayError as error:
             self._archive_job_refusal(request_id, route, started, key, key_id, raw, parsed, error)
             raise
@@ -752,6 +736,23 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
         return None, None
     code, message = error.get("code"), error.get("message")
     return (str(code) if code is not None else None), (str(message) if message is not None else None)
+
+
+def routing_candidates(key: ApiKey, parsed: ParsedRequest, registry: ProviderRegistry) -> list[ProviderRuntime]:
+    """The providers a request of `key` may go to, for a synchronous request and a job's submit alike: 403 for a
+    model the key may not use, 404 (or 503 while loading) for one nobody serves, 400 for media none takes."""
+    if not key.allows(parsed.model):
+        raise model_not_allowed(key, parsed.model)
+    candidates = registry.serving(parsed.model)
+    if not candidates:
+        raise registry.unknown_model(parsed.model)
+    return taking_media(parsed, candidates) if parsed.media else candidates
+
+
+def model_not_allowed(key: ApiKey, model: str) -> GatewayError:
+    return GatewayError(
+        403, f"API key '{key.name}' may not use model '{model}'", param="model", code="model_not_allowed"
+    )
 
 
 def taking_media(parsed: ParsedRequest, candidates: list[ProviderRuntime]) -> list[ProviderRuntime]:

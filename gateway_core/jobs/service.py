@@ -35,7 +35,7 @@ from gateway_core.contracts.jobs import (
 from gateway_core.contracts.request import encode_body, parse
 from gateway_core.events import EventBus
 from gateway_core.gateway.keys import ApiKey
-from gateway_core.gateway.pipeline import taking_media
+from gateway_core.gateway.pipeline import routing_candidates
 from gateway_core.jobs.model import Job, delivery_id, job_view, new_job_id
 from gateway_core.jobs.store import JobStore
 from gateway_core.providers.registry import ProviderRegistry
@@ -222,18 +222,7 @@ class JobService:
                 param="request.stream",
                 code="stream_not_queued",
             )
-        if not key.allows(parsed.model):
-            raise GatewayError(
-                403,
-                f"API key '{key.name}' may not use model '{parsed.model}'",
-                param="model",
-                code="model_not_allowed",
-            )
-        candidates = self._registry.serving(parsed.model)
-        if not candidates:
-            raise self._registry.unknown_model(parsed.model)
-        if parsed.media:
-            candidates = taking_media(parsed, candidates)  # 400 when no provider of the model takes its images
+        candidates = routing_candidates(key, parsed, self._registry)  # exactly the synchronous route's checks
         if submit.provider is not None:
             provider = self._registry.get(submit.provider)
             if provider is None:
