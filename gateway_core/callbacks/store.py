@@ -2,23 +2,22 @@
 
 One row per delivery (its id is the webhook-id), holding the exact body bytes every attempt sends, where it is in
 its retry schedule and how the last attempt went. WAL with synchronous=FULL: a write has reached the disk when it
-returns. One connection, used from one worker thread; writes that arrive while a commit runs wait together for
-the next one (group commit), each in a savepoint of its own so one failing write spoils none of the others.
+returns. One connection on one thread (store/write_thread.py, as the job store's writer): writes that arrive while
+a commit runs wait together for the next one (group commit), each in a savepoint of its own so one failing write
+spoils none of the others; reads (few: the admin's pages and each attempt's body) take their turn on it.
 No secret is ever written here: the signatures are made at each attempt, from the key's secrets in config.json.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from gateway_core.contracts.jobs import CallbackType, DeliveryState, DeliveryView
+from gateway_core.store.write_thread import WriteThread
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
@@ -114,27 +113,20 @@ class DeliveryStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="callbacks-store")
-        self._connection: sqlite3.Connection | None = None
-        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._committing: asyncio.Task[None] | None = None
+        self._thread = WriteThread(self._connect, name="callbacks-store")
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def open(self) -> list[Delivery]:
         """Open (or create) the file; the pending deliveries, to be resumed."""
-        await self._run(self._connect)
+        await self._thread.start()
         return await self._run(lambda db: self._select(db, "WHERE state = 'pending' ORDER BY seq", ()))
 
     async def close(self) -> None:
-        if self._committing is not None:
-            await asyncio.shield(self._committing)
-        if self._connection is not None:
-            await self._run(lambda db: db.close())
-            self._connection = None
-        self._executor.shutdown(wait=True)
+        """Commit every write already handed in, then close the file."""
+        await self._thread.close()
 
-    def _connect(self, _unused: sqlite3.Connection | None) -> None:
+    def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
@@ -153,7 +145,7 @@ class DeliveryStore:
             db.close()
             raise
         self.path.chmod(0o600)
-        self._connection = db
+        return db
 
     # -- writing --------------------------------------------------------------------------------------
 
@@ -207,51 +199,8 @@ class DeliveryStore:
         await self._write(update)
 
     async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queued.append((operation, future))
-        if self._committing is None:
-            self._committing = asyncio.create_task(self._commit_queued(), name="callbacks-store-commit")
-        return await future
-
-    async def _commit_queued(self) -> None:
-        try:
-            while self._queued:
-                batch, self._queued = self._queued, []
-                try:
-                    results = await self._run(partial(self._commit, operations=[op for op, _ in batch]))
-                except Exception as error:  # the COMMIT itself failed: nothing of the batch is durable
-                    results = [error] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, _Failed):
-                        future.set_exception(result.error)
-                    elif isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-        finally:
-            self._committing = None
-
-    @staticmethod
-    def _commit(db: sqlite3.Connection, operations: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
-        results: list[Any] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for operation in operations:
-                db.execute("SAVEPOINT one")
-                try:
-                    results.append(operation(db))
-                except Exception as error:
-                    db.execute("ROLLBACK TO one")
-                    results.append(_Failed(error))
-                db.execute("RELEASE one")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return results
+        result: T = await self._thread.run(operation)
+        return result
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -298,13 +247,7 @@ class DeliveryStore:
     def _select(db: sqlite3.Connection, tail: str, parameters: tuple[Any, ...]) -> list[Delivery]:
         return [_delivery(row) for row in db.execute(f"SELECT {_COLUMNS} FROM deliveries {tail}", parameters)]
 
-    async def _run(self, operation: Callable[[Any], T]) -> T:
-        """On the store's one thread, with its connection (None before it is opened)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: operation(self._connection))
-
-
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    """One write of a batch that raised: the others still commit."""
-
-    error: Exception
+    async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """A read, on the store's one thread and connection, in turn with the writes."""
+        result: T = await self._thread.run(operation)
+        return result

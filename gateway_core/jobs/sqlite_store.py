@@ -19,7 +19,7 @@ import msgspec
 from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.jobs import JOB_STATES, JobCounts, JobError, JobState, JobUsage
 from gateway_core.jobs.model import Job
-from gateway_core.jobs.write_thread import Write, WriteThread
+from gateway_core.store.write_thread import Write, WriteThread
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000

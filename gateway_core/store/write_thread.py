@@ -47,7 +47,7 @@ class WriteThread:
     async def run(self, write: Write) -> Any:
         """Run `write(connection)` in the next transaction; answers its result once that COMMIT has returned."""
         if self._closed or self._loop is None:
-            raise RuntimeError("the job store is closed")
+            raise RuntimeError("the store is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put(_Pending(write, future))
         return await future
