@@ -254,6 +254,8 @@ def test_sigterm_lets_the_running_job_finish_and_leaves_the_rest_queued_for_the_
             waits: list[httpx.Response] = []
             waiter = threading.Thread(target=lambda: waits.append(wait_on(daemon, headers, ids[-1])))
             waiter.start()
+            # The wait must be in flight before the SIGTERM: a connection opened after it is refused, not answered.
+            wait_for(lambda: open_connections(daemon, headers) >= 2, "the wait's connection (beside this scrape)")
 
             assert daemon.stop() == 0  # SIGTERM; the drain timeout (5 s) outlasts the 1 s answer
             waiter.join(timeout=30)
@@ -327,6 +329,12 @@ def on_disk_callback_due(data_dir: Path, job_id: str) -> int:
     with sqlite3.connect(data_dir / "jobs.sqlite") as db:
         due: int = db.execute("SELECT callback_due FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
     return due
+
+
+def open_connections(daemon: CorralDaemon, headers: dict[str, str]) -> float:
+    """The public listener's open connections, this scrape's own included (corral_open_connections)."""
+    text = httpx.get(f"{daemon.base_url}/metrics", headers=headers, timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("corral_open_connections"))
 
 
 def wait_on(daemon: CorralDaemon, headers: dict[str, str], job_id: str) -> httpx.Response:
