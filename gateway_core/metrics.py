@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 PROVIDER_STATES = ("ready", "loading", "down", "circuit_open")
 TOKEN_KINDS = ("prompt", "completion")
@@ -116,6 +118,8 @@ class GatewayMetrics:
         self._in_flight: dict[str, Gauge] = {}
         self.archive = ArchiveMetrics(registry)
         self.queue = QueueMetrics(registry)
+        self._slot_use: Callable[[], Iterable[SlotUse]] = tuple
+        registry.register(_SlotCollector(lambda: self._slot_use()))
 
     def request_finished(
         self,
@@ -175,9 +179,47 @@ class GatewayMetrics:
         for state in PROVIDER_STATES:
             self.provider_up.remove(provider, state)
 
+    def watch_slots(self, slot_use: Callable[[], Iterable[SlotUse]]) -> None:
+        """Read each provider's slots and their use when the metrics are scraped: the integral behind them is
+        kept by the providers themselves (ProviderRuntime.busy_slot_seconds)."""
+        self._slot_use = slot_use
+
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for GET /metrics."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+@dataclass(frozen=True, slots=True)
+class SlotUse:
+    provider: str
+    slots: int
+    busy_slot_seconds: float
+
+
+class _SlotCollector(Collector):
+    """corral_provider_slots and corral_provider_busy_slot_seconds_total: rate(busy) / slots is how full a
+    provider's slots were kept, exactly (not sampled), over any window."""
+
+    def __init__(self, slot_use: Callable[[], Iterable[SlotUse]]) -> None:
+        self._slot_use = slot_use
+
+    def collect(self) -> Iterator[Metric]:
+        slots = GaugeMetricFamily(
+            "corral_provider_slots",
+            "Requests each provider serves at once (llama-server's slots, else its max concurrency, else 4).",
+            labels=["provider"],
+        )
+        busy = CounterMetricFamily(
+            "corral_provider_busy_slot_seconds",
+            "Slot-seconds each provider's slots were held: requests in flight (at most its slots) times the time. "
+            "rate() of it over corral_provider_slots is the slots' utilisation.",
+            labels=["provider"],
+        )
+        for use in self._slot_use():
+            slots.add_metric([use.provider], use.slots)
+            busy.add_metric([use.provider], use.busy_slot_seconds)
+        yield slots
+        yield busy
 
 
 class ArchiveMetrics:

@@ -49,6 +49,7 @@ class ProviderView(ProviderPublicView):
     health_detail: str
     capacity: int
     in_flight: int
+    busy_slot_seconds: float  # its slots' use since it was added or changed: in_flight (within capacity) x time
     circuit: CircuitState
     requests: int
     errors: int

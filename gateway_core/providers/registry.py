@@ -21,7 +21,7 @@ from gateway_core.clock import SYSTEM_CLOCK, Clock
 from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.views import ProbeAnswer, ProviderView
 from gateway_core.events import EventBus
-from gateway_core.metrics import PROVIDER_STATES, GatewayMetrics
+from gateway_core.metrics import PROVIDER_STATES, GatewayMetrics, SlotUse
 from gateway_core.store.config_store import ConfigStore
 
 from .circuit import CircuitBreaker
@@ -60,7 +60,7 @@ class Slot:
         self._registry = registry
         self._released = False
         self.provider = provider
-        provider.in_flight += 1
+        provider.take_slot()
         registry.metrics.in_flight(provider.name, 1)
 
     @property
@@ -72,7 +72,7 @@ class Slot:
             return
         self._released = True
         provider = self.provider
-        provider.in_flight -= 1
+        provider.free_slot()
         registry = self._registry
         registry.metrics.in_flight(provider.name, -1)
         if provider.in_flight == 0 and provider.config.draining:
@@ -95,6 +95,7 @@ class ProviderRegistry:
         self._probe = prober
         self._clock = clock
         self.metrics = metrics
+        metrics.watch_slots(self._slot_use)
         self._events = events
         self.probe_interval_s = probe_interval_s
         self.providers: dict[str, ProviderRuntime] = {}
@@ -104,10 +105,14 @@ class ProviderRegistry:
         self._probers: dict[str, asyncio.Task[None]] = {}
         # Replaced on every release, so waiters wake once per freed slot without a lock.
         self.slot_released = asyncio.Event()
+        # Called at every release, in the releasing call: the job scheduler fills the slot without a task's hop.
+        self.release_listeners: list[Callable[[], None]] = []
 
     def _runtime(self, config: ProviderConfig) -> ProviderRuntime:
         # Its circuit's cooldown runs on the injected clock, so a test can move past it instead of waiting.
-        return ProviderRuntime(config, breaker=CircuitBreaker(clock=self._clock.monotonic))
+        return ProviderRuntime(
+            config, breaker=CircuitBreaker(clock=self._clock.monotonic), monotonic=self._clock.monotonic
+        )
 
     def __iter__(self) -> Iterator[ProviderRuntime]:
         return iter(self.providers.values())
@@ -173,6 +178,9 @@ class ProviderRegistry:
             headers={"retry-after": "1"},
         )
 
+    def _slot_use(self) -> list[SlotUse]:
+        return [SlotUse(p.name, p.capacity, p.busy_slot_seconds()) for p in self.providers.values()]
+
     def occupy(self, provider: ProviderRuntime) -> Slot:
         """Hold one of the provider's slots for an attempt; release the Slot when the attempt is over."""
         return Slot(self, provider)
@@ -180,6 +188,8 @@ class ProviderRegistry:
     def signal_slot_released(self) -> None:
         released, self.slot_released = self.slot_released, asyncio.Event()
         released.set()
+        for listener in self.release_listeners:
+            listener()
 
     # -- the admin's view and changes -----------------------------------------------------------------
 

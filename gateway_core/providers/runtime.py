@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -25,7 +26,7 @@ class ProviderRuntime:
     discovered_models: dict[str, str] = field(default_factory=dict)
     discovered_capacity: int | None = None
     discovered_media: frozenset[str] | None = None  # None until a probe says (llama-server's /props modalities)
-    in_flight: int = 0
+    in_flight: int = 0  # changed only by take_slot and free_slot, which keep the slot-seconds
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     # Smooth weighted round-robin state, for breaking ties between equally loaded providers.
     rotation: float = 0.0
@@ -33,6 +34,10 @@ class ProviderRuntime:
     requests: int = 0
     errors: int = 0
     last_probe_at: float | None = None
+    monotonic: Callable[[], float] = time.monotonic
+    # Slot-seconds held (requests in flight, within capacity, times how long) up to `_busy_at`.
+    _busy_slot_s: float = 0.0
+    _busy_at: float = 0.0
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     @property
@@ -60,6 +65,25 @@ class ProviderRuntime:
         if self.discovered_capacity:
             return self.discovered_capacity
         return self.config.max_concurrency or DEFAULT_CAPACITY
+
+    def take_slot(self) -> None:
+        self._tally()
+        self.in_flight += 1
+
+    def free_slot(self) -> None:
+        self._tally()
+        self.in_flight -= 1
+
+    def busy_slot_seconds(self) -> float:
+        """Slot-seconds its slots have been held since it was added (or its configuration last changed, which
+        makes a new runtime): the integral of its requests in flight (at
+        most its capacity) over time, exact rather than sampled. Its rate over slots is its slots' utilisation."""
+        return self._busy_slot_s + min(self.in_flight, self.capacity) * (self.monotonic() - self._busy_at)
+
+    def _tally(self) -> None:
+        now = self.monotonic()
+        self._busy_slot_s += min(self.in_flight, self.capacity) * (now - self._busy_at)
+        self._busy_at = now
 
     def accepts(self, media: Iterable[str]) -> bool:
         """Whether it takes these input kinds; a provider that has not said what it takes is given the request."""
@@ -132,6 +156,7 @@ class ProviderRuntime:
             "models": self.models,
             "capacity": self.capacity,
             "in_flight": self.in_flight,
+            "busy_slot_seconds": self.busy_slot_seconds(),
             "circuit": self.breaker.state,
             "requests": self.requests,
             "errors": self.errors,

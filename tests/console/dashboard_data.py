@@ -77,6 +77,7 @@ def provider(
         "health_detail": "",
         "capacity": capacity,
         "in_flight": 0,
+        "busy_slot_seconds": 0.0,
         "circuit": "closed",
         "requests": requests,
         "errors": errors,

@@ -309,3 +309,34 @@ async def test_a_job_over_its_keys_concurrency_limit_waits_then_succeeds(gateway
     assert most_at_once == 1
     assert reports.retries == []  # waiting is not a failed attempt
     assert [attempt for _, attempt, _ in reports.started] == [1, 1, 1, 1]
+
+
+@pytest.mark.asyncio
+async def test_every_slot_freed_while_jobs_are_queued_is_taken_again_before_the_event_loops_next_turn(
+    gateway, llama_servers
+):
+    (server,) = llama_servers(1, parallel=4)
+    await gateway.add_provider("llama", server.base_url)
+    provider = gateway.state.registry.require("llama")
+    key = await key_id_of(gateway, "app")
+    jobs = [make_job(key, max_tokens=8) for _ in range(40)]
+    refilled: list[tuple[int, int]] = []  # at each release while jobs were queued: (jobs on it, its slots)
+
+    async with scheduling(gateway) as (scheduler, reports):
+
+        def look_after_the_fill() -> None:
+            # The scheduler's listener came first, so its fill is queued before this look: both run in the turn
+            # after the release, and nothing else of the loop's runs between the release and the fill.
+            if scheduler.queued:
+                loop.call_soon(lambda: refilled.append((scheduler.jobs_on("llama"), provider.capacity)))
+
+        loop = asyncio.get_running_loop()
+        gateway.state.registry.release_listeners.append(look_after_the_fill)
+        for job in jobs:
+            scheduler.add(job)
+        await all_ended(reports, jobs)
+        gateway.state.registry.release_listeners.remove(look_after_the_fill)
+
+    assert all(ended.state == "succeeded" for ended in reports.ended.values())
+    assert len(refilled) >= 30, "most of the 40 jobs' releases found jobs still queued"
+    assert all(held == slots == 4 for held, slots in refilled), refilled

@@ -21,6 +21,7 @@ from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.health import ProbeResult
 from gateway_core.providers.registry import ProviderRegistry
 from gateway_core.store.config_store import ConfigStore
+from tests.fakes.clock import FakeClock
 
 READY_TINY = ProbeResult("ready", "ok", models={"tiny": "tiny.gguf"}, capacity=2)
 
@@ -296,3 +297,33 @@ async def test_releasing_a_slot_wakes_a_request_waiting_for_one(registry):
 
     await asyncio.wait_for(waiting, timeout=5)
     assert not registry.slot_released.is_set(), "the next waiter waits for the next release"
+
+
+@pytest.mark.asyncio
+async def test_a_providers_busy_slot_seconds_integrate_its_requests_in_flight_within_its_slots(
+    config, metrics, events, prober
+):
+    clock = FakeClock()
+    registry = ProviderRegistry(config, metrics, events, prober=prober, clock=clock)
+    prober.answers["gpu0"] = READY_TINY  # two slots
+    provider = await registry.put(llama("gpu0"))
+    first = registry.occupy(provider)
+    clock.advance(1.0)  # one slot held for 1 s
+    more = [registry.occupy(provider), registry.occupy(provider)]
+    clock.advance(2.0)  # three in flight, but only its two slots count, for 2 s
+    for slot in more:
+        slot.release()
+    clock.advance(0.5)  # one again, still held as this is read
+    while_held = provider.busy_slot_seconds()
+    first.release()
+    clock.advance(10.0)  # idle
+
+    assert while_held == pytest.approx(1.0 + 4.0 + 0.5)
+    assert provider.busy_slot_seconds() == pytest.approx(5.5)
+    assert registry.require("gpu0").summary()["busy_slot_seconds"] == pytest.approx(5.5)
+    sample = metrics.registry.get_sample_value
+    assert sample("corral_provider_busy_slot_seconds_total", {"provider": "gpu0"}) == pytest.approx(5.5)
+    assert sample("corral_provider_slots", {"provider": "gpu0"}) == 2
+    await registry.remove("gpu0")
+    assert sample("corral_provider_slots", {"provider": "gpu0"}) is None
+    await registry.close()
