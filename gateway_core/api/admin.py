@@ -127,6 +127,7 @@ class AdminApi:
             "gpus": self._gpus.latest.to_dict(),
             "fleet": self._fleet.latest,
             "jobs": self._jobs.counts(),
+            "on_demand": [],  # the lead wires OnDemand.views() here next (issue 15)
         }
 
     async def health(self, request: Request) -> Response:

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, get_args, overload
 
-from gateway_core.contracts.fleet_views import ContainerEventView, FleetView, GpuSnapshotView
+from gateway_core.contracts.fleet_views import (
+    ContainerEventView,
+    FleetView,
+    GpuSnapshotView,
+    LoadDecisionView,
+    OnDemandView,
+)
 from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.contracts.jobs import DeliveryView, JobView
 from gateway_core.contracts.views import (
@@ -42,6 +48,8 @@ EventKind = Literal[
     "archive",  # ArchiveStatusView: the archive's writer started or stopped dropping rows or failing, at most 1/s
     "job",  # JobView (with `result` left out, as None): a queued job was added or changed state
     "delivery",  # DeliveryView: a callback delivery was added, attempted, delivered or dead-lettered
+    "deployment",  # OnDemandView: a deployment's load state, policy or use changed (fleet/on_demand.py)
+    "fleet.decision",  # LoadDecisionView: a deployment was started, stopped or refused, and why
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 # The kinds that describe one live request; each payload's "id" names it (squashing relies on that).
@@ -61,6 +69,8 @@ EventPayload = (
     | ArchiveStatusView
     | JobView
     | DeliveryView
+    | OnDemandView
+    | LoadDecisionView
 )
 
 # What the client yields: one pair per event, narrowed by its kind.
@@ -79,6 +89,8 @@ DaemonEvent = (
     | tuple[Literal["archive"], ArchiveStatusView]
     | tuple[Literal["job"], JobView]
     | tuple[Literal["delivery"], DeliveryView]
+    | tuple[Literal["deployment"], OnDemandView]
+    | tuple[Literal["fleet.decision"], LoadDecisionView]
 )
 
 
@@ -110,5 +122,9 @@ class Publish(Protocol):
     def __call__(self, kind: Literal["job"], data: JobView) -> None: ...
     @overload
     def __call__(self, kind: Literal["delivery"], data: DeliveryView) -> None: ...
+    @overload
+    def __call__(self, kind: Literal["deployment"], data: OnDemandView) -> None: ...
+    @overload
+    def __call__(self, kind: Literal["fleet.decision"], data: LoadDecisionView) -> None: ...
     def __call__(self, kind: EventKind, data: EventPayload) -> None:
         """What `EventBus` implements; callers are held to the overloads above."""

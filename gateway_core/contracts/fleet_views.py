@@ -43,6 +43,22 @@ class GpuSnapshotView(TypedDict):
 # -- deployments ------------------------------------------------------------------------------------------
 
 
+class LoadPolicyView(TypedDict):
+    """`LoadPolicy` (fleet/load_policy.py): always up, or started on demand and stopped when idle."""
+
+    mode: Literal["always", "on-demand"]
+    idle_ttl_s: float
+    pin: bool
+    priority: int
+    load_timeout_s: float
+
+
+class RouterSpecView(TypedDict):
+    """A router-mode deployment: llama-server with `--models-dir` (the spec's model_path is that directory)."""
+
+    models_max: int  # --models-max: models loaded at once (0: no limit)
+
+
 class DeploymentSpecView(TypedDict):
     """`DeploymentSpec.model_dump(mode="json")`: what a deployment runs, whatever runs it."""
 
@@ -57,6 +73,8 @@ class DeploymentSpecView(TypedDict):
     port: int
     host: str
     extra_args: list[str]
+    load: LoadPolicyView
+    router: RouterSpecView | None  # None: one model (model_path is its GGUF)
 
 
 class ContainerView(TypedDict):
@@ -213,3 +231,40 @@ class CatalogScanView(TypedDict):
 
 class CatalogAnswer(CatalogScanView):
     directories: list[str]  # the directories scanned
+
+
+# -- models on demand (fleet/on_demand.py) ----------------------------------------------------------------
+
+OnDemandState = Literal["cold", "loading", "warm", "unloading", "failed"]
+
+
+class OnDemandView(TypedDict):
+    """GET /fleet/on-demand, the snapshot's "on_demand" and the "deployment" event: one deployment Corral starts
+    and stops by its load policy (every deployment is listed; an `always` one is warm or failed)."""
+
+    name: str
+    kind: Literal["container", "systemd"]
+    policy: LoadPolicyView
+    state: OnDemandState
+    reason: str  # failed: why (its log's last lines); loading: since when; else ""
+    in_flight: int  # requests on its provider now
+    waiting: int  # requests waiting for it to load
+    last_used_at: float | None  # wall clock: the last request routed to it ended or began
+    last_loaded_at: float | None  # wall clock: the last load finished
+    last_load_s: float | None  # how long the last load took, start to /health 200
+    measured_memory_bytes: int | None  # what NVML last measured its process using, all its GPUs together
+    estimated_memory_bytes: int | None  # the GGUF VRAM estimate for its spec
+    gpus: list[int]  # the GPU indices it runs on ([] for CPU)
+
+
+class LoadDecisionView(TypedDict):
+    """The "fleet.decision" event, also logged: what was started or stopped and why, or why not."""
+
+    at: float
+    action: Literal["start", "stop", "refuse"]
+    deployment: str  # what was started, stopped or refused
+    reason: str  # in words: "a request for 'b' arrived", "idle for 10m", "to make room for 'b' on GPU 0 (...)"
+    for_deployment: str | None  # stop: the deployment whose start needed the memory
+    gpus: list[int]
+    need_bytes: int | None  # start and refuse: what the model needs, margin included
+    free_bytes: int | None  # start and refuse: what its GPUs had free when decided

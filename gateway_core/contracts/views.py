@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal, TypedDict
 
 from gateway_core.contracts.archive import CaptureMode
-from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
+from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView, OnDemandView
 from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.contracts.jobs import JobCounts
 
@@ -42,6 +42,17 @@ class ProviderPublicView(TypedDict):
     api_key_hint: str | None  # "…abcd", "set", or None when there is no key
 
 
+RouterModelStatus = Literal["unloaded", "loading", "loaded", "sleeping", "failed"]
+
+
+class RouterModelView(TypedDict):
+    """One model of a router-mode llama-server (`--models-dir`), as its `GET /models` lists it."""
+
+    id: str
+    status: RouterModelStatus
+    detail: str  # failed: why, when llama-server says; else ""
+
+
 class ProviderView(ProviderPublicView):
     """`ProviderRuntime.summary()`: GET /providers, the "provider" event. `models` here is what is routed."""
 
@@ -56,6 +67,7 @@ class ProviderView(ProviderPublicView):
     error_rate: float
     latency_p50_s: float | None
     last_probe_at: float | None
+    router_models: list[RouterModelView] | None  # a router-mode llama-server's models; None: not a router
 
 
 class ProbeAnswer(TypedDict):
@@ -180,6 +192,7 @@ class Snapshot(_DaemonView):
     gpus: GpuSnapshotView
     fleet: FleetView
     jobs: JobCounts  # queued jobs by state; the "job" events move them
+    on_demand: list[OnDemandView]  # every deployment's load state; the "deployment" events move them
 
 
 class CounterView(TypedDict):

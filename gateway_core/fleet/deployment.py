@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from gateway_core.contracts.fleet_views import DeploymentSpecView
+from gateway_core.contracts.fleet_views import DeploymentSpecView, RouterSpecView
+from gateway_core.fleet.load_policy import LoadPolicy
 
 DEFAULT_GPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
 DEFAULT_CPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server"
@@ -20,6 +21,17 @@ CONTAINER_MODELS_DIR = "/models"
 DEPLOYMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 DeploymentKind = Literal["container", "systemd"]
+
+
+class RouterSpec(BaseModel):
+    """llama-server's router mode: every GGUF of the spec's model_path (a directory) is a model, loaded on use."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models_max: int = Field(default=1, ge=0, le=256)  # --models-max: loaded at once (0: no limit)
+
+    def view(self) -> RouterSpecView:
+        return {"models_max": self.models_max}
 
 
 class DeploymentSpec(BaseModel):
@@ -36,6 +48,8 @@ class DeploymentSpec(BaseModel):
     port: int = Field(ge=1, le=65535)
     host: str = "127.0.0.1"
     extra_args: tuple[str, ...] = ()
+    load: LoadPolicy = LoadPolicy()  # always up, or on demand (fleet/on_demand.py)
+    router: RouterSpec | None = None  # router mode: model_path is a directory of GGUFs
 
     @field_validator("name")
     @classmethod
@@ -103,6 +117,8 @@ class DeploymentSpec(BaseModel):
             "port": self.port,
             "host": self.host,
             "extra_args": list(self.extra_args),
+            "load": self.load.view(),
+            "router": self.router.view() if self.router is not None else None,
         }
 
     def llama_env(self, model_path: str | None = None) -> dict[str, str]:

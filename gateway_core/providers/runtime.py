@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from gateway_core.contracts.views import Health, ProviderState, ProviderView
+from gateway_core.contracts.views import Health, ProviderState, ProviderView, RouterModelView
 
 from .circuit import CircuitBreaker
 from .config import ProviderConfig
@@ -34,6 +34,7 @@ class ProviderRuntime:
     requests: int = 0
     errors: int = 0
     last_probe_at: float | None = None
+    router_models: list[RouterModelView] | None = None  # a router-mode llama-server's models; None: not a router
     monotonic: Callable[[], float] = time.monotonic
     # Slot-seconds held (requests in flight, within capacity, times how long) up to `_busy_at`.
     _busy_slot_s: float = 0.0
@@ -163,6 +164,7 @@ class ProviderRuntime:
             "error_rate": self.errors / self.requests if self.requests else 0.0,
             "latency_p50_s": self.latency_p50(),
             "last_probe_at": self.last_probe_at,
+            "router_models": self.router_models,
         }
 
     def mark_probed(self, at: float) -> None:

@@ -27,6 +27,7 @@ from gateway_core.contracts.fleet_views import (
     GpuDeviceView,
     GpuProcessView,
     GpuSnapshotView,
+    OnDemandView,
 )
 from gateway_core.contracts.history_views import (
     ArchiveStatusView,
@@ -84,6 +85,7 @@ def provider(
         "error_rate": errors / requests if requests else 0.0,
         "latency_p50_s": latency_p50_s,
         "last_probe_at": NOW - 5,
+        "router_models": None,
     }
 
 
@@ -255,6 +257,7 @@ def snapshot(
     fleet_data: FleetView | None = None,
     archive: ArchiveStatusView | None = None,
     jobs: JobCounts | None = None,
+    on_demand: Sequence[OnDemandView] = (),
 ) -> Snapshot:
     """Like the admin API's snapshot(): status_view() plus keys, requests, gpus and fleet."""
     return {
@@ -270,6 +273,7 @@ def snapshot(
         "fleet": fleet_data or fleet(),
         "archive": archive or archive_status(),
         "jobs": jobs or {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0},
+        "on_demand": list(on_demand),
     }
 
 
