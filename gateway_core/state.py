@@ -20,7 +20,10 @@ from gateway_core.fleet.energy import EnergyMeter
 from gateway_core.fleet.gpu_sampler import DEFAULT_INTERVAL_S as DEFAULT_GPU_INTERVAL_S
 from gateway_core.fleet.gpu_sampler import GpuSampler
 from gateway_core.fleet.gpus import GpuSnapshot
+from gateway_core.fleet.load_policy import PolicyStore
 from gateway_core.fleet.manager import FleetManager
+from gateway_core.fleet.on_demand import DEFAULT_MARGIN_BYTES, OnDemand
+from gateway_core.fleet.vram import estimate_need
 from gateway_core.gateway.accounting import LiveRequests, Stats
 from gateway_core.gateway.failures import Failures
 from gateway_core.gateway.key_store import KeyStore
@@ -49,6 +52,7 @@ class GatewayState:
         archive: ArchiveSettings | None = None,
         jobs: JobSettings | None = None,
         callbacks: CallbackSettings | None = None,
+        vram_margin_bytes: int = DEFAULT_MARGIN_BYTES,
     ):
         self.data_dir = data_dir
         self.clock = clock
@@ -78,6 +82,17 @@ class GatewayState:
             unregister=self.registry.unregister_deployment,
             publish=self.events.publish,
             on_deployment_changed=self.registry.reprobe,
+        )
+        self.on_demand = OnDemand(
+            fleet=self.fleet,
+            registry=self.registry,
+            gpus=lambda: self.gpus.latest,
+            sample_gpus=self.gpus.sample_once,
+            policies=PolicyStore(self.store),
+            publish=self.events.publish,
+            clock=clock,
+            estimate=estimate_need,
+            margin_bytes=vram_margin_bytes,
         )
         self.failures = Failures(self.metrics)
         archive_settings = archive or ArchiveSettings(directory=data_dir / "archive")
@@ -124,9 +139,11 @@ class GatewayState:
             clock=clock,
         )
         self.jobs.attach(self.scheduler)
+        self.pipeline.warmer = self.scheduler.warmer = self.on_demand  # a cold model is loaded, not refused
 
     def _publish_gpus(self, snapshot: GpuSnapshot) -> None:
         self.energy.on_sample(snapshot)
+        self.on_demand.on_gpu_sample(snapshot)
         self.energy.forget()  # providers and deployments change: their GPUs are looked up again, once a sample
         self.events.publish("gpus", snapshot.to_dict())
 
@@ -147,6 +164,7 @@ class GatewayState:
         await self.gpus.sample_once()  # so the first snapshot a console sees already has the GPUs
         self.gpus.start()
         await self.fleet.connect()
+        await self.on_demand.start()
         await self.callbacks.start()  # before the jobs: a final job whose callback was not yet enqueued is, now
         await self.jobs.start()  # last: its jobs run on the providers and are archived like any request
 
@@ -159,6 +177,7 @@ class GatewayState:
         await self.callbacks.close()
         await self.keys.close()
         await self.gpus.stop()
+        await self.on_demand.close()
         await self.fleet.close()
         await self.registry.close()
         await self.archive.close()  # after everything that ends requests: their rows are written too

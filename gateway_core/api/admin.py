@@ -18,6 +18,7 @@ from gateway_core.api.fleet import FleetApi
 from gateway_core.api.guard import RequestGuard
 from gateway_core.api.history import HistoryApi
 from gateway_core.api.jobs_admin import JobsAdminApi
+from gateway_core.api.on_demand import OnDemandApi
 from gateway_core.api.responses import json_app, json_response
 from gateway_core.archive.interface import Archive
 from gateway_core.clock import Clock
@@ -27,6 +28,7 @@ from gateway_core.contracts.views import Cancelled, CreatedKey, HealthAnswer, Re
 from gateway_core.events import EventBus
 from gateway_core.fleet.gpu_sampler import GpuSampler
 from gateway_core.fleet.manager import FleetManager
+from gateway_core.fleet.on_demand import OnDemand
 from gateway_core.gateway.accounting import LiveRequests, Stats
 from gateway_core.gateway.key_store import KeyStore
 from gateway_core.gateway.pipeline import Pipeline
@@ -52,6 +54,7 @@ class AdminApi:
         pipeline: Pipeline,
         archive: Archive,
         jobs: JobService,
+        on_demand: OnDemand,
         clock: Clock,
         started_at: float,
     ) -> None:
@@ -65,6 +68,7 @@ class AdminApi:
         self._pipeline = pipeline
         self._archive = archive
         self._jobs = jobs
+        self._on_demand = on_demand
         self._clock = clock
         self._started_at = started_at
 
@@ -127,7 +131,7 @@ class AdminApi:
             "gpus": self._gpus.latest.to_dict(),
             "fleet": self._fleet.latest,
             "jobs": self._jobs.counts(),
-            "on_demand": [],  # the lead wires OnDemand.views() here next (issue 15)
+            "on_demand": self._on_demand.views(),
         }
 
     async def health(self, request: Request) -> Response:
@@ -248,6 +252,7 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
         pipeline=state.pipeline,
         archive=state.archive,
         jobs=state.jobs,
+        on_demand=state.on_demand,
         clock=state.clock,
         started_at=state.started_at,
     )
@@ -255,5 +260,15 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
     history = HistoryApi(archive=state.archive, clock=state.clock)
     jobs = JobsAdminApi(jobs=state.jobs, keys=state.keys)
     callbacks = CallbacksApi(state.callbacks)
-    app = json_app([*admin.routes(), *fleet.routes(), *history.routes(), *jobs.routes(), *callbacks.routes()])
+    on_demand = OnDemandApi(state.on_demand)  # before the fleet's routes: its {action} would take load and unload
+    app = json_app(
+        [
+            *admin.routes(),
+            *on_demand.routes(),
+            *fleet.routes(),
+            *history.routes(),
+            *jobs.routes(),
+            *callbacks.routes(),
+        ]
+    )
     return RequestGuard(app, listener="admin", failures=state.failures)

@@ -75,6 +75,7 @@ class FleetManager:
         self._event_stream: ClosingStream[ContainerEvent] | None = None
         # systemd deployments made by this process, for gpus_of (containers carry their spec in a label)
         self._systemd_specs: dict[str, DeploymentSpec] = {}
+        self._systemd_user: dict[str, bool] = {}  # name -> a user unit rather than a system one
 
     # -- engine -----------------------------------------------------------------------------------------
 
@@ -297,6 +298,7 @@ class FleetManager:
         await _wait_http_healthy(spec.base_url, health_timeout_s)
         await self._register(spec)
         self._systemd_specs[spec.name] = spec
+        self._systemd_user[spec.name] = bool(options.get("user"))
         deployment: SystemdDeploymentView = {"name": spec.name, "kind": "systemd", "spec": spec.view()}
         return {
             "deployment": deployment,
@@ -304,6 +306,68 @@ class FleetManager:
             "placement": report["placement"],
             "warnings": report["warnings"],
         }
+
+    # -- what OnDemand (fleet/on_demand.py) drives ------------------------------------------------------
+
+    def deployment_specs(self) -> dict[str, DeploymentSpec]:
+        """Every managed deployment's spec: containers from their labels (the latest inventory), systemd ones
+        from what this daemon knows of them."""
+        specs: dict[str, DeploymentSpec] = {}
+        for deployment in self.latest["deployments"]:
+            if deployment["managed"] and deployment["spec"]:
+                try:
+                    specs[deployment["name"]] = DeploymentSpec.model_validate(deployment["spec"])
+                except ValidationError:  # a label from another Corral version: shown, not driven
+                    continue
+        specs.update(self._systemd_specs)
+        return specs
+
+    def exited(self, name: str) -> str | None:
+        """How a container deployment ended, when the latest inventory shows it stopped after running."""
+        for deployment in self.latest["deployments"]:
+            if deployment["managed"] and deployment["name"] == name and deployment["state"] in ("exited", "dead"):
+                return f"exit code {deployment['exit_code']}"
+        return None
+
+    async def start_deployment(self, name: str) -> None:
+        if name in self._systemd_specs:
+            await asyncio.to_thread(self._systemd_for(name).start, name)
+        else:
+            await asyncio.to_thread(self._engine().start, name)
+        await self._refresh_now()
+
+    async def stop_deployment(self, name: str) -> None:
+        if name in self._systemd_specs:
+            await asyncio.to_thread(self._systemd_for(name).stop, name)
+        else:
+            await asyncio.to_thread(self._engine().stop, name)
+        await self._refresh_now()
+
+    async def main_pid(self, name: str) -> int | None:
+        """The deployment's llama-server process (as NVML lists it), or None when it is not running."""
+        if name in self._systemd_specs:
+            status = await asyncio.to_thread(self._systemd_for(name).status, name)
+            return status.main_pid or None
+        try:
+            return await asyncio.to_thread(self._engine().main_pid, name)
+        except FleetError:
+            return None
+
+    async def log_tail(self, name: str, lines: int) -> str:
+        try:
+            if name in self._systemd_specs:
+                return f"(see `journalctl -u {name}`)"
+            return await asyncio.to_thread(self._engine().logs, name, lines)
+        except FleetError as error:
+            return f"(its log could not be read: {error})"
+
+    def _systemd_for(self, name: str) -> SystemdManager:
+        return SystemdManager(user=self._systemd_user.get(name, False))
+
+    async def _refresh_now(self) -> None:
+        """Read the inventory now: the engine's event would refresh it a moment later, and callers look at once."""
+        self.latest = await self.inventory()
+        self._publish("fleet", self.latest)
 
     # -- control ----------------------------------------------------------------------------------------
 

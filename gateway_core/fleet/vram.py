@@ -12,13 +12,17 @@ The estimate is deliberately simple, so that every number can be explained to a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from gateway_core.contracts.fleet_views import PlacementView, VramEstimateView
 
-from .models import GgufModel
+from .models import GgufError, GgufModel, read_model
+
+if TYPE_CHECKING:
+    from .deployment import DeploymentSpec
 from .units import MiB, format_bytes
 
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -225,3 +229,15 @@ def _partial_offload(estimate: VramEstimate, usable: list[GpuFree], free: int) -
 
 def _list_indices(gpus: list[GpuFree]) -> str:
     return ", ".join(str(index) for index in sorted(gpu.index for gpu in gpus))
+
+
+def estimate_need(spec: DeploymentSpec) -> int | None:
+    """The GPU memory a deployment's model needs by the estimate above; None for a CPU-only deployment, a
+    router (its models come and go), or a model file that cannot be read here."""
+    if spec.gpus is None or spec.router is not None:
+        return None
+    try:
+        model = read_model(Path(spec.model_path))
+    except (GgufError, OSError):
+        return None
+    return estimate(model, spec.ctx_size, spec.parallel).total

@@ -36,6 +36,7 @@ from gateway_core.gateway.failures import Failures, internal_error
 from gateway_core.gateway.keys import ApiKey, KeyRing
 from gateway_core.gateway.limits import Lease, LimitExceeded, RateLimiter
 from gateway_core.gateway.stream_response import EventStreamResponse
+from gateway_core.gateway.warming import Warmer
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.providers.adapters import adapter_for
 from gateway_core.providers.registry import ProviderRegistry, Slot
@@ -101,6 +102,7 @@ class Pipeline:
         self._monotonic = clock.monotonic  # bound once: read several times per request
         self._time = clock.time
         self.waiting_for_slot = 0  # synchronous requests waiting now for a provider's slot (_plan_or_wait)
+        self.warmer: Warmer | None = None  # models on demand: loads a cold model's deployment (state.py sets it)
 
     async def handle(
         self, route: str, request: Request, *, admin: bool = False, request_id: str | None = None
@@ -313,6 +315,12 @@ class Pipeline:
         """Forward with failover; a job's attempt comes with its `order` planned on free capacity, and never waits."""
         if order is None:
             order = await self._plan_or_wait(candidates)
+            if not order and self.warmer is not None and (cold := self.warmer.cold(candidates)):
+                # Loading is no failure: nothing is tried, or counted, until the deployment answers /health.
+                refused = await self.warmer.warm(cold, f"a request for '{parsed.model}' arrived")
+                if refused is not None:
+                    return self._finish_early(live, lease, refused, timing)
+                order = plan(candidates)
         if not order:
             return self._finish_early(live, lease, self._registry.no_route(parsed.model, candidates), timing)
         last_error: GatewayError | None = None

@@ -33,6 +33,7 @@ from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.jobs import JobError, JobState
 from gateway_core.gateway.balancer import plan
 from gateway_core.gateway.pipeline import OverLimit, Pipeline
+from gateway_core.gateway.warming import Warmer
 from gateway_core.jobs.fair_queue import FairQueue
 from gateway_core.jobs.model import Job
 from gateway_core.jobs.runner import Attempt, OnFinished, OnRetry, OnStarted, Runner, attempt_id
@@ -101,6 +102,7 @@ class Scheduler:
         self._fill_due = False  # a fill is scheduled
         self._recheck: asyncio.TimerHandle | None = None
         self._stopping = False
+        self.warmer: Warmer | None = None  # models on demand: a cold model's deployment is loaded (state.py)
 
     # -- what the job service calls
 
@@ -295,6 +297,8 @@ class Scheduler:
                 doomed[target] = missing
             return []
         routable = [p for p in serving if p.routable()]
+        if not routable and self.warmer is not None and (cold := self.warmer.cold(serving)):
+            self.warmer.warm_soon(cold, f"a queued job for '{target.model}' is waiting")
         if target.avoid:
             elsewhere = [p for p in routable if p.name not in target.avoid]
             routable = elsewhere or routable  # another provider of the model when there is one

@@ -356,6 +356,13 @@ class ProviderRegistry:
         if runtime is not None:
             await self.probe_once(runtime)
 
+    def set_cold(self, name: str, detail: str) -> None:
+        """A deployment stopped on purpose (models on demand): not routed to, with the reason, until it is
+        started and answers its probe again; nothing counts against it."""
+        runtime = self.providers.get(name)
+        if runtime is not None:
+            self._apply(runtime, ProbeResult("down", detail))
+
     # -- probing --------------------------------------------------------------------------------------
 
     async def probe_once(self, runtime: ProviderRuntime) -> None:

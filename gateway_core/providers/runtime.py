@@ -75,6 +75,11 @@ class ProviderRuntime:
         self._tally()
         self.in_flight -= 1
 
+    @property
+    def last_busy_mono(self) -> float | None:
+        """When a request last began or ended on it (monotonic); None when none ever has."""
+        return self._busy_at or None
+
     def busy_slot_seconds(self) -> float:
         """Slot-seconds its slots have been held since it was added (or its configuration last changed, which
         makes a new runtime): the integral of its requests in flight (at
