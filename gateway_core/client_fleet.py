@@ -14,6 +14,7 @@ from gateway_core.contracts.fleet_views import (
     ContainerView,
     DeployAnswer,
     FleetView,
+    OnDemandView,
     PlanAnswer,
     SystemdActionAnswer,
     UnitStatusView,
@@ -22,6 +23,9 @@ from gateway_core.contracts.views import ProviderView, Removed
 
 # A deployment waits for llama-server to load its model; give the HTTP call that long and a margin.
 DEPLOY_MARGIN_S = 60.0
+# A load waits for the deployment's load_timeout (at most an hour); an unload for its requests in flight (30 s).
+LOAD_WAIT_S = 3600.0
+UNLOAD_WAIT_S = 90.0
 
 
 class FleetCalls:
@@ -103,6 +107,30 @@ class FleetCalls:
         if action == "status":
             return await self._transport.call(UnitStatusView, "POST", path, params=params)
         return await self._transport.call(SystemdActionAnswer, "POST", path, params=params)
+
+    async def on_demand(self) -> list[OnDemandView]:
+        """Every managed deployment's load state and policy (an `always` one is warm or failed)."""
+        return await self._transport.call(list[OnDemandView], "GET", "/fleet/on-demand")
+
+    async def on_demand_one(self, name: str) -> OnDemandView:
+        return await self._transport.call(OnDemandView, "GET", f"/fleet/on-demand/{name}")
+
+    async def load_deployment(self, name: str, timeout_s: float = LOAD_WAIT_S) -> OnDemandView:
+        """Start the deployment if it is cold (making room on its GPUs) and answer once it is warm."""
+        return await self._transport.call(
+            OnDemandView, "POST", f"/fleet/deployments/{name}/load", read_timeout_s=timeout_s + DEPLOY_MARGIN_S
+        )
+
+    async def unload_deployment(self, name: str) -> OnDemandView:
+        """Stop the deployment once its requests in flight end (the daemon waits for them up to 30 s)."""
+        return await self._transport.call(
+            OnDemandView, "POST", f"/fleet/deployments/{name}/unload", read_timeout_s=UNLOAD_WAIT_S
+        )
+
+    async def set_load_policy(self, name: str, **changes: Any) -> OnDemandView:
+        """Change the policy: any of mode, idle_ttl_s, pin, priority, load_timeout_s (durations as seconds or
+        text such as "10m"). It is kept by the daemon and wins over the policy the deployment was made with."""
+        return await self._transport.call(OnDemandView, "PATCH", f"/fleet/deployments/{name}/policy", changes)
 
     async def catalog(self, directories: list[str] | None = None) -> CatalogAnswer:
         return await self._transport.call(
