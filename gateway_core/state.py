@@ -82,6 +82,7 @@ class GatewayState:
             unregister=self.registry.unregister_deployment,
             publish=self.events.publish,
             on_deployment_changed=self.registry.reprobe,
+            store=self.store,  # systemd deployments are kept there; policies changed by operators are read there
         )
         self.on_demand = OnDemand(
             fleet=self.fleet,

@@ -31,15 +31,19 @@ from gateway_core.fleet.containers import ContainerEngine, EngineUnavailable, Fl
 from gateway_core.fleet.deployment import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DeploymentSpec
 from gateway_core.fleet.gpus import GpuSnapshot
 from gateway_core.fleet.inventory import ClosingStream, ContainerEvent
+from gateway_core.fleet.load_policy import PolicyStore
 from gateway_core.fleet.models import GgufError, read_model
 from gateway_core.fleet.systemd import SystemdManager
+from gateway_core.fleet.systemd_records import SystemdDeployment, SystemdRecords
 from gateway_core.fleet.vram import GpuFree, estimate, place
 from gateway_core.settings import llama_server_binary
+from gateway_core.store.config_store import ConfigStore
 
 log = logging.getLogger("corral.fleet")
 FIRST_PORT = 8081
 DEFAULT_HEALTH_TIMEOUT_S = 300.0
 STATE_CHANGING_ACTIONS = frozenset({"start", "die", "stop", "kill", "restart", "health_status", "pause", "unpause"})
+SystemdFactory = Callable[..., SystemdManager]  # (user=, dry_run=) -> the manager of one deployment's unit
 
 
 class FleetInputError(ValueError):
@@ -59,6 +63,8 @@ class FleetManager:
         on_deployment_changed: Callable[[str], Awaitable[None]],
         publish: Publish,
         docker_url: str | None = None,
+        store: ConfigStore | None = None,
+        systemd: SystemdFactory = SystemdManager,
     ) -> None:
         self._gpus = gpus
         self._register = register
@@ -73,9 +79,19 @@ class FleetManager:
         self.engine_reason = "not connected yet"
         self._watcher: asyncio.Task[None] | None = None
         self._event_stream: ClosingStream[ContainerEvent] | None = None
-        # systemd deployments made by this process, for gpus_of (containers carry their spec in a label)
-        self._systemd_specs: dict[str, DeploymentSpec] = {}
-        self._systemd_user: dict[str, bool] = {}  # name -> a user unit rather than a system one
+        # systemd deployments, kept in config.json (containers carry their spec in a label); None: in memory
+        self._systemd = SystemdRecords(store)
+        self._systemd_manager = systemd
+        self._policies = PolicyStore(store) if store is not None else None
+
+    @property
+    def _systemd_specs(self) -> dict[str, DeploymentSpec]:
+        return self._systemd.specs()
+
+    def _systemd_user_of(self, name: str) -> bool:
+        """A user unit (systemctl --user) rather than a system one."""
+        deployment = self._systemd.get(name)
+        return deployment is not None and deployment.user
 
     # -- engine -----------------------------------------------------------------------------------------
 
@@ -164,7 +180,7 @@ class FleetManager:
         """The GPU indices deployment `name` runs on; None when it is no deployment of ours or runs on CPU.
 
         From the latest container inventory (the `corral.gpus` label), else the spec of a systemd
-        deployment made since this daemon started. "all" is every device in the latest GPU sample.
+        deployment (config.json keeps them). "all" is every device in the latest GPU sample.
         """
         for deployment in self.latest["deployments"]:
             if deployment["managed"] and deployment["name"] == name:
@@ -249,18 +265,26 @@ class FleetManager:
         fields: dict[str, Any],
         health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
         systemd: dict[str, Any] | None = None,
+        start: bool = True,
     ) -> DeployAnswer:
+        """Deploy and route. With `start` false the container is created (the systemd unit installed and
+        enabled) but not started, and its provider registered all the same: what an on-demand deployment
+        is until a request needs it (fleet/on_demand.py starts it)."""
         spec, report = self.plan(fields)
         if spec.kind == "systemd":
-            return await self._deploy_systemd(spec, report, systemd or {}, health_timeout_s)
+            return await self._deploy_systemd(spec, report, systemd or {}, health_timeout_s, start)
         engine = self._engine()
-        log.info("deploying %s (%s) on port %d", spec.name, spec.model_file, spec.port)
-        await asyncio.to_thread(engine.deploy, spec)
-        await asyncio.to_thread(engine.wait_healthy, spec.name, health_timeout_s)
+        log.info("deploying %s (%s) on port %d%s", spec.name, spec.model_file, spec.port, "" if start else ", cold")
+        await asyncio.to_thread(engine.deploy, spec, create_only=not start)
+        if start:
+            await asyncio.to_thread(engine.wait_healthy, spec.name, health_timeout_s)
         await self._register(spec)
-        report["warnings"] += await self.verify_offload(spec)
+        if start:
+            report["warnings"] += await self.verify_offload(spec)
         info = await asyncio.to_thread(engine.info, spec.name)
-        log.info("deployment %s is healthy and routed as model '%s'", spec.name, spec.name)
+        log.info(
+            "deployment %s is %s and routed as model '%s'", spec.name, "healthy" if start else "created", spec.name
+        )
         return {
             "deployment": info.to_dict(),
             "estimate": report["estimate"],
@@ -283,11 +307,17 @@ class FleetManager:
         ]
 
     async def _deploy_systemd(
-        self, spec: DeploymentSpec, report: PlanReport, options: dict[str, Any], health_timeout_s: float
+        self,
+        spec: DeploymentSpec,
+        report: PlanReport,
+        options: dict[str, Any],
+        health_timeout_s: float,
+        start: bool = True,
     ) -> DeployAnswer:
         binary = llama_server_binary(options.get("binary"))  # the rule `fleet systemd-unit` follows too
-        manager = SystemdManager(user=bool(options.get("user")), dry_run=bool(options.get("dry_run")))
-        lines = await asyncio.to_thread(manager.install, spec, binary, options.get("log_dir"))
+        user, log_dir = bool(options.get("user")), options.get("log_dir")
+        manager = self._systemd_manager(user=user, dry_run=bool(options.get("dry_run")))
+        lines = await asyncio.to_thread(manager.install, spec, binary, log_dir, start=start)
         if options.get("dry_run"):
             return {
                 "dry_run": lines,
@@ -295,10 +325,12 @@ class FleetManager:
                 "placement": report["placement"],
                 "warnings": report["warnings"],
             }
-        await _wait_http_healthy(spec.base_url, health_timeout_s)
+        # Recorded once the unit is installed, before the wait: a unit that never turns healthy is still one
+        # Corral made, and `corral fleet remove` must find it.
+        self._systemd.put(SystemdDeployment(spec=spec, user=user, binary=binary, log_dir=log_dir))
+        if start:
+            await _wait_http_healthy(spec.base_url, health_timeout_s)
         await self._register(spec)
-        self._systemd_specs[spec.name] = spec
-        self._systemd_user[spec.name] = bool(options.get("user"))
         deployment: SystemdDeploymentView = {"name": spec.name, "kind": "systemd", "spec": spec.view()}
         return {
             "deployment": deployment,
@@ -319,7 +351,7 @@ class FleetManager:
                     specs[deployment["name"]] = DeploymentSpec.model_validate(deployment["spec"])
                 except ValidationError:  # a label from another Corral version: shown, not driven
                     continue
-        specs.update(self._systemd_specs)
+        specs.update(self._systemd.specs())
         return specs
 
     def exited(self, name: str) -> str | None:
@@ -356,13 +388,28 @@ class FleetManager:
     async def log_tail(self, name: str, lines: int) -> str:
         try:
             if name in self._systemd_specs:
-                return f"(see `journalctl -u {name}`)"
+                return await asyncio.to_thread(self._systemd_log_tail, name, lines)
             return await asyncio.to_thread(self._engine().logs, name, lines)
         except FleetError as error:
             return f"(its log could not be read: {error})"
 
     def _systemd_for(self, name: str) -> SystemdManager:
-        return SystemdManager(user=self._systemd_user.get(name, False))
+        return self._systemd_manager(user=self._systemd_user_of(name))
+
+    def _systemd_log_tail(self, name: str, lines: int) -> str:
+        """The last lines of the unit's log file when it was installed with a log_dir; else where to look."""
+        deployment = self._systemd.get(name)
+        if deployment is None or deployment.log_dir is None:
+            user = "--user " if self._systemd_user_of(name) else ""
+            return f"(its log is in the journal: `journalctl {user}-u corral-{name}.service`)"
+        path = Path(deployment.log_dir) / f"{name}.log"
+        try:
+            with path.open("rb") as handle:
+                handle.seek(max(0, path.stat().st_size - 64 * 1024))  # a log may be gigabytes: read its end only
+                text = handle.read().decode("utf-8", errors="replace")
+        except OSError as error:
+            return f"(its log {path} could not be read: {error.strerror})"
+        return "\n".join(text.splitlines()[-lines:]) + "\n"
 
     async def _refresh_now(self) -> None:
         """Read the inventory now: the engine's event would refresh it a moment later, and callers look at once."""
@@ -379,12 +426,22 @@ class FleetManager:
         return info.to_dict()
 
     async def remove(self, name: str) -> None:
+        if name in self._systemd:
+            await self._remove_systemd(name)
+            return
         engine = self._engine()
         info = await asyncio.to_thread(engine.info, name)
         await asyncio.to_thread(engine.remove, name)
         if info.managed:
             await self._unregister(info.name)
         log.info("deployment %s removed", info.name)
+
+    async def _remove_systemd(self, name: str) -> None:
+        """Disable and delete the unit, then forget the deployment; a unit systemctl could not remove is kept."""
+        await asyncio.to_thread(self._systemd_for(name).uninstall, name)
+        self._systemd.remove(name)
+        await self._unregister(name)
+        log.info("systemd deployment %s removed", name)
 
     async def logs(self, name: str, tail: int) -> str:
         return await asyncio.to_thread(self._engine().logs, name, tail)
@@ -421,13 +478,19 @@ class FleetManager:
         engine = self._engine()
         infos = await asyncio.to_thread(engine.inventory)
         specs = [DeploymentSpec.model_validate(info.spec) for info in infos if info.managed and info.spec]
-        return export_compose(specs)
+        return export_compose([self._with_effective_policy(spec) for spec in specs])
+
+    def _with_effective_policy(self, spec: DeploymentSpec) -> DeploymentSpec:
+        """An operator's change of policy (config.json) wins over the one the deployment was made with."""
+        changed = self._policies.get(spec.name) if self._policies is not None else None
+        return spec if changed is None else spec.model_copy(update={"load": changed})
 
     async def import_compose(self, text: str, health_timeout_s: float) -> ComposeImportAnswer:
         imported = import_compose(text)
         deployed = []
         for spec in imported.specs:
-            await self.deploy(spec.model_dump(), health_timeout_s)  # a container deployment, named as its spec
+            # A container deployment, named as its spec; an on-demand one is created cold, started on first use.
+            await self.deploy(spec.model_dump(), health_timeout_s, start=not spec.load.on_demand)
             deployed.append(spec.name)
         return {"deployed": deployed, "warnings": list(imported.warnings)}
 

@@ -182,8 +182,10 @@ def _escape_specifiers(text: str) -> str:
 # ---------------------------------------------------------------- systemctl
 
 
-def install_commands(spec: DeploymentSpec, *, user: bool) -> list[list[str]]:
-    return [_systemctl(user, "daemon-reload"), _systemctl(user, "enable", "--now", unit_name(spec))]
+def install_commands(spec: DeploymentSpec, *, user: bool, start: bool = True) -> list[list[str]]:
+    """Reload, then enable the unit (so it comes up with the machine) and, unless `start` is false, start it."""
+    enable = ["enable", "--now"] if start else ["enable"]
+    return [_systemctl(user, "daemon-reload"), _systemctl(user, *enable, unit_name(spec))]
 
 
 def _systemctl(user: bool, *args: str) -> list[str]:
@@ -221,16 +223,24 @@ class SystemdManager:
     """Installs and drives `corral-<name>.service` units through systemctl."""
 
     def __init__(
-        self, run: Run = subprocess.run, user: bool = False, dry_run: bool = False, unit_dir: Path | None = None
+        self,
+        run: Run = subprocess.run,
+        user: bool = False,
+        dry_run: bool = False,
+        unit_dir: Path | None = None,
+        booted: Callable[[], bool] = systemd_running,
     ) -> None:
-        self._run, self.user, self.dry_run = run, user, dry_run
+        self._run, self.user, self.dry_run, self._booted = run, user, dry_run, booted
         self.unit_dir = unit_dir if unit_dir is not None else default_unit_dir(user)
 
-    def install(self, spec: DeploymentSpec, binary: str, log_dir: str | None = None) -> list[str]:
-        """Write the unit, reload and enable it; with dry_run, only the lines saying what would happen."""
+    def install(
+        self, spec: DeploymentSpec, binary: str, log_dir: str | None = None, *, start: bool = True
+    ) -> list[str]:
+        """Write the unit, reload and enable it (and start it, unless `start` is false: an on-demand deployment
+        stays stopped until a request needs it); with dry_run, only the lines saying what would happen."""
         text = render_unit(spec, binary, user=self.user, log_dir=log_dir)
         path = self.unit_dir / unit_name(spec)
-        commands = install_commands(spec, user=self.user)
+        commands = install_commands(spec, user=self.user, start=start)
         lines = [f"# {path}", *text.splitlines(), "", *(shlex.join(command) for command in commands)]
         if self.dry_run:
             return lines
@@ -275,7 +285,7 @@ class SystemdManager:
 
     def _require_systemd(self) -> None:
         """Checked before writing a unit, so a machine without systemd is left untouched."""
-        if not systemd_running():
+        if not self._booted():
             raise SystemdUnavailable(UNAVAILABLE)
 
     def _execute(self, commands: Iterable[list[str]]) -> list[str]:
