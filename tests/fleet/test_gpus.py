@@ -5,13 +5,16 @@ from __future__ import annotations
 import ctypes.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from gateway_core.fleet.units import GiB
 from tests.testbed import write_devices
+from tests.testbed.nvml import deployment_memory, measured_processes
 
 pytestmark = pytest.mark.nvml_stub
 
@@ -116,3 +119,138 @@ def test_library_without_a_loaded_driver_is_unavailable_with_the_reason(nvml_stu
 
     assert snapshot["state"] == "unavailable"
     assert "driver is not loaded" in snapshot["reason"]
+
+
+# --- measured processes: entries that stand for the live processes whose environment holds KEY=VALUE -------
+
+# One NVML session (as corral-core keeps one) that samples each time it reads a line on stdin.
+SAMPLE_ON_EACH_LINE = """
+import dataclasses, json, sys
+from gateway_core.fleet.gpus import NvmlReader
+reader = NvmlReader()
+for _ in sys.stdin:
+    print(json.dumps(dataclasses.asdict(reader.sample()), default=sorted), flush=True)
+reader.close()
+"""
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Start a process that sleeps with `env` added to its environment; all are killed at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(command: str = "sleep", **env: str) -> subprocess.Popen[bytes]:
+        # `command` names a copy of sleep, so that its /proc/PID/comm differs where a test needs it to.
+        executable = tmp_path / command
+        if not executable.exists():
+            executable.symlink_to(shutil.which("sleep") or "/bin/sleep")
+        started.append(subprocess.Popen([str(executable), "300"], env={**os.environ, **env}))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture
+def sampler(nvml_stub, tmp_path):
+    """Sample the stub's devices in one long-lived NVML session: `sampler(devices)` writes them and samples."""
+    devices_file = tmp_path / "gpus.json"
+    write_devices(devices_file, [])
+    session = subprocess.Popen(
+        [sys.executable, "-c", SAMPLE_ON_EACH_LINE],
+        env=nvml_stub.environment(devices_file),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert session.stdin is not None
+    assert session.stdout is not None
+
+    def sample(devices: list[dict] | None = None) -> dict:
+        if devices is not None:
+            write_devices(devices_file, devices)
+        session.stdin.write("\n")
+        session.stdin.flush()
+        return json.loads(session.stdout.readline())
+
+    yield sample
+    session.stdin.close()
+    session.wait(timeout=10)
+    session.stdout.close()
+
+
+def test_a_measured_entry_lists_each_live_process_with_its_environment_entry_and_adds_its_memory(spawn, sampler):
+    first, second = spawn(LLAMA_ARG_ALIAS="a"), spawn(LLAMA_ARG_ALIAS="a")
+    spawn(LLAMA_ARG_ALIAS="ab")  # the entry is matched exactly, not as a prefix
+    spawn(LLAMA_ARG_ALIAS="b")
+    gpu = {**H100, "processes": [measured_processes("LLAMA_ARG_ALIAS=a", 3 * GiB)]}
+
+    (device,) = sampler([gpu])["devices"]
+
+    assert sorted(p["pid"] for p in device["processes"]) == sorted([first.pid, second.pid])
+    assert {p["used_memory_bytes"] for p in device["processes"]} == {3 * GiB}
+    assert {p["name"] for p in device["processes"]} == {"sleep"}
+    assert device["memory_used_bytes"] == H100["memory_used"] + 2 * 3 * GiB
+
+
+def test_a_process_that_exits_frees_its_memory_at_the_next_sample_of_the_same_session(spawn, sampler):
+    process = spawn(LLAMA_ARG_ALIAS="a")
+    gpu = {**H100, "processes": [measured_processes("LLAMA_ARG_ALIAS=a", 3 * GiB)]}
+    (before,) = sampler([gpu])["devices"]
+
+    process.kill()
+    process.wait(timeout=5)
+    (after,) = sampler()["devices"]
+
+    assert [p["pid"] for p in before["processes"]] == [process.pid]
+    assert before["memory_used_bytes"] == H100["memory_used"] + 3 * GiB
+    assert after["processes"] == []
+    assert after["memory_used_bytes"] == H100["memory_used"]
+
+
+def test_a_process_started_after_the_file_was_written_is_measured_at_the_next_sample(spawn, sampler):
+    gpu = {**H100, "processes": [measured_processes("LLAMA_ARG_ALIAS=late", 1 * GiB)]}
+    (before,) = sampler([gpu])["devices"]
+
+    process = spawn(LLAMA_ARG_ALIAS="late")
+    (after,) = sampler()["devices"]
+
+    assert before["processes"] == []
+    assert before["memory_used_bytes"] == H100["memory_used"]
+    assert [p["pid"] for p in after["processes"]] == [process.pid]
+    assert after["memory_used_bytes"] == H100["memory_used"] + 1 * GiB
+
+
+def test_a_deployment_entry_counts_only_its_llama_server_not_other_commands_in_its_environment(spawn, sampler):
+    server = spawn("llama-server", LLAMA_ARG_ALIAS="chat")
+    spawn("curl", LLAMA_ARG_ALIAS="chat")  # a container's healthcheck runs with the container's environment
+    gpu = {**H100, "processes": [deployment_memory("chat", 2 * GiB)]}
+
+    (device,) = sampler([gpu])["devices"]
+
+    assert [(p["pid"], p["name"]) for p in device["processes"]] == [(server.pid, "llama-server")]
+    assert device["memory_used_bytes"] == H100["memory_used"] + 2 * GiB
+
+
+def test_pid_entries_and_measured_entries_are_listed_together_each_on_its_own_device(spawn, sampler):
+    process = spawn(LLAMA_ARG_ALIAS="on-l4")
+    h100 = {**H100, "processes": [{"pid": 4242, "used_memory": 1 * GiB}]}
+    l4 = {**L4_NO_SENSORS, "processes": [measured_processes("LLAMA_ARG_ALIAS=on-l4", 1 * GiB)]}
+
+    first, second = sampler([h100, l4])["devices"]
+
+    assert [(p["pid"], p["used_memory_bytes"]) for p in first["processes"]] == [(4242, 1 * GiB)]
+    assert first["memory_used_bytes"] == H100["memory_used"]  # a pid entry is part of the file's memory_used
+    assert [p["pid"] for p in second["processes"]] == [process.pid]
+    assert second["memory_used_bytes"] == 1 * GiB
+
+
+def test_measured_memory_is_capped_at_the_gpu_total(spawn, sampler):
+    spawn(LLAMA_ARG_ALIAS="big")
+    gpu = {**L4_NO_SENSORS, "processes": [measured_processes("LLAMA_ARG_ALIAS=big", 100 * GiB)]}
+
+    (device,) = sampler([gpu])["devices"]
+
+    assert device["memory_used_bytes"] == device["memory_total_bytes"] == L4_NO_SENSORS["memory_total"]

@@ -42,6 +42,22 @@ def write_devices(path: Path, devices: list[dict[str, Any]], driver_version: str
     return path
 
 
+def measured_processes(environ: str, used_memory: int, comm: str | None = None) -> dict[str, Any]:
+    """A `processes` entry standing for every live process whose environment holds exactly `environ`
+    (KEY=VALUE), and whose /proc/PID/comm is `comm` if given: each is listed with its real pid and adds
+    `used_memory` to the device's memory_used until it exits, as the driver does."""
+    entry: dict[str, Any] = {"environ": environ, "used_memory": used_memory}
+    if comm is not None:
+        entry["comm"] = comm
+    return entry
+
+
+def deployment_memory(deployment: str, used_memory: int) -> dict[str, Any]:
+    """A `processes` entry for a deployment's llama-server (found by its LLAMA_ARG_ALIAS, which Corral sets to
+    the deployment's name; `comm` leaves out the container's healthcheck, which runs with the same environment)."""
+    return measured_processes(f"LLAMA_ARG_ALIAS={deployment}", used_memory, comm="llama-server")
+
+
 def ensure_nvml_stub() -> NvmlStub:
     compiler = shutil.which("gcc") or shutil.which("cc")
     source_hash = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]

@@ -15,11 +15,31 @@
  *
  * The file is read again at each nvmlDeviceGetCount_v2 (once per sample), so a test can change the
  * readings (a GPU's power draw, say) between two samples of one NVML session.
+ *
+ * Measured processes: an entry of `processes` may name an environment entry instead of a pid,
+ *
+ *   {"environ": "LLAMA_ARG_ALIAS=a", "comm": "llama-server", "used_memory": 1073741824}
+ *
+ * It stands for every live process whose /proc/PID/environ holds exactly that KEY=VALUE entry (and,
+ * if "comm" is given, whose /proc/PID/comm is that name: a container's healthcheck runs with the
+ * container's environment too). Each is listed with its real pid, and the device's memory_used grows
+ * by used_memory for each, on top of the file's memory_used (everything else on the GPU). A process
+ * that exits frees its memory at the next sample, as with the driver. Used memory is capped at the
+ * total, as a real GPU cannot hold more.
+ *
+ * Cost: when the file has environ entries, each nvmlDeviceGetCount_v2 scans /proc once: one open and
+ * one read (at most ENVIRON_MAX bytes) of /proc/PID/environ per process the caller may read: about
+ * 1.4 us per process, 0.13 ms per sample with 92 processes on a 2-core test VM, against 4 us without
+ * environ entries (then nothing is scanned). A sampler at 1 Hz spends about 0.01% of a core on it.
+ * An entry past the first ENVIRON_MAX bytes of an environment is not seen.
  */
 #include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef int nvmlReturn_t;
 enum {
@@ -163,6 +183,97 @@ static void reload_if_changed(void) {
     loaded_text = text;
 }
 
+/* ---- measured processes: environ entries matched against /proc ---- */
+#define ENVIRON_MAX 65536 /* bytes of a process's environment that are searched */
+#define MAX_LIVE 256      /* matched processes kept per sample, all devices together */
+
+typedef struct { const jv *device, *entry; unsigned int pid; } live_process;
+static live_process live[MAX_LIVE];
+static int live_count;
+
+static const char *entry_string(const jv *entry, const char *key) {
+    const jv *v = jget(entry, key);
+    return v && v->type == J_STR ? v->str : NULL;
+}
+
+/* Read /proc/PID/NAME into buf (NUL-terminated, at most size - 1 bytes); its length, or -1. */
+static ssize_t read_proc_file(const char *pid, const char *name, char *buf, size_t size) {
+    char path[64];
+    if (snprintf(path, sizeof path, "/proc/%s/%s", pid, name) >= (int)sizeof path) return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t len = 0;
+    while (len < size - 1) {
+        ssize_t got = read(fd, buf + len, size - 1 - len);
+        if (got <= 0) break;
+        len += (size_t)got;
+    }
+    close(fd);
+    buf[len] = 0;
+    return (ssize_t)len;
+}
+
+/* Whether the NUL-separated environment in env[0..len) holds exactly `want`. */
+static int environ_has(const char *env, size_t len, const char *want) {
+    for (size_t at = 0; at < len; at += strlen(env + at) + 1)
+        if (!strcmp(env + at, want)) return 1;
+    return 0;
+}
+
+static int has_environ_entries(void) {
+    const jv *all = devices();
+    for (int d = 0; all && d < all->n; d++) {
+        const jv *procs = jget(&all->items[d], "processes");
+        for (int i = 0; procs && procs->type == J_ARR && i < procs->n; i++)
+            if (entry_string(&procs->items[i], "environ")) return 1;
+    }
+    return 0;
+}
+
+/* Find the live processes each environ entry stands for: one pass over /proc per sample. */
+static void scan_processes(void) {
+    static char env[ENVIRON_MAX];
+    char comm[64];
+    live_count = 0;
+    if (!has_environ_entries()) return;
+    DIR *proc = opendir("/proc");
+    if (!proc) return;
+    const jv *all = devices();
+    struct dirent *de;
+    while ((de = readdir(proc)) && live_count < MAX_LIVE) {
+        if (!isdigit((unsigned char)de->d_name[0])) continue;
+        ssize_t len = read_proc_file(de->d_name, "environ", env, sizeof env);
+        if (len <= 0) continue; /* gone, a kernel thread, or not ours to read */
+        int comm_read = 0;
+        for (int d = 0; d < all->n && live_count < MAX_LIVE; d++) {
+            const jv *procs = jget(&all->items[d], "processes");
+            for (int i = 0; procs && procs->type == J_ARR && i < procs->n && live_count < MAX_LIVE; i++) {
+                const jv *entry = &procs->items[i];
+                const char *want = entry_string(entry, "environ"), *want_comm = entry_string(entry, "comm");
+                if (!want || !environ_has(env, (size_t)len, want)) continue;
+                if (want_comm) {
+                    if (!comm_read) {
+                        comm_read = read_proc_file(de->d_name, "comm", comm, sizeof comm) < 0 ? -1 : 1;
+                        if (comm_read > 0) comm[strcspn(comm, "\n")] = 0;
+                    }
+                    if (comm_read < 0 || strcmp(comm, want_comm)) continue;
+                }
+                live[live_count++] = (live_process){&all->items[d], entry, (unsigned int)strtoul(de->d_name, NULL, 10)};
+            }
+        }
+    }
+    closedir(proc);
+}
+
+static unsigned long long live_memory(nvmlDevice_t dev) {
+    unsigned long long total = 0;
+    for (int i = 0; i < live_count; i++) {
+        const jv *mem = jget(live[i].entry, "used_memory");
+        if (live[i].device == dev && mem && mem->type == J_NUM) total += (unsigned long long)mem->num;
+    }
+    return total;
+}
+
 static nvmlReturn_t number(nvmlDevice_t dev, const char *key, double *value) {
     if (!initialised) return NVML_ERROR_UNINITIALIZED;
     if (!dev) return NVML_ERROR_INVALID_ARGUMENT;
@@ -200,6 +311,7 @@ nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
     if (initialised++) return NVML_SUCCESS;
     nvmlReturn_t r = load_config();
     if (r) initialised = 0;
+    else scan_processes();
     return r;
 }
 nvmlReturn_t nvmlInit_v2(void) { return nvmlInitWithFlags(0); }
@@ -230,6 +342,7 @@ nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
     if (!initialised) return NVML_ERROR_UNINITIALIZED;
     if (!count) return NVML_ERROR_INVALID_ARGUMENT;
     reload_if_changed();
+    scan_processes();
     *count = devices() ? devices()->n : 0;
     return NVML_SUCCESS;
 }
@@ -262,7 +375,8 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t dev, nvmlMemory_t *memory) {
     if (!memory) return NVML_ERROR_INVALID_ARGUMENT;
     if ((r = number(dev, "memory_total", &total)) || (r = number(dev, "memory_used", &used))) return r;
     memory->total = (unsigned long long)total;
-    memory->used = (unsigned long long)used;
+    memory->used = (unsigned long long)used + live_memory(dev);
+    if (memory->used > memory->total) memory->used = memory->total;
     memory->free = memory->total - memory->used;
     return NVML_SUCCESS;
 }
@@ -311,15 +425,32 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t dev, unsigned 
     if (!initialised) return NVML_ERROR_UNINITIALIZED;
     if (!dev || !count) return NVML_ERROR_INVALID_ARGUMENT;
     const jv *procs = jget(dev, "processes");
-    unsigned int n = procs && procs->type == J_ARR ? (unsigned int)procs->n : 0;
+    unsigned int listed = procs && procs->type == J_ARR ? (unsigned int)procs->n : 0, n = 0;
+    for (unsigned int i = 0; i < listed; i++)
+        if (!entry_string(&procs->items[i], "environ")) n++; /* pid entries */
+    for (int i = 0; i < live_count; i++)
+        if (live[i].device == dev) n++;
     if (n == 0) { *count = 0; return NVML_SUCCESS; }
     if (!infos || *count < n) { *count = n; return NVML_ERROR_INSUFFICIENT_SIZE; }
-    for (unsigned int i = 0; i < n; i++) {
-        const jv *pid = jget(&procs->items[i], "pid"), *mem = jget(&procs->items[i], "used_memory");
-        memset(&infos[i], 0, sizeof infos[i]);
-        infos[i].pid = pid ? (unsigned int)pid->num : 0;
-        infos[i].usedGpuMemory = mem ? (unsigned long long)mem->num : 0;
-        infos[i].gpuInstanceId = infos[i].computeInstanceId = 0xFFFFFFFF;
+    unsigned int at = 0;
+    for (unsigned int i = 0; i < listed; i++) {
+        const jv *entry = &procs->items[i];
+        if (entry_string(entry, "environ")) continue;
+        const jv *pid = jget(entry, "pid"), *mem = jget(entry, "used_memory");
+        memset(&infos[at], 0, sizeof infos[at]);
+        infos[at].pid = pid ? (unsigned int)pid->num : 0;
+        infos[at].usedGpuMemory = mem ? (unsigned long long)mem->num : 0;
+        infos[at].gpuInstanceId = infos[at].computeInstanceId = 0xFFFFFFFF;
+        at++;
+    }
+    for (int i = 0; i < live_count; i++) {
+        if (live[i].device != dev) continue;
+        const jv *mem = jget(live[i].entry, "used_memory");
+        memset(&infos[at], 0, sizeof infos[at]);
+        infos[at].pid = live[i].pid;
+        infos[at].usedGpuMemory = mem && mem->type == J_NUM ? (unsigned long long)mem->num : 0;
+        infos[at].gpuInstanceId = infos[at].computeInstanceId = 0xFFFFFFFF;
+        at++;
     }
     *count = n;
     return NVML_SUCCESS;
