@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from gateway_core.fleet.load_policy import parse_duration
+
 from . import drain_commands, fleet_commands
 
 Command = Callable[..., argparse.ArgumentParser]
@@ -20,6 +22,47 @@ def _deploy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, metavar="N", help="parallel slots")
     parser.add_argument("--n-gpu-layers", type=int, metavar="N", help="layers to offload (default: all)")
     parser.add_argument("--arg", action="append", metavar="ARG", help="an extra llama-server argument (repeatable)")
+
+
+def duration_arg(text: str) -> float:
+    """Seconds from "90", "90s", "10m" or "1h30m" (the daemon's own parse_duration); exit 2 otherwise."""
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _policy_options(parser: argparse.ArgumentParser, *, changing: bool) -> None:
+    """The load policy's fields; `changing`: of an existing deployment (each flag changes one field)."""
+    if changing:
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--on-demand", dest="mode", action="store_const", const="on-demand", help="start on use")
+        mode.add_argument("--always", dest="mode", action="store_const", const="always", help="keep it always up")
+    else:
+        parser.add_argument(
+            "--on-demand",
+            dest="mode",
+            action="store_const",
+            const="on-demand",
+            help="start it when a request for its model arrives, stop it when idle or to make room",
+        )
+    parser.add_argument(
+        "--idle-ttl", type=duration_arg, metavar="D", help="on demand: stop it after this idle, e.g. 10m (default 10m)"
+    )
+    if changing:
+        pin = parser.add_mutually_exclusive_group()
+        pin.add_argument("--pin", dest="pin", action="store_const", const=True, help="never stop it to make room")
+        pin.add_argument("--no-pin", dest="pin", action="store_const", const=False, help="let it be stopped for room")
+    else:
+        parser.add_argument(
+            "--pin", dest="pin", action="store_const", const=True, help="on demand: never stop it to make room"
+        )
+    parser.add_argument(
+        "--priority", type=int, metavar="N", help="on demand: the lowest is stopped first to make room (default 0)"
+    )
+    parser.add_argument(
+        "--load-timeout", type=duration_arg, metavar="D", help="on demand: start to healthy, e.g. 2m (default 2m)"
+    )
 
 
 def _systemd_options(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +97,7 @@ def add_fleet_commands(
     deploy.add_argument("--systemd", action="store_true", help="run a native build as a systemd service")
     deploy.add_argument("--dry-run", action="store_true", help="with --systemd: print the unit and commands only")
     _systemd_options(deploy)
+    _policy_options(deploy, changing=False)
 
     for action, help_ in (
         ("start", "start a stopped deployment"),
@@ -67,6 +111,7 @@ def add_fleet_commands(
     command(fsub, "remove", fleet_commands.fleet_remove, "remove a deployment and its provider").add_argument(
         "name", metavar="NAME"
     )
+    _add_on_demand_commands(fsub, command)
     drain_commands.add_drain_arguments(
         command(
             fsub,
@@ -114,6 +159,7 @@ def add_fleet_commands(
     _systemd_options(install)
     install.add_argument("--timeout", type=float, default=300.0, metavar="S")
     install.add_argument("--dry-run", action="store_true", help="print the unit and commands only")
+    _policy_options(install, changing=False)
     install.set_defaults(systemd=True, plan=False)
     status = command(fsub, "status", fleet_commands.fleet_status, "a systemd deployment's state", json=True)
     status.add_argument("name", metavar="NAME")
@@ -129,3 +175,30 @@ def add_fleet_commands(
         json=True,
     )
     scan.add_argument("dirs", nargs="*", metavar="DIR", help="directories (default: $CORRAL_MODELS_DIRS)")
+
+
+def _add_on_demand_commands(fsub: argparse._SubParsersAction[argparse.ArgumentParser], command: Command) -> None:
+    """The load policy and state of existing deployments: `policy`, `pin`, `unpin`, `load`, `unload`, `on-demand`."""
+    policy = command(
+        fsub,
+        "policy",
+        fleet_commands.fleet_policy,
+        "show or change a deployment's load policy (kept across restarts; wins over the one it was deployed with)",
+        json=True,
+    )
+    policy.add_argument("name", metavar="NAME")
+    _policy_options(policy, changing=True)
+    for action, handler, help_ in (
+        ("pin", fleet_commands.fleet_pin, "never stop an on-demand deployment to make room for another"),
+        ("unpin", fleet_commands.fleet_unpin, "let an on-demand deployment be stopped to make room again"),
+        ("load", fleet_commands.fleet_load, "start a deployment now (making room on its GPUs) and wait until warm"),
+        ("unload", fleet_commands.fleet_unload, "stop a deployment once its requests in flight end"),
+    ):
+        command(fsub, action, handler, help_, json=True).add_argument("name", metavar="NAME")
+    command(
+        fsub,
+        "on-demand",
+        fleet_commands.fleet_on_demand,
+        "each deployment's load state, policy, last use, last load time and memory",
+        json=True,
+    )
