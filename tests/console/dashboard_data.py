@@ -27,6 +27,8 @@ from gateway_core.contracts.fleet_views import (
     GpuDeviceView,
     GpuProcessView,
     GpuSnapshotView,
+    LoadDecisionView,
+    OnDemandState,
     OnDemandView,
 )
 from gateway_core.contracts.history_views import (
@@ -40,7 +42,15 @@ from gateway_core.contracts.history_views import (
     UsageView,
 )
 from gateway_core.contracts.jobs import JobCounts
-from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderState, ProviderType, ProviderView, Snapshot
+from gateway_core.contracts.views import (
+    KeyView,
+    LiveRequestView,
+    ProviderState,
+    ProviderType,
+    ProviderView,
+    RouterModelStatus,
+    Snapshot,
+)
 from gateway_core.fleet.units import GiB
 
 NOW = 1_760_000_000.0  # every clock in these tests: uptimes and "last used" render the same on every run
@@ -521,3 +531,126 @@ def usage_view(*, by: UsageDimension = "model", bucket: UsageBucket = "day") -> 
             usage_series("gpt-4o-mini", [40, 0, 75, 90, 30, 60, 10], since=DAY0, gpu=False),
         ],
     }
+
+
+# -- models on demand and router mode ---------------------------------------------------------------------
+
+
+def on_demand_view(
+    name: str,
+    *,
+    state: OnDemandState = "warm",
+    mode: Literal["always", "on-demand"] = "on-demand",
+    pin: bool = False,
+    priority: int = 0,
+    reason: str = "",
+    in_flight: int = 0,
+    waiting: int = 0,
+    last_used_at: float | None = NOW - 180,
+    last_loaded_at: float | None = NOW - 3600,
+    last_load_s: float | None = 4.2,
+    measured_gib: float | None = 5.1,
+    estimated_gib: float | None = 5.4,
+    gpus: tuple[int, ...] = (0,),
+    kind: Literal["container", "systemd"] = "container",
+) -> OnDemandView:
+    """Like OnDemand.view(): GET /fleet/on-demand, the snapshot's on_demand, the "deployment" event."""
+    return {
+        "name": name,
+        "kind": kind,
+        "policy": {"mode": mode, "idle_ttl_s": 600.0, "pin": pin, "priority": priority, "load_timeout_s": 120.0},
+        "state": state,
+        "reason": reason,
+        "in_flight": in_flight,
+        "waiting": waiting,
+        "last_used_at": last_used_at,
+        "last_loaded_at": last_loaded_at,
+        "last_load_s": last_load_s,
+        "measured_memory_bytes": None if measured_gib is None else int(measured_gib * GiB),
+        "estimated_memory_bytes": None if estimated_gib is None else int(estimated_gib * GiB),
+        "gpus": list(gpus),
+    }
+
+
+def decision(
+    deployment: str,
+    action: Literal["start", "stop", "refuse"],
+    reason: str,
+    *,
+    at: float = NOW,
+    for_deployment: str | None = None,
+    need_gib: float | None = None,
+    free_gib: float | None = None,
+) -> LoadDecisionView:
+    """Like the "fleet.decision" event's payload."""
+    return {
+        "at": at,
+        "action": action,
+        "deployment": deployment,
+        "reason": reason,
+        "for_deployment": for_deployment,
+        "gpus": [0],
+        "need_bytes": None if need_gib is None else int(need_gib * GiB),
+        "free_bytes": None if free_gib is None else int(free_gib * GiB),
+    }
+
+
+def router_provider(name: str, models: Sequence[tuple[str, RouterModelStatus, str]]) -> ProviderView:
+    """A router-mode llama-server (--models-dir): its models and the status its GET /models gives each."""
+    view = provider(name, capacity=4, models=tuple(model for model, _, _ in models))
+    view["router_models"] = [{"id": model, "status": status, "detail": detail} for model, status, detail in models]
+    return view
+
+
+FAILED_LOG = (
+    "llama_model_load: error loading model: tensor 'blk.0.attn_q.weight' data is not within the file bounds\n"
+    "llama_load_model_from_file: failed to load model\n"
+    "main: exiting due to model loading error"
+)
+
+
+def on_demand_box() -> Snapshot:
+    """One GPU with four on-demand deployments (warm, loading, cold, failed) and a router-mode llama-server."""
+    return snapshot(
+        providers=[
+            provider("chat-7b", models=("qwen2.5-7b",), requests=42, latency_p50_s=0.61),
+            router_provider(
+                "router",
+                [
+                    ("gemma-2b", "loaded", ""),
+                    ("llama-8b", "loading", ""),
+                    ("phi-3", "sleeping", ""),
+                    ("qwen-0.5b", "unloaded", ""),
+                    ("broken", "failed", "exit code 1"),
+                ],
+            ),
+        ],
+        gpu_data=gpus(gpu(0, used_gib=14.2, processes=((4242, "llama-server", 5.1), (4343, "llama-server", 8.6)))),
+        fleet_data=fleet(
+            deployment("chat-7b", model="/models/qwen2.5-7b-instruct-q4_k_m.gguf"),
+            deployment("coder-14b", health="starting", port=8082, up_s=6, model="/models/qwen2.5-coder-14b.gguf"),
+            deployment("embed", state="exited", health="none", port=8083, model="/models/nomic-embed-text-v1.5.gguf"),
+            deployment("vision", state="exited", health="none", port=8084, model="/models/llava-1.6-7b.gguf"),
+        ),
+        on_demand=[
+            on_demand_view("chat-7b"),
+            on_demand_view(
+                "coder-14b",
+                state="loading",
+                pin=True,
+                waiting=2,
+                reason="since 10:13:14",
+                last_used_at=None,
+                last_loaded_at=None,
+                last_load_s=None,
+                measured_gib=None,
+                estimated_gib=9.8,
+            ),
+            on_demand_view(
+                "embed", state="cold", last_used_at=NOW - 7200, last_load_s=1.3, measured_gib=0.6, estimated_gib=0.7
+            ),
+            on_demand_view(
+                "vision", state="failed", reason=FAILED_LOG, last_used_at=NOW - 40, last_load_s=None, measured_gib=None
+            ),
+        ],
+    )
