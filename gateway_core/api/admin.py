@@ -256,7 +256,7 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
         clock=state.clock,
         started_at=state.started_at,
     )
-    fleet = FleetApi(fleet=state.fleet, registry=state.registry, data_dir=state.data_dir)
+    fleet = FleetApi(fleet=state.fleet, registry=state.registry, on_demand=state.on_demand, data_dir=state.data_dir)
     history = HistoryApi(archive=state.archive, clock=state.clock)
     jobs = JobsAdminApi(jobs=state.jobs, keys=state.keys)
     callbacks = CallbacksApi(state.callbacks)

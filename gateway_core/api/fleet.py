@@ -30,6 +30,7 @@ from gateway_core.fleet.containers import (
 from gateway_core.fleet.deployment import DeploymentSpec, SystemdOptions
 from gateway_core.fleet.manager import DEFAULT_HEALTH_TIMEOUT_S, FleetInputError, FleetManager
 from gateway_core.fleet.models import scan
+from gateway_core.fleet.on_demand import OnDemand
 from gateway_core.fleet.systemd import SystemdManager, SystemdUnavailable, UnitStatus, render_unit
 from gateway_core.providers.registry import ProviderRegistry
 from gateway_core.settings import BinaryNotFound, llama_server_binary, models_dirs
@@ -153,9 +154,12 @@ def _catalog_dirs(dirs: list[str]) -> list[Path]:
 class FleetApi:
     """The fleet routes' handlers: the fleet manager does the work, the registry knows the providers' names."""
 
-    def __init__(self, *, fleet: FleetManager, registry: ProviderRegistry, data_dir: Path) -> None:
+    def __init__(
+        self, *, fleet: FleetManager, registry: ProviderRegistry, on_demand: OnDemand, data_dir: Path
+    ) -> None:
         self._fleet = fleet
         self._registry = registry
+        self._on_demand = on_demand
         self._data_dir = data_dir
 
     def routes(self) -> list[BaseRoute]:
@@ -193,6 +197,9 @@ class FleetApi:
         if isinstance(name, str) and name:  # a deployment is routed as a provider of its name
             self._registry.refuse_taken_name(name, hint="; pick another --name")
         result = await self._fleet.deploy(fields, timeout, options.model_dump())
+        if "deployment" in result:
+            await self._fleet.refresh_now()  # so OnDemand knows it before this answer is read
+            self._on_demand.refresh()
         return json_response(result, status=200 if "dry_run" in result else 201)
 
     async def control(self, request: Request) -> Response:

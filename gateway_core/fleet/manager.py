@@ -366,14 +366,14 @@ class FleetManager:
             await asyncio.to_thread(self._systemd_for(name).start, name)
         else:
             await asyncio.to_thread(self._engine().start, name)
-        await self._refresh_now()
+        await self.refresh_now()
 
     async def stop_deployment(self, name: str) -> None:
         if name in self._systemd_specs:
             await asyncio.to_thread(self._systemd_for(name).stop, name)
         else:
             await asyncio.to_thread(self._engine().stop, name)
-        await self._refresh_now()
+        await self.refresh_now()
 
     async def main_pid(self, name: str) -> int | None:
         """The deployment's llama-server process (as NVML lists it), or None when it is not running."""
@@ -411,7 +411,7 @@ class FleetManager:
             return f"(its log {path} could not be read: {error.strerror})"
         return "\n".join(text.splitlines()[-lines:]) + "\n"
 
-    async def _refresh_now(self) -> None:
+    async def refresh_now(self) -> None:
         """Read the inventory now: the engine's event would refresh it a moment later, and callers look at once."""
         self.latest = await self.inventory()
         self._publish("fleet", self.latest)
