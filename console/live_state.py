@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 
 from console.job_state import DeliveriesState, JobsState
 from gateway_core.contracts.events import EventKind, EventPayload
-from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView
+from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView, LoadDecisionView, OnDemandView
 from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.contracts.jobs import DeliveryView, JobView
 from gateway_core.contracts.views import (
@@ -27,8 +27,21 @@ from gateway_core.contracts.views import (
     Snapshot,
 )
 
-SECTIONS = ("status", "providers", "keys", "requests", "gpus", "fleet", "archive", "jobs", "deliveries")
+SECTIONS = (
+    "status",
+    "providers",
+    "keys",
+    "requests",
+    "gpus",
+    "fleet",
+    "on_demand",
+    "decisions",
+    "archive",
+    "jobs",
+    "deliveries",
+)
 ENDED_KEPT = 4096  # ended requests kept for a rate view to count; bounds memory while no dashboard reads them
+DECISIONS_KEPT = 50  # the newest load decisions (starts, stops, refusals) a screen can list
 
 # Kinds the console receives and deliberately does not apply. "container": one engine event on a llama-server
 # container; the daemon follows each burst of them with a "fleet" event carrying the refreshed inventory, which
@@ -62,6 +75,11 @@ class LiveState:
     requests: dict[str, LiveRequestView] = field(default_factory=dict)  # live requests by id
     gpus: GpuSnapshotView = field(default_factory=_connecting_gpus)
     fleet: FleetView = field(default_factory=_connecting_fleet)
+    on_demand: dict[str, OnDemandView] = field(default_factory=dict)  # each managed deployment's load state, by name
+    # Load decisions since the console connected, oldest first; `decisions_seen` counts them all, so a screen can
+    # tell which arrived since it last looked even once the oldest have gone.
+    decisions: deque[LoadDecisionView] = field(default_factory=lambda: deque(maxlen=DECISIONS_KEPT))
+    decisions_seen: int = 0
     archive: ArchiveStatusView | None = None  # the request archive's writer; None until the first snapshot
     jobs: JobsState = field(default_factory=JobsState)  # queued jobs: counts by state and the newest few
     deliveries: DeliveriesState = field(default_factory=DeliveriesState)  # callback deliveries since the snapshot
@@ -95,6 +113,7 @@ class LiveState:
         self.requests = {r["id"]: r for r in data["requests"]}
         self.gpus = data["gpus"]
         self.fleet = data["fleet"]
+        self.on_demand = {d["name"]: d for d in data.get("on_demand", [])}  # .get: a corral-core from before it
         self.archive = data.get("archive")  # .get: a corral-core from before the archive sends none
         # .get: a corral-core from before the queue sends none
         self.jobs.reset(data.get("jobs"), data["started_at"] + data["uptime_s"])
@@ -133,6 +152,20 @@ class LiveState:
         self.fleet = data
         return {"fleet"}
 
+    def _deployment(self, data: OnDemandView) -> set[str]:
+        self.on_demand[data["name"]] = data
+        return {"on_demand"}
+
+    def _decision(self, data: LoadDecisionView) -> set[str]:
+        self.decisions.append(data)
+        self.decisions_seen += 1
+        return {"decisions"}
+
+    def decisions_since(self, seen: int) -> list[LoadDecisionView]:
+        """The decisions after the first `seen` (as many as are still kept), oldest first."""
+        missed = min(self.decisions_seen - seen, len(self.decisions))
+        return list(self.decisions)[len(self.decisions) - missed :] if missed > 0 else []
+
     def _archive(self, data: ArchiveStatusView) -> set[str]:
         self.archive = data
         return {"archive"}
@@ -168,6 +201,8 @@ _HANDLERS: dict[str, Callable[[LiveState, Any], set[str]]] = {
     "request.end": LiveState._request_end,
     "gpus": LiveState._gpus,
     "fleet": LiveState._fleet,
+    "deployment": LiveState._deployment,
+    "fleet.decision": LiveState._decision,
     "archive": LiveState._archive,
     "job": LiveState._job,
     "delivery": LiveState._delivery,

@@ -28,12 +28,14 @@ from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
 from console.widgets.job_tables import JobsTable
 from console.widgets.key_hints import KeyHints
 from console.widgets.live_table import Clock, LiveTable
+from console.widgets.on_demand import decision_line, load_summary
 from console.widgets.panels import (
     DashboardPanel,
     FleetTable,
     KeysTable,
     ProvidersTable,
     RequestsTable,
+    split_router_model_key,
 )
 from gateway_core.contracts.fleet_views import GpuSnapshotView
 
@@ -41,6 +43,10 @@ DASHBOARD_CSS = str(Path(__file__).parent.parent / "styles" / "dashboard.tcss")
 COMPACT_BELOW_ROWS = 34  # under this height only the focused panel opens; the others shrink to their title
 NARROW_BELOW_COLUMNS = 100
 TIME_SECTIONS = frozenset({"status", "requests", "keys", "fleet", "jobs"})  # cells that age with the clock
+FLEET_POLICY_ACTIONS = frozenset({"toggle", "load", "unload", "pin", "mode", "detail"})  # offered by load policy
+ROUTER_MODEL_ACTIONS = frozenset({"load_model", "unload_model"})  # a router model's row only
+DECISION_TOAST_S = 6.0
+DECISION_TOASTS = 3  # at most this many toasts per redraw; a burst (many idle unloads at once) shows as one more
 JOBS_SHOWN = 50  # the newest jobs the panel lists; its title counts them all (a queue may hold 10,000)
 FIRST_RUN_HINTS = (
     ("d", "deploy a model", "run a GGUF file with llama-server in a container"),
@@ -174,6 +180,7 @@ class DashboardScreen(LiveScreen):
         self.jobs = JobsTable(now, id="jobs-table")
         self._ready = False
         self._lines: dict[str, str] = {}  # selector -> the text shown
+        self._decisions_shown = 0  # LiveState.decisions_seen when the last toasts were raised
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="status-bar"):
@@ -220,6 +227,7 @@ class DashboardScreen(LiveScreen):
 
     def _redraw_all(self) -> None:
         live = self.host.live
+        self._decisions_shown = live.decisions_seen  # decisions from before this screen showed are not news
         self.throughput.observe(live.requests, live.take_ended(), count=False)
         with self.app.batch_update():
             self._redraw(live, set(SECTIONS))
@@ -250,8 +258,12 @@ class DashboardScreen(LiveScreen):
             busy = Counter(request["provider"] for request in live.requests.values())
         if "gpus" in changed:
             self._show_gpus(live.gpus)
-        if changed & {"fleet", "providers", "requests"}:
+        if changed & {"fleet", "on_demand", "providers", "requests"}:
             self._show_fleet(live, busy)
+        if changed & {"fleet", "on_demand", "providers"}:
+            self.refresh_bindings()  # what the selected row offers may have changed
+        if "decisions" in changed:
+            self._toast_decisions(live)
         if changed & {"providers", "requests", "trends"}:
             self._show_providers(live, busy)
         if "keys" in changed:
@@ -295,14 +307,39 @@ class DashboardScreen(LiveScreen):
             panel.set_notice(
                 None if deployments else "No llama-server containers: press d to deploy a model.", hint=True
             )
-        self.fleet.show(deployments, busy, live.providers)
+        self.fleet.show(deployments, busy, live.providers, live.on_demand)
         # The first-run view hides this panel: its deploy hint says why deploying cannot work yet.
         self._write_line(
             "#first-run-why-d", FIRST_RUN_HINTS[0][2] if ok or reason == "connecting" else f"needs Docker: {reason}"
         )
         self.query_one("#first-run-why-d").set_class(not ok and reason != "connecting", "-problem")
-        running = sum(1 for d in deployments if d["state"] == "running")
-        panel.set_summary(f"{running}/{len(deployments)} running" if ok else "engine unavailable")
+        if not ok:
+            panel.set_summary("engine unavailable")
+        elif live.on_demand:
+            panel.set_summary(load_summary(live.on_demand.values()))
+        else:
+            running = sum(1 for d in deployments if d["state"] == "running")
+            panel.set_summary(f"{running}/{len(deployments)} running")
+
+    def _toast_decisions(self, live: LiveState) -> None:
+        """Each start, stop or refusal since the last redraw as a toast; a refusal is a warning."""
+        news = live.decisions_since(self._decisions_shown)
+        self._decisions_shown = live.decisions_seen
+        if not self.is_current:
+            return  # another mode shows; its own notifications are what the operator reads there
+        for decision in news[-DECISION_TOASTS:]:
+            refused = decision["action"] == "refuse"
+            self.notify(
+                decision_line(decision),
+                title="load refused" if refused else "fleet",
+                severity="warning" if refused else "information",
+                timeout=DECISION_TOAST_S * (2 if refused else 1),
+            )
+        if len(news) > DECISION_TOASTS:
+            more = len(news) - DECISION_TOASTS
+            self.notify(
+                f"and {more} earlier load decisions: press i on a deployment for its own", timeout=DECISION_TOAST_S
+            )
 
     def _show_providers(self, live: LiveState, busy: Counter[str]) -> None:
         trends = {name: (self.throughput.series(name, 0), self.throughput.series(name, 1)) for name in live.providers}
@@ -365,6 +402,34 @@ class DashboardScreen(LiveScreen):
         if self._ready:
             with self.app.batch_update():
                 self._redraw(self.host.live, set(SECTIONS))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that mean nothing for the selected row are left out of the footer (and do nothing): a router's
+        model keys off its models' rows; load, unload and pin for a deployment loaded on demand, start/stop for
+        one that is always up."""
+        if action != "item" or not parameters:
+            return True
+        what = parameters[0]
+        if what in ROUTER_MODEL_ACTIONS:
+            key = self.providers.cursor_key()
+            return key is not None and split_router_model_key(key) is not None
+        if not self.fleet.has_focus or what not in FLEET_POLICY_ACTIONS:
+            return True
+        name = self._fleet_cursor_name()
+        view = self.host.live.on_demand.get(name) if name is not None else None
+        on_demand = view is not None and view["policy"]["mode"] == "on-demand"
+        if what == "toggle":
+            return not on_demand
+        if what in ("load", "unload", "pin"):
+            return on_demand
+        return view is not None  # mode, detail
+
+    def _fleet_cursor_name(self) -> str | None:
+        key = self.fleet.cursor_key()
+        if key is None:
+            return None
+        found = next((d for d in self.host.live.fleet["deployments"] if d["container"] == key), None)
+        return found["name"] if found is not None else key
 
     def action_post_action(self, action_id: str) -> None:
         self.post_message(self.ActionRequested(action_id))

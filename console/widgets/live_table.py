@@ -258,6 +258,8 @@ class LiveTable(ScrollView, can_focus=True):
         row = max(0, min(row, len(self._order) - 1))
         before, self._cursor = self._cursor, row
         self._repaint_rows([before, row])
+        if before != row:
+            self.refresh_bindings()  # a screen may offer other keys for the row now selected
         if scroll:
             self._scroll_to_cursor()
 

@@ -19,8 +19,9 @@ from textual.widgets import Static
 
 from console.format import ago, count, dash, duration, key_state, latency, until
 from console.widgets.live_table import Cell, LiveTable, Row
-from gateway_core.contracts.fleet_views import ContainerView
-from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderView
+from console.widgets.on_demand import LOAD_LEVELS, load_time, memory_cell, policy_label, short_ago
+from gateway_core.contracts.fleet_views import ContainerView, OnDemandView
+from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderView, RouterModelView
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 
@@ -80,10 +81,51 @@ class DashboardPanel(Vertical):
 
 
 class FleetTable(LiveTable):
+    """One row per deployment: its container (if it has one) and, for Corral's own, its load state and policy.
+
+    A cold deployment keeps its row: a stopped container, or a systemd unit that lists no container at all.
+    """
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "screen.item('logs')", "Logs", id="fleet.logs", tooltip="Follow the deployment's logs"),
         Binding("s", "screen.item('toggle')", "Start/stop", id="fleet.toggle", tooltip="Stop it, or start it"),
         Binding("R", "screen.item('restart')", "Restart", id="fleet.restart", tooltip="Restart the deployment"),
+        Binding(
+            "L",
+            "screen.item('load')",
+            "Load",
+            id="fleet.load",
+            tooltip="Load the model now (making room on its GPUs) and wait until it is warm",
+        ),
+        Binding(
+            "U",
+            "screen.item('unload')",
+            "Unload",
+            id="fleet.unload",
+            tooltip="Unload the model (stop its server) once its requests in flight end",
+        ),
+        Binding(
+            "P",
+            "screen.item('pin')",
+            "Pin/unpin",
+            id="fleet.pin",
+            tooltip="Pin the model (never evicted to make room), or unpin it",
+        ),
+        Binding(
+            "M",
+            "screen.item('mode')",
+            "Always/on demand",
+            id="fleet.mode",
+            tooltip="Switch between always up and loaded on demand (unloaded when idle)",
+            show=False,
+        ),
+        Binding(
+            "i,enter",
+            "screen.item('detail')",
+            "Details",
+            id="fleet.detail",
+            tooltip="Its load state, why it failed, its policy, memory and recent load decisions",
+        ),
         Binding(
             "x,delete",
             "screen.item('remove')",
@@ -93,14 +135,17 @@ class FleetTable(LiveTable):
         ),
     ]
     COLUMNS = (
-        ("name", "name", 16),
-        ("state", "state", 10),
-        ("health", "health", 9),
-        ("slots", "slots", 6),
-        ("uptime", "uptime", 8),
-        ("gpus", "gpus", 5),
-        ("port", "port", 5),
-        ("model", "model file", 30),
+        ("name", "name", 14),
+        ("state", "state", 9),
+        ("policy", "policy", 9),
+        ("slots", "slots", 5),
+        ("used", "used", 7),
+        ("load", "load", 6),
+        ("memory", "memory", 6),
+        ("health", "health", 8),
+        ("uptime", "uptime", 6),
+        ("gpus", "gpus", 4),
+        ("model", "model file", 20),
     )
     STATE_LEVELS: ClassVar[dict[str, str]] = {
         "running": "ok",
@@ -117,32 +162,115 @@ class FleetTable(LiveTable):
         deployments: Sequence[ContainerView],
         busy: Mapping[str, int],
         providers: Mapping[str, ProviderView],
+        on_demand: Mapping[str, OnDemandView] | None = None,
     ) -> None:
         now = self.now()
-        self.sync((d["container"] or d["name"], self._row(d, busy, providers, now)) for d in deployments)
+        on_demand = on_demand or {}
+        rows = [
+            (
+                d["container"] or d["name"],
+                self._row(d, busy, providers, on_demand.get(d["name"]) if d["managed"] else None, now),
+            )
+            for d in deployments
+        ]
+        # Deployments with no container to list: systemd units (a container deployment without one was removed).
+        listed = {d["name"] for d in deployments}
+        rows += [
+            (v["name"], self._unit_row(v, busy, providers, now))
+            for v in on_demand.values()
+            if v["kind"] == "systemd" and v["name"] not in listed
+        ]
+        self.sync(rows)
 
-    def _row(self, d: ContainerView, busy: Mapping[str, int], providers: Mapping[str, ProviderView], now: float) -> Row:
+    def _row(
+        self,
+        d: ContainerView,
+        busy: Mapping[str, int],
+        providers: Mapping[str, ProviderView],
+        view: OnDemandView | None,
+        now: float,
+    ) -> Row:
         state, exit_code, model = d["state"], d["exit_code"], d["model"]
         health = d["health"] or "none"
-        provider = providers.get(d["name"])
-        capacity = dash(provider["capacity"]) if provider else "-"
         running = state == "running"
         uptime = iso_age(d["started_at"], now) if running else None
         if running and uptime is None:
             uptime = d["uptime_s"]
+        shown: Cell
+        if view is None:
+            shown = self.level(
+                state if exit_code is None else f"{state} {exit_code}", self.STATE_LEVELS.get(state, "muted")
+            )
+        else:
+            shown = self._load_state(view)
         return (
             d["name"],
-            self.level(state if exit_code is None else f"{state} {exit_code}", self.STATE_LEVELS.get(state, "muted")),
-            self.level(dash(None if health == "none" else health), self.HEALTH_LEVELS.get(health, "muted")),
-            f"{busy.get(d['name'], 0)}/{capacity}",
+            shown,
+            *self._policy_cells(view, d["name"], busy, providers, now),
+            self.level(
+                dash(None if health == "none" or not running else health), self.HEALTH_LEVELS.get(health, "muted")
+            ),
             duration(uptime),
             dash(None if d["gpus"] == "none" else d["gpus"]),
-            dash(d["port"]),
             Path(model).name if model else "-",
         )
 
+    def _unit_row(
+        self, view: OnDemandView, busy: Mapping[str, int], providers: Mapping[str, ProviderView], now: float
+    ) -> Row:
+        return (
+            view["name"],
+            self._load_state(view),
+            *self._policy_cells(view, view["name"], busy, providers, now),
+            "-",
+            "-",
+            ",".join(str(index) for index in view["gpus"]) or "-",
+            self.level("systemd unit", "muted"),
+        )
+
+    def _load_state(self, view: OnDemandView) -> Cell:
+        state = view["state"]
+        return self.level(state, LOAD_LEVELS.get(state, "muted"))
+
+    def _policy_cells(
+        self,
+        view: OnDemandView | None,
+        name: str,
+        busy: Mapping[str, int],
+        providers: Mapping[str, ProviderView],
+        now: float,
+    ) -> tuple[Cell, ...]:
+        provider = providers.get(name)
+        slots = f"{busy.get(name, 0)}/{dash(provider['capacity']) if provider else '-'}"
+        if view is None:
+            return ("-", slots, "-", "-", "-")
+        policy = view["policy"]
+        label = policy_label(policy)
+        return (
+            self.level(label, "muted" if label == "always" else "ok"),
+            slots,
+            short_ago(view["last_used_at"], now) if view["last_used_at"] is not None else "-",
+            load_time(view),
+            memory_cell(view),
+        )
+
+
+ROUTER_MODEL_SEPARATOR = "\x1f"  # in a router model's row key, between its provider and its model id
+
+
+def router_model_key(provider: str, model: str) -> str:
+    return f"{provider}{ROUTER_MODEL_SEPARATOR}{model}"
+
+
+def split_router_model_key(key: str) -> tuple[str, str] | None:
+    """(provider, model id) for a router model's row, None for a provider's own."""
+    provider, separator, model = key.partition(ROUTER_MODEL_SEPARATOR)
+    return (provider, model) if separator else None
+
 
 class ProvidersTable(LiveTable):
+    """One row per provider, by name; a router-mode llama-server has a row under it for each of its models."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("e", "screen.item('edit')", "Edit", id="provider.edit", tooltip="Edit the selected provider"),
         Binding(
@@ -151,6 +279,20 @@ class ProvidersTable(LiveTable):
             "Enable/disable",
             id="provider.toggle",
             tooltip="Stop or resume sending it requests",
+        ),
+        Binding(
+            "L",
+            "screen.item('load_model')",
+            "Load model",
+            id="provider.load_model",
+            tooltip="Load the selected model of a router-mode llama-server",
+        ),
+        Binding(
+            "U",
+            "screen.item('unload_model')",
+            "Unload model",
+            id="provider.unload_model",
+            tooltip="Unload the selected model of a router-mode llama-server",
         ),
         Binding("x,delete", "screen.item('remove')", "Remove", id="provider.remove", tooltip="Remove the provider"),
     ]
@@ -165,6 +307,7 @@ class ProvidersTable(LiveTable):
         ("type", "type", 12),
         ("models", "models", 21),
     )
+    IN_GIVEN_ORDER = True  # by name, each router's models right under it
     STATE_LEVELS: ClassVar[dict[str, str]] = {
         "ready": "ok",
         "loading": "warn",
@@ -175,6 +318,13 @@ class ProvidersTable(LiveTable):
         "draining": "warn",
         "drained": "muted",
     }
+    MODEL_LEVELS: ClassVar[dict[str, str]] = {
+        "loaded": "ok",
+        "loading": "warn",
+        "sleeping": "muted",
+        "unloaded": "muted",
+        "failed": "bad",
+    }
 
     def show(
         self,
@@ -182,9 +332,19 @@ class ProvidersTable(LiveTable):
         busy: Mapping[str, int],
         trends: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     ) -> None:
-        self.sync(
-            (p["name"], self._row(p, busy.get(p["name"], 0), *trends.get(p["name"], ((), ())))) for p in providers
-        )
+        self.sync(self._rows(sorted(providers, key=lambda p: p["name"].casefold()), busy, trends))
+
+    def _rows(
+        self,
+        providers: Iterable[ProviderView],
+        busy: Mapping[str, int],
+        trends: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    ) -> Iterable[tuple[str, Row]]:
+        for p in providers:
+            name = p["name"]
+            yield name, self._row(p, busy.get(name, 0), *trends.get(name, ((), ())))
+            for model in p["router_models"] or ():
+                yield router_model_key(name, model["id"]), self._model_row(model)
 
     def _row(self, p: ProviderView, busy: int, requests_s: Sequence[float], tokens_s: Sequence[float]) -> Row:
         state, capacity, error_rate = p["state"], p["capacity"], p["error_rate"]
@@ -196,8 +356,23 @@ class ProvidersTable(LiveTable):
             self.level(f"{error_rate * 100:.1f}%", "bad" if error_rate >= 0.05 else "muted"),
             trend(requests_s),
             trend(tokens_s),
-            dash(p["type"]),
+            dash(p["type"]) if p["router_models"] is None else "router",
             ", ".join(p["models"]) or "-",
+        )
+
+    def _model_row(self, model: RouterModelView) -> Row:
+        status = model["status"]
+        detail = f"{model['id']}: {model['detail']}" if model["detail"] else model["id"]
+        return (
+            f"└ {model['id']}",
+            self.level(status, self.MODEL_LEVELS.get(status, "muted")),
+            "",
+            "",
+            "",
+            "",
+            "",
+            self.level("router model", "muted"),
+            detail,
         )
 
 
