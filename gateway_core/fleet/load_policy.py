@@ -8,19 +8,23 @@ in config.json (`PolicyStore`), which wins over the spec it was deployed with.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from gateway_core.contracts.fleet_views import LoadPolicyView
 from gateway_core.store.config_store import ConfigStore
 
+log = logging.getLogger("corral.fleet")
 LoadMode = Literal["always", "on-demand"]
 DEFAULT_IDLE_TTL_S = 600.0
 DEFAULT_LOAD_TIMEOUT_S = 120.0
 POLICY_TABLE = "deployment_policies"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_SECONDS = re.compile(r"(.+?)s")  # what format_duration writes for a fraction: "0.25s", "1e-05s"
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -56,7 +60,7 @@ def parse_duration(value: str | float | int) -> float:
     else:
         text = value.strip().lower()
         try:
-            seconds = float(text)
+            seconds = float(_plain_seconds(text))
         except ValueError:
             parts = _DURATION.findall(text)
             if not parts or "".join(number + unit for number, unit in parts) != text:
@@ -64,9 +68,18 @@ def parse_duration(value: str | float | int) -> float:
                     f"{value!r} is not a duration; give seconds or a duration such as 90s, 10m or 1h30m"
                 ) from None
             seconds = sum(float(number) * _UNIT_S[unit] for number, unit in parts)
+    if not math.isfinite(seconds):  # "nan", "inf" and 1e999 are numbers to float(), not durations
+        raise ValueError(f"{value!r} is not a duration; give seconds or a duration such as 90s, 10m or 1h30m")
     if seconds <= 0:
         raise ValueError(f"{value!r}: a duration must be more than 0")
     return seconds
+
+
+def _plain_seconds(text: str) -> str:
+    """ "90" or "0.25s" as the number float() reads; any other text as it is (float() then refuses it)."""
+    if (match := _SECONDS.fullmatch(text)) and not text.endswith("ms"):
+        return match.group(1)
+    return text
 
 
 def format_duration(seconds: float) -> str:
@@ -74,7 +87,8 @@ def format_duration(seconds: float) -> str:
     for unit in ("d", "h", "m"):
         if seconds >= _UNIT_S[unit] and seconds % _UNIT_S[unit] == 0:
             return f"{int(seconds // _UNIT_S[unit])}{unit}"
-    return f"{seconds:g}s"
+    short = f"{seconds:g}"
+    return f"{short if float(short) == seconds else repr(seconds)}s"  # :g keeps 6 digits; never lose one
 
 
 class PolicyStore:
@@ -84,9 +98,19 @@ class PolicyStore:
         self._store = store
 
     def get(self, name: str) -> LoadPolicy | None:
+        """The changed policy; None when there is none, or when config.json's record cannot be read (another
+        Corral version's, or edited by hand): then the spec's policy applies, and the record is logged, kept."""
         for record in self._store.all(POLICY_TABLE):
             if record.get("name") == name:
-                return LoadPolicy.model_validate({k: v for k, v in record.items() if k != "name"})
+                try:
+                    return LoadPolicy.model_validate({k: v for k, v in record.items() if k != "name"})
+                except ValidationError as error:
+                    log.warning(
+                        "config.json: the load policy of %r cannot be read (%s); its deployment's own applies",
+                        name,
+                        "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()),
+                    )
+                    return None
         return None
 
     def put(self, name: str, policy: LoadPolicy) -> None:
