@@ -31,6 +31,8 @@ from tests.testbed import (
     ensure_nvml_stub,
     ensure_tiny_model,
 )
+from tests.testbed.gpu_corral import GpuCorral, start_gpu_corral
+from tests.testbed.gpu_docker import GpuDockerEngine, GpuDockerUnavailable, start_gpu_docker
 from tests.testbed.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -153,6 +155,48 @@ def nvml_stub() -> NvmlStub:
         return ensure_nvml_stub()
     except NvmlStubUnavailable as error:
         component_unavailable("NVML stub", str(error))
+
+
+@pytest.fixture(scope="session")
+def gpu_docker(llama_server_binary: Path) -> Iterator[GpuDockerEngine]:
+    """A second dockerd of the tests' own, with a fake NVIDIA hook, on which containers with GPU device requests
+    start (the machine's engine refuses them without the NVIDIA Container Toolkit); the llama-server image is
+    imported into it (`gpu_docker.image`). Reach it with `DOCKER_HOST=gpu_docker.docker_host`. Needs root.
+    Stopped, and its directory removed, at the end of the session."""
+    try:
+        engine = start_gpu_docker(llama_server_binary)
+    except (GpuDockerUnavailable, ImageUnavailable) as error:
+        component_unavailable("GPU Docker engine", str(error))
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+def gpu_corral(gpu_docker: GpuDockerEngine, nvml_stub: NvmlStub, tmp_path: Path) -> Iterator[Callable[..., GpuCorral]]:
+    """Start a corral-core on one stub GPU whose memory follows the llama-servers it runs, deploying on `gpu_docker`:
+
+        corral = gpu_corral(memory_total=4 * GiB, measured={"a": 3 * GiB, "b": 3 * GiB})
+        corral.daemon.admin_call("POST", "/fleet/deployments", corral.deploy_body("a", tiny_model, load={...}))
+        corral.wait_memory_used(3 * GiB)        # GPU 0 as corral-core sampled it, A's llama-server running
+        corral.measure("c", 1 * GiB)            # or set_gpu(memory_total=..., memory_used=...) to rewrite it
+
+    `measured` maps a deployment's name to what each of its live llama-servers uses on GPU 0 (the NVML stub lists
+    their real pids and frees the memory when they exit); `memory_used` is what other processes hold. Keywords
+    `extra_env` and `extra_args` go to CorralDaemon. The GPU is sampled every 0.2 s. At teardown each corral-core
+    is stopped and every container on the GPU engine removed."""
+    started: list[GpuCorral] = []
+
+    def start(memory_total: int, **options: Any) -> GpuCorral:
+        corral = start_gpu_corral(
+            tmp_path / f"corral-gpu-{len(started)}", nvml_stub, gpu_docker, memory_total, **options
+        )
+        started.append(corral)
+        return corral
+
+    yield start
+    for corral in started:
+        corral.close()
+    gpu_docker.remove_containers()
 
 
 @pytest.fixture
