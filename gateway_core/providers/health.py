@@ -8,8 +8,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway_core.contracts.views import Health
+from gateway_core.contracts.views import Health, RouterModelView
 
+from . import router
 from .config import ProviderConfig
 from .endpoints import api_base, auth_headers
 from .upstream import PROBE_TIMEOUT, TRANSPORT_ERRORS, describe
@@ -22,6 +23,7 @@ class ProbeResult:
     models: dict[str, str] = field(default_factory=dict)
     capacity: int | None = None
     media: frozenset[str] | None = None  # the input kinds beyond text it takes ("vision", "audio"); None: unknown
+    router_models: list[RouterModelView] | None = None  # a router-mode llama-server's models; None: not a router
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,16 @@ async def _probe_llama_server(config: ProviderConfig, session: aiohttp.ClientSes
     if health.status != 200:
         return ProbeResult("down", f"/health answered HTTP {health.status}")
     listed = await _get(session, api_base(config) + "/models", headers)
-    models = {entry["id"]: entry["id"] for entry in listed.json().get("data", [])}
+    entries = listed.json().get("data", [])
+    models = {entry["id"]: entry["id"] for entry in entries}
     props = await _get(session, config.base_url + "/props", headers)
     settings = props.json() if props.status == 200 else {}
+    if router.is_router(settings, entries):
+        # Its /health is the router's own; each model's status and slots are in the list it just gave.
+        views = router.model_views(entries)
+        slots = router.router_capacity(entries, settings.get("max_instances"))
+        detail = router.summary_detail(views, slots)
+        return ProbeResult("ready", detail, models=models, capacity=slots, router_models=views)
     capacity = settings.get("total_slots")
     modalities = settings.get("modalities")  # {"vision": false, "audio": false}: what its --mmproj gives it
     media = frozenset(kind for kind, on in modalities.items() if on is True) if isinstance(modalities, dict) else None

@@ -111,8 +111,16 @@ class ProviderRegistry:
     def _runtime(self, config: ProviderConfig) -> ProviderRuntime:
         # Its circuit's cooldown runs on the injected clock, so a test can move past it instead of waiting.
         return ProviderRuntime(
-            config, breaker=CircuitBreaker(clock=self._clock.monotonic), monotonic=self._clock.monotonic
+            config,
+            breaker=CircuitBreaker(clock=self._clock.monotonic),
+            monotonic=self._clock.monotonic,
+            router_listener=self._router_changed,
         )
+
+    def _router_changed(self, runtime: ProviderRuntime) -> None:
+        """A router's model statuses changed outside a probe (router.py's loads and unloads): publish them."""
+        if self.providers.get(runtime.name) is runtime:
+            self._publish_state(runtime)
 
     def __iter__(self) -> Iterator[ProviderRuntime]:
         return iter(self.providers.values())
@@ -372,6 +380,9 @@ class ProviderRegistry:
         runtime.mark_probed(self._clock.time())
         changed = (result.health, result.detail) != (runtime.health, runtime.health_detail)
         if result.health == "ready":
+            # A router model's status change (unloaded -> loading -> loaded) is news even when the health is not.
+            changed = changed or result.router_models != runtime.router_models
+            runtime.router_models = result.router_models
             runtime.discovered_models = result.models
             runtime.discovered_capacity = result.capacity
             runtime.discovered_media = result.media
@@ -409,9 +420,18 @@ class ProviderRegistry:
 
     async def _probe_loop(self, runtime: ProviderRuntime) -> None:
         while True:
-            interval = LOADING_PROBE_INTERVAL_S if runtime.health != "ready" else self.probe_interval_s
+            interval = (
+                LOADING_PROBE_INTERVAL_S
+                if runtime.health != "ready" or _router_loading(runtime)
+                else self.probe_interval_s
+            )
             await asyncio.sleep(min(interval, self.probe_interval_s))
             try:
                 await self.probe_once(runtime)
             except Exception:  # a probe bug must not end probing for good
                 log.exception("probe of provider %s failed unexpectedly", runtime.name)
+
+
+def _router_loading(runtime: ProviderRuntime) -> bool:
+    """A router with a model loading is probed as often as a provider still loading, to route it soon."""
+    return any(model["status"] == "loading" for model in runtime.router_models or ())

@@ -35,6 +35,8 @@ class ProviderRuntime:
     errors: int = 0
     last_probe_at: float | None = None
     router_models: list[RouterModelView] | None = None  # a router-mode llama-server's models; None: not a router
+    # Told when a router's model statuses change outside a probe (a load or unload): the registry publishes it.
+    router_listener: Callable[[ProviderRuntime], None] | None = field(default=None, repr=False)
     monotonic: Callable[[], float] = time.monotonic
     # Slot-seconds held (requests in flight, within capacity, times how long) up to `_busy_at`.
     _busy_slot_s: float = 0.0
@@ -171,6 +173,13 @@ class ProviderRuntime:
             "last_probe_at": self.last_probe_at,
             "router_models": self.router_models,
         }
+
+    def set_router_models(self, models: list[RouterModelView]) -> None:
+        """A router's models as it listed them just now; a change is told to `router_listener`."""
+        if models != self.router_models:
+            self.router_models = models
+            if self.router_listener is not None:
+                self.router_listener(self)
 
     def mark_probed(self, at: float) -> None:
         self.last_probe_at = at

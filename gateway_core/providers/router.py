@@ -1,0 +1,390 @@
+"""llama-server's router mode (`--models-dir`): one provider, many models, each loaded and unloaded on its own.
+
+The router holds a request for a loading model until the load ends, and loads an unloaded one itself, but a
+load that fails answers the request with a 500, and an explicit unload cuts the requests on that model. So
+before a request goes to a model that is not known to be loaded, `ensure_model_ready` loads it (one load
+however many requests wait) and waits, bounded, so that loading is never an attempt that fails and never
+counts against the provider; a model that failed to load is a 503 with llama-server's reason. Operators load
+and unload through `load_model` and `unload_model`; an unload waits until nothing runs on the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway_core.contracts.errors import GatewayError
+from gateway_core.contracts.views import RouterModelStatus, RouterModelView
+
+from .endpoints import auth_headers
+from .runtime import ProviderRuntime
+from .upstream import TRANSPORT_ERRORS, describe
+
+ROUTER_LOAD_TIMEOUT_S = 120.0  # a request's or an operator's wait for a model to load (the on-demand default)
+UNLOAD_IDLE_WAIT_S = 30.0  # how long an unload waits for the model's requests to end before refusing
+FAILED_RETRY_S = 10.0  # a request for a model that failed to load tries it again at most this often
+AUTO_PARALLEL_SLOTS = 4  # a model's slots when its argv has no --parallel (llama-server's "auto" in this build)
+_POLL_FIRST_S = 0.01  # a load of a small model takes milliseconds: poll fast first, then back off
+_POLL_MAX_S = 0.25
+_STATUSES: dict[str, RouterModelStatus] = {
+    "unloaded": "unloaded",
+    "loading": "loading",
+    "loaded": "loaded",
+    "sleeping": "sleeping",
+    "failed": "failed",
+}
+_SERVING: frozenset[str] = frozenset({"loaded", "sleeping"})  # a sleeping model wakes on the request itself
+
+
+# -- what the router lists --------------------------------------------------------------------------------
+
+
+def is_router(props: Mapping[str, Any], listed: Iterable[Mapping[str, Any]]) -> bool:
+    """A router-mode llama-server: `/props` says role router, or its model list carries a status per model."""
+    if props.get("role") == "router":
+        return True
+    entries = list(listed)
+    return len(entries) > 1 and all(isinstance(entry.get("status"), dict) for entry in entries)
+
+
+def model_views(listed: Iterable[Mapping[str, Any]]) -> list[RouterModelView]:
+    """The router's `GET /models` entries as views, in its order. This build marks a model that failed to load
+    as `{"value": "unloaded", "failed": true, "exit_code": N}`; a build that says "failed" is read the same."""
+    views: list[RouterModelView] = []
+    for entry in listed:
+        status = entry.get("status")
+        raw = status.get("value") if isinstance(status, dict) else None
+        value = _STATUSES.get(raw, "unloaded") if isinstance(raw, str) else "unloaded"
+        detail = ""
+        failed = isinstance(status, dict) and (status.get("failed") is True or value == "failed")
+        if failed and isinstance(status, dict) and value not in ("loading", "loaded", "sleeping"):
+            value = "failed"
+            code = status.get("exit_code")
+            detail = f"its llama-server instance exited with code {code}" if code is not None else "load failed"
+        views.append({"id": str(entry["id"]), "status": value, "detail": detail})
+    return views
+
+
+def model_slots(entry: Mapping[str, Any]) -> int:
+    """A model's slots, from its instance's argv (`status.args`): `--parallel N` or `-np N`, else llama-server's
+    automatic choice. Read from the argv, not `/slots`: asking a model's /slots keeps it from sleeping."""
+    status = entry.get("status")
+    args = status.get("args") if isinstance(status, dict) else None
+    if isinstance(args, list):
+        for index, arg in enumerate(args):
+            value: object = None
+            if arg in ("--parallel", "-np") and index + 1 < len(args):
+                value = args[index + 1]
+            elif isinstance(arg, str) and arg.startswith("--parallel="):
+                value = arg.partition("=")[2]
+            if isinstance(value, str) and value.lstrip("-").isdigit() and int(value) > 0:
+                return int(value)
+    return AUTO_PARALLEL_SLOTS
+
+
+def router_capacity(listed: Iterable[Mapping[str, Any]], max_instances: object) -> int:
+    """What the router can run at once: the slots of as many models as `--models-max` lets it load (0: all),
+    the largest first. Not the loaded models' slots alone: a router with nothing loaded still takes requests
+    (it loads on use), and a capacity that moved with each swap would unsettle the balancer and the queue."""
+    slots = sorted((model_slots(entry) for entry in listed), reverse=True)
+    if not slots:
+        return 1
+    limit = max_instances if isinstance(max_instances, int) and max_instances > 0 else len(slots)
+    return max(1, sum(slots[:limit]))
+
+
+def summary_detail(views: list[RouterModelView], capacity: int) -> str:
+    loaded = sum(1 for view in views if view["status"] in _SERVING)
+    return f"router: {loaded} of {len(views)} models loaded, {capacity} slots"
+
+
+# -- what the pipeline asks -------------------------------------------------------------------------------
+
+
+@dataclass
+class _RouterState:
+    """Per router provider: the load in flight per model (one however many wait), unloads under way, and when
+    a load Corral asked for last failed."""
+
+    loads: dict[str, asyncio.Task[GatewayError | None]] = field(default_factory=dict)
+    unloading: set[str] = field(default_factory=set)
+    failed_at: dict[str, float] = field(default_factory=dict)
+
+
+# Keyed by the runtime, so a provider replaced or removed takes its state with it.
+_states: weakref.WeakKeyDictionary[ProviderRuntime, _RouterState] = weakref.WeakKeyDictionary()
+
+
+def _state(provider: ProviderRuntime) -> _RouterState:
+    state = _states.get(provider)
+    if state is None:
+        state = _states[provider] = _RouterState()
+    return state
+
+
+def _find(provider: ProviderRuntime, model: str) -> RouterModelView | None:
+    for view in provider.router_models or ():
+        if view["id"] == model:
+            return view
+    return None
+
+
+def router_model_status(provider: ProviderRuntime, upstream_model: str) -> RouterModelStatus | None:
+    """The model's last known status on this router; "unloaded" while Corral unloads it (so a request waits
+    for the unload and loads it again instead of being cut); None when the provider is not a router or does
+    not list the model."""
+    if provider.router_models is None:
+        return None
+    state = _states.get(provider)
+    if state is not None and upstream_model in state.unloading:
+        return "unloaded"
+    view = _find(provider, upstream_model)
+    return view["status"] if view is not None else None
+
+
+async def ensure_model_ready(provider: ProviderRuntime, upstream_model: str, timeout_s: float) -> GatewayError | None:
+    """Make the model loaded before a request is sent to it: None to send it, or the error to answer.
+
+    A loading model is waited for; an unloaded one is loaded (one POST /models/load however many requests
+    wait); a sleeping one is sent at once (it wakes on the request). A model that failed to load is tried again
+    at most every FAILED_RETRY_S and is otherwise a 503 with llama-server's reason. A router that cannot be
+    reached is left to the request's attempt, whose failure is the provider's."""
+    status = router_model_status(provider, upstream_model)
+    if status is None or status in _SERVING:
+        return None
+    state = _state(provider)
+    if status == "failed" and upstream_model not in state.loads:
+        failed_at = state.failed_at.get(upstream_model)
+        if failed_at is not None and time.monotonic() - failed_at < FAILED_RETRY_S:
+            view = _find(provider, upstream_model)
+            return _load_failed(provider, upstream_model, view["detail"] if view else "")
+    return await _join_load(provider, upstream_model, timeout_s)
+
+
+# -- what operators ask -----------------------------------------------------------------------------------
+
+
+def require_router(provider: ProviderRuntime) -> None:
+    if provider.router_models is None:
+        raise GatewayError(
+            400,
+            f"provider '{provider.name}' is not a llama-server in router mode (no --models-dir), so it has no "
+            f"models to load or unload; `corral providers list` shows what it serves",
+            param="name",
+            code="not_a_router",
+        )
+
+
+async def require_model(provider: ProviderRuntime, model: str) -> None:
+    """404 unless the router lists the model, asked again now (a GGUF may have been added since the probe)."""
+    require_router(provider)
+    if _find(provider, model) is None:
+        with contextlib.suppress(*TRANSPORT_ERRORS, ValueError, KeyError, TypeError):
+            await refresh(provider)
+    if _find(provider, model) is None:
+        listed = ", ".join(view["id"] for view in provider.router_models or ()) or "none"
+        raise GatewayError(
+            404,
+            f"router '{provider.name}' has no model '{model}' (it lists: {listed}); "
+            f"`corral providers models {provider.name}` shows them",
+            param="model",
+            code="model_not_found",
+        )
+
+
+async def load_model(provider: ProviderRuntime, model: str, timeout_s: float = ROUTER_LOAD_TIMEOUT_S) -> None:
+    """The operator's load: returns once the model is loaded; raises the GatewayError that says why not."""
+    await require_model(provider, model)
+    _state(provider).failed_at.pop(model, None)  # an operator's load is tried whenever it fails
+    if router_model_status(provider, model) in _SERVING:
+        return
+    error = await _join_load(provider, model, timeout_s)
+    if error is not None:
+        raise error
+
+
+async def unload_model(provider: ProviderRuntime, model: str, timeout_s: float = ROUTER_LOAD_TIMEOUT_S) -> None:
+    """The operator's unload: waits (up to UNLOAD_IDLE_WAIT_S) until nothing runs on the model, since
+    llama-server's unload cuts what runs, then unloads it and returns once it is unloaded."""
+    await require_model(provider, model)
+    state = _state(provider)
+    if model in state.unloading:
+        raise GatewayError(
+            409, f"model '{model}' on '{provider.name}' is being unloaded already; wait for it", code="model_busy"
+        )
+    state.unloading.add(model)
+    try:
+        await refresh(provider)
+        if router_model_status_raw(provider, model) in ("unloaded", "failed"):
+            return
+        await _wait_idle(provider, model)
+        await _post(provider, "/models/unload", model, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        delay = _POLL_FIRST_S
+        while router_model_status_raw(provider, model) not in ("unloaded", "failed", None):
+            if time.monotonic() >= deadline:
+                raise GatewayError(
+                    503, f"router '{provider.name}' did not unload '{model}' within {timeout_s:.0f}s", code="timeout"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
+            await refresh(provider)
+    except (*TRANSPORT_ERRORS, ValueError) as error:
+        raise _unreachable(provider, error) from error
+    finally:
+        state.unloading.discard(model)
+
+
+def router_model_status_raw(provider: ProviderRuntime, model: str) -> RouterModelStatus | None:
+    view = _find(provider, model)
+    return view["status"] if view is not None else None
+
+
+# -- talking to the router --------------------------------------------------------------------------------
+
+
+async def refresh(provider: ProviderRuntime) -> list[RouterModelView]:
+    """Ask the router for its models now and keep what it says on the provider (a change is published)."""
+    async with provider.session.get(
+        provider.config.base_url + "/models",
+        headers=auth_headers(provider.config),
+        timeout=aiohttp.ClientTimeout(total=5.0),
+    ) as response:
+        body = await response.read()
+        if response.status != 200:
+            raise ValueError(f"GET /models answered HTTP {response.status}")
+    listed = orjson.loads(body).get("data", [])
+    views = model_views(listed)
+    provider.set_router_models(views)
+    return views
+
+
+async def _post(provider: ProviderRuntime, path: str, model: str, timeout_s: float) -> tuple[int, str]:
+    """POST /models/load or /models/unload; the status and llama-server's message. A load can block while the
+    router waits for another model's requests to end (models-max reached), so it is bounded by the caller."""
+    async with provider.session.post(
+        provider.config.base_url + path,
+        json={"model": model},
+        headers=auth_headers(provider.config),
+        timeout=aiohttp.ClientTimeout(total=max(timeout_s, 0.1)),
+    ) as response:
+        body = await response.read()
+    message = ""
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        error = orjson.loads(body).get("error")
+        message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    return response.status, message
+
+
+async def _join_load(provider: ProviderRuntime, model: str, timeout_s: float) -> GatewayError | None:
+    """Wait, at most timeout_s, on the model's one load (started here when none runs)."""
+    state = _state(provider)
+    task = state.loads.get(model)
+    if task is None:
+        task = asyncio.create_task(_load(provider, model, ROUTER_LOAD_TIMEOUT_S), name=f"router-load:{model}")
+        state.loads[model] = task
+        task.add_done_callback(lambda done: state.loads.pop(model, None) if state.loads.get(model) is done else None)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout_s)
+    except TimeoutError:
+        return GatewayError(
+            503,
+            f"model '{model}' on router '{provider.name}' is still loading after {timeout_s:.0f}s; retry shortly",
+            code="model_loading",
+            headers={"retry-after": "5"},
+        )
+
+
+async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> GatewayError | None:
+    deadline = time.monotonic() + timeout_s
+    state = _state(provider)
+    while model in state.unloading:  # an operator's unload runs: load after it, not under it
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(_POLL_MAX_S)
+    asked = False
+    delay = _POLL_FIRST_S
+    try:
+        while True:
+            await refresh(provider)
+            view = _find(provider, model)
+            if view is None:
+                return None  # no longer listed: the request's attempt gets llama-server's own answer
+            status = view["status"]
+            if status in _SERVING:
+                state.failed_at.pop(model, None)
+                return None
+            if status == "failed" and asked:
+                state.failed_at[model] = time.monotonic()
+                return _load_failed(provider, model, view["detail"])
+            if status in ("unloaded", "failed"):
+                # Asked again if the router swapped it out before it served (models-max): bounded by the deadline.
+                code, message = await _post(provider, "/models/load", model, deadline - time.monotonic())
+                asked = True
+                if code != 200 and "already" not in message:
+                    state.failed_at[model] = time.monotonic()
+                    return _load_failed(provider, model, message or f"POST /models/load answered HTTP {code}")
+                delay = _POLL_FIRST_S
+                continue
+            if time.monotonic() >= deadline:
+                return None  # the waiters' own bound answers them; the router goes on loading
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
+    except TRANSPORT_ERRORS:
+        return None  # unreachable: the attempt finds out, and that failure is the provider's
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def _wait_idle(provider: ProviderRuntime, model: str) -> None:
+    """Until none of the model's slots processes a request (its /slots, which answers only for a loaded model)."""
+    deadline = time.monotonic() + UNLOAD_IDLE_WAIT_S
+    while True:
+        async with provider.session.get(
+            provider.config.base_url + "/slots",
+            params={"model": model, "autoload": "false"},
+            headers=auth_headers(provider.config),
+            timeout=aiohttp.ClientTimeout(total=5.0),
+        ) as response:
+            body = await response.read()
+        if response.status != 200:
+            return  # not loaded (400) or loading (503): nothing runs on it
+        slots = orjson.loads(body)
+        busy = sum(1 for slot in slots if isinstance(slot, dict) and slot.get("is_processing"))
+        if not busy:
+            return
+        if time.monotonic() >= deadline:
+            raise GatewayError(
+                409,
+                f"model '{model}' on router '{provider.name}' still has {busy} requests running after "
+                f"{UNLOAD_IDLE_WAIT_S:.0f}s (llama-server's unload would cut them); retry when they end",
+                code="model_busy",
+            )
+        await asyncio.sleep(_POLL_MAX_S)
+
+
+def _load_failed(provider: ProviderRuntime, model: str, reason: str) -> GatewayError:
+    return GatewayError(
+        503,
+        f"router '{provider.name}' could not load model '{model}': {reason or 'llama-server gave no reason'}; "
+        f"check its GGUF and llama-server's log, then `corral providers load-model {provider.name} {model}`",
+        code="model_load_failed",
+        headers={"retry-after": str(int(FAILED_RETRY_S))},
+    )
+
+
+def _unreachable(provider: ProviderRuntime, error: BaseException) -> GatewayError:
+    return GatewayError(
+        503,
+        f"cannot reach router '{provider.name}' at {provider.config.base_url}: {describe(error)}; "
+        f"`corral providers test {provider.name}` probes it",
+        code="provider_unreachable",
+    )
