@@ -33,6 +33,7 @@ from gateway_core.gateway.accounting import LiveRequests, Stats
 from gateway_core.gateway.key_store import KeyStore
 from gateway_core.gateway.pipeline import Pipeline
 from gateway_core.jobs.service import JobService
+from gateway_core.providers import router
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.registry import ProviderRegistry
 from gateway_core.state import GatewayState
@@ -85,6 +86,8 @@ class AdminApi:
             Route("/providers/{name}/test", self.test_saved_provider, methods=["POST"]),
             Route("/providers/{name}/drain", self.drain_provider, methods=["POST"]),
             Route("/providers/{name}/undrain", self.undrain_provider, methods=["POST"]),
+            Route("/providers/{name}/models/load", self.load_provider_model, methods=["POST"]),
+            Route("/providers/{name}/models/unload", self.unload_provider_model, methods=["POST"]),
             Route("/keys", self.list_keys, methods=["GET"]),
             Route("/keys", self.create_key, methods=["POST"]),
             Route("/keys/{id}", self.update_key, methods=["PATCH"]),
@@ -182,6 +185,22 @@ class AdminApi:
 
     async def undrain_provider(self, request: Request) -> Response:
         return json_response(self._registry.undrain(request.path_params["name"]).summary())
+
+    async def load_provider_model(self, request: Request) -> Response:
+        """A router-mode llama-server's model, loaded: the provider once it is (router.load_model)."""
+        runtime = self._registry.require(request.path_params["name"])
+        router.require_router(runtime)
+        model, timeout_s = router.model_request(await read_json(request))
+        await router.load_model(runtime, model, timeout_s)
+        return json_response(runtime.summary())
+
+    async def unload_provider_model(self, request: Request) -> Response:
+        """Unloaded once nothing runs on it (router.unload_model): the provider after."""
+        runtime = self._registry.require(request.path_params["name"])
+        router.require_router(runtime)
+        model, timeout_s = router.model_request(await read_json(request))
+        await router.unload_model(runtime, model, timeout_s)
+        return json_response(runtime.summary())
 
     async def test_unsaved_provider(self, request: Request) -> Response:
         config = ProviderConfig.model_validate(await read_json(request))

@@ -388,3 +388,14 @@ def _unreachable(provider: ProviderRuntime, error: BaseException) -> GatewayErro
         f"`corral providers test {provider.name}` probes it",
         code="provider_unreachable",
     )
+
+
+def model_request(body: Mapping[str, Any]) -> tuple[str, float]:
+    """The admin load and unload bodies: `{"model": ID}`, and optionally how long to wait (`timeout_s`)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise GatewayError(400, 'model: give the model\'s id, as {"model": ID}', param="model", code="invalid_field")
+    timeout = body.get("timeout_s", ROUTER_LOAD_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+        raise GatewayError(400, "timeout_s: a number of seconds, above 0, at most 3600", param="timeout_s")
+    return model, float(timeout)
