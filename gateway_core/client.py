@@ -53,6 +53,8 @@ __all__ = ["ChatStream", "CorralClient", "CorralError", "DaemonNotRunning"]
 EVENTS_READ_TIMEOUT_S = 60.0
 # A model may load or think for a long time before its first token.
 CHAT_READ_TIMEOUT_S = 600.0
+ROUTER_WAIT_S = 120.0  # a router model's load (the daemon's own bound, providers/router.py)
+ROUTER_MARGIN_S = 10.0
 
 
 def _quoted(segment: str) -> str:
@@ -179,6 +181,27 @@ class CorralClient(FleetCalls, HistoryCalls, JobCalls):
 
     async def undrain_provider(self, name: str) -> ProviderView:
         return await self._transport.call(ProviderView, "POST", f"/providers/{_quoted(name)}/undrain")
+
+    async def load_provider_model(self, name: str, model: str, *, timeout_s: float = ROUTER_WAIT_S) -> ProviderView:
+        """Load a model of a router-mode llama-server (its id, as `router_models` lists it); the provider once
+        it is loaded. Waits up to timeout_s for the load."""
+        return await self._transport.call(
+            ProviderView,
+            "POST",
+            f"/providers/{_quoted(name)}/models/load",
+            {"model": model, "timeout_s": timeout_s},
+            read_timeout_s=timeout_s + ROUTER_MARGIN_S,
+        )
+
+    async def unload_provider_model(self, name: str, model: str, *, timeout_s: float = ROUTER_WAIT_S) -> ProviderView:
+        """Unload a router's model once nothing runs on it (up to 30 s, else a 409); the provider after."""
+        return await self._transport.call(
+            ProviderView,
+            "POST",
+            f"/providers/{_quoted(name)}/models/unload",
+            {"model": model, "timeout_s": timeout_s},
+            read_timeout_s=timeout_s + ROUTER_MARGIN_S + 30.0,
+        )
 
     async def test_provider_config(self, **fields: Any) -> ProbeAnswer:
         """Probe a provider configuration without saving it (same fields as add_provider)."""
