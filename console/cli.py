@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         psub, "test", commands.providers_test, "probe a provider now; exits 1 unless it is ready", json=True
     ).add_argument("name", metavar="NAME")
+    command(
+        psub, "models", commands.providers_models, "a router-mode llama-server's models and their status", json=True
+    ).add_argument("name", metavar="NAME")
+    for name, handler, help_ in (
+        ("load-model", commands.providers_load_model, "load a model of a router-mode llama-server (waits)"),
+        ("unload-model", commands.providers_unload_model, "unload a router's model once nothing runs on it"),
+    ):
+        verb = command(psub, name, handler, help_)
+        verb.add_argument("name", metavar="NAME")
+        verb.add_argument("model", metavar="MODEL", help="the model's id, as `corral providers models NAME` lists it")
     drain_commands.add_drain_arguments(
         command(
             psub,

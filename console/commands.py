@@ -219,6 +219,36 @@ async def providers_test(client: CorralClient, args: argparse.Namespace) -> int:
     return 0 if result["health"] == "ready" else 1
 
 
+def _router_models_table(provider: ProviderView) -> str:
+    models = provider["router_models"] or []
+    return table(["MODEL", "STATUS", "DETAIL"], [[m["id"], m["status"], m["detail"] or "-"] for m in models])
+
+
+async def providers_models(client: CorralClient, args: argparse.Namespace) -> int:
+    provider = await client.provider(args.name)
+    if args.json:
+        print_json(provider["router_models"] or [])
+    elif provider["router_models"] is None:
+        print(f"{provider['name']} is not a llama-server in router mode; it serves: {', '.join(provider['models'])}")
+    else:
+        print(_router_models_table(provider))
+    return 0
+
+
+async def providers_load_model(client: CorralClient, args: argparse.Namespace) -> int:
+    provider = await client.load_provider_model(args.name, args.model)
+    print(f"loaded {args.model} on {provider['name']}")
+    print(_router_models_table(provider))
+    return 0
+
+
+async def providers_unload_model(client: CorralClient, args: argparse.Namespace) -> int:
+    provider = await client.unload_provider_model(args.name, args.model)
+    print(f"unloaded {args.model} from {provider['name']}")
+    print(_router_models_table(provider))
+    return 0
+
+
 # -- keys -----------------------------------------------------------------------------------------------
 
 
