@@ -15,11 +15,14 @@ from textual.app import App
 from console.live_state import LiveState
 from console.screens.confirm import ConfirmScreen
 from console.screens.deploy_form import DeployForm
+from console.screens.deployment_detail import DeploymentDetailScreen
 from console.screens.job_detail import JobDetailScreen
 from console.screens.key_forms import KeyCreateForm, KeyEditForm
 from console.screens.logs import LogsScreen
 from console.screens.provider_form import ProviderForm
+from console.widgets.panels import split_router_model_key
 from gateway_core.client import CorralClient, CorralError
+from gateway_core.contracts.fleet_views import OnDemandView
 from gateway_core.contracts.jobs import FINAL_STATES, DeliveryView, JobView
 from gateway_core.contracts.views import KeyView, ProviderView
 
@@ -35,7 +38,12 @@ class ConsoleActions:
     def act_on(self, section: str, key: str, action: str) -> None:
         """An action on one row of the dashboard: a provider by name, a key by id, a deployment by name."""
         live = self.live
-        if section == "providers" and key in live.providers:
+        router_model = split_router_model_key(key) if section == "providers" else None
+        if router_model is not None:
+            key = router_model[0]  # a router model's row: the provider's actions act on its provider
+        if section == "providers" and action in ("load_model", "unload_model"):
+            self.router_model_action(key, router_model[1] if router_model else None, action)
+        elif section == "providers" and key in live.providers:
             provider = live.providers[key]
             if action == "edit":
                 self.edit_provider(provider)
@@ -73,6 +81,8 @@ class ConsoleActions:
                 self.control_deployment(key, "restart")
             elif action == "remove":
                 self.remove_deployment(key)
+            elif action in ("load", "unload", "pin", "mode", "detail"):
+                self.on_demand_action(key, action)
         elif section == "jobs" and key in live.jobs.recent:
             if action == "cancel":
                 self.cancel_job(live.jobs.recent[key])
@@ -158,6 +168,76 @@ class ConsoleActions:
         else:
             self._call_daemon(lambda: self.client.control_deployment(name, action), f"{name}: {action} done")
 
+    # -- models on demand -----------------------------------------------------------------------------
+
+    def on_demand_action(self, name: str, action: str) -> None:
+        """Load, unload, pin or unpin, switch the mode of, or show one of Corral's deployments."""
+        if action == "detail":
+            self.app.push_screen(DeploymentDetailScreen(name))
+            return
+        view = self.live.on_demand.get(name)
+        if view is None:
+            self.app.notify(
+                f"{name} is not one of Corral's deployments (corral-core lists no load state for it)",
+                severity="warning",
+            )
+        elif action == "load":
+            self.load_deployment(view)
+        elif action == "unload":
+            self.unload_deployment(view)
+        elif action == "pin":
+            pin = not view["policy"]["pin"]
+            self._call_daemon(
+                lambda: self.client.set_load_policy(name, pin=pin),
+                f"{'pinned' if pin else 'unpinned'} {name}"
+                + (": it is never evicted to make room" if pin else ": it may be evicted when idle"),
+            )
+        elif action == "mode":
+            mode = "always" if view["policy"]["mode"] == "on-demand" else "on-demand"
+            self._call_daemon(lambda: self.client.set_load_policy(name, mode=mode), f"{name} is now {mode}")
+
+    def load_deployment(self, view: OnDemandView) -> None:
+        name = view["name"]
+        if view["state"] == "warm":
+            self.app.notify(f"{name} is already warm", severity="warning")
+            return
+        self.app.notify(f"loading {name}…", timeout=3)
+        self._call_daemon(lambda: self.client.load_deployment(name), f"{name} is warm", title="load failed")
+
+    def unload_deployment(self, view: OnDemandView) -> None:
+        name = view["name"]
+        if view["state"] == "cold":
+            self.app.notify(f"{name} is already cold", severity="warning")
+            return
+        in_flight = max(view["in_flight"], self.live.in_flight(name))
+        if in_flight:
+            # Its requests run on; the daemon waits up to 30 s for them before it stops the server.
+            self.confirm_then(
+                f"Unload {name}? {in_flight} request{'s' if in_flight > 1 else ''} in flight",
+                "corral-core waits up to 30 s for them to end, then stops its server; a later request loads it again.",
+                lambda: self.client.unload_deployment(name),
+                f"unloaded {name}",
+            )
+        else:
+            self._call_daemon(lambda: self.client.unload_deployment(name), f"unloaded {name}")
+
+    def router_model_action(self, provider: str, model: str | None, action: str) -> None:
+        found = self.live.providers.get(provider)
+        if found is None:
+            return
+        if found["router_models"] is None:
+            self.app.notify(f"{provider} is not a router-mode llama-server: it has one model", severity="warning")
+            return
+        if model is None:
+            self.app.notify(f"choose one of {provider}'s models: the rows under it", severity="warning")
+            return
+        if action == "load_model":
+            self._call_daemon(lambda: self.client.load_provider_model(provider, model), f"{provider}: {model} loaded")
+        else:
+            self._call_daemon(
+                lambda: self.client.unload_provider_model(provider, model), f"{provider}: {model} unloaded"
+            )
+
     def cancel_job(self, job: JobView) -> None:
         if job["state"] in FINAL_STATES:
             self.app.notify(f"job {job['id']} has already {job['state']}: nothing to cancel", severity="warning")
@@ -209,14 +289,16 @@ class ConsoleActions:
             "`corral fleet export-compose -o FILE` writes it to a file"
         )
 
-    def _call_daemon(self, call: Callable[[], Awaitable[object]], done: str) -> None:
-        self.app.run_worker(self._notify_outcome(call, done), group=DAEMON_CALLS)
+    def _call_daemon(
+        self, call: Callable[[], Awaitable[object]], done: str, *, title: str = "corral-core refused"
+    ) -> None:
+        self.app.run_worker(self._notify_outcome(call, done, title), group=DAEMON_CALLS)
 
-    async def _notify_outcome(self, call: Callable[[], Awaitable[object]], done: str) -> None:
+    async def _notify_outcome(self, call: Callable[[], Awaitable[object]], done: str, title: str) -> None:
         try:
             await call()
         except CorralError as error:
-            self.app.notify(error.message, title="corral-core refused", severity="error")
+            self.app.notify(error.message, title=title, severity="error")
         else:
             self.app.notify(done)
 

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
 
 from console.actions import ACTIONS
+from console.widgets.live_table import LiveTable
+from console.widgets.panels import split_router_model_key
 
 if TYPE_CHECKING:
     from console.app import CorralApp
+
+
+def selected_row(screen: Screen[Any]) -> str | None:
+    """The focused table's selected row in words ("chat-7b", "router: gemma-2b"), which its keys act on."""
+    focused = screen.focused
+    if not isinstance(focused, LiveTable):
+        return None
+    key = focused.cursor_key()
+    if key is None:
+        return None
+    router_model = split_router_model_key(key)
+    return (
+        f"{router_model[0]}: {router_model[1]}" if router_model else str(focused.get_cell(key, focused.column_keys[0]))
+    )
 
 
 class CorralCommands(Provider):
@@ -31,13 +48,20 @@ class CorralCommands(Provider):
             ),
             ("Show the keys for this screen", "[app.help]", app.action_help),
         ]
-        # The focused screen's own bindings (cancel a request, stop a deployment...) are offered too.
-        for active in app.active_bindings.values():
+        # The focused screen's own bindings (cancel a request, load a deployment...) are offered too, named by what
+        # they act on and described by their tooltip.
+        # self.screen is the screen the palette opened over (while it shows, app.screen is the palette itself).
+        target = selected_row(self.screen)
+        for active in self.screen.active_bindings.values():
             binding = active.binding
             if binding.id and binding.description and active.enabled and binding.id not in ACTIONS:
-                entries.append(
-                    (binding.description, f"[{binding.id}]", partial(app.run_action, binding.action, active.node))
+                name = (
+                    f"{binding.description}: {target}"
+                    if target and binding.action.startswith("screen.item")
+                    else binding.description
                 )
+                help_text = f"{binding.tooltip} [{binding.id}]" if binding.tooltip else f"[{binding.id}]"
+                entries.append((name, help_text, partial(app.run_action, binding.action, active.node)))
         return entries
 
     async def discover(self) -> Hits:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from console.format import duration, latency
+from console.format import latency
 from gateway_core.contracts.fleet_views import LoadDecisionView, LoadPolicyView, OnDemandView
+from gateway_core.fleet.load_policy import format_duration
 from gateway_core.fleet.units import GiB, MiB
 
 LOAD_LEVELS: dict[str, str] = {
@@ -45,9 +46,9 @@ def policy_words(policy: LoadPolicyView) -> str:
     if policy["mode"] == "always":
         return "always (started with corral-core, never unloaded)"
     parts = [
-        f"on demand, unloaded after {duration(policy['idle_ttl_s'])} idle",
+        f"on demand, unloaded after {format_duration(policy['idle_ttl_s'])} idle",
         f"priority {policy['priority']}",
-        f"load timeout {duration(policy['load_timeout_s'])}",
+        f"load timeout {format_duration(policy['load_timeout_s'])}",
     ]
     if policy["pin"]:
         parts.append("pinned (never evicted)")
@@ -96,12 +97,15 @@ def decision_line(decision: LoadDecisionView) -> str:
 
 
 def state_words(view: OnDemandView) -> str:
-    """The load state with what goes with it: requests waiting, or why it failed (first line)."""
-    state = view["state"]
-    if state == "loading" and view["waiting"]:
-        return f"loading, {view['waiting']} waiting"
-    if state == "failed" and view["reason"]:
-        return f"failed: {view['reason'].strip().splitlines()[0]}" if view["reason"].strip() else "failed"
+    """The load state with what goes with it: since when it loads and who waits; a failure's reason is the
+    detail's own section."""
+    state, reason = view["state"], view["reason"].strip()
+    if state == "loading":
+        parts = [reason] if reason else []
+        parts += [f"{view['waiting']} waiting"] if view["waiting"] else []
+        return f"loading ({', '.join(parts)})" if parts else "loading"
+    if state == "failed":
+        return "failed (why: below)" if reason else "failed (corral-core gave no reason)"
     return state
 
 
