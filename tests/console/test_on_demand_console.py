@@ -16,6 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from console.actions import ConsoleActions
+from console.palette import CorralCommands
 from console.screens.confirm import ConfirmScreen
 from console.screens.dashboard import DashboardScreen
 from console.screens.deployment_detail import DeploymentDetailScreen
@@ -50,6 +51,9 @@ class OnDemandHarness(DashboardHarness):
 
     def on_dashboard_screen_item_action(self, message: DashboardScreen.ItemAction) -> None:
         self.actions.act_on(message.section, message.key, message.action)
+
+    def action_help(self) -> None:
+        """CorralApp's; the palette offers it."""
 
 
 async def select(pilot: Pilot[None], table: Any, key: str) -> None:
@@ -306,3 +310,21 @@ async def test_every_theme_colours_the_load_states():
             await wait_for_async(failed_in_the_error_colour, f"{name}'s error colour", pause=pilot.pause)
             warm = table.get_cell("corral-chat-7b", "state").style.color.triplet.hex  # type: ignore[union-attr]
             assert warm == app.theme_variables["success"].lower()
+
+
+@pytest.mark.asyncio
+async def test_the_command_palette_offers_the_selected_deployments_keys_with_what_they_do(tmp_path):
+    app = OnDemandHarness(tmp_path / "nobody.sock")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, app.dashboard.fleet, "corral-embed")
+
+        entries = {name: help_text for name, help_text, _ in CorralCommands(app.dashboard)._entries()}
+
+        assert entries["Load: embed"] == (
+            "Load the model now (making room on its GPUs) and wait until it is warm [fleet.load]"
+        )
+        assert "Unload: embed" in entries
+        assert "Pin/unpin: embed" in entries
+        assert "Always/on demand: embed" in entries, "left out of the footer for room, offered here"
+        assert "Start/stop: embed" not in entries, "an on-demand deployment is loaded and unloaded instead"
