@@ -154,9 +154,7 @@ def _catalog_dirs(dirs: list[str]) -> list[Path]:
 class FleetApi:
     """The fleet routes' handlers: the fleet manager does the work, the registry knows the providers' names."""
 
-    def __init__(
-        self, *, fleet: FleetManager, registry: ProviderRegistry, on_demand: OnDemand, data_dir: Path
-    ) -> None:
+    def __init__(self, *, fleet: FleetManager, registry: ProviderRegistry, on_demand: OnDemand, data_dir: Path) -> None:
         self._fleet = fleet
         self._registry = registry
         self._on_demand = on_demand
@@ -196,10 +194,21 @@ class FleetApi:
         name = fields.get("name")
         if isinstance(name, str) and name:  # a deployment is routed as a provider of its name
             self._registry.refuse_taken_name(name, hint="; pick another --name")
-        result = await self._fleet.deploy(fields, timeout, options.model_dump())
+        load = fields.get("load")
+        on_demand = isinstance(load, dict) and load.get("mode") == "on-demand"
+        # An on-demand deployment is created cold and then loaded through OnDemand, which makes room for it.
+        result = await self._fleet.deploy(fields, timeout, options.model_dump(), start=not on_demand)
         if "deployment" in result:
             await self._fleet.refresh_now()  # so OnDemand knows it before this answer is read
             self._on_demand.refresh()
+            if on_demand:
+                deployed = result["deployment"]["name"]
+                try:
+                    await self._on_demand.load(deployed)
+                except GatewayError as error:  # deployed all the same: cold or failed, loaded by a request
+                    result["warnings"].append(f"created, but its first load did not succeed: {error.message}")
+                if "container" in result["deployment"]:  # its state now, started
+                    result["deployment"] = await self._fleet.container_view(deployed)
         return json_response(result, status=200 if "dry_run" in result else 201)
 
     async def control(self, request: Request) -> Response:

@@ -355,9 +355,11 @@ class FleetManager:
         return specs
 
     def exited(self, name: str) -> str | None:
-        """How a container deployment ended, when the latest inventory shows it stopped after running."""
+        """How a container deployment ended, when the latest inventory shows it stopped after running, or
+        being restarted by its restart policy after it exited."""
         for deployment in self.latest["deployments"]:
-            if deployment["managed"] and deployment["name"] == name and deployment["state"] in ("exited", "dead"):
+            ended = deployment["state"] in ("exited", "dead", "restarting")
+            if deployment["managed"] and deployment["name"] == name and ended:
                 return f"exit code {deployment['exit_code']}"
         return None
 
@@ -384,6 +386,9 @@ class FleetManager:
             return await asyncio.to_thread(self._engine().main_pid, name)
         except FleetError:
             return None
+
+    async def container_view(self, name: str) -> ContainerView:
+        return (await asyncio.to_thread(self._engine().info, name)).to_dict()
 
     async def log_tail(self, name: str, lines: int) -> str:
         try:

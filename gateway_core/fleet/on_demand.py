@@ -52,6 +52,7 @@ SETTLE_POLL_S = 0.25
 UNLOAD_WAIT_S = 30.0  # an operator's unload waits this long for requests in flight
 LOG_LINES = 12  # of a failed load's log, in its error
 JOB_RETRY_S = 30.0  # after a failed load, how long queued jobs wait before they have it tried again
+FAILED_HOLD_S = 10.0  # after a failed load, requests get its error at once rather than a start each
 
 
 @dataclass
@@ -203,6 +204,14 @@ class OnDemand:
             return None
         loading = [r for r in records if r.loading is not None and not r.loading.done()]
         record = loading[0] if loading else max(records, key=lambda r: r.policy.priority)
+        if record.state == "failed" and self._monotonic() - record.failed_mono < FAILED_HOLD_S:
+            return GatewayError(
+                503,
+                f"{record.reason}\n(it is tried again on a request from {FAILED_HOLD_S:g} s after it failed, or now "
+                f"with `corral fleet load {record.name}`)",
+                code="model_load_failed",
+                headers={"retry-after": str(int(FAILED_HOLD_S))},
+            )
         record.waiting += 1
         try:
             await self._load(record, why)

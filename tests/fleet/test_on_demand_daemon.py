@@ -149,3 +149,32 @@ def test_unloading_through_the_admin_api_stops_it_and_routes_nothing_to_it_meanw
     assert unloaded["state"] == "cold"
     assert admin(daemon, "GET", f"/providers/{name}")["state"] == "down"
     assert any("unloaded by the operator" in line for line in decisions), decisions
+
+
+def test_a_model_that_fails_to_load_gets_a_503_with_the_end_of_its_log_and_shows_failed(
+    daemon, tiny_model, llama_server_image, names
+):
+    name = names()
+    body = {
+        "model_path": str(tiny_model),
+        "name": name,
+        "image": llama_server_image,
+        "gpus": "none",
+        "ctx_size": 1024,
+        "extra_args": ["--no-such-flag"],
+        "load": {"mode": "on-demand"},
+    }
+    deployed = admin(daemon, "POST", "/fleet/deployments", body, status=201)
+    key = daemon.create_key("app")
+
+    (answer,) = asyncio.run(chat_all(daemon, key, name, 1))
+
+    assert any("its first load did not succeed" in warning for warning in deployed["warnings"])
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert error["code"] == "model_load_failed"
+    assert "exited" in error["message"] and "--no-such-flag" in error["message"], error["message"]
+    view = admin(daemon, "GET", f"/fleet/on-demand/{name}")
+    assert view["state"] == "failed" and "--no-such-flag" in view["reason"]
+    provider = admin(daemon, "GET", f"/providers/{name}")
+    assert provider["errors"] == 0 and provider["circuit"] == "closed", "a failed load is not a provider failure"
