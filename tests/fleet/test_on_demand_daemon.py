@@ -100,9 +100,10 @@ def test_fifty_concurrent_requests_to_a_cold_model_start_its_container_once_and_
     assert len(started) == 1, started  # decided once (the engine would ignore a second start, uncounted)
     view = admin(daemon, "GET", f"/fleet/on-demand/{name}")
     assert view["state"] == "warm"
-    assert view["last_load_s"] is not None and view["last_load_s"] > 0
+    assert view["last_load_s"] is not None
+    assert view["last_load_s"] > 0
     provider = admin(daemon, "GET", f"/providers/{name}")
-    assert provider["errors"] == 0 and provider["circuit"] == "closed", "loading counts as no failure"
+    assert (provider["errors"], provider["circuit"]) == (0, "closed"), "loading counts as no failure"
 
 
 def test_an_on_demand_deployment_idle_past_its_ttl_is_stopped_and_the_next_request_starts_it_again(
@@ -131,7 +132,8 @@ def test_the_policy_of_an_existing_deployment_changes_and_is_kept_across_a_resta
     daemon.start()
 
     assert (changed["policy"]["idle_ttl_s"], changed["policy"]["pin"]) == (7200, True)
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "idle_ttl_s"
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "idle_ttl_s"
     assert "90s, 10m or 1h30m" in bad.json()["error"]["message"]
     wait_for(lambda: daemon.admin_call("GET", f"/fleet/on-demand/{name}").status_code == 200, "the deployment")
     assert admin(daemon, "GET", f"/fleet/on-demand/{name}")["policy"]["idle_ttl_s"] == 7200
@@ -173,8 +175,10 @@ def test_a_model_that_fails_to_load_gets_a_503_with_the_end_of_its_log_and_shows
     assert answer.status_code == 503
     error = answer.json()["error"]
     assert error["code"] == "model_load_failed"
-    assert "exited" in error["message"] and "--no-such-flag" in error["message"], error["message"]
+    assert "exited" in error["message"], error["message"]
+    assert "--no-such-flag" in error["message"], error["message"]
     view = admin(daemon, "GET", f"/fleet/on-demand/{name}")
-    assert view["state"] == "failed" and "--no-such-flag" in view["reason"]
+    assert view["state"] == "failed"
+    assert "--no-such-flag" in view["reason"]
     provider = admin(daemon, "GET", f"/providers/{name}")
-    assert provider["errors"] == 0 and provider["circuit"] == "closed", "a failed load is not a provider failure"
+    assert (provider["errors"], provider["circuit"]) == (0, "closed"), "a failed load is not a provider failure"
