@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Button, Input, OptionList, Select, SelectionList, Static
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Button, Checkbox, Input, OptionList, Select, SelectionList, Static
 from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
@@ -21,14 +23,37 @@ from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
 from gateway_core.contracts.fleet_views import CatalogAnswer, DeployAnswer, GgufModelView, GpuDeviceView, PlanAnswer
 from gateway_core.fleet.deployment import DeploymentSpec
+from gateway_core.fleet.load_policy import LoadPolicy, format_duration, parse_duration
 
 PLAN_DEBOUNCE_S = 0.3
 _SAMPLE = {"name": "sample", "model_path": "/models/sample.gguf", "port": 8081}
 GPU_MODES = [("all GPUs", "all"), ("none (CPU only)", "none"), ("the GPUs ticked below", "chosen")]
+POLICY_FIELDS = ("idle_ttl-field", "pin-field", "priority-field")  # shown only while "On demand" is ticked
 
 
 def _check(field: str) -> ModelFieldValidator:
     return ModelFieldValidator(DeploymentSpec, field, _SAMPLE)
+
+
+class DurationValidator(Validator):
+    """A duration as the daemon reads it (parse_duration: 600, 90s, 10m, 1h30m), within the policy's bounds."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def validate(self, value: str) -> ValidationResult:
+        if not value.strip():
+            return self.success()
+        try:
+            seconds = parse_duration(value)
+        except ValueError as error:
+            return self.failure(str(error), value)
+        try:
+            LoadPolicy.model_validate({self.field: seconds})
+        except ValidationError as error:
+            return self.failure(f"{format_duration(seconds)}: {error.errors()[0]['msg']}", value)
+        return self.success()
 
 
 def describe_model(model: GgufModelView) -> str:
@@ -134,6 +159,37 @@ class DeployForm(FormScreen[DeployAnswer]):
                 yield form_field(
                     "Image", "image", Input(placeholder="llama.cpp's server image", id="image", compact=True)
                 )
+                yield form_field(
+                    "On demand",
+                    "on_demand",
+                    Checkbox("start it on a request, stop it when idle", False, id="on_demand", compact=True),
+                    hint="stopped when idle or to make room on its GPUs; its model stays routable",
+                )
+                yield form_field(
+                    "Idle TTL",
+                    "idle_ttl",
+                    Input(
+                        placeholder="10m (stopped after this long unused)",
+                        id="idle_ttl",
+                        compact=True,
+                        valid_empty=True,
+                        validators=[DurationValidator("idle_ttl_s")],
+                    ),
+                )
+                yield form_field(
+                    "Pin",
+                    "pin",
+                    Checkbox("never stop it to make room for another", False, id="pin", compact=True),
+                )
+                yield form_field(
+                    "Priority",
+                    "priority",
+                    integer_input(
+                        "priority",
+                        ModelFieldValidator(LoadPolicy, "priority", {}),
+                        placeholder="0 (the lowest is stopped first)",
+                    ),
+                )
                 yield Static("pick a model to see how much memory it needs", id="plan", classes="panel")
                 yield Static("", id="warnings", classes="warnings")
                 yield Static("", id="deploy-status", classes="panel")
@@ -145,6 +201,7 @@ class DeployForm(FormScreen[DeployAnswer]):
 
     def on_mount(self) -> None:
         self.query_one("#deploy-status").display = False
+        self._show_policy(False)
         self.query_one("#catalog", OptionList).focus()
         self.load_catalog()
 
@@ -210,6 +267,35 @@ class DeployForm(FormScreen[DeployAnswer]):
     def gpus_ticked(self) -> None:
         self.schedule_plan()
 
+    @on(Checkbox.Changed, "#on_demand")
+    def on_demand_changed(self, event: Checkbox.Changed) -> None:
+        self._show_policy(event.value)
+        self.schedule_plan()
+
+    @on(Checkbox.Changed, "#pin")
+    def pin_changed(self) -> None:
+        self.schedule_plan()
+
+    def _show_policy(self, on: bool) -> None:
+        for field in POLICY_FIELDS:
+            self.query_one(f"#{field}").display = on
+
+    @property
+    def on_demand(self) -> bool:
+        return self.query_one("#on_demand", Checkbox).value
+
+    def _checked_inputs(self) -> list[Input]:
+        """The inputs that count: a policy field hidden with "On demand" off is not sent, so not checked."""
+        hidden = {"idle_ttl", "priority"} if not self.on_demand else set()
+        return [field for field in self.query(Input) if field.id not in hidden]
+
+    def refuse_invalid(self) -> bool:
+        invalid = self.invalid_inputs(skip=frozenset() if self.on_demand else frozenset({"idle_ttl", "priority"}))
+        if invalid:
+            self.show_form_error(f"fix the {len(invalid)} marked field(s) first")
+            invalid[0].focus()
+        return bool(invalid)
+
     def schedule_plan(self) -> None:
         """Plan once the user pauses, not on every key."""
         if self._plan_timer is not None:
@@ -230,10 +316,22 @@ class DeployForm(FormScreen[DeployAnswer]):
                 fields[key] = value
         if image := self.query_one("#image", Input).value.strip():
             fields["image"] = image
+        if self.on_demand:
+            fields["load"] = self.load_policy()
         return fields
 
+    def load_policy(self) -> dict[str, Any]:
+        """The spec's `load` from the policy fields; an empty one is left to the daemon's default."""
+        load: dict[str, Any] = {"mode": "on-demand", "pin": self.query_one("#pin", Checkbox).value}
+        if ttl := self.query_one("#idle_ttl", Input).value.strip():
+            load["idle_ttl_s"] = parse_duration(ttl)
+        priority = optional_int(self.query_one("#priority", Input).value)
+        if priority is not None:
+            load["priority"] = priority
+        return load
+
     def request_plan(self) -> None:
-        if not self.model_path or not all(field.is_valid for field in self.query(Input)):
+        if not self.model_path or not all(field.is_valid for field in self._checked_inputs()):
             return
         self.plan_deployment(self.fields())
 
