@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import archive_cost, archive_scale, jobs_queue, profile, report, stalls, validation
+from bench import archive_cost, archive_scale, jobs_queue, on_demand, profile, report, stalls, validation
 from bench.console_cost import CONSOLE_PLANS, ConsolePlan
 from bench.console_cost import measure as measure_console
 from bench.load import LoadWorker
@@ -35,11 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--plan",
-        choices=sorted(PLANS) + sorted(CONSOLE_PLANS) + sorted(stalls.STALL_PLANS) + sorted(archive_scale.SCALE_PLANS),
+        choices=sorted(PLANS)
+        + sorted(CONSOLE_PLANS)
+        + sorted(stalls.STALL_PLANS)
+        + sorted(archive_scale.SCALE_PLANS)
+        + sorted(on_demand.ON_DEMAND_ONLY_PLANS),
         help="full (default), quick, or smoke (the test suite's tiny run); console or console-smoke "
         "measure only the console, into latest-console.json/.md; stalls or stalls-smoke only the stalled "
         "connections, into latest-stalls.json/.md; archive or archive-smoke only the archive at scale, into "
-        "latest-archive.json/.md",
+        "latest-archive.json/.md; on-demand or on-demand-smoke only models on demand (a Docker engine), into "
+        "latest-on-demand.json/.md",
     )
     parser.add_argument(
         "--console-only",
@@ -79,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also build and query a 1,000,000-row archive month after the gateway (default: on for full)",
+    )
+    parser.add_argument(
+        "--on-demand-only",
+        action="store_const",
+        const="on-demand",
+        dest="plan",
+        help="only models on demand: cold-start overhead and warm requests (the same as --plan on-demand)",
+    )
+    parser.add_argument(
+        "--on-demand",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure models on demand after the gateway, with containers (default: on for full and quick)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where latest.json/.md go")
     parser.add_argument(
@@ -149,8 +167,26 @@ def run_stalls(plan: stalls.StallPlan) -> dict[str, Any]:
     }
 
 
+def run_on_demand(plan: on_demand.OnDemandPlan) -> dict[str, Any]:
+    started = time.monotonic()
+    results = {"on_demand": on_demand.measure(plan)}
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan": {"name": f"on-demand ({plan.name})"},
+        "machine": report.machine("-"),
+        "results": results,
+        "targets": report.targets(results),
+        "runtime_s": round(time.monotonic() - started, 1),
+    }
+
+
 def run(
-    plan: Plan, out: Path, want_profile: bool, with_console: bool = False, with_stalls: bool = False
+    plan: Plan,
+    out: Path,
+    want_profile: bool,
+    with_console: bool = False,
+    with_stalls: bool = False,
+    with_on_demand: bool = False,
 ) -> dict[str, Any]:
     started = time.monotonic()
     with Stack(llama_servers=plan.llama_servers) as stack:
@@ -193,6 +229,8 @@ def run(
             "kind": "raw asyncio HTTP/1.1 (httptools, uvloop), keep-alive, separate process",
         }
         llama_version = stack.llama_version()
+    if with_on_demand:  # its own corral-core and containers, after the gateway's stack stopped
+        results["on_demand"] = on_demand.measure(on_demand.ON_DEMAND_PLANS[plan.name])
     if with_stalls:  # its own corral-core (short deadlines) and null upstream, after the gateway's stack stopped
         results["stalls"] = stalls.measure(stalls.STALL_PLANS["stalls"])
     if with_console:  # after the gateway's stack has stopped, so that nothing else competes for the cores
@@ -218,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.plan in stalls.STALL_PLANS:
         result = run_stalls(stalls.STALL_PLANS[args.plan])
         json_path, md_path = report.write(result, args.out, "latest-stalls")
+    elif args.plan in on_demand.ON_DEMAND_ONLY_PLANS:
+        result = run_on_demand(on_demand.ON_DEMAND_ONLY_PLANS[args.plan])
+        json_path, md_path = report.write(result, args.out, "latest-on-demand")
     elif args.plan in archive_scale.SCALE_PLANS:
         result = archive_scale.run(archive_scale.SCALE_PLANS[args.plan])
         json_path, md_path = archive_scale.write(result, args.out)
@@ -227,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         with_stalls = plan.name == "full" if args.stalls is None else args.stalls
         want_profile = plan.profile if args.profile is None else args.profile
         with_archive = plan.name == "full" if args.archive is None else args.archive
-        result = run(plan, args.out, want_profile, with_console, with_stalls)
+        with_on_demand = plan.name in ("full", "quick") if args.on_demand is None else args.on_demand
+        result = run(plan, args.out, want_profile, with_console, with_stalls, with_on_demand)
         if with_archive:  # after everything else, alone: it takes both cores for a few minutes
             archive_scale.add_to(result)
             archive_scale.write(result, args.out)  # its tables, which latest.md does not draw

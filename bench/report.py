@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import gateway_core
-from bench import archive_cost, jobs_queue, stalls, validation
+from bench import archive_cost, jobs_queue, on_demand, stalls, validation
 
 TARGET_CONCURRENCY = 32
 
@@ -39,6 +39,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = gateway_targets(results) if "chat" in results else []
     rows += archive_cost.targets(results["archive_cost"]) if "archive_cost" in results else []
     rows += jobs_queue.targets(results["jobs"]) if "jobs" in results else []
+    rows += on_demand.targets(results["on_demand"]) if "on_demand" in results else []
     rows += stalls.targets(results["stalls"]) if "stalls" in results else []
     return rows + (console_targets(results["console"]) if "console" in results else [])
 
@@ -242,6 +243,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", *archive_cost.markdown(r["archive_cost"])]
     if "jobs" in r:
         lines += ["", *jobs_queue.markdown(r["jobs"])]
+    if "on_demand" in r:
+        lines += ["", *on_demand.markdown(r["on_demand"])]
     if "stalls" in r:
         lines += stalls.markdown(r["stalls"])
     if "console" in r:
