@@ -73,7 +73,8 @@ async def _probe_llama_server(config: ProviderConfig, session: aiohttp.ClientSes
     if router.is_router(settings, entries):
         # Its /health is the router's own; each model's status and slots are in the list it just gave.
         views = router.model_views(entries)
-        slots = router.router_capacity(entries, settings.get("max_instances"))
+        per_model = await router.model_slots(session, config.base_url, headers, entries)
+        slots = router.router_capacity(per_model, settings.get("max_instances"))
         detail = router.summary_detail(views, slots)
         return ProbeResult("ready", detail, models=models, capacity=slots, router_models=views)
     capacity = settings.get("total_slots")

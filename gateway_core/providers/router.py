@@ -73,9 +73,9 @@ def model_views(listed: Iterable[Mapping[str, Any]]) -> list[RouterModelView]:
     return views
 
 
-def model_slots(entry: Mapping[str, Any]) -> int:
-    """A model's slots, from its instance's argv (`status.args`): `--parallel N` or `-np N`, else llama-server's
-    automatic choice. Read from the argv, not `/slots`: asking a model's /slots keeps it from sleeping."""
+def argv_slots(entry: Mapping[str, Any]) -> int | None:
+    """A model's slots as its instance's argv (`status.args`) says: `--parallel N` or `-np N`; None when it does
+    not say (the router was configured through LLAMA_ARG_N_PARALLEL, which its instances inherit, or not at all)."""
     status = entry.get("status")
     args = status.get("args") if isinstance(status, dict) else None
     if isinstance(args, list):
@@ -87,14 +87,53 @@ def model_slots(entry: Mapping[str, Any]) -> int:
                 value = arg.partition("=")[2]
             if isinstance(value, str) and value.lstrip("-").isdigit() and int(value) > 0:
                 return int(value)
-    return AUTO_PARALLEL_SLOTS
+    return None
 
 
-def router_capacity(listed: Iterable[Mapping[str, Any]], max_instances: object) -> int:
+# (router base URL, model id) -> the slots its /slots listed once: asked once per model, since asking keeps a
+# model from sleeping (and wakes a sleeping one).
+_measured_slots: dict[tuple[str, str], int] = {}
+
+
+async def model_slots(
+    session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str], listed: Iterable[Mapping[str, Any]]
+) -> dict[str, int]:
+    """Each model's slots: from its argv, else what a loaded instance's /slots listed (asked once), else the
+    slots of another model of the router that is known (they share the router's settings), else
+    llama-server's automatic choice."""
+    found: dict[str, int | None] = {}
+    for entry in listed:
+        model = str(entry["id"])
+        slots = argv_slots(entry) or _measured_slots.get((base_url, model))
+        status = entry.get("status")
+        if slots is None and isinstance(status, dict) and status.get("value") == "loaded":
+            with contextlib.suppress(*TRANSPORT_ERRORS, ValueError):  # unknown for now: asked at the next probe
+                slots = _measured_slots[(base_url, model)] = await _listed_slots(session, base_url, headers, model)
+        found[model] = slots
+    known = [slots for slots in found.values() if slots]
+    fallback = max(known) if known else AUTO_PARALLEL_SLOTS
+    return {model: slots or fallback for model, slots in found.items()}
+
+
+async def _listed_slots(session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str], model: str) -> int:
+    async with session.get(
+        base_url + "/slots",
+        params={"model": model, "autoload": "false"},  # never load a model to count its slots
+        headers=dict(headers),
+        timeout=aiohttp.ClientTimeout(total=5.0),
+    ) as response:
+        body = await response.read()
+    listing = orjson.loads(body) if response.status == 200 else None
+    if not isinstance(listing, list) or not listing:
+        raise ValueError(f"/slots?model={model} answered HTTP {response.status}")
+    return len(listing)
+
+
+def router_capacity(slots_per_model: Mapping[str, int], max_instances: object) -> int:
     """What the router can run at once: the slots of as many models as `--models-max` lets it load (0: all),
     the largest first. Not the loaded models' slots alone: a router with nothing loaded still takes requests
     (it loads on use), and a capacity that moved with each swap would unsettle the balancer and the queue."""
-    slots = sorted((model_slots(entry) for entry in listed), reverse=True)
+    slots = sorted(slots_per_model.values(), reverse=True)
     if not slots:
         return 1
     limit = max_instances if isinstance(max_instances, int) and max_instances > 0 else len(slots)

@@ -93,17 +93,17 @@ async def test_a_request_for_a_loaded_or_sleeping_model_goes_at_once(provider: P
         assert await router_mode.ensure_model_ready(provider, "alpha", 0.001) is None
 
 
-def test_the_router_s_capacity_is_models_max_models_slots_read_from_their_argv() -> None:
+def test_the_router_s_capacity_is_models_max_models_slots() -> None:
     def entry(*args: str) -> dict[str, Any]:
         return {"id": "m", "status": {"value": "unloaded", "args": ["llama-server", *args]}}
 
-    assert router_mode.model_slots(entry("--parallel", "3")) == 3
-    assert router_mode.model_slots(entry("-np", "5")) == 5
-    assert router_mode.model_slots(entry()) == router_mode.AUTO_PARALLEL_SLOTS  # llama-server's auto
-    listed = [entry("--parallel", "2"), entry("--parallel", "6"), entry("--parallel", "1")]
-    assert router_mode.router_capacity(listed, 1) == 6
-    assert router_mode.router_capacity(listed, 2) == 8
-    assert router_mode.router_capacity(listed, 0) == 9  # no limit: all of them
+    assert router_mode.argv_slots(entry("--parallel", "3")) == 3
+    assert router_mode.argv_slots(entry("-np", "5")) == 5
+    assert router_mode.argv_slots(entry()) is None  # LLAMA_ARG_N_PARALLEL, inherited, or llama-server's auto
+    slots = {"a": 2, "b": 6, "c": 1}
+    assert router_mode.router_capacity(slots, 1) == 6
+    assert router_mode.router_capacity(slots, 2) == 8
+    assert router_mode.router_capacity(slots, 0) == 9  # no limit: all of them
 
 
 @pytest.mark.xfail(strict=True, reason="the pipeline does not call router.ensure_model_ready yet (the lead's)")
