@@ -37,9 +37,9 @@ class RouterSpec(BaseModel):
 class DeploymentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str  # also the public model name and the llama-server alias
+    name: str  # also the public model name and the llama-server alias (a router's models keep their own names)
     kind: DeploymentKind = "container"
-    model_path: str  # absolute host path of the .gguf (the first file of a split model)
+    model_path: str  # absolute host path of the .gguf (the first file of a split model); a router: its directory
     image: str = DEFAULT_GPU_IMAGE  # containers only
     gpus: Literal["all"] | tuple[int, ...] | None = "all"  # None: CPU only
     ctx_size: int = Field(default=4096, ge=128, le=1_048_576)
@@ -91,12 +91,25 @@ class DeploymentSpec(BaseModel):
             return {**data, "n_gpu_layers": 0}
         return data
 
+    @model_validator(mode="after")
+    def _router_serves_a_directory(self) -> DeploymentSpec:
+        if self.router is not None and self.model_path.lower().endswith(".gguf"):
+            raise ValueError(
+                f"model_path: in router mode it is the directory of GGUFs to serve (--models-dir), not one "
+                f"file ({self.model_path}); give its directory, or deploy the file without --router"
+            )
+        return self
+
     @property
     def model_file(self) -> str:
+        """The GGUF's file name; a router's directory name."""
         return PurePosixPath(self.model_path).name
 
     @property
     def models_dir(self) -> str:
+        """The host directory mounted read-only at /models: the GGUF's, or a router's own model_path."""
+        if self.router is not None:
+            return self.model_path
         return str(PurePosixPath(self.model_path).parent)
 
     @property
@@ -122,10 +135,17 @@ class DeploymentSpec(BaseModel):
         }
 
     def llama_env(self, model_path: str | None = None) -> dict[str, str]:
-        """llama-server's configuration as LLAMA_ARG_* variables; `model_path` as seen by the server."""
+        """llama-server's configuration as LLAMA_ARG_* variables; `model_path` as seen by the server. A router
+        gets its directory and models-max instead of a model and an alias: each model is named by its file."""
+        if self.router is not None:
+            target = {
+                "LLAMA_ARG_MODELS_DIR": model_path or self.model_path,
+                "LLAMA_ARG_MODELS_MAX": str(self.router.models_max),
+            }
+        else:
+            target = {"LLAMA_ARG_MODEL": model_path or self.model_path, "LLAMA_ARG_ALIAS": self.name}
         env = {
-            "LLAMA_ARG_MODEL": model_path or self.model_path,
-            "LLAMA_ARG_ALIAS": self.name,
+            **target,
             "LLAMA_ARG_CTX_SIZE": str(self.ctx_size),
             "LLAMA_ARG_N_GPU_LAYERS": str(self.n_gpu_layers if self.gpus is not None else 0),
             "LLAMA_ARG_N_PARALLEL": str(self.parallel),
@@ -135,6 +155,8 @@ class DeploymentSpec(BaseModel):
         return env
 
     def container_env(self) -> dict[str, str]:
+        if self.router is not None:
+            return self.llama_env(CONTAINER_MODELS_DIR)
         return self.llama_env(f"{CONTAINER_MODELS_DIR}/{self.model_file}")
 
     def cuda_visible_devices(self) -> str | None:
