@@ -150,7 +150,13 @@ class ContainerEngine:
                 f"registry is reachable from a GPU box): run `docker pull {spec.image}` where one is, or "
                 f"`docker save` it elsewhere and `docker load -i FILE.tar` here"
             ) from error
-        if not Path(spec.model_path).is_file():
+        if spec.router is not None:
+            if not any(Path(spec.model_path).glob("*.gguf")):
+                raise DeploymentFailed(
+                    f"router mode serves the GGUFs of {spec.model_path}, but it holds none (or is not a directory "
+                    f"on this host): put the .gguf files there, one per model, named as the model should be"
+                )
+        elif not Path(spec.model_path).is_file():
             raise DeploymentFailed(f"model file {spec.model_path} does not exist on this host (or is not a file)")
         try:
             self.client.containers.get(name)
