@@ -19,17 +19,26 @@ from console.screens.history_detail import HISTORY_CSS
 from console.widgets.key_hints import KeyHints
 from console.widgets.live_table import Clock
 from console.widgets.on_demand import decision_line, memory_words, policy_words, state_words
-from gateway_core.contracts.fleet_views import LoadDecisionView, OnDemandView
+from gateway_core.contracts.fleet_views import ContainerView, LoadDecisionView, OnDemandView
 
 DECISIONS_SHOWN = 10
 
 
-def detail_facts(view: OnDemandView, now: float) -> list[tuple[str, str]]:
+def runs_as(view: OnDemandView, container: ContainerView | None) -> str:
+    if view["kind"] == "systemd":
+        return "a systemd unit"
+    if container is None:
+        return "a container (the engine lists none for it)"
+    port = f", port {container['port']}" if container["port"] else ""
+    return f"container {container['container']} ({container['state']}{port})"
+
+
+def detail_facts(view: OnDemandView, container: ContainerView | None, now: float) -> list[tuple[str, str]]:
     loaded_at = view["last_loaded_at"]
-    return [
+    facts = [
         ("state", state_words(view)),
         ("policy", policy_words(view["policy"])),
-        ("runs as", "a systemd unit" if view["kind"] == "systemd" else "a container"),
+        ("runs as", runs_as(view, container)),
         ("requests", f"{view['in_flight']} in flight, {view['waiting']} waiting for it to load"),
         ("last used", ago(view["last_used_at"], now)),
         ("last loaded", "never" if loaded_at is None else f"{utc_time(loaded_at)} ({ago(loaded_at, now)})"),
@@ -37,14 +46,23 @@ def detail_facts(view: OnDemandView, now: float) -> list[tuple[str, str]]:
         ("GPU memory", memory_words(view)),
         ("GPUs", ", ".join(str(index) for index in view["gpus"]) or "none (CPU)"),
     ]
+    if container is not None and container["model"]:
+        facts.append(("model file", container["model"]))
+    return facts
 
 
-def detail_text(name: str, view: OnDemandView | None, decisions: list[LoadDecisionView], now: float) -> Text:
+def detail_text(
+    name: str,
+    view: OnDemandView | None,
+    container: ContainerView | None,
+    decisions: list[LoadDecisionView],
+    now: float,
+) -> Text:
     text = Text()
     if view is None:
         text.append(f"corral-core lists no load state for {name}: it is not one of Corral's deployments.\n")
         return text
-    facts = detail_facts(view, now)
+    facts = detail_facts(view, container, now)
     width = max(len(label) for label, _ in facts)
     for label, value in facts:
         text.append(label.ljust(width), style="bold")
@@ -84,12 +102,13 @@ class DeploymentDetailScreen(LiveScreen):
         self.set_interval(1.0, lambda: self._show(self.host.live))  # "last used" ages without events
 
     def live_changed(self, live: LiveState, changed: set[str]) -> None:
-        if changed & {"on_demand", "decisions"}:
+        if changed & {"on_demand", "decisions", "fleet"}:
             self._show(live)
 
     def _show(self, live: LiveState) -> None:
         view = live.on_demand.get(self.deployment)
-        text = detail_text(self.deployment, view, list(live.decisions), self.now())
+        container = next((d for d in live.fleet["deployments"] if d["managed"] and d["name"] == self.deployment), None)
+        text = detail_text(self.deployment, view, container, list(live.decisions), self.now())
         self.query_one("#detail-facts", Static).update(text)
 
     def action_back(self) -> None:
