@@ -401,7 +401,7 @@ def test_a_model_outside_every_host_mount_is_an_error_naming_the_service():
               qwen:
                 image: ghcr.io/ggml-org/llama.cpp:server
                 volumes: ["./models:/models"]
-                command: -m /models/m.gguf
+                command: -m /models/m.gguf --port 8080
         """)
 
 
@@ -422,7 +422,7 @@ def test_an_invalid_setting_is_an_error_naming_the_service():
             services:
               qwen:
                 volumes: ["/srv/models:/models"]
-                command: -m /models/m.gguf -c 12
+                command: -m /models/m.gguf -c 12 --port 8080
         """)
 
 

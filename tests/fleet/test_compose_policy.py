@@ -39,6 +39,7 @@ PLAIN_SERVICE = """
         environment: {LLAMA_ARG_MODEL: /models/m.gguf, LLAMA_ARG_PORT: 8085, LLAMA_ARG_HOST: 127.0.0.1}
         volumes: ["/srv/models:/models:ro"]
 """
+ROUTER_SERVICE = PLAIN_SERVICE.replace("/models/m.gguf", "/models/router")
 
 
 def service(spec: DeploymentSpec) -> dict[str, Any]:
@@ -46,9 +47,9 @@ def service(spec: DeploymentSpec) -> dict[str, Any]:
     return services[spec.name]
 
 
-def with_x_corral(extension: str) -> str:
-    """PLAIN_SERVICE with an x-corral field (YAML, indented as a service field)."""
-    return dedent(PLAIN_SERVICE) + "".join(f"    {line}\n" for line in dedent(extension).strip().splitlines())
+def with_x_corral(extension: str, service: str = PLAIN_SERVICE) -> str:
+    """The service (PLAIN_SERVICE's shape) with an x-corral field (YAML, indented as a service field)."""
+    return dedent(service) + "".join(f"    {line}\n" for line in dedent(extension).strip().splitlines())
 
 
 @pytest.mark.parametrize("spec", WITH_POLICY, ids=lambda spec: spec.name)
@@ -94,12 +95,15 @@ def test_hand_written_durations_in_seconds_or_text_are_read():
 
 def test_unknown_keys_in_x_corral_are_warnings_naming_them_not_errors():
     result = import_compose(
-        with_x_corral("""
+        with_x_corral(
+            """
             x-corral:
               load: {mode: on-demand, ttl: 10m, pin: true}
               router: {models_max: 1, sleep: 5}
               groups: [a, b]
-        """)
+            """,
+            ROUTER_SERVICE,
+        )
     )
 
     assert result.warnings == [
@@ -144,3 +148,41 @@ def test_a_hand_written_router_service_with_models_dir_imports_as_router_mode():
     ).specs
 
     assert (spec.model_path, spec.router) == ("/srv/models/router", RouterSpec(models_max=3))
+
+
+def test_a_service_that_sets_no_port_and_publishes_none_is_refused_rather_than_given_a_guess():
+    with pytest.raises(ComposeError, match=r"service 'qwen': no port: set LLAMA_ARG_PORT or pass --port"):
+        import_compose(PLAIN_SERVICE.replace("LLAMA_ARG_PORT: 8085, ", ""))
+
+
+@pytest.mark.parametrize("container_port", ["8080", "9931"])
+def test_with_no_port_set_the_one_published_port_is_llama_servers_whichever_its_default(container_port: str):
+    text = f"""
+        services:
+          qwen:
+            image: ghcr.io/ggml-org/llama.cpp:server
+            ports: ["127.0.0.1:9000:{container_port}"]
+            volumes: ["/srv/models:/models"]
+            command: ["-m", "/models/m.gguf"]
+    """
+
+    result = import_compose(dedent(text))
+
+    assert (result.specs[0].port, result.specs[0].host) == (9000, "127.0.0.1")
+    assert (
+        f"service 'qwen': no port given; llama-server is taken to be the one published port ({container_port}),"
+        " and listens on 9000"
+    ) in result.warnings
+
+
+def test_several_published_ports_and_no_port_set_are_refused():
+    text = """
+        services:
+          qwen:
+            image: ghcr.io/ggml-org/llama.cpp:server
+            ports: ["9000:8080", "9001:9931"]
+            volumes: ["/srv/models:/models"]
+            command: ["-m", "/models/m.gguf"]
+    """
+    with pytest.raises(ComposeError, match="several ports are published and none is named: set LLAMA_ARG_PORT"):
+        import_compose(dedent(text))
