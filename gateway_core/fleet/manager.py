@@ -211,15 +211,17 @@ class FleetManager:
             raise FleetInputError(
                 f"model_path must be an absolute path to a .gguf file, not {str(path)!r}", "model_path"
             )
+        router = fields.get("router") is not None
         try:
-            model = read_model(path)
+            # A router has no one GGUF: its VRAM is estimated for its largest model (warned below).
+            model = read_model(_largest_gguf(path) if router else path)
         except GgufError as error:
             raise FleetInputError(f"{path}: {error.message}", "model_path") from error
         snapshot = self._gpus()
         has_gpus = snapshot.state == "ok" and bool(snapshot.devices)
         gpus = fields.get("gpus", "all" if has_gpus else None)
         filled = {
-            "name": fields.get("name") or _default_name(model.name),
+            "name": fields.get("name") or _default_name(path.name if router else model.name),
             "model_path": str(path),
             "gpus": gpus,
             "port": fields.get("port") or free_port(FIRST_PORT),
@@ -243,7 +245,13 @@ class FleetManager:
         ]
         chosen = free if spec.gpus in (None, "all") else [g for g in free if g.index in spec.gpus]
         placement = place(need, chosen if spec.gpus is not None else [])
-        return spec, {"estimate": need.to_dict(), "placement": placement.to_dict(), "warnings": list(need.warnings)}
+        warnings = list(need.warnings)
+        if spec.router is not None:
+            warnings.append(
+                f"router mode: the estimate is for its largest model ({model.path.name}); with "
+                f"--models-max {spec.router.models_max or 'unlimited'} more than one may be loaded at once"
+            )
+        return spec, {"estimate": need.to_dict(), "placement": placement.to_dict(), "warnings": warnings}
 
     @staticmethod
     def _check_gpus(spec: DeploymentSpec, snapshot: GpuSnapshot) -> None:
@@ -502,6 +510,16 @@ class FleetManager:
 
 def _unavailable(reason: str) -> FleetView:
     return {"engine": {"state": "unavailable", "reason": reason}, "deployments": []}
+
+
+def _largest_gguf(directory: Path) -> Path:
+    """A router's largest model (the first file of a split one), whose VRAM need bounds each of its models'."""
+    if not directory.is_dir():
+        raise FleetInputError(f"router mode: model_path {directory} must be a directory of .gguf files", "model_path")
+    files = [file for file in directory.glob("*.gguf") if file.is_file()]
+    if not files:
+        raise FleetInputError(f"router mode: {directory} holds no .gguf file to serve", "model_path")
+    return max(files, key=lambda file: file.stat().st_size)
 
 
 def _default_name(model_name: str) -> str:
