@@ -110,9 +110,13 @@ def state_words(view: OnDemandView) -> str:
 
 
 def load_summary(views: Iterable[OnDemandView]) -> str:
-    """The containers panel's title: "2/5 warm · 1 loading · 1 failed" (cold ones are the rest)."""
-    states = Counter(view["state"] for view in views)
-    total = sum(states.values())
-    parts = [f"{states['warm']}/{total} warm"]
+    """The containers panel's title: "2/5 warm · 1 loading · 1 failed · 3 waiting" (cold ones are the rest;
+    waiting: requests held until their model loads)."""
+    listed = list(views)
+    states = Counter(view["state"] for view in listed)
+    parts = [f"{states['warm']}/{len(listed)} warm"]
     parts += [f"{states[state]} {state}" for state in ("loading", "unloading", "failed") if states[state]]
+    waiting = sum(view["waiting"] for view in listed)
+    if waiting:
+        parts.append(f"{waiting} waiting")
     return " · ".join(parts)

@@ -88,7 +88,7 @@ async def test_the_containers_panel_shows_each_deployments_load_state_policy_las
         assert cell(table, "corral-coder-14b", "memory") == "~9.8G", "nothing measured yet: the estimate, marked"
         assert cell(table, "corral-embed", "health") == "-", "a stopped container's health means nothing"
         title = str(app.dashboard.query_one("#fleet").border_title)
-        assert title == "Containers · 1/4 warm · 1 loading · 1 failed"
+        assert title == "Containers · 1/4 warm · 1 loading · 1 failed · 2 waiting"
 
 
 @pytest.mark.asyncio
@@ -106,7 +106,10 @@ async def test_a_deployment_event_moves_its_row_from_cold_through_loading_to_war
         assert cell(table, "corral-embed", "state") == "warm"
         assert cell(table, "corral-embed", "load") == "900ms"
         assert cell(table, "corral-embed", "used") == "1s ago"
-        assert str(app.dashboard.query_one("#fleet").border_title) == "Containers · 2/4 warm · 1 loading · 1 failed"
+        assert (
+            str(app.dashboard.query_one("#fleet").border_title)
+            == "Containers · 2/4 warm · 1 loading · 1 failed · 2 waiting"
+        )
 
 
 @pytest.mark.asyncio
