@@ -181,7 +181,8 @@ def gpu_corral(gpu_docker: GpuDockerEngine, nvml_stub: NvmlStub, tmp_path: Path)
         corral.measure("c", 1 * GiB)            # or set_gpu(memory_total=..., memory_used=...) to rewrite it
 
     `measured` maps a deployment's name to what each of its live llama-servers uses on GPU 0 (the NVML stub lists
-    their real pids and frees the memory when they exit); `memory_used` is what other processes hold. Keywords
+    their real pids and frees the memory when they exit: it matches every process on the machine, so give deployments
+    unique names); `memory_used` is what other processes hold. Keywords
     `extra_env` and `extra_args` go to CorralDaemon. The GPU is sampled every 0.2 s. At teardown each corral-core
     is stopped and every container on the GPU engine removed."""
     started: list[GpuCorral] = []

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,12 @@ reader.close()
 
 
 @pytest.fixture
+def alias():
+    """A unique LLAMA_ARG_ALIAS value: the stub matches every process on the machine, other tests' included."""
+    return lambda name: f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
 def spawn(tmp_path):
     """Start a process that sleeps with `env` added to its environment; all are killed at teardown."""
     started: list[subprocess.Popen[bytes]] = []
@@ -181,11 +188,12 @@ def sampler(nvml_stub, tmp_path):
     session.stdout.close()
 
 
-def test_a_measured_entry_lists_each_live_process_with_its_environment_entry_and_adds_its_memory(spawn, sampler):
-    first, second = spawn(LLAMA_ARG_ALIAS="a"), spawn(LLAMA_ARG_ALIAS="a")
-    spawn(LLAMA_ARG_ALIAS="ab")  # the entry is matched exactly, not as a prefix
-    spawn(LLAMA_ARG_ALIAS="b")
-    gpu = {**H100, "processes": [measured_processes("LLAMA_ARG_ALIAS=a", 3 * GiB)]}
+def test_a_measured_entry_lists_each_live_process_with_its_environment_entry_and_adds_its_memory(spawn, sampler, alias):
+    a = alias("a")
+    first, second = spawn(LLAMA_ARG_ALIAS=a), spawn(LLAMA_ARG_ALIAS=a)
+    spawn(LLAMA_ARG_ALIAS=a + "b")  # the entry is matched exactly, not as a prefix
+    spawn(LLAMA_ARG_ALIAS=alias("b"))
+    gpu = {**H100, "processes": [measured_processes(f"LLAMA_ARG_ALIAS={a}", 3 * GiB)]}
 
     (device,) = sampler([gpu])["devices"]
 
@@ -195,9 +203,10 @@ def test_a_measured_entry_lists_each_live_process_with_its_environment_entry_and
     assert device["memory_used_bytes"] == H100["memory_used"] + 2 * 3 * GiB
 
 
-def test_a_process_that_exits_frees_its_memory_at_the_next_sample_of_the_same_session(spawn, sampler):
-    process = spawn(LLAMA_ARG_ALIAS="a")
-    gpu = {**H100, "processes": [measured_processes("LLAMA_ARG_ALIAS=a", 3 * GiB)]}
+def test_a_process_that_exits_frees_its_memory_at_the_next_sample_of_the_same_session(spawn, sampler, alias):
+    a = alias("a")
+    process = spawn(LLAMA_ARG_ALIAS=a)
+    gpu = {**H100, "processes": [measured_processes(f"LLAMA_ARG_ALIAS={a}", 3 * GiB)]}
     (before,) = sampler([gpu])["devices"]
 
     process.kill()
@@ -210,11 +219,12 @@ def test_a_process_that_exits_frees_its_memory_at_the_next_sample_of_the_same_se
     assert after["memory_used_bytes"] == H100["memory_used"]
 
 
-def test_a_process_started_after_the_file_was_written_is_measured_at_the_next_sample(spawn, sampler):
-    gpu = {**H100, "processes": [measured_processes("LLAMA_ARG_ALIAS=late", 1 * GiB)]}
+def test_a_process_started_after_the_file_was_written_is_measured_at_the_next_sample(spawn, sampler, alias):
+    late = alias("late")
+    gpu = {**H100, "processes": [measured_processes(f"LLAMA_ARG_ALIAS={late}", 1 * GiB)]}
     (before,) = sampler([gpu])["devices"]
 
-    process = spawn(LLAMA_ARG_ALIAS="late")
+    process = spawn(LLAMA_ARG_ALIAS=late)
     (after,) = sampler()["devices"]
 
     assert before["processes"] == []
@@ -223,10 +233,11 @@ def test_a_process_started_after_the_file_was_written_is_measured_at_the_next_sa
     assert after["memory_used_bytes"] == H100["memory_used"] + 1 * GiB
 
 
-def test_a_deployment_entry_counts_only_its_llama_server_not_other_commands_in_its_environment(spawn, sampler):
-    server = spawn("llama-server", LLAMA_ARG_ALIAS="chat")
-    spawn("curl", LLAMA_ARG_ALIAS="chat")  # a container's healthcheck runs with the container's environment
-    gpu = {**H100, "processes": [deployment_memory("chat", 2 * GiB)]}
+def test_a_deployment_entry_counts_only_its_llama_server_not_other_commands_in_its_environment(spawn, sampler, alias):
+    chat = alias("chat")
+    server = spawn("llama-server", LLAMA_ARG_ALIAS=chat)
+    spawn("curl", LLAMA_ARG_ALIAS=chat)  # a container's healthcheck runs with the container's environment
+    gpu = {**H100, "processes": [deployment_memory(chat, 2 * GiB)]}
 
     (device,) = sampler([gpu])["devices"]
 
@@ -234,10 +245,11 @@ def test_a_deployment_entry_counts_only_its_llama_server_not_other_commands_in_i
     assert device["memory_used_bytes"] == H100["memory_used"] + 2 * GiB
 
 
-def test_pid_entries_and_measured_entries_are_listed_together_each_on_its_own_device(spawn, sampler):
-    process = spawn(LLAMA_ARG_ALIAS="on-l4")
+def test_pid_entries_and_measured_entries_are_listed_together_each_on_its_own_device(spawn, sampler, alias):
+    on_l4 = alias("on-l4")
+    process = spawn(LLAMA_ARG_ALIAS=on_l4)
     h100 = {**H100, "processes": [{"pid": 4242, "used_memory": 1 * GiB}]}
-    l4 = {**L4_NO_SENSORS, "processes": [measured_processes("LLAMA_ARG_ALIAS=on-l4", 1 * GiB)]}
+    l4 = {**L4_NO_SENSORS, "processes": [measured_processes(f"LLAMA_ARG_ALIAS={on_l4}", 1 * GiB)]}
 
     first, second = sampler([h100, l4])["devices"]
 
@@ -247,9 +259,10 @@ def test_pid_entries_and_measured_entries_are_listed_together_each_on_its_own_de
     assert second["memory_used_bytes"] == 1 * GiB
 
 
-def test_measured_memory_is_capped_at_the_gpu_total(spawn, sampler):
-    spawn(LLAMA_ARG_ALIAS="big")
-    gpu = {**L4_NO_SENSORS, "processes": [measured_processes("LLAMA_ARG_ALIAS=big", 100 * GiB)]}
+def test_measured_memory_is_capped_at_the_gpu_total(spawn, sampler, alias):
+    big = alias("big")
+    spawn(LLAMA_ARG_ALIAS=big)
+    gpu = {**L4_NO_SENSORS, "processes": [measured_processes(f"LLAMA_ARG_ALIAS={big}", 100 * GiB)]}
 
     (device,) = sampler([gpu])["devices"]
 
