@@ -346,12 +346,14 @@ class ProviderRegistry:
     # -- deployments from the fleet -------------------------------------------------------------------
 
     async def register_deployment(self, deployment: Deployment) -> None:
-        """A healthy deployment is routed at once, as a llama-server provider under its own name."""
+        """A healthy deployment is routed at once, as a llama-server provider under its own name. A router-mode
+        one (a DeploymentSpec with `router`) serves the models its probe discovers, each under its own name."""
+        router = getattr(deployment, "router", None) is not None  # what is not a DeploymentSpec serves one model
         config = ProviderConfig(
             name=deployment.name,
             type="llama-server",
             base_url=deployment.base_url,
-            models={deployment.name: deployment.name},
+            models={} if router else {deployment.name: deployment.name},
         )
         await self.put(config)
 
