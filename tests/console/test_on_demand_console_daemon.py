@@ -15,9 +15,11 @@ from typing import Any
 
 import docker.errors
 import pytest
+from textual.widgets import DataTable
 
 from console.app import CorralApp
 from console.screens.dashboard import DashboardScreen
+from console.screens.help import HelpScreen
 from console.widgets.panels import router_model_key
 from tests.console.dashboard_data import cell
 from tests.providers.test_router_mode import RouterProcess, start_router
@@ -110,6 +112,14 @@ async def test_an_on_demand_deployment_is_unloaded_pinned_and_loaded_from_the_ke
         await wait_for_async(lambda: cell(table, row, "policy") == "pinned", "pinned", pause=pilot.pause)
         kept = fleet_daemon.admin_call("GET", f"/fleet/on-demand/{name}").json()
         assert kept["policy"]["pin"] is True, "the daemon holds the pin, not the console"
+
+        await pilot.press("question_mark")
+        await wait_for_async(lambda: isinstance(app.screen, HelpScreen), "the help screen", pause=pilot.pause)
+        help_table = app.screen.query_one("#help-table", DataTable)
+        ids = {help_table.get_row_at(index)[2] for index in range(help_table.row_count)}
+        assert {"fleet.load", "fleet.unload", "fleet.pin", "fleet.mode", "fleet.detail"} <= ids
+        await pilot.press("escape")
+        await wait_for_async(lambda: app.screen is dashboard, "back on the dashboard", pause=pilot.pause)
 
         await pilot.press("L")
         await wait_for_async(lambda: state() == "warm", "the row to show warm again", APP_WAIT_S, pause=pilot.pause)
