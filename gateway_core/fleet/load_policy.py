@@ -13,7 +13,7 @@ import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from gateway_core.contracts.fleet_views import LoadPolicyView
 from gateway_core.store.config_store import ConfigStore
@@ -36,6 +36,12 @@ class LoadPolicy(BaseModel):
     pin: StrictBool = False  # on-demand: never stopped to make room for another (idle unload still applies)
     priority: int = Field(default=0, ge=-1000, le=1000)  # on-demand: the lowest is stopped first to make room
     load_timeout_s: float = Field(default=DEFAULT_LOAD_TIMEOUT_S, gt=0, le=3600)  # start to /health 200
+
+    @field_validator("idle_ttl_s", "load_timeout_s", mode="before")
+    @classmethod
+    def _text_durations(cls, value: object) -> object:
+        """ "10m" wherever a policy is read (a deploy body, a PATCH, a hand-edited label); numbers stay seconds."""
+        return parse_duration(value) if isinstance(value, str) else value
 
     @property
     def on_demand(self) -> bool:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from gateway_core.fleet.load_policy import POLICY_TABLE, LoadPolicy, PolicyStore, format_duration, parse_duration
 from gateway_core.store.config_store import ConfigStore
+from tests.testbed import CorralDaemon
 
 ON_DEMAND = LoadPolicy(mode="on-demand", idle_ttl_s=300, pin=True, priority=3, load_timeout_s=45)
 
@@ -116,3 +117,24 @@ def test_a_record_this_version_cannot_read_leaves_the_deployment_s_own_policy_an
     store.close()
     on_disk = json.loads((tmp_path / "config.json").read_text())[POLICY_TABLE]
     assert [record["groups"] for record in on_disk.values()] == [["a"]]
+
+
+def test_a_policy_reads_durations_as_text_wherever_it_comes_from():
+    policy = LoadPolicy.model_validate({"mode": "on-demand", "idle_ttl_s": "1h", "load_timeout_s": "90s"})
+
+    assert (policy.idle_ttl_s, policy.load_timeout_s) == (3600, 90)
+    with pytest.raises(ValidationError, match="'soon' is not a duration"):
+        LoadPolicy.model_validate({"idle_ttl_s": "soon"})
+
+
+def test_a_deploy_body_s_policy_takes_text_durations_and_names_a_bad_one(corral_daemon: CorralDaemon, tiny_model: Path):
+    body = {"model_path": str(tiny_model), "gpus": "none", "load": {"mode": "on-demand", "idle_ttl_s": "1h"}}
+
+    planned = corral_daemon.admin_call("POST", "/fleet/plan", json=body)
+    refused = corral_daemon.admin_call("POST", "/fleet/plan", json={**body, "load": {"idle_ttl_s": "soon"}})
+
+    assert planned.status_code == 200, planned.text
+    assert planned.json()["spec"]["load"]["idle_ttl_s"] == 3600
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "load.idle_ttl_s"
+    assert "'soon' is not a duration" in refused.json()["error"]["message"]
