@@ -13,7 +13,18 @@ Command = Callable[..., argparse.ArgumentParser]
 
 
 def _deploy_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("gguf_path", metavar="GGUF_PATH", help="the model file (the first part of a split model)")
+    parser.add_argument(
+        "gguf_path", metavar="GGUF_PATH", nargs="?", help="the model file (the first part of a split model)"
+    )
+    parser.add_argument(
+        "--router",
+        metavar="MODELS_DIR",
+        help="llama-server's router mode instead of one GGUF: every .gguf of the directory (mounted read-only) is "
+        "a model, served by its file name and loaded on use",
+    )
+    parser.add_argument(
+        "--models-max", type=int, metavar="N", help="with --router: models loaded at once (default 1; 0: no limit)"
+    )
     parser.add_argument("--name", help="deployment, provider and public model name (default: from the file)")
     parser.add_argument("--image", help="container image (default: :server-cuda with GPUs, :server without)")
     parser.add_argument("--gpus", metavar="all|0,1|none", help="GPUs to use (default: all, or none without GPUs)")

@@ -79,20 +79,22 @@ async def fleet_list(client: CorralClient, args: argparse.Namespace) -> int:
     if args.json:
         print_json(data)
         return 0
+    loads = {view["name"]: view for view in await _on_demand_or_none(client)}
+    rows = [_deployment_row(info, loads) for info in data["deployments"]]
+    rows += [_systemd_row(view) for view in loads.values() if view["kind"] == "systemd"]
     if data["engine"]["state"] != "ok":
         print(f"containers unavailable: {data['engine']['reason']}")
-        return 0
-    if not data["deployments"]:
+    elif not rows:
         print("no llama-server containers: deploy one with `corral fleet deploy MODEL.gguf`")
-        return 0
-    loads = {view["name"]: view for view in await _on_demand_or_none(client)}
-    print(
-        table(
-            ["NAME", "MANAGED", "STATE", "HEALTH", "LOAD", "MODEL", "GPUS", "PORT", "UPTIME", "IMAGE"],
-            [_deployment_row(info, loads) for info in data["deployments"]],
-        )
-    )
+    if rows:
+        print(table(["NAME", "MANAGED", "STATE", "HEALTH", "LOAD", "MODEL", "GPUS", "PORT", "UPTIME", "IMAGE"], rows))
     return 0
+
+
+def _systemd_row(view: OnDemandView) -> list[object]:
+    """A systemd deployment (no container to list): its name and load state; `fleet status NAME` shows the unit."""
+    gpus = ",".join(map(str, view["gpus"])) or "none"
+    return [view["name"], "yes", "systemd", "-", _load_column(view), "-", gpus, "-", "-", "(systemd unit)"]
 
 
 async def _on_demand_or_none(client: CorralClient) -> list[OnDemandView]:
@@ -111,7 +113,14 @@ def _load_column(view: OnDemandView) -> str:
 
 
 def deploy_fields(args: argparse.Namespace) -> dict[str, Any]:
-    fields: dict[str, Any] = {"model_path": str(Path(args.gguf_path).expanduser().resolve())}
+    router, models_max = getattr(args, "router", None), getattr(args, "models_max", None)
+    if (router is None) == (args.gguf_path is None):
+        raise CorralError("give a GGUF_PATH, or --router MODELS_DIR for llama-server's router mode (not both)")
+    if router is None and models_max is not None:
+        raise CorralError("--models-max goes with --router MODELS_DIR")
+    fields: dict[str, Any] = {"model_path": str(Path(router or args.gguf_path).expanduser().resolve())}
+    if router is not None:
+        fields["router"] = {"models_max": 1 if models_max is None else models_max}
     for option, field in (
         ("name", "name"),
         ("image", "image"),
@@ -193,14 +202,18 @@ async def fleet_deploy(client: CorralClient, args: argparse.Namespace) -> int:
         print("\n".join(result["dry_run"]))
         return 0
     deployment = result["deployment"]
+    served = (
+        f"its models served by their file names (`corral providers models {deployment['name']}`)"
+        if "router" in fields
+        else f"served as model '{deployment['name']}'"
+    )
     if load is None:
         print(
-            f"deployed {deployment['name']}: healthy on port {deployment.get('port') or fields.get('port')}, "
-            f"served as model '{deployment['name']}'"
+            f"deployed {deployment['name']}: healthy on port {deployment.get('port') or fields.get('port')}, {served}"
         )
     else:
         view = await client.on_demand_one(deployment["name"])
-        print(f"deployed {deployment['name']}, served as model '{deployment['name']}'")
+        print(f"deployed {deployment['name']}, {served}")
         print(state_line(view))
     _print_plan(result)
     return 0
