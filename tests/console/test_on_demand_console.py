@@ -16,6 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from console.actions import ConsoleActions
+from console.live_state import DECISIONS_KEPT, LiveState
 from console.palette import CorralCommands
 from console.screens.confirm import ConfirmScreen
 from console.screens.dashboard import DashboardScreen
@@ -331,3 +332,37 @@ async def test_the_command_palette_offers_the_selected_deployments_keys_with_wha
         assert "Pin/unpin: embed" in entries
         assert "Always/on demand: embed" in entries, "left out of the footer for room, offered here"
         assert "Start/stop: embed" not in entries, "an on-demand deployment is loaded and unloaded instead"
+
+
+def test_live_state_keeps_each_deployments_load_state_and_the_newest_decisions():
+    live = LiveState()
+    live.apply("snapshot", on_demand_box())
+    assert sorted(live.on_demand) == ["chat-7b", "coder-14b", "embed", "vision"]
+
+    assert live.apply("deployment", on_demand_view("embed", state="loading")) == {"on_demand"}
+    assert live.on_demand["embed"]["state"] == "loading"
+
+    seen = live.decisions_seen
+    for index in range(DECISIONS_KEPT + 5):
+        assert live.apply("fleet.decision", decision(f"d{index}", "stop", "idle for 10m")) == {"decisions"}
+    news = live.decisions_since(seen)
+    assert len(news) == DECISIONS_KEPT, "bounded: the oldest go"
+    assert news[-1]["deployment"] == f"d{DECISIONS_KEPT + 4}"
+    assert live.decisions_since(live.decisions_seen) == []
+    assert not live.unknown_kinds
+
+
+@pytest.mark.asyncio
+async def test_a_systemd_deployment_has_a_row_though_the_engine_lists_no_container_for_it():
+    app = DashboardHarness(on_demand_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.fleet
+
+        app.feed("deployment", on_demand_view("bare-metal", kind="systemd", state="cold", gpus=(0, 1)))
+
+        assert cell(table, "bare-metal", "state") == "cold"
+        assert cell(table, "bare-metal", "gpus") == "0,1"
+        assert cell(table, "bare-metal", "model") == "systemd unit"
+        app.feed("deployment", on_demand_view("gone", kind="container", state="cold"))
+        assert "gone" not in row_keys(table), "a container deployment shows with its container only"
