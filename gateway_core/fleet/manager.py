@@ -224,7 +224,9 @@ class FleetManager:
             "name": fields.get("name") or _default_name(path.name if router else model.name),
             "model_path": str(path),
             "gpus": gpus,
-            "port": fields.get("port") or free_port(FIRST_PORT),
+            # A stopped deployment (a cold on-demand one) listens on nothing, yet its port is taken.
+            "port": fields.get("port")
+            or free_port(FIRST_PORT, taken={s.port for s in self.deployment_specs().values()}),
             **{k: v for k, v in fields.items() if k not in ("name", "model_path", "gpus", "port") and v is not None},
         }
         try:
@@ -527,9 +529,11 @@ def _default_name(model_name: str) -> str:
     return cleaned[:63] or "model"
 
 
-def free_port(first: int, host: str = "127.0.0.1", tries: int = 200) -> int:
-    """The first port from `first` that nothing listens on."""
+def free_port(first: int, host: str = "127.0.0.1", tries: int = 200, taken: set[int] | None = None) -> int:
+    """The first port from `first` that nothing listens on and no deployment has (`taken`)."""
     for port in range(first, first + tries):
+        if taken and port in taken:
+            continue
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:

@@ -110,6 +110,7 @@ class OnDemand:
         self.margin_bytes = margin_bytes
         self._records: dict[str, Record] = {}
         self._gpu_locks: dict[int, asyncio.Lock] = {}
+        self._stopped_at: dict[int, float] = {}  # GPU -> when a deployment on it last stopped (monotonic)
         self._ticker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[object]] = set()
 
@@ -299,7 +300,10 @@ class OnDemand:
                 await self._fleet.start_deployment(record.name)
                 await self._wait_ready(record, started + record.policy.load_timeout_s)
         except GatewayError as error:
-            record.state, record.reason, record.failed_mono = "failed", error.message, self._monotonic()
+            if error.code == "insufficient_gpu_memory":  # refused, not failed: it stays cold, saying why
+                record.state, record.reason = "cold", error.message
+            else:
+                record.state, record.reason, record.failed_mono = "failed", error.message, self._monotonic()
             self._publish_if_changed(record)
             raise
         except Exception as error:  # the engine or systemd refused; said as a 503 to whoever waits
@@ -351,6 +355,7 @@ class OnDemand:
         if not gpus or need is None or snapshot.state != "ok":
             return need, None
         deadline = self._monotonic() + record.policy.load_timeout_s
+        settled = False
         while True:
             free = {d.index: (d.memory_total_bytes or 0) - (d.memory_used_bytes or 0) for d in snapshot.devices}
             plan = plan_room(need, gpus, free, self.margin_bytes, self._holders(snapshot, record))
@@ -366,6 +371,7 @@ class OnDemand:
                         for_deployment=record.name,
                     )
                 snapshot = await self._settle(need, gpus, record)
+                settled = True
                 continue
             if plan.wait_for and self._monotonic() < deadline:
                 names = ", ".join(h.name for h in plan.wait_for)
@@ -374,6 +380,11 @@ class OnDemand:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._registry.slot_released.wait(), 1.0)
                 snapshot = self._gpus()
+                continue
+            if not settled and any(self._monotonic() - self._stopped_at.get(g, -SETTLE_S) < SETTLE_S for g in gpus):
+                # A deployment stopped here a moment ago: the last sample may still count its memory.
+                snapshot = await self._settle(need, gpus, record)
+                settled = True
                 continue
             raise self._refusal(record, gpus, need, plan, snapshot)
 
@@ -426,10 +437,12 @@ class OnDemand:
         self, record: Record, gpus: tuple[int, ...], need: int, plan: RoomPlan, snapshot: GpuSnapshot
     ) -> GatewayError:
         holding = []
+        listed = 0
         for holder in self._holders(snapshot, record):
             share = holder.share_on(gpus)
             if share <= 0:
                 continue
+            listed += share
             if holder.name in self._records:
                 other = self._records[holder.name]
                 kind = "pinned" if other.policy.pin else ("on demand" if other.policy.on_demand else "always")
@@ -437,6 +450,9 @@ class OnDemand:
                 holding.append(f"{holder.name} ({kind}{busy}) {format_bytes(share)}")
             else:
                 holding.append(f"{holder.name} {format_bytes(share)}")
+        used = sum(d.memory_used_bytes or 0 for d in snapshot.devices if d.index in gpus)
+        if used - listed > 0:  # the driver's own use, other containers' processes, or a deployment not measured yet
+            holding.append(f"memory no listed process accounts for {format_bytes(used - listed)}")
         free = max(0, plan.free_bytes)
         message = (
             f"model '{record.name}' needs {format_bytes(need)} on GPU {_gpu_list(gpus)} (keeping "
@@ -477,6 +493,8 @@ class OnDemand:
         try:
             await self._fleet.stop_deployment(record.name)
         finally:
+            for gpu in self._gpu_indices(record):
+                self._stopped_at[gpu] = self._monotonic()
             await self._registry.reprobe(record.name)
             record.state, record.reason, record.pid = "cold", "", None
             self._registry.set_cold(record.name, "cold (on demand): started by the next request")

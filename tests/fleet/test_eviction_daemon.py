@@ -1,0 +1,158 @@
+"""Eviction by measured GPU memory, through corral-core: real containers with GPU device requests on the testbed's
+GPU engine, and the NVML stub counting each live llama-server's memory on GPU 0 (tests/testbed/gpu_corral.py)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from gateway_core.fleet.units import GiB, MiB
+from tests.testbed.gpu_corral import GpuCorral
+from tests.testbed.waiting import wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.llama_server, pytest.mark.nvml_stub]
+
+# Each model uses 3 GiB while it runs; the GPU has room for one of them and the 512 MiB margin, not two.
+MODEL_BYTES = 3 * GiB
+GPU_BYTES = 3 * GiB + 768 * MiB
+
+
+def admin(corral: GpuCorral, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+    response = corral.daemon.admin_call(method, path, json=body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def states(corral: GpuCorral) -> dict[str, str]:
+    return {view["name"]: view["state"] for view in admin(corral, "GET", "/fleet/on-demand")}
+
+
+def chat(corral: GpuCorral, key: str, model: str) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    return httpx.post(
+        corral.daemon.base_url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+
+
+def decisions(corral: GpuCorral) -> list[str]:
+    return [
+        line.split("on-demand: ", 1)[1] for line in corral.daemon.log_tail(500).splitlines() if "on-demand: " in line
+    ]
+
+
+@pytest.fixture
+def two_models(gpu_corral, tiny_model):
+    """On-demand deployments a and b, each measured at 3 GiB, both cold, on a GPU that holds only one."""
+    corral = gpu_corral(memory_total=GPU_BYTES, measured={"a": MODEL_BYTES, "b": MODEL_BYTES})
+    for name in ("a", "b"):
+        body = corral.deploy_body(name, tiny_model, load={"mode": "on-demand"})
+        admin(corral, "POST", "/fleet/deployments", body, status=201)
+        wait_for(lambda n=name: admin(corral, "GET", f"/fleet/on-demand/{n}")["measured_memory_bytes"], "its memory")
+        admin(corral, "POST", f"/fleet/deployments/{name}/unload")
+    corral.wait_memory_used(0)
+    return corral, corral.daemon.create_key("app")
+
+
+def test_a_request_for_a_starts_a_and_then_a_request_for_b_stops_a_and_starts_b(two_models):
+    corral, key = two_models
+
+    first = chat(corral, key, "a")
+    after_a = states(corral)
+    second = chat(corral, key, "b")
+
+    assert first.status_code == 200, first.text
+    assert after_a == {"a": "warm", "b": "cold"}
+    assert second.status_code == 200, second.text
+    assert states(corral) == {"a": "cold", "b": "warm"}
+    made = decisions(corral)
+    stop = next(line for line in reversed(made) if line.startswith("stop a:"))
+    assert "to make room for 'b' on GPU 0" in stop
+    assert made.index(stop) < max(i for i, line in enumerate(made) if line.startswith("start b:"))
+
+
+def test_a_pinned_model_is_never_stopped_and_the_refusal_names_what_holds_the_memory(two_models):
+    corral, key = two_models
+    admin(corral, "PATCH", "/fleet/deployments/a/policy", {"pin": True})
+    assert chat(corral, key, "a").status_code == 200
+
+    refused = chat(corral, key, "b")
+
+    assert refused.status_code == 503
+    error = refused.json()["error"]
+    assert error["code"] == "insufficient_gpu_memory"
+    assert "a (pinned) 3.00 GiB" in error["message"], error["message"]
+    assert "corral fleet unload" in error["message"]
+    assert states(corral) == {"a": "warm", "b": "cold"}
+
+
+def test_a_model_that_can_never_fit_gets_a_503_naming_what_holds_the_memory(two_models):
+    corral, key = two_models
+    corral.set_gpu(memory_used=3 * GiB)  # something outside the fleet holds the memory
+    corral.wait_memory_used(3 * GiB)
+
+    refused = chat(corral, key, "a")
+
+    assert refused.status_code == 503
+    message = refused.json()["error"]["message"]
+    assert "needs 3.00 GiB on GPU 0" in message, message
+    assert "memory no listed process accounts for 3.00 GiB" in message
+    assert states(corral)["a"] == "cold"
+
+
+class SlowReader:
+    """A streamed request whose client reads only its first bytes, so its answer stays in flight in corral-core
+    (the relay waits for the client to read) until it is closed."""
+
+    def __init__(self, corral: GpuCorral, key: str, model: str) -> None:
+        body = orjson.dumps(
+            {
+                "model": model,
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 2000,
+                "stream": True,
+                "ignore_eos": True,
+                "n_probs": 20,  # big frames, so the socket buffers fill
+            }
+        )
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", corral.daemon.port))
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: corral\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.sock.sendall(head + body)
+        self.sock.recv(1024)  # its headers have come: the request holds its slot
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_request_still_in_flight_to_a_holds_a_until_it_ends(two_models):
+    corral, key = two_models
+    assert chat(corral, key, "a").status_code == 200
+    reader = SlowReader(corral, key, "a")
+    answers: list[httpx.Response] = []
+    waiting = threading.Thread(target=lambda: answers.append(chat(corral, key, "b")))
+    waiting.start()
+    try:
+        wait_for(
+            lambda: "waiting for requests on a" in admin(corral, "GET", "/fleet/on-demand/b")["reason"],
+            "b's load to wait for a's request",
+        )
+        held = states(corral)
+    finally:
+        reader.close()
+    waiting.join(timeout=120)
+
+    assert held == {"a": "warm", "b": "loading"}, "a is not stopped while its request is in flight"
+    assert answers[0].status_code == 200, answers[0].text
+    assert states(corral) == {"a": "cold", "b": "warm"}
