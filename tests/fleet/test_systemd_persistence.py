@@ -4,6 +4,8 @@ starts, stops and removes the same units, here real llama-servers run from the u
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,13 @@ import pytest
 from gateway_core.fleet.deployment import DeploymentSpec
 from gateway_core.fleet.gpus import GpuSnapshot
 from gateway_core.fleet.manager import FleetManager
-from gateway_core.fleet.systemd_records import SYSTEMD_TABLE
+from gateway_core.fleet.systemd_records import SYSTEMD_TABLE, SystemdDeployment, SystemdRecords
 from gateway_core.store.config_store import ConfigStore
 from tests.fleet.systemctl_double import SystemctlDouble
-from tests.testbed import free_port
+from tests.testbed import CorralDaemon, free_port
 from tests.testbed.waiting import wait_for_async
 
-pytestmark = [pytest.mark.llama_server, pytest.mark.asyncio]
+pytestmark = [pytest.mark.llama_server]
 
 NO_GPUS = GpuSnapshot(state="unavailable", reason="no NVIDIA driver here")
 NO_DOCKER = "unix:///nonexistent/docker.sock"  # systemd deployments need no engine
@@ -91,6 +93,7 @@ async def healthy(port: int) -> bool:
         return False
 
 
+@pytest.mark.asyncio
 async def test_a_systemd_deployment_is_driven_by_the_daemon_after_a_restart(
     daemon_run: Any, systemctl: SystemctlDouble, tiny_model: Path, llama_server_binary: Path, tmp_path: Path
 ):
@@ -114,6 +117,7 @@ async def test_a_systemd_deployment_is_driven_by_the_daemon_after_a_restart(
     assert "llama" in await fleet.log_tail("native", 50), "the log file its unit writes"
 
 
+@pytest.mark.asyncio
 async def test_an_on_demand_systemd_deployment_is_installed_and_enabled_but_left_stopped(
     daemon_run: Any, systemctl: SystemctlDouble, tiny_model: Path, llama_server_binary: Path
 ):
@@ -132,6 +136,7 @@ async def test_an_on_demand_systemd_deployment_is_installed_and_enabled_but_left
     await wait_for_async(lambda: healthy(wanted["port"]), "the cold deployment to start after a restart")
 
 
+@pytest.mark.asyncio
 async def test_removing_a_systemd_deployment_removes_its_unit_its_provider_and_its_record(
     daemon_run: Any, systemctl: SystemctlDouble, tiny_model: Path, llama_server_binary: Path, tmp_path: Path
 ):
@@ -152,6 +157,7 @@ async def test_removing_a_systemd_deployment_removes_its_unit_its_provider_and_i
     assert config.get(SYSTEMD_TABLE, {}) == {}
 
 
+@pytest.mark.asyncio
 async def test_a_record_written_by_another_version_is_kept_on_disk_and_not_driven(
     daemon_run: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
@@ -165,3 +171,33 @@ async def test_a_record_written_by_another_version_is_kept_on_disk_and_not_drive
     assert "the systemd deployment 'future' cannot be read" in caplog.text
     on_disk = json.loads((tmp_path / "corral" / "config.json").read_text())[SYSTEMD_TABLE]
     assert [record["name"] for record in on_disk.values()] == ["future"]
+
+
+def test_a_restarted_corral_core_lists_the_systemd_deployments_config_json_holds(tmp_path: Path, tiny_model: Path):
+    """The daemon end to end: what a first run recorded is read at start, and `corral fleet` shows it."""
+    spec = DeploymentSpec.model_validate(fields(tiny_model, "native", load={"mode": "on-demand", "priority": 4}))
+    store = ConfigStore(tmp_path / "corral" / "config.json")
+    SystemdRecords(store).put(SystemdDeployment(spec=spec, user=True, binary="/usr/bin/llama-server", log_dir=None))
+    store.close()
+    daemon = CorralDaemon(tmp_path / "corral").start()
+    try:
+        listed = corral(daemon, "fleet", "list")
+        shown = corral(daemon, "fleet", "on-demand", "--json")
+    finally:
+        daemon.stop()
+
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith("native")]
+    assert row.split()[:3] == ["native", "yes", "systemd"]
+    assert "(on demand)" in row
+    (view,) = json.loads(shown.stdout)
+    assert (view["name"], view["kind"], view["policy"]["priority"]) == ("native", "systemd", 4)
+
+
+def corral(daemon: CorralDaemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args, "--socket", str(daemon.socket_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
