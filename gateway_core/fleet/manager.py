@@ -249,9 +249,10 @@ class FleetManager:
         placement = place(need, chosen if spec.gpus is not None else [])
         warnings = list(need.warnings)
         if spec.router is not None:
+            at_once = spec.router.models_max
             warnings.append(
-                f"router mode: the estimate is for its largest model ({model.path.name}); with "
-                f"--models-max {spec.router.models_max or 'unlimited'} more than one may be loaded at once"
+                f"router mode: the estimate is for its largest model ({model.path.name}), "
+                + ("loaded one at a time (--models-max 1)" if at_once == 1 else f"with up to {at_once or 'all'} loaded at once")
             )
         return spec, {"estimate": need.to_dict(), "placement": placement.to_dict(), "warnings": warnings}
 
