@@ -250,10 +250,8 @@ class FleetManager:
         warnings = list(need.warnings)
         if spec.router is not None:
             at_once = spec.router.models_max
-            warnings.append(
-                f"router mode: the estimate is for its largest model ({model.path.name}), "
-                + ("loaded one at a time (--models-max 1)" if at_once == 1 else f"with up to {at_once or 'all'} loaded at once")
-            )
+            loaded = "one at a time (--models-max 1)" if at_once == 1 else f"up to {at_once or 'all'} at once"
+            warnings.append(f"router mode: the estimate is for its largest model ({model.path.name}), loaded {loaded}")
         return spec, {"estimate": need.to_dict(), "placement": placement.to_dict(), "warnings": warnings}
 
     @staticmethod
