@@ -46,7 +46,7 @@ log = logging.getLogger("corral.fleet")
 
 DEFAULT_MARGIN_BYTES = 512 * MiB
 TICK_S = 1.0  # idle unloads, new deployments, use published
-READY_POLL_S = 0.1  # while a started deployment loads: how often its /health is asked
+READY_POLL_S = 0.02  # while a started deployment loads: how often its /health is asked (a loopback GET)
 SETTLE_S = 15.0  # after a stop, how long the driver may take to show the memory freed
 SETTLE_POLL_S = 0.25
 UNLOAD_WAIT_S = 30.0  # an operator's unload waits this long for requests in flight

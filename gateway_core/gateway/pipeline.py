@@ -40,6 +40,7 @@ from gateway_core.gateway.warming import Warmer
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.providers.adapters import adapter_for
 from gateway_core.providers.registry import ProviderRegistry, Slot
+from gateway_core.providers.router import ROUTER_LOAD_TIMEOUT_S, ensure_model_ready, router_model_status
 from gateway_core.providers.runtime import ProviderRuntime
 from gateway_core.providers.upstream import (
     TRANSPORT_ERRORS,
@@ -327,6 +328,13 @@ class Pipeline:
         for provider in order[:MAX_ATTEMPTS]:
             if live.cancel_requested:
                 break
+            if provider.router_models is not None:  # a router-mode llama-server: its model may not be loaded
+                upstream_model = provider.models[parsed.model]
+                if router_model_status(provider, upstream_model) != "loaded":  # no I/O when it is
+                    refused = await ensure_model_ready(provider, upstream_model, ROUTER_LOAD_TIMEOUT_S)
+                    if refused is not None:  # it failed to load, or still loads past the bound: not an attempt
+                        last_error = refused
+                        continue
             outcome = await self._attempt(provider, parsed, live, timing)
             if isinstance(outcome, GatewayError):
                 last_error = outcome

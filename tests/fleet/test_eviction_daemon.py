@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 from typing import Any
 
 import httpx
@@ -50,61 +51,64 @@ def decisions(corral: GpuCorral) -> list[str]:
 
 @pytest.fixture
 def two_models(gpu_corral, tiny_model):
-    """On-demand deployments a and b, each measured at 3 GiB, both cold, on a GPU that holds only one."""
-    corral = gpu_corral(memory_total=GPU_BYTES, measured={"a": MODEL_BYTES, "b": MODEL_BYTES})
-    for name in ("a", "b"):
+    """On-demand deployments A and B, each measured at 3 GiB, both cold, on a GPU that holds only one. Their names
+    are unique: the stub counts every process on the machine whose environment names the deployment."""
+    suffix = uuid.uuid4().hex[:6]
+    a, b = f"a{suffix}", f"b{suffix}"
+    corral = gpu_corral(memory_total=GPU_BYTES, measured={a: MODEL_BYTES, b: MODEL_BYTES})
+    for name in (a, b):
         body = corral.deploy_body(name, tiny_model, load={"mode": "on-demand"})
         admin(corral, "POST", "/fleet/deployments", body, status=201)
         wait_for(lambda n=name: admin(corral, "GET", f"/fleet/on-demand/{n}")["measured_memory_bytes"], "its memory")
         admin(corral, "POST", f"/fleet/deployments/{name}/unload")
     corral.wait_memory_used(0)
-    return corral, corral.daemon.create_key("app")
+    return corral, corral.daemon.create_key("app"), a, b
 
 
 def test_a_request_for_a_starts_a_and_then_a_request_for_b_stops_a_and_starts_b(two_models):
-    corral, key = two_models
+    corral, key, a, b = two_models
 
-    first = chat(corral, key, "a")
+    first = chat(corral, key, a)
     after_a = states(corral)
-    second = chat(corral, key, "b")
+    second = chat(corral, key, b)
 
     assert first.status_code == 200, first.text
-    assert after_a == {"a": "warm", "b": "cold"}
+    assert after_a == {a: "warm", b: "cold"}
     assert second.status_code == 200, second.text
-    assert states(corral) == {"a": "cold", "b": "warm"}
+    assert states(corral) == {a: "cold", b: "warm"}
     made = decisions(corral)
-    stop = next(line for line in reversed(made) if line.startswith("stop a:"))
-    assert "to make room for 'b' on GPU 0" in stop
-    assert made.index(stop) < max(i for i, line in enumerate(made) if line.startswith("start b:"))
+    stop = next(line for line in reversed(made) if line.startswith(f"stop {a}:"))
+    assert f"to make room for '{b}' on GPU 0" in stop
+    assert made.index(stop) < max(i for i, line in enumerate(made) if line.startswith(f"start {b}:"))
 
 
 def test_a_pinned_model_is_never_stopped_and_the_refusal_names_what_holds_the_memory(two_models):
-    corral, key = two_models
-    admin(corral, "PATCH", "/fleet/deployments/a/policy", {"pin": True})
-    assert chat(corral, key, "a").status_code == 200
+    corral, key, a, b = two_models
+    admin(corral, "PATCH", f"/fleet/deployments/{a}/policy", {"pin": True})
+    assert chat(corral, key, a).status_code == 200
 
-    refused = chat(corral, key, "b")
+    refused = chat(corral, key, b)
 
     assert refused.status_code == 503
     error = refused.json()["error"]
     assert error["code"] == "insufficient_gpu_memory"
-    assert "a (pinned) 3.00 GiB" in error["message"], error["message"]
+    assert f"{a} (pinned) 3.00 GiB" in error["message"], error["message"]
     assert "corral fleet unload" in error["message"]
-    assert states(corral) == {"a": "warm", "b": "cold"}
+    assert states(corral) == {a: "warm", b: "cold"}
 
 
 def test_a_model_that_can_never_fit_gets_a_503_naming_what_holds_the_memory(two_models):
-    corral, key = two_models
+    corral, key, a, _ = two_models
     corral.set_gpu(memory_used=3 * GiB)  # something outside the fleet holds the memory
     corral.wait_memory_used(3 * GiB)
 
-    refused = chat(corral, key, "a")
+    refused = chat(corral, key, a)
 
     assert refused.status_code == 503
     message = refused.json()["error"]["message"]
     assert "needs 3.00 GiB on GPU 0" in message, message
     assert "memory no listed process accounts for 3.00 GiB" in message
-    assert states(corral)["a"] == "cold"
+    assert states(corral)[a] == "cold"
 
 
 class SlowReader:
@@ -137,15 +141,15 @@ class SlowReader:
 
 
 def test_a_request_still_in_flight_to_a_holds_a_until_it_ends(two_models):
-    corral, key = two_models
-    assert chat(corral, key, "a").status_code == 200
-    reader = SlowReader(corral, key, "a")
+    corral, key, a, b = two_models
+    assert chat(corral, key, a).status_code == 200
+    reader = SlowReader(corral, key, a)
     answers: list[httpx.Response] = []
-    waiting = threading.Thread(target=lambda: answers.append(chat(corral, key, "b")))
+    waiting = threading.Thread(target=lambda: answers.append(chat(corral, key, b)))
     waiting.start()
     try:
         wait_for(
-            lambda: "waiting for requests on a" in admin(corral, "GET", "/fleet/on-demand/b")["reason"],
+            lambda: f"waiting for requests on {a}" in admin(corral, "GET", f"/fleet/on-demand/{b}")["reason"],
             "b's load to wait for a's request",
         )
         held = states(corral)
@@ -153,6 +157,6 @@ def test_a_request_still_in_flight_to_a_holds_a_until_it_ends(two_models):
         reader.close()
     waiting.join(timeout=120)
 
-    assert held == {"a": "warm", "b": "loading"}, "a is not stopped while its request is in flight"
+    assert held == {a: "warm", b: "loading"}, "a is not stopped while its request is in flight"
     assert answers[0].status_code == 200, answers[0].text
-    assert states(corral) == {"a": "cold", "b": "warm"}
+    assert states(corral) == {a: "cold", b: "warm"}

@@ -106,7 +106,6 @@ def test_the_router_s_capacity_is_models_max_models_slots() -> None:
     assert router_mode.router_capacity(slots, 0) == 9  # no limit: all of them
 
 
-@pytest.mark.xfail(strict=True, reason="the pipeline does not call router.ensure_model_ready yet (the lead's)")
 def test_requests_for_a_model_that_cannot_load_are_503s_that_never_open_the_router_s_circuit(
     corral_daemon: CorralDaemon, router: RouterProcess
 ) -> None:
