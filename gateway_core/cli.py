@@ -14,6 +14,8 @@ from pathlib import Path
 from gateway_core.archive.settings import ArchiveSettings
 from gateway_core.callbacks.settings import CallbackSettings
 from gateway_core.contracts.archive import CAPTURE_MODES
+from gateway_core.fleet.on_demand import DEFAULT_MARGIN_BYTES
+from gateway_core.fleet.units import MiB
 from gateway_core.jobs.settings import DEFAULT_JOB_ATTEMPTS, DEFAULT_JOB_TIMEOUT_S, DEFAULT_QUEUE_SHARE, JobSettings
 from gateway_core.listener import (
     BODY_TIMEOUT_S,
@@ -237,8 +239,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="attempts a job gets (each failed one goes to another provider of the model when there is one) "
         "before it fails (default: %(default)s)",
     )
+    fleet = parser.add_argument_group(
+        "models on demand",
+        "deployments started when a request arrives and stopped when idle (fleet deploy --on-demand)",
+    )
+    fleet.add_argument(
+        "--vram-margin",
+        type=mebibytes,
+        default=DEFAULT_MARGIN_BYTES // MiB,
+        metavar="MIB",
+        help="GPU memory kept free on each GPU when judging whether an on-demand model fits; below it, idle "
+        "on-demand deployments are stopped to make room (default: %(default)s)",
+    )
     CallbackSettings.add_arguments(parser)
     return parser
+
+
+def mebibytes(text: str) -> int:
+    """--vram-margin: whole MiB, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of MiB, such as 512") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a margin is 0 MiB or more")
+    return value * MiB
 
 
 def job_settings(args: argparse.Namespace) -> JobSettings:
@@ -308,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 archive=archive_settings(args, settings.data_dir),
                 jobs=job_settings(args),
                 callbacks=CallbackSettings.from_args(args),
+                vram_margin_bytes=args.vram_margin,
             )
         )
     except DaemonError as error:

@@ -25,6 +25,7 @@ from gateway_core.api.admin import build_admin_app
 from gateway_core.api.public import build_public_app
 from gateway_core.archive.settings import ArchiveSettings
 from gateway_core.callbacks.settings import CallbackSettings
+from gateway_core.fleet.on_demand import DEFAULT_MARGIN_BYTES
 from gateway_core.jobs.settings import JobSettings
 from gateway_core.listener import ListenerLimits, default_max_connections, listener_protocol, raise_open_file_limit
 from gateway_core.metrics import GatewayMetrics
@@ -139,11 +140,17 @@ async def serve(
     archive: ArchiveSettings | None = None,
     jobs: JobSettings | None = None,
     callbacks: CallbackSettings | None = None,
+    vram_margin_bytes: int = DEFAULT_MARGIN_BYTES,
 ) -> None:
     limits = limits or ListenerLimits(max_connections=default_max_connections(raise_open_file_limit()))
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     state = GatewayState(
-        settings.data_dir, gpu_interval_s=gpu_interval_s, archive=archive, jobs=jobs, callbacks=callbacks
+        settings.data_dir,
+        gpu_interval_s=gpu_interval_s,
+        archive=archive,
+        jobs=jobs,
+        callbacks=callbacks,
+        vram_margin_bytes=vram_margin_bytes,
     )
     public_sock = bind_public_socket(settings.listen_host, settings.listen_port)
     admin_sock = bind_admin_socket(settings.socket_path)

@@ -28,6 +28,7 @@ from gateway_core.fleet.containers import (
     FleetError,
 )
 from gateway_core.fleet.deployment import DeploymentSpec, SystemdOptions
+from gateway_core.fleet.load_policy import policy_fields
 from gateway_core.fleet.manager import DEFAULT_HEALTH_TIMEOUT_S, FleetInputError, FleetManager
 from gateway_core.fleet.models import scan
 from gateway_core.fleet.on_demand import OnDemand
@@ -129,6 +130,9 @@ def _deployment_fields(body: dict[str, Any]) -> dict[str, Any]:
         if name not in DeploymentSpec.model_fields:
             known = ", ".join(DeploymentSpec.model_fields)
             raise _invalid(name, f"not a deployment field; a deployment takes {known}")
+    load = body.get("load")
+    if isinstance(load, dict):
+        body = {**body, "load": policy_fields(load, "load.")}
     path = body.get("model_path")
     if isinstance(path, str) and path.startswith("~"):
         try:

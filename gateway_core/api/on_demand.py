@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,12 +10,8 @@ from starlette.routing import BaseRoute, Route
 from gateway_core.api.admin_models import read_json, validation_error
 from gateway_core.api.fleet import fleet_errors
 from gateway_core.api.responses import json_response
-from gateway_core.contracts.errors import GatewayError
-from gateway_core.fleet.load_policy import LoadPolicy, parse_duration
+from gateway_core.fleet.load_policy import policy_fields
 from gateway_core.fleet.on_demand import OnDemand
-
-_POLICY_FIELDS = frozenset(LoadPolicy.model_fields)
-_DURATIONS = ("idle_ttl_s", "load_timeout_s")
 
 
 class OnDemandApi:
@@ -47,29 +41,8 @@ class OnDemandApi:
         return json_response(await self._on_demand.unload(request.path_params["name"]))
 
     async def policy(self, request: Request) -> Response:
-        changes = policy_changes(await read_json(request))
+        changes = policy_fields(await read_json(request))
         try:
             return json_response(self._on_demand.set_policy(request.path_params["name"], changes))
         except ValidationError as error:
             raise validation_error(error) from error
-
-
-def policy_changes(body: dict[str, Any]) -> dict[str, Any]:
-    """The policy fields of a PATCH body, durations read as seconds or text such as "10m"; 400 for the rest."""
-    unknown = sorted(set(body) - _POLICY_FIELDS)
-    if unknown:
-        raise GatewayError(
-            400,
-            f"{unknown[0]}: not a load policy field; use {', '.join(sorted(_POLICY_FIELDS))}",
-            param=unknown[0],
-            code="invalid_field",
-        )
-    changes = dict(body)
-    for name in _DURATIONS:
-        value = changes.get(name)
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            try:
-                changes[name] = parse_duration(value)
-            except ValueError as error:
-                raise GatewayError(400, f"{name}: {error}", param=name, code="invalid_field") from error
-    return changes

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
+from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.fleet_views import LoadPolicyView
 from gateway_core.store.config_store import ConfigStore
 
@@ -26,6 +27,7 @@ POLICY_TABLE = "deployment_policies"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _SECONDS = re.compile(r"(.+?)s")  # what format_duration writes for a fraction: "0.25s", "1e-05s"
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATIONS = ("idle_ttl_s", "load_timeout_s")
 
 
 class LoadPolicy(BaseModel):
@@ -95,6 +97,28 @@ def format_duration(seconds: float) -> str:
             return f"{int(seconds // _UNIT_S[unit])}{unit}"
     short = f"{seconds:g}"
     return f"{short if float(short) == seconds else repr(seconds)}s"  # :g keeps 6 digits; never lose one
+
+
+def policy_fields(body: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """The policy fields of a request body (a PATCH, or a deploy's `load`), durations read as seconds or text
+    such as "10m"; a 400 naming the field (prefixed by `where`) for anything else."""
+    unknown = sorted(set(body) - set(LoadPolicy.model_fields))
+    if unknown:
+        raise GatewayError(
+            400,
+            f"{where}{unknown[0]}: not a load policy field; use {', '.join(LoadPolicy.model_fields)}",
+            param=where + unknown[0],
+            code="invalid_field",
+        )
+    fields = dict(body)
+    for name in _DURATIONS:
+        value = fields.get(name)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            try:
+                fields[name] = parse_duration(value)
+            except ValueError as error:
+                raise GatewayError(400, f"{where}{name}: {error}", param=where + name, code="invalid_field") from error
+    return fields
 
 
 class PolicyStore:

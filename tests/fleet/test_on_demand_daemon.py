@@ -124,13 +124,14 @@ def test_the_policy_of_an_existing_deployment_changes_and_is_kept_across_a_resta
     tmp_path, daemon, tiny_model, llama_server_image, names
 ):
     name = names()
-    deploy_on_demand(daemon, tiny_model, llama_server_image, name)
+    deployed = deploy_on_demand(daemon, tiny_model, llama_server_image, name, idle_ttl_s="1h")
 
     changed = admin(daemon, "PATCH", f"/fleet/deployments/{name}/policy", {"idle_ttl_s": "2h", "pin": True})
     bad = daemon.admin_call("PATCH", f"/fleet/deployments/{name}/policy", json={"idle_ttl_s": "soon"})
     daemon.stop()
     daemon.start()
 
+    assert deployed["deployment"]["spec"]["load"]["idle_ttl_s"] == 3600
     assert (changed["policy"]["idle_ttl_s"], changed["policy"]["pin"]) == (7200, True)
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "idle_ttl_s"
@@ -182,3 +183,19 @@ def test_a_model_that_fails_to_load_gets_a_503_with_the_end_of_its_log_and_shows
     assert "--no-such-flag" in view["reason"]
     provider = admin(daemon, "GET", f"/providers/{name}")
     assert (provider["errors"], provider["circuit"]) == (0, "closed"), "a failed load is not a provider failure"
+
+
+def test_a_queued_job_for_a_cold_model_starts_it_and_succeeds(daemon, tiny_model, llama_server_image, names):
+    name = names()
+    deploy_on_demand(daemon, tiny_model, llama_server_image, name)
+    admin(daemon, "POST", f"/fleet/deployments/{name}/unload")
+    headers = {"authorization": f"Bearer {daemon.create_key('app')}"}
+    request = {"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+    with httpx.Client(base_url=daemon.base_url, headers=headers, timeout=90) as client:
+        submitted = client.post("/v1/queue/chat/completions", json={"request": request})
+        job = client.get(f"/v1/queue/{submitted.json()['id']}/wait", params={"timeout": 60}).json()
+
+    assert submitted.status_code == 202, submitted.text
+    assert job["state"] == "succeeded", job
+    assert state(daemon, name) == "warm"
