@@ -32,6 +32,8 @@ ROUTER_LOAD_TIMEOUT_S = 120.0  # a request's or an operator's wait for a model t
 UNLOAD_IDLE_WAIT_S = 30.0  # how long an unload waits for the model's requests to end before refusing
 FAILED_RETRY_S = 10.0  # a request for a model that failed to load tries it again at most this often
 AUTO_PARALLEL_SLOTS = 4  # a model's slots when its argv has no --parallel (llama-server's "auto" in this build)
+# POST /models/load's answer (HTTP 500) when --models-max models are loaded and none is idle.
+LIMIT_REACHED = "model limit reached"
 _POLL_FIRST_S = 0.01  # a load of a small model takes milliseconds: poll fast first, then back off
 _POLL_MAX_S = 0.25
 _STATUSES: dict[str, RouterModelStatus] = {
@@ -156,6 +158,7 @@ class _RouterState:
     loads: dict[str, asyncio.Task[GatewayError | None]] = field(default_factory=dict)
     unloading: set[str] = field(default_factory=set)
     failed_at: dict[str, float] = field(default_factory=dict)
+    autoload: bool | None = None  # its /props models_autoload, asked when first needed
 
 
 # Keyed by the runtime, so a provider replaced or removed takes its state with it.
@@ -367,6 +370,14 @@ async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> Gate
             if status in ("unloaded", "failed"):
                 # Asked again if the router swapped it out before it served (models-max): bounded by the deadline.
                 code, message = await _post(provider, "/models/load", model, deadline - time.monotonic())
+                if code != 200 and LIMIT_REACHED in message:
+                    # Every loaded model is busy. A request is queued by llama-server's autoload until one is idle
+                    # and then swapped in, where an explicit load is refused: send it, unless the router has
+                    # autoload off, in which case ask again once a model may have gone idle.
+                    if await _autoloads(provider, state) or time.monotonic() >= deadline:
+                        return None
+                    await asyncio.sleep(_POLL_MAX_S)
+                    continue
                 asked = True
                 if code != 200 and "already" not in message:
                     state.failed_at[model] = time.monotonic()
@@ -381,6 +392,20 @@ async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> Gate
         return None  # unreachable: the attempt finds out, and that failure is the provider's
     except (ValueError, KeyError, TypeError):
         return None
+
+
+async def _autoloads(provider: ProviderRuntime, state: _RouterState) -> bool:
+    """Whether the router loads a model for a request itself (`/props` models_autoload; on by default)."""
+    if state.autoload is None:
+        async with provider.session.get(
+            provider.config.base_url + "/props",
+            headers=auth_headers(provider.config),
+            timeout=aiohttp.ClientTimeout(total=5.0),
+        ) as response:
+            body = await response.read()
+        props = orjson.loads(body) if response.status == 200 else {}
+        state.autoload = props.get("models_autoload") is not False if isinstance(props, dict) else True
+    return state.autoload
 
 
 async def _wait_idle(provider: ProviderRuntime, model: str) -> None:
