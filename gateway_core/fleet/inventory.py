@@ -27,7 +27,6 @@ PORT_LABEL = "corral.port"
 GPUS_LABEL = "corral.gpus"
 SPEC_LABEL = "corral.spec"
 CONTAINER_PREFIX = "corral-"
-LLAMA_SERVER_DEFAULT_PORT = 8080
 T = TypeVar("T")
 _IMAGE_MARKERS = ("llama.cpp", "llama-server")
 _MODEL_FLAGS = ("-m", "--model", "-hf", "--hf-repo", "-mu", "--model-url")
@@ -314,7 +313,7 @@ def _unmanaged_model(attrs: dict[str, Any]) -> str | None:
 
 
 def _unmanaged_port(attrs: dict[str, Any]) -> int | None:
+    """The port another tool's llama-server container set; None when it set none (llama-server's own default
+    moved from 8080 to 9931 between builds, so no default is assumed)."""
     value = _flag_value(command_line(attrs), _PORT_FLAGS) or _environment(attrs).get("LLAMA_ARG_PORT")
-    if value is None:
-        return LLAMA_SERVER_DEFAULT_PORT
-    return int(value) if value.isdigit() else None
+    return int(value) if value is not None and value.isdigit() else None

@@ -300,6 +300,23 @@ def test_a_hand_started_llama_server_is_listed_as_unmanaged(
     assert engine.stop(name, timeout=5).state == "exited"
 
 
+def test_a_hand_made_llama_server_that_sets_no_port_is_listed_with_no_port_rather_than_a_guessed_default(
+    engine: ContainerEngine, docker_client: docker.DockerClient, llama_server_image: str, tiny_model: Path
+):
+    name = f"hand-made-{uuid.uuid4().hex[:8]}"
+    # Created, not started: llama-server's own default port differs between builds (8080, then 9931).
+    container = docker_client.containers.create(
+        llama_server_image, name=name, command=["-m", f"/models/{tiny_model.name}"], network_mode="host"
+    )
+    try:
+        info = find(engine, name)
+    finally:
+        container.remove(force=True)
+
+    assert info is not None
+    assert (info.managed, info.port) == (False, None)
+
+
 # --- GPUs: no NVIDIA runtime here, so the device requests are checked on created containers ---------
 
 
