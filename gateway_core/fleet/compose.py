@@ -4,9 +4,8 @@ Pure text <-> `DeploymentSpec` conversion: nothing here talks to Docker. The exp
 compose files operators write for llama.cpp's `server-cuda` image; the import also reads the common
 hand-written shapes (ports, `KEY=VALUE` environments, llama-server flags in `command:`, `runtime: nvidia`).
 
-What compose has no field for, Corral keeps in each service's `x-corral` extension field (Compose ignores
-`x-` fields): the load policy (durations as text such as "10m") and router mode. It is written only when it
-differs from the defaults, so a plain deployment's service has none.
+What compose has no field for (the load policy, router mode) is kept in each service's `x-corral` extension
+field: compose_extension.py.
 """
 
 from __future__ import annotations
@@ -21,15 +20,21 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway_core.fleet.compose_extension import (
+    X_CORRAL,
+    ExtensionError,
+    extension,
+    extension_fields,
+    problems,
+    router_spec,
+)
 from gateway_core.fleet.deployment import (
     CONTAINER_MODELS_DIR,
     DEFAULT_CPU_IMAGE,
     DEFAULT_GPU_IMAGE,
     DEPLOYMENT_NAME,
     DeploymentSpec,
-    RouterSpec,
 )
-from gateway_core.fleet.load_policy import LoadPolicy, format_duration, parse_duration
 
 # llama-server's default port moved from 8080 to 9931 upstream, and a file does not say which build it ran:
 # a service that sets no port and publishes none is refused rather than given a guess.
@@ -50,12 +55,7 @@ _FLAGS = {
     "-ngl": _NGL, "--n-gpu-layers": _NGL, "--gpu-layers": _NGL,
     "--models-dir": _MODELS_DIR, "--models-max": _MODELS_MAX,
 }  # fmt: skip
-X_CORRAL = "x-corral"
-_X_CORRAL_FIELDS = ("load", "router")
-# x-corral's load: the policy's fields, durations without their `_s` (they are text such as "10m")
-_LOAD_KEYS = {"mode": "mode", "idle_ttl": "idle_ttl_s", "pin": "pin", "priority": "priority",
-              "load_timeout": "load_timeout_s"}  # fmt: skip
-_DURATION_KEYS = frozenset({"idle_ttl", "load_timeout"})
+
 _NVIDIA_ENV = frozenset({"NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"})
 _KNOWN_TOP = frozenset({"services", "version", "name", "networks", "volumes", "configs", "secrets"})
 _KNOWN_SERVICE = frozenset(
@@ -107,23 +107,9 @@ def _service(spec: DeploymentSpec) -> dict[str, Any]:
     service["labels"] = {"corral.managed": "true", "corral.name": spec.name}
     if spec.gpus is not None:
         service["deploy"] = {"resources": {"reservations": {"devices": [_gpu_request(spec.gpus)]}}}
-    if extension := _x_corral(spec):
-        service[X_CORRAL] = extension
+    if written := extension(spec):
+        service[X_CORRAL] = written
     return service
-
-
-def _x_corral(spec: DeploymentSpec) -> dict[str, Any]:
-    """What the service's x-corral field holds: the policy and router mode, each only when not the default."""
-    extension: dict[str, Any] = {}
-    if spec.load != LoadPolicy():
-        policy = spec.load.model_dump()
-        extension["load"] = {
-            key: format_duration(policy[field]) if key in _DURATION_KEYS else policy[field]
-            for key, field in _LOAD_KEYS.items()
-        }
-    if spec.router is not None:
-        extension["router"] = spec.router.model_dump()
-    return extension
 
 
 def _models_volume(models_dir: str) -> str | dict[str, Any]:
@@ -219,68 +205,18 @@ def _import_service(name: str, body: Any, override: str | None, warnings: list[s
     # Without a GPU llama-server offloads nothing whatever -ngl says, so a CPU spec keeps the default count.
     if _NGL in settings and gpus is not None:
         fields["n_gpu_layers"] = settings[_NGL]
-    fields |= _corral_fields(name, service.get(X_CORRAL), warn)
-    if _MODELS_DIR in settings and "router" not in fields:  # a router-mode service written by hand
-        fields["router"] = _router(name, {"models_max": settings[_MODELS_MAX]} if _MODELS_MAX in settings else {}, warn)
+    try:
+        fields |= extension_fields(service.get(X_CORRAL), warn)
+        if _MODELS_DIR in settings and "router" not in fields:  # a router-mode service written by hand
+            fields["router"] = router_spec(
+                {"models_max": settings[_MODELS_MAX]} if _MODELS_MAX in settings else {}, warn
+            )
+    except ExtensionError as error:
+        raise ComposeError(f"service '{name}': {error}") from error
     try:
         return DeploymentSpec(**fields)
     except ValidationError as error:
-        raise ComposeError(f"service '{name}': {_problems(error)}") from error
-
-
-def _corral_fields(name: str, raw: Any, warn: _Warner) -> dict[str, Any]:
-    """The spec fields an x-corral field sets: `load` and `router`; unknown keys are warned about and ignored."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ComposeError(f"service '{name}': {X_CORRAL} must be a map with load and router")
-    for key in raw:
-        if key not in _X_CORRAL_FIELDS:
-            warn(f"{X_CORRAL}: unknown field '{key}' ignored (Corral reads {', '.join(_X_CORRAL_FIELDS)})")
-    fields: dict[str, Any] = {}
-    if raw.get("load") is not None:
-        fields["load"] = _load_policy(name, raw["load"], warn)
-    if raw.get("router") is not None:
-        fields["router"] = _router(name, raw["router"], warn)
-    return fields
-
-
-def _load_policy(name: str, raw: Any, warn: _Warner) -> LoadPolicy:
-    if not isinstance(raw, dict):
-        raise ComposeError(
-            f"service '{name}': {X_CORRAL}.load must be a map such as {{mode: on-demand, idle_ttl: 10m}}"
-        )
-    policy: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in _LOAD_KEYS:
-            warn(f"{X_CORRAL}.load: unknown field '{key}' ignored (Corral reads {', '.join(_LOAD_KEYS)})")
-            continue
-        if key in _DURATION_KEYS:
-            try:
-                value = parse_duration(value)
-            except (ValueError, TypeError) as error:
-                raise ComposeError(f"service '{name}': {X_CORRAL}.load.{key}: {error}") from error
-        policy[_LOAD_KEYS[key]] = value
-    try:
-        return LoadPolicy.model_validate(policy)
-    except ValidationError as error:
-        raise ComposeError(f"service '{name}': {X_CORRAL}.load: {_problems(error)}") from error
-
-
-def _router(name: str, raw: Any, warn: _Warner) -> RouterSpec:
-    if not isinstance(raw, dict):
-        raise ComposeError(f"service '{name}': {X_CORRAL}.router must be a map such as {{models_max: 1}}")
-    known = {key: value for key, value in raw.items() if key in RouterSpec.model_fields}
-    for key in raw.keys() - known.keys():
-        warn(f"{X_CORRAL}.router: unknown field '{key}' ignored (Corral reads {', '.join(RouterSpec.model_fields)})")
-    try:
-        return RouterSpec.model_validate(known)
-    except ValidationError as error:
-        raise ComposeError(f"service '{name}': {X_CORRAL}.router: {_problems(error)}") from error
-
-
-def _problems(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
+        raise ComposeError(f"service '{name}': {problems(error)}") from error
 
 
 class _Warner:

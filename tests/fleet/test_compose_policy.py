@@ -186,3 +186,10 @@ def test_several_published_ports_and_no_port_set_are_refused():
     """
     with pytest.raises(ComposeError, match="several ports are published and none is named: set LLAMA_ARG_PORT"):
         import_compose(dedent(text))
+
+
+def test_a_duration_that_is_neither_text_nor_a_number_is_an_error_not_a_crash():
+    with pytest.raises(
+        ComposeError, match=r"service 'qwen': x-corral\.load: idle_ttl_s: Input should be a valid number"
+    ):
+        import_compose(with_x_corral("x-corral: {load: {mode: on-demand, idle_ttl: [10m]}}"))
