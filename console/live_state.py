@@ -14,7 +14,13 @@ from typing import Any, TypedDict
 
 from console.job_state import DeliveriesState, JobsState
 from gateway_core.contracts.events import EventKind, EventPayload
-from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView, LoadDecisionView, OnDemandView
+from gateway_core.contracts.fleet_views import (
+    DeploymentRemoved,
+    FleetView,
+    GpuSnapshotView,
+    LoadDecisionView,
+    OnDemandView,
+)
 from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.contracts.jobs import DeliveryView, JobView
 from gateway_core.contracts.views import (
@@ -156,6 +162,10 @@ class LiveState:
         self.on_demand[data["name"]] = data
         return {"on_demand"}
 
+    def _deployment_removed(self, data: DeploymentRemoved) -> set[str]:
+        self.on_demand.pop(data["name"], None)
+        return {"on_demand"}
+
     def _decision(self, data: LoadDecisionView) -> set[str]:
         self.decisions.append(data)
         self.decisions_seen += 1
@@ -202,6 +212,7 @@ _HANDLERS: dict[str, Callable[[LiveState, Any], set[str]]] = {
     "gpus": LiveState._gpus,
     "fleet": LiveState._fleet,
     "deployment": LiveState._deployment,
+    "deployment.removed": LiveState._deployment_removed,
     "fleet.decision": LiveState._decision,
     "archive": LiveState._archive,
     "job": LiveState._job,

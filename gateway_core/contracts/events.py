@@ -16,6 +16,7 @@ from typing import Literal, Protocol, get_args, overload
 
 from gateway_core.contracts.fleet_views import (
     ContainerEventView,
+    DeploymentRemoved,
     FleetView,
     GpuSnapshotView,
     LoadDecisionView,
@@ -49,6 +50,7 @@ EventKind = Literal[
     "job",  # JobView (with `result` left out, as None): a queued job was added or changed state
     "delivery",  # DeliveryView: a callback delivery was added, attempted, delivered or dead-lettered
     "deployment",  # OnDemandView: a deployment's load state, policy or use changed (fleet/on_demand.py)
+    "deployment.removed",  # DeploymentRemoved
     "fleet.decision",  # LoadDecisionView: a deployment was started, stopped or refused, and why
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
@@ -70,6 +72,7 @@ EventPayload = (
     | JobView
     | DeliveryView
     | OnDemandView
+    | DeploymentRemoved
     | LoadDecisionView
 )
 
@@ -90,6 +93,7 @@ DaemonEvent = (
     | tuple[Literal["job"], JobView]
     | tuple[Literal["delivery"], DeliveryView]
     | tuple[Literal["deployment"], OnDemandView]
+    | tuple[Literal["deployment.removed"], DeploymentRemoved]
     | tuple[Literal["fleet.decision"], LoadDecisionView]
 )
 
@@ -124,6 +128,8 @@ class Publish(Protocol):
     def __call__(self, kind: Literal["delivery"], data: DeliveryView) -> None: ...
     @overload
     def __call__(self, kind: Literal["deployment"], data: OnDemandView) -> None: ...
+    @overload
+    def __call__(self, kind: Literal["deployment.removed"], data: DeploymentRemoved) -> None: ...
     @overload
     def __call__(self, kind: Literal["fleet.decision"], data: LoadDecisionView) -> None: ...
     def __call__(self, kind: EventKind, data: EventPayload) -> None:

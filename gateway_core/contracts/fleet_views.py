@@ -257,6 +257,12 @@ class OnDemandView(TypedDict):
     gpus: list[int]  # the GPU indices it runs on ([] for CPU)
 
 
+class DeploymentRemoved(TypedDict):
+    """The "deployment.removed" event: a deployment OnDemand kept is gone (removed, or its container deleted)."""
+
+    name: str
+
+
 class LoadDecisionView(TypedDict):
     """The "fleet.decision" event, also logged: what was started or stopped and why, or why not."""
 

@@ -369,3 +369,16 @@ async def test_a_systemd_deployment_has_a_row_though_the_engine_lists_no_contain
         assert cell(table, "bare-metal", "model") == "systemd unit"
         app.feed("deployment", on_demand_view("gone", kind="container", state="cold"))
         assert "gone" not in row_keys(table), "a container deployment shows with its container only"
+
+
+@pytest.mark.asyncio
+async def test_a_removed_deployment_leaves_the_load_states_at_once():
+    app = DashboardHarness(on_demand_box())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+
+        changed = app.feed("deployment.removed", {"name": "embed"})
+
+        assert changed == {"on_demand"}
+        assert "embed" not in app.live.on_demand
+        assert str(app.dashboard.query_one("#fleet").border_title).startswith("Containers · 1/3 warm")
