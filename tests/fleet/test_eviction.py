@@ -15,7 +15,8 @@ def on_demand(name: str, memory: int, **fields: object) -> Holder:
 def test_a_model_that_fits_in_the_free_memory_beyond_the_margin_stops_nothing():
     plan = plan_room(3 * GiB, (0,), {0: 3 * GiB + MARGIN}, MARGIN, [on_demand("a", 4 * GiB)])
 
-    assert plan.fits and plan.stop == []
+    assert plan.fits
+    assert plan.stop == []
 
 
 def test_the_margin_is_kept_on_each_gpu():
@@ -56,7 +57,8 @@ def test_a_pinned_deployment_an_always_one_and_a_foreign_process_are_never_stopp
     plan = plan_room(4 * GiB, (0,), {0: 1 * GiB}, MARGIN, holders)
 
     assert not plan.fits
-    assert plan.stop == [] and plan.wait_for == []
+    assert plan.stop == []
+    assert plan.wait_for == []
     assert plan.short_bytes == 4 * GiB - (1 * GiB - MARGIN)
 
 
@@ -73,7 +75,8 @@ def test_a_busy_deployment_is_waited_for_rather_than_stopped():
 def test_a_model_that_can_never_fit_says_how_much_is_missing():
     plan = plan_room(80 * GiB, (0,), {0: 10 * GiB}, MARGIN, [on_demand("a", 20 * GiB)])
 
-    assert not plan.fits and plan.wait_for == []
+    assert not plan.fits
+    assert plan.wait_for == []
     assert plan.short_bytes == 80 * GiB - (10 * GiB - MARGIN + 20 * GiB)
 
 
@@ -83,7 +86,8 @@ def test_a_deployment_on_two_gpus_frees_only_its_share_on_the_gpus_in_question()
     plan = plan_room(5 * GiB, (0,), {0: MARGIN, 1: 40 * GiB}, MARGIN, [split])
 
     assert split.share_on((0,)) == 4 * GiB
-    assert not plan.fits and plan.short_bytes == 1 * GiB
+    assert not plan.fits
+    assert plan.short_bytes == 1 * GiB
 
 
 def test_a_model_on_two_gpus_counts_the_free_memory_of_both_less_both_margins():
