@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -59,7 +60,9 @@ class RouterProcess:
         return {entry["id"]: entry["status"]["value"] for entry in listed}
 
 
-def start_router(binary: Path, models_dir: Path, log_path: Path, *extra: str) -> RouterProcess:
+def start_router(
+    binary: Path, models_dir: Path, log_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> RouterProcess:
     port = free_port()
     command = [str(binary), "--models-dir", str(models_dir), "--models-max", "1", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--parallel", "2", "--threads", "1", "--context-shift", *extra]
@@ -71,6 +74,7 @@ def start_router(binary: Path, models_dir: Path, log_path: Path, *extra: str) ->
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=die_with_parent,
+            env={**os.environ, **(env or {})},
         )
     router = RouterProcess(process, port, log_path)
 
