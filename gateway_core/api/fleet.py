@@ -32,7 +32,13 @@ from gateway_core.fleet.load_policy import policy_fields
 from gateway_core.fleet.manager import DEFAULT_HEALTH_TIMEOUT_S, FleetInputError, FleetManager
 from gateway_core.fleet.models import scan
 from gateway_core.fleet.on_demand import OnDemand
-from gateway_core.fleet.systemd import SystemdManager, SystemdUnavailable, UnitStatus, render_unit
+from gateway_core.fleet.systemd import (
+    SystemdCommandError,
+    SystemdManager,
+    SystemdUnavailable,
+    UnitStatus,
+    render_unit,
+)
 from gateway_core.providers.registry import ProviderRegistry
 from gateway_core.settings import BinaryNotFound, llama_server_binary, models_dirs
 
@@ -50,6 +56,8 @@ def _as_gateway_error(error: Exception) -> GatewayError:
         return GatewayError(409, str(error), code="deployment_conflict")
     if isinstance(error, EngineUnavailable | SystemdUnavailable):
         return GatewayError(503, str(error), code="engine_unavailable")
+    if isinstance(error, SystemdCommandError):
+        return GatewayError(502, f"systemctl refused: {error}", code="systemctl_failed")
     if isinstance(error, DeploymentFailed):
         logs = f"\n--- last log lines ---\n{error.logs}" if getattr(error, "logs", "") else ""
         return GatewayError(502, f"{error}{logs}", code="deployment_failed")
@@ -60,7 +68,14 @@ def fleet_errors(endpoint: Endpoint) -> Endpoint:
     async def wrapped(request: Request) -> Response:
         try:
             return await endpoint(request)
-        except (FleetError, FleetInputError, ComposeError, SystemdUnavailable, ValueError) as error:
+        except (
+            FleetError,
+            FleetInputError,
+            ComposeError,
+            SystemdUnavailable,
+            SystemdCommandError,
+            ValueError,
+        ) as error:
             raise _as_gateway_error(error) from error
 
     return wrapped

@@ -160,6 +160,7 @@ class OnDemand:
                 for task in (gone.loading, gone.unloading):
                     if task is not None:
                         task.cancel()
+                self._policies.remove(name)  # a later deployment of the name starts from its own spec
                 self._publish("deployment.removed", {"name": name})
         for name, spec in specs.items():
             record = self._records.get(name)

@@ -201,11 +201,17 @@ def test_a_queued_job_for_a_cold_model_starts_it_and_succeeds(daemon, tiny_model
     assert state(daemon, name) == "warm"
 
 
-def test_a_removed_deployment_is_no_longer_listed(daemon, tiny_model, llama_server_image, names):
+def test_a_removed_deployment_is_no_longer_listed_and_its_changed_policy_is_forgotten(
+    daemon, tiny_model, llama_server_image, names
+):
     name = names()
     deploy_on_demand(daemon, tiny_model, llama_server_image, name)
+    admin(daemon, "PATCH", f"/fleet/deployments/{name}/policy", {"pin": True})
 
     admin(daemon, "DELETE", f"/fleet/deployments/{name}")
 
     wait_for(lambda: name not in {v["name"] for v in admin(daemon, "GET", "/fleet/on-demand")}, "it to be dropped")
     assert daemon.admin_call("GET", f"/fleet/on-demand/{name}").status_code == 404
+    again = deploy_on_demand(daemon, tiny_model, llama_server_image, name)
+    assert again["deployment"]["spec"]["load"]["pin"] is False
+    assert admin(daemon, "GET", f"/fleet/on-demand/{name}")["policy"]["pin"] is False, "the new spec's policy"
