@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from gateway_core.fleet.load_policy import parse_duration
 
-from . import drain_commands, fleet_commands
+from . import drain_commands, fleet_commands, on_demand_commands
 
 Command = Callable[..., argparse.ArgumentParser]
 
@@ -193,23 +193,23 @@ def _add_on_demand_commands(fsub: argparse._SubParsersAction[argparse.ArgumentPa
     policy = command(
         fsub,
         "policy",
-        fleet_commands.fleet_policy,
+        on_demand_commands.fleet_policy,
         "show or change a deployment's load policy (kept across restarts; wins over the one it was deployed with)",
         json=True,
     )
     policy.add_argument("name", metavar="NAME")
     _policy_options(policy, changing=True)
     for action, handler, help_ in (
-        ("pin", fleet_commands.fleet_pin, "never stop an on-demand deployment to make room for another"),
-        ("unpin", fleet_commands.fleet_unpin, "let an on-demand deployment be stopped to make room again"),
-        ("load", fleet_commands.fleet_load, "start a deployment now (making room on its GPUs) and wait until warm"),
-        ("unload", fleet_commands.fleet_unload, "stop a deployment once its requests in flight end"),
+        ("pin", on_demand_commands.fleet_pin, "never stop an on-demand deployment to make room for another"),
+        ("unpin", on_demand_commands.fleet_unpin, "let an on-demand deployment be stopped to make room again"),
+        ("load", on_demand_commands.fleet_load, "start a deployment now (making room on its GPUs) and wait until warm"),
+        ("unload", on_demand_commands.fleet_unload, "stop a deployment once its requests in flight end"),
     ):
         command(fsub, action, handler, help_, json=True).add_argument("name", metavar="NAME")
     command(
         fsub,
         "on-demand",
-        fleet_commands.fleet_on_demand,
+        on_demand_commands.fleet_on_demand,
         "each deployment's load state, policy, last use, last load time and memory",
         json=True,
     )
