@@ -20,6 +20,10 @@ import httpx
 import pytest
 
 from gateway_core.client import CorralClient
+from gateway_core.providers.config import ProviderConfig
+from gateway_core.providers.health import probe
+from gateway_core.providers.router import ensure_model_ready, router_model_status
+from gateway_core.providers.runtime import ProviderRuntime
 from tests.providers.test_router_mode import RouterProcess, router_events, start_router
 from tests.testbed.child_processes import stop_process
 from tests.testbed.daemon import CorralDaemon
@@ -140,3 +144,22 @@ async def test_requests_for_a_loading_model_wait_for_it_instead_of_failing_over(
         provider = await admin.provider("router")
     assert (provider["errors"], provider["circuit"]) == (0, "closed")
     assert router.log().count("spawning server instance with name=slow") == 1
+
+
+@pytest.mark.asyncio
+async def test_a_wait_past_its_bound_is_a_503_to_retry_while_the_load_goes_on(
+    router: RouterProcess, gate: Path
+) -> None:
+    provider = ProviderRuntime(ProviderConfig(name="router", type="llama-server", base_url=router.base_url))
+    try:
+        provider.router_models = (await probe(provider.config, provider.session)).router_models
+        refused = await ensure_model_ready(provider, "slow", 0.5)
+        assert refused is not None
+        assert (refused.status, refused.code, refused.headers) == (503, "model_loading", {"retry-after": "5"})
+        assert router.statuses()["slow"] == "loading"
+        await asyncio.to_thread(gate.touch)
+        assert await ensure_model_ready(provider, "slow", 30) is None  # the same load, not a second one
+        assert router_model_status(provider, "slow") == "loaded"
+        assert router.log().count("spawning server instance with name=slow") == 1
+    finally:
+        await provider.close()
