@@ -96,6 +96,8 @@ class FleetManager:
     # -- engine -----------------------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        if systemd := sorted(self._systemd.specs()):
+            log.info("systemd deployment(s) from config.json: %s", ", ".join(systemd))
         try:
             self.engine = await asyncio.to_thread(ContainerEngine.connect, self._docker_url)
         except EngineUnavailable as error:

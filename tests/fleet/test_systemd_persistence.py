@@ -192,6 +192,7 @@ def test_a_restarted_corral_core_lists_the_systemd_deployments_config_json_holds
     assert "(on demand)" in row
     (view,) = json.loads(shown.stdout)
     assert (view["name"], view["kind"], view["policy"]["priority"]) == ("native", "systemd", 4)
+    assert "systemd deployment(s) from config.json: native" in daemon.log_path.read_text()
 
 
 def corral(daemon: CorralDaemon, *args: str) -> subprocess.CompletedProcess[str]:
