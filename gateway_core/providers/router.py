@@ -92,9 +92,9 @@ def argv_slots(entry: Mapping[str, Any]) -> int | None:
     return None
 
 
-# (router base URL, model id) -> the slots its /slots listed once: asked once per model, since asking keeps a
-# model from sleeping (and wakes a sleeping one).
-_measured_slots: dict[tuple[str, str], int] = {}
+# (router base URL, model id) -> (the instance's argv, the slots its /slots listed): asked once per loaded
+# instance, since asking keeps a model from sleeping (and wakes a sleeping one).
+_measured_slots: dict[tuple[str, str], tuple[str, int]] = {}
 
 
 async def model_slots(
@@ -106,11 +106,15 @@ async def model_slots(
     found: dict[str, int | None] = {}
     for entry in listed:
         model = str(entry["id"])
-        slots = argv_slots(entry) or _measured_slots.get((base_url, model))
         status = entry.get("status")
-        if slots is None and isinstance(status, dict) and status.get("value") == "loaded":
+        instance = str(status.get("args")) if isinstance(status, dict) else ""  # its port differs per load
+        measured = _measured_slots.get((base_url, model))
+        slots = argv_slots(entry) or (measured[1] if measured else None)
+        loaded = isinstance(status, dict) and status.get("value") == "loaded"
+        if not argv_slots(entry) and loaded and (measured is None or measured[0] != instance):
             with contextlib.suppress(*TRANSPORT_ERRORS, ValueError):  # unknown for now: asked at the next probe
-                slots = _measured_slots[(base_url, model)] = await _listed_slots(session, base_url, headers, model)
+                slots = await _listed_slots(session, base_url, headers, model)
+                _measured_slots[(base_url, model)] = (instance, slots)
         found[model] = slots
     known = [slots for slots in found.values() if slots]
     fallback = max(known) if known else AUTO_PARALLEL_SLOTS
