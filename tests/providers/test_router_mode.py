@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,3 +260,25 @@ async def test_no_request_fails_while_llama_server_swaps_the_models(
     provider = view(daemon)
     assert provider["errors"] == 0
     assert provider["circuit"] == "closed"
+
+
+def corral(daemon: CorralDaemon, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "console.cli", *args, "--socket", str(daemon.socket_path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_lists_loads_and_unloads_a_router_s_models(routed: tuple[CorralDaemon, RouterProcess, str]) -> None:
+    daemon, router, _ = routed
+    loaded = corral(daemon, "providers", "load-model", "router", "beta")
+    assert loaded.returncode == 0, loaded.stderr
+    assert "loaded beta on router" in loaded.stdout
+    assert router.statuses()["beta"] == "loaded"
+    listed = corral(daemon, "providers", "models", "router")
+    rows = {line.split()[0]: line.split()[1] for line in listed.stdout.splitlines()[1:] if line.strip()}
+    assert rows == {"alpha": "unloaded", "beta": "loaded"}, listed.stdout
+    unloaded = corral(daemon, "providers", "unload-model", "router", "beta")
+    assert unloaded.returncode == 0, unloaded.stderr
+    assert router.statuses()["beta"] == "unloaded"
+    unknown = corral(daemon, "providers", "load-model", "router", "gamma")
+    assert unknown.returncode == 1
+    assert "has no model 'gamma'" in unknown.stderr
