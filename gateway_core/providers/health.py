@@ -10,7 +10,7 @@ import orjson
 
 from gateway_core.contracts.views import Health, RouterModelView
 
-from . import router
+from . import router_listing
 from .config import ProviderConfig
 from .endpoints import api_base, auth_headers
 from .upstream import PROBE_TIMEOUT, TRANSPORT_ERRORS, describe
@@ -70,12 +70,12 @@ async def _probe_llama_server(config: ProviderConfig, session: aiohttp.ClientSes
     models = {entry["id"]: entry["id"] for entry in entries}
     props = await _get(session, config.base_url + "/props", headers)
     settings = props.json() if props.status == 200 else {}
-    if router.is_router(settings, entries):
+    if router_listing.is_router(settings, entries):
         # Its /health is the router's own; each model's status and slots are in the list it just gave.
-        views = router.model_views(entries)
-        per_model = await router.model_slots(session, config.base_url, headers, entries)
-        slots = router.router_capacity(per_model, settings.get("max_instances"))
-        detail = router.summary_detail(views, slots)
+        views = router_listing.model_views(entries)
+        per_model = await router_listing.model_slots(session, config.base_url, headers, entries)
+        slots = router_listing.router_capacity(per_model, settings.get("max_instances"))
+        detail = router_listing.summary_detail(views, slots)
         return ProbeResult("ready", detail, models=models, capacity=slots, router_models=views)
     capacity = settings.get("total_slots")
     modalities = settings.get("modalities")  # {"vision": false, "audio": false}: what its --mmproj gives it

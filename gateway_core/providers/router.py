@@ -4,8 +4,10 @@ The router holds a request for a loading model until the load ends, and loads an
 load that fails answers the request with a 500, and an explicit unload cuts the requests on that model. So
 before a request goes to a model that is not known to be loaded, `ensure_model_ready` loads it (one load
 however many requests wait) and waits, bounded, so that loading is never an attempt that fails and never
-counts against the provider; a model that failed to load is a 503 with llama-server's reason. Operators load
-and unload through `load_model` and `unload_model`; an unload waits until nothing runs on the model.
+counts against the provider; a model that failed to load is a 503 with llama-server's reason. When every
+loaded model is busy, llama-server refuses an explicit load but queues a request, so the request is sent.
+Operators load and unload through `load_model` and `unload_model`; an unload waits until nothing runs on the
+model. What the router lists (statuses, slots, capacity) is read in router_listing.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,130 +27,17 @@ from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.views import RouterModelStatus, RouterModelView
 
 from .endpoints import auth_headers
+from .router_listing import SERVING, model_views
 from .runtime import ProviderRuntime
 from .upstream import TRANSPORT_ERRORS, describe
 
 ROUTER_LOAD_TIMEOUT_S = 120.0  # a request's or an operator's wait for a model to load (the on-demand default)
 UNLOAD_IDLE_WAIT_S = 30.0  # how long an unload waits for the model's requests to end before refusing
 FAILED_RETRY_S = 10.0  # a request for a model that failed to load tries it again at most this often
-AUTO_PARALLEL_SLOTS = 4  # a model's slots when its argv has no --parallel (llama-server's "auto" in this build)
 # POST /models/load's answer (HTTP 500) when --models-max models are loaded and none is idle.
 LIMIT_REACHED = "model limit reached"
 _POLL_FIRST_S = 0.01  # a load of a small model takes milliseconds: poll fast first, then back off
 _POLL_MAX_S = 0.25
-_STATUSES: dict[str, RouterModelStatus] = {
-    "unloaded": "unloaded",
-    "loading": "loading",
-    "loaded": "loaded",
-    "sleeping": "sleeping",
-    "failed": "failed",
-}
-_SERVING: frozenset[str] = frozenset({"loaded", "sleeping"})  # a sleeping model wakes on the request itself
-
-
-# -- what the router lists --------------------------------------------------------------------------------
-
-
-def is_router(props: Mapping[str, Any], listed: Iterable[Mapping[str, Any]]) -> bool:
-    """A router-mode llama-server: `/props` says role router, or its model list carries a status per model."""
-    if props.get("role") == "router":
-        return True
-    entries = list(listed)
-    return len(entries) > 1 and all(isinstance(entry.get("status"), dict) for entry in entries)
-
-
-def model_views(listed: Iterable[Mapping[str, Any]]) -> list[RouterModelView]:
-    """The router's `GET /models` entries as views, in its order. This build marks a model that failed to load
-    as `{"value": "unloaded", "failed": true, "exit_code": N}`; a build that says "failed" is read the same."""
-    views: list[RouterModelView] = []
-    for entry in listed:
-        status = entry.get("status")
-        raw = status.get("value") if isinstance(status, dict) else None
-        value = _STATUSES.get(raw, "unloaded") if isinstance(raw, str) else "unloaded"
-        detail = ""
-        failed = isinstance(status, dict) and (status.get("failed") is True or value == "failed")
-        if failed and isinstance(status, dict) and value not in ("loading", "loaded", "sleeping"):
-            value = "failed"
-            code = status.get("exit_code")
-            detail = f"its llama-server instance exited with code {code}" if code is not None else "load failed"
-        views.append({"id": str(entry["id"]), "status": value, "detail": detail})
-    return views
-
-
-def argv_slots(entry: Mapping[str, Any]) -> int | None:
-    """A model's slots as its instance's argv (`status.args`) says: `--parallel N` or `-np N`; None when it does
-    not say (the router was configured through LLAMA_ARG_N_PARALLEL, which its instances inherit, or not at all)."""
-    status = entry.get("status")
-    args = status.get("args") if isinstance(status, dict) else None
-    if isinstance(args, list):
-        for index, arg in enumerate(args):
-            value: object = None
-            if arg in ("--parallel", "-np") and index + 1 < len(args):
-                value = args[index + 1]
-            elif isinstance(arg, str) and arg.startswith("--parallel="):
-                value = arg.partition("=")[2]
-            if isinstance(value, str) and value.lstrip("-").isdigit() and int(value) > 0:
-                return int(value)
-    return None
-
-
-# (router base URL, model id) -> (the instance's argv, the slots its /slots listed): asked once per loaded
-# instance, since asking keeps a model from sleeping (and wakes a sleeping one).
-_measured_slots: dict[tuple[str, str], tuple[str, int]] = {}
-
-
-async def model_slots(
-    session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str], listed: Iterable[Mapping[str, Any]]
-) -> dict[str, int]:
-    """Each model's slots: from its argv, else what a loaded instance's /slots listed (asked once), else the
-    slots of another model of the router that is known (they share the router's settings), else
-    llama-server's automatic choice."""
-    found: dict[str, int | None] = {}
-    for entry in listed:
-        model = str(entry["id"])
-        status = entry.get("status")
-        instance = str(status.get("args")) if isinstance(status, dict) else ""  # its port differs per load
-        measured = _measured_slots.get((base_url, model))
-        slots = argv_slots(entry) or (measured[1] if measured else None)
-        loaded = isinstance(status, dict) and status.get("value") == "loaded"
-        if not argv_slots(entry) and loaded and (measured is None or measured[0] != instance):
-            with contextlib.suppress(*TRANSPORT_ERRORS, ValueError):  # unknown for now: asked at the next probe
-                slots = await _listed_slots(session, base_url, headers, model)
-                _measured_slots[(base_url, model)] = (instance, slots)
-        found[model] = slots
-    known = [slots for slots in found.values() if slots]
-    fallback = max(known) if known else AUTO_PARALLEL_SLOTS
-    return {model: slots or fallback for model, slots in found.items()}
-
-
-async def _listed_slots(session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str], model: str) -> int:
-    async with session.get(
-        base_url + "/slots",
-        params={"model": model, "autoload": "false"},  # never load a model to count its slots
-        headers=dict(headers),
-        timeout=aiohttp.ClientTimeout(total=5.0),
-    ) as response:
-        body = await response.read()
-    listing = orjson.loads(body) if response.status == 200 else None
-    if not isinstance(listing, list) or not listing:
-        raise ValueError(f"/slots?model={model} answered HTTP {response.status}")
-    return len(listing)
-
-
-def router_capacity(slots_per_model: Mapping[str, int], max_instances: object) -> int:
-    """What the router can run at once: the slots of as many models as `--models-max` lets it load (0: all),
-    the largest first. Not the loaded models' slots alone: a router with nothing loaded still takes requests
-    (it loads on use), and a capacity that moved with each swap would unsettle the balancer and the queue."""
-    slots = sorted(slots_per_model.values(), reverse=True)
-    if not slots:
-        return 1
-    limit = max_instances if isinstance(max_instances, int) and max_instances > 0 else len(slots)
-    return max(1, sum(slots[:limit]))
-
-
-def summary_detail(views: list[RouterModelView], capacity: int) -> str:
-    loaded = sum(1 for view in views if view["status"] in _SERVING)
-    return f"router: {loaded} of {len(views)} models loaded, {capacity} slots"
 
 
 # -- what the pipeline asks -------------------------------------------------------------------------------
@@ -204,7 +93,7 @@ async def ensure_model_ready(provider: ProviderRuntime, upstream_model: str, tim
     at most every FAILED_RETRY_S and is otherwise a 503 with llama-server's reason. A router that cannot be
     reached is left to the request's attempt, whose failure is the provider's."""
     status = router_model_status(provider, upstream_model)
-    if status is None or status in _SERVING:
+    if status is None or status in SERVING:
         return None
     state = _state(provider)
     if status == "failed" and upstream_model not in state.loads:
@@ -250,7 +139,7 @@ async def load_model(provider: ProviderRuntime, model: str, timeout_s: float = R
     """The operator's load: returns once the model is loaded; raises the GatewayError that says why not."""
     await require_model(provider, model)
     _state(provider).failed_at.pop(model, None)  # an operator's load is tried whenever it fails
-    if router_model_status(provider, model) in _SERVING:
+    if router_model_status(provider, model) in SERVING:
         return
     error = await _join_load(provider, model, timeout_s)
     if error is not None:
@@ -365,7 +254,7 @@ async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> Gate
             if view is None:
                 return None  # no longer listed: the request's attempt gets llama-server's own answer
             status = view["status"]
-            if status in _SERVING:
+            if status in SERVING:
                 state.failed_at.pop(model, None)
                 return None
             if status == "failed" and asked:

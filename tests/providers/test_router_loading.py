@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from gateway_core.contracts.views import RouterModelStatus
 from gateway_core.providers import router as router_mode
+from gateway_core.providers import router_listing
 from gateway_core.providers.config import ProviderConfig
 from gateway_core.providers.health import probe
 from gateway_core.providers.runtime import ProviderRuntime
@@ -97,13 +98,13 @@ def test_the_router_s_capacity_is_models_max_models_slots() -> None:
     def entry(*args: str) -> dict[str, Any]:
         return {"id": "m", "status": {"value": "unloaded", "args": ["llama-server", *args]}}
 
-    assert router_mode.argv_slots(entry("--parallel", "3")) == 3
-    assert router_mode.argv_slots(entry("-np", "5")) == 5
-    assert router_mode.argv_slots(entry()) is None  # LLAMA_ARG_N_PARALLEL, inherited, or llama-server's auto
+    assert router_listing.argv_slots(entry("--parallel", "3")) == 3
+    assert router_listing.argv_slots(entry("-np", "5")) == 5
+    assert router_listing.argv_slots(entry()) is None  # LLAMA_ARG_N_PARALLEL, inherited, or llama-server's auto
     slots = {"a": 2, "b": 6, "c": 1}
-    assert router_mode.router_capacity(slots, 1) == 6
-    assert router_mode.router_capacity(slots, 2) == 8
-    assert router_mode.router_capacity(slots, 0) == 9  # no limit: all of them
+    assert router_listing.router_capacity(slots, 1) == 6
+    assert router_listing.router_capacity(slots, 2) == 8
+    assert router_listing.router_capacity(slots, 0) == 9  # no limit: all of them
 
 
 def test_requests_for_a_model_that_cannot_load_are_503s_that_never_open_the_router_s_circuit(
