@@ -224,18 +224,23 @@ async def _join_load(provider: ProviderRuntime, model: str, timeout_s: float) ->
     state = _state(provider)
     task = state.loads.get(model)
     if task is None:
-        task = asyncio.create_task(_load(provider, model, ROUTER_LOAD_TIMEOUT_S), name=f"router-load:{model}")
+        bound = max(timeout_s, ROUTER_LOAD_TIMEOUT_S)
+        task = asyncio.create_task(_load(provider, model, bound), name=f"router-load:{model}")
         state.loads[model] = task
         task.add_done_callback(lambda done: state.loads.pop(model, None) if state.loads.get(model) is done else None)
     try:
         return await asyncio.wait_for(asyncio.shield(task), timeout_s)
     except TimeoutError:
-        return GatewayError(
-            503,
-            f"model '{model}' on router '{provider.name}' is still loading after {timeout_s:.0f}s; retry shortly",
-            code="model_loading",
-            headers={"retry-after": "5"},
-        )
+        return _still_loading(provider, model, timeout_s)
+
+
+def _still_loading(provider: ProviderRuntime, model: str, waited_s: float) -> GatewayError:
+    return GatewayError(
+        503,
+        f"model '{model}' on router '{provider.name}' is still loading after {waited_s:.0f}s; retry shortly",
+        code="model_loading",
+        headers={"retry-after": "5"},
+    )
 
 
 async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> GatewayError | None:
@@ -260,6 +265,8 @@ async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> Gate
             if status == "failed" and asked:
                 state.failed_at[model] = time.monotonic()
                 return _load_failed(provider, model, view["detail"])
+            if time.monotonic() >= deadline:
+                return _still_loading(provider, model, timeout_s)  # the router goes on loading
             if status in ("unloaded", "failed"):
                 # Asked again if the router swapped it out before it served (models-max): bounded by the deadline.
                 code, message = await _post(provider, "/models/load", model, deadline - time.monotonic())
@@ -277,8 +284,6 @@ async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> Gate
                     return _load_failed(provider, model, message or f"POST /models/load answered HTTP {code}")
                 delay = _POLL_FIRST_S
                 continue
-            if time.monotonic() >= deadline:
-                return None  # the waiters' own bound answers them; the router goes on loading
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX_S)
     except TRANSPORT_ERRORS:
