@@ -165,6 +165,9 @@ class GatewayState:
         await self.gpus.sample_once()  # so the first snapshot a console sees already has the GPUs
         self.gpus.start()
         await self.fleet.connect()
+        for spec in self.fleet.deployment_specs().values():
+            if spec.router is not None:  # a cold router lists its directory's models until it first answers
+                self.registry.seed_router_models(spec.name, spec.model_path)
         await self.on_demand.start()
         await self.callbacks.start()  # before the jobs: a final job whose callback was not yet enqueued is, now
         await self.jobs.start()  # last: its jobs run on the providers and are archived like any request
