@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -356,6 +357,19 @@ class ProviderRegistry:
             models={} if router else {deployment.name: deployment.name},
         )
         await self.put(config)
+        if router:
+            self.seed_router_models(deployment.name, getattr(deployment, "model_path", ""))
+
+    def seed_router_models(self, name: str, models_dir: str) -> None:
+        """A router deployment that has not answered a probe (a cold on-demand one) lists the GGUFs of its
+        directory, each unloaded, so its models are routed (and start it) before it first runs; its first
+        probe replaces them with what llama-server lists."""
+        runtime = self.providers.get(name)
+        if runtime is None or runtime.discovered_models or not models_dir:
+            return
+        stems = sorted(path.stem for path in Path(models_dir).glob("*.gguf") if path.is_file())
+        runtime.discovered_models = {stem: stem for stem in stems}
+        runtime.set_router_models([{"id": stem, "status": "unloaded", "detail": ""} for stem in stems])
 
     async def unregister_deployment(self, name: str) -> None:
         await self.remove(name)
