@@ -132,3 +132,60 @@ def test_a_router_deploy_refuses_a_gguf_file_or_a_directory_without_one_and_says
     both = deploy_router(fleet_daemon, llama_server_image, str(tiny_model), "--router", str(tmp_path))
     assert both.returncode == 1
     assert "not both" in both.stderr
+
+
+def test_an_on_demand_router_lists_its_models_while_cold_and_a_request_for_one_starts_it(
+    fleet_daemon: CorralDaemon,
+    llama_server_image: str,
+    docker_client: docker.DockerClient,
+    models_dir: Path,
+    names: Callable[[], str],
+) -> None:
+    name = names()
+
+    deployed = deploy_router(
+        fleet_daemon, llama_server_image, "--router", str(models_dir), "--name", name, "--on-demand"
+    )
+
+    assert deployed.returncode == 0, deployed.stderr
+    unload = fleet_daemon.admin_call("POST", f"/fleet/deployments/{name}/unload")
+    assert unload.status_code == 200, unload.text
+    assert docker_client.containers.get(f"corral-{name}").status != "running"
+    cold = provider(fleet_daemon, name)
+    assert cold is not None
+    assert sorted(cold["models"]) == ["alpha", "beta"], "a cold router's models are listed from its directory"
+    key = fleet_daemon.create_key("app")
+    with httpx.Client(
+        base_url=fleet_daemon.base_url, headers={"authorization": f"Bearer {key}"}, timeout=120
+    ) as public:
+        body = {"model": "beta", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        answer = public.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-corral-provider"] == name
+    docker_client.containers.get(f"corral-{name}").reload()
+    assert docker_client.containers.get(f"corral-{name}").status == "running"
+
+
+def test_a_cold_on_demand_router_still_lists_its_models_after_corral_core_restarts(
+    fleet_daemon: CorralDaemon, llama_server_image: str, models_dir: Path, names: Callable[[], str]
+) -> None:
+    name = names()
+    deployed = deploy_router(
+        fleet_daemon, llama_server_image, "--router", str(models_dir), "--name", name, "--on-demand"
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    assert fleet_daemon.admin_call("POST", f"/fleet/deployments/{name}/unload").status_code == 200
+
+    fleet_daemon.stop()
+    fleet_daemon.start()
+
+    cold = provider(fleet_daemon, name)
+    assert cold is not None
+    assert sorted(cold["models"]) == ["alpha", "beta"]
+    key = fleet_daemon.create_key("app")
+    with httpx.Client(
+        base_url=fleet_daemon.base_url, headers={"authorization": f"Bearer {key}"}, timeout=120
+    ) as public:
+        body = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        answer = public.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 200, answer.text
