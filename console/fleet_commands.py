@@ -98,10 +98,13 @@ def _systemd_row(view: OnDemandView) -> list[object]:
 
 def deploy_fields(args: argparse.Namespace) -> dict[str, Any]:
     router, models_max = getattr(args, "router", None), getattr(args, "models_max", None)
+    # Usage errors, as argparse's: exit 2 before anything is asked of the daemon.
     if (router is None) == (args.gguf_path is None):
-        raise CorralError("give a GGUF_PATH, or --router MODELS_DIR for llama-server's router mode (not both)")
+        warn("give a GGUF_PATH, or --router MODELS_DIR for llama-server's router mode (not both)")
+        raise SystemExit(2)
     if router is None and models_max is not None:
-        raise CorralError("--models-max goes with --router MODELS_DIR")
+        warn("--models-max goes with --router MODELS_DIR")
+        raise SystemExit(2)
     fields: dict[str, Any] = {"model_path": str(Path(router or args.gguf_path).expanduser().resolve())}
     if router is not None:
         fields["router"] = {"models_max": 1 if models_max is None else models_max}
