@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway_core.client import CorralClient
-from gateway_core.client_transport import CorralError
 from gateway_core.contracts.fleet_views import ContainerView, GpuDeviceView, OnDemandView, PlanReport
 
 from .cli_format import print_json, table
