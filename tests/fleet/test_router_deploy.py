@@ -130,8 +130,11 @@ def test_a_router_deploy_refuses_a_gguf_file_or_a_directory_without_one_and_says
         assert refused.returncode == 1
         assert said in refused.stderr, refused.stderr
     both = deploy_router(fleet_daemon, llama_server_image, str(tiny_model), "--router", str(tmp_path))
-    assert both.returncode == 1
+    assert both.returncode == 2  # a usage error, before the daemon is asked
     assert "not both" in both.stderr
+    lone_max = deploy_router(fleet_daemon, llama_server_image, str(tiny_model), "--models-max", "2")
+    assert lone_max.returncode == 2
+    assert "--models-max goes with --router" in lone_max.stderr
 
 
 def test_an_on_demand_router_lists_its_models_while_cold_and_a_request_for_one_starts_it(
