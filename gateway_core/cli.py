@@ -16,6 +16,7 @@ from gateway_core.callbacks.settings import CallbackSettings
 from gateway_core.contracts.archive import CAPTURE_MODES
 from gateway_core.fleet.on_demand import DEFAULT_MARGIN_BYTES
 from gateway_core.fleet.units import MiB
+from gateway_core.gateway.pipeline import WARMING_KEEPALIVE_S
 from gateway_core.jobs.settings import DEFAULT_JOB_ATTEMPTS, DEFAULT_JOB_TIMEOUT_S, DEFAULT_QUEUE_SHARE, JobSettings
 from gateway_core.listener import (
     BODY_TIMEOUT_S,
@@ -251,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPU memory kept free on each GPU when judging whether an on-demand model fits; below it, idle "
         "on-demand deployments are stopped to make room (default: %(default)s)",
     )
+    fleet.add_argument(
+        "--load-keepalive",
+        type=duration,
+        default=WARMING_KEEPALIVE_S,
+        metavar="DURATION",
+        help="a stream waiting this long for its model to load is answered at once, with an SSE comment as often "
+        "until the model answers, so proxies do not cut it (default: 5s)",
+    )
     CallbackSettings.add_arguments(parser)
     return parser
 
@@ -334,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                 jobs=job_settings(args),
                 callbacks=CallbackSettings.from_args(args),
                 vram_margin_bytes=args.vram_margin,
+                load_keepalive_s=args.load_keepalive,
             )
         )
     except DaemonError as error:

@@ -141,6 +141,7 @@ async def serve(
     jobs: JobSettings | None = None,
     callbacks: CallbackSettings | None = None,
     vram_margin_bytes: int = DEFAULT_MARGIN_BYTES,
+    load_keepalive_s: float | None = None,
 ) -> None:
     limits = limits or ListenerLimits(max_connections=default_max_connections(raise_open_file_limit()))
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -152,6 +153,8 @@ async def serve(
         callbacks=callbacks,
         vram_margin_bytes=vram_margin_bytes,
     )
+    if load_keepalive_s is not None:
+        state.pipeline.warming_keepalive_s = load_keepalive_s
     public_sock = bind_public_socket(settings.listen_host, settings.listen_port)
     admin_sock = bind_admin_socket(settings.socket_path)
     public = _Server(public_config(build_public_app(state), state.metrics, limits, drain_timeout_s))

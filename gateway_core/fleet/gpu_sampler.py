@@ -20,9 +20,11 @@ class GpuSampler:
         self._on_sample = on_sample
         self._reader = NvmlReader()
         self._task: asyncio.Task[None] | None = None
+        self._reading = asyncio.Lock()  # one NVML read at a time: the loop's and an on-demand load's
 
     async def sample_once(self) -> GpuSnapshot:
-        snapshot = await asyncio.to_thread(self._reader.sample)  # NVML calls block
+        async with self._reading:
+            snapshot = await asyncio.to_thread(self._reader.sample)  # NVML calls block
         if snapshot.state != self.latest.state or snapshot.reason != self.latest.reason:
             if snapshot.state == "ok":
                 log.info("GPUs: %d device(s), driver %s", len(snapshot.devices), snapshot.driver_version)

@@ -180,6 +180,7 @@ class OnDemand:
         if provider is not None and provider.health == "ready":
             if record.state != "warm":
                 record.state, record.reason, record.loaded_mono = "warm", "", self._monotonic()
+                self._remember_pid(record)  # running already (an `always` one, or at our start): how NVML lists it
         elif provider is not None and provider.health == "loading":
             record.state, record.reason = "loading", "started outside Corral; llama-server is loading its model"
         elif record.state != "failed":
@@ -301,6 +302,7 @@ class OnDemand:
                 self._decide("start", record, why, gpus=gpus, need=need, free=free)
                 await self._fleet.start_deployment(record.name)
                 await self._wait_ready(record, started + record.policy.load_timeout_s)
+                record.pid = await self._fleet.main_pid(record.name)  # how NVML will list it
         except GatewayError as error:
             if error.code == "insufficient_gpu_memory":  # refused, not failed: it stays cold, saying why
                 record.state, record.reason = "cold", error.message
@@ -320,7 +322,6 @@ class OnDemand:
         record.loaded_mono = self._monotonic()
         log.info("on-demand: %s is warm after %.2f s", record.name, record.last_load_s)
         self._publish_if_changed(record)
-        self._remember_pid(record)
         self._registry.signal_slot_released()  # queued jobs for its model may start now
 
     async def _wait_ready(self, record: Record, deadline: float) -> None:
@@ -353,13 +354,13 @@ class OnDemand:
     async def _make_room(self, record: Record, gpus: tuple[int, ...], why: str) -> tuple[int | None, int | None]:
         """Stop what must be stopped for the record to fit; its need and its GPUs' free memory as decided."""
         need = record.need_bytes
-        snapshot = self._gpus()
-        if not gpus or need is None or snapshot.state != "ok":
+        if not gpus or need is None or self._gpus().state != "ok":
             return need, None
+        snapshot = await self._sample_gpus()  # now: the periodic sample may predate a load that just ended
         deadline = self._monotonic() + record.policy.load_timeout_s
         settled = False
         while True:
-            free = {d.index: (d.memory_total_bytes or 0) - (d.memory_used_bytes or 0) for d in snapshot.devices}
+            free = self._free(snapshot, record)
             plan = plan_room(need, gpus, free, self.margin_bytes, self._holders(snapshot, record))
             if plan.fits and not plan.stop:
                 return need, plan.free_bytes
@@ -381,7 +382,7 @@ class OnDemand:
                 self._publish_if_changed(record)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._registry.slot_released.wait(), 1.0)
-                snapshot = self._gpus()
+                snapshot = await self._sample_gpus()
                 continue
             if not settled and any(self._monotonic() - self._stopped_at.get(g, -SETTLE_S) < SETTLE_S for g in gpus):
                 # A deployment stopped here a moment ago: the last sample may still count its memory.
@@ -390,14 +391,26 @@ class OnDemand:
                 continue
             raise self._refusal(record, gpus, need, plan, snapshot)
 
+    def _free(self, snapshot: GpuSnapshot, loading: Record) -> dict[int, int]:
+        """Each GPU's free memory as measured, less what warm deployments whose process the sample does not list
+        yet will use (one that answered a moment ago may not have shown in NVML)."""
+        free = {d.index: (d.memory_total_bytes or 0) - (d.memory_used_bytes or 0) for d in snapshot.devices}
+        listed = {p.pid for d in snapshot.devices for p in d.processes}
+        for record in self._records.values():
+            if record is loading or record.state != "warm" or (record.pid is not None and record.pid in listed):
+                continue
+            gpus = self._gpu_indices(record)
+            for gpu in gpus:
+                if gpu in free:
+                    free[gpu] -= (record.need_bytes or 0) // len(gpus)
+        return free
+
     async def _settle(self, need: int, gpus: tuple[int, ...], record: Record) -> GpuSnapshot:
         """Sample the GPUs until the stopped deployments' memory shows as free (the driver frees it at exit)."""
         deadline = self._monotonic() + SETTLE_S
         while True:
             snapshot = await self._sample_gpus()
-            free = sum(
-                (d.memory_total_bytes or 0) - (d.memory_used_bytes or 0) for d in snapshot.devices if d.index in gpus
-            )
+            free = sum(amount for gpu, amount in self._free(snapshot, record).items() if gpu in gpus)
             if free - self.margin_bytes * len(gpus) >= need or self._monotonic() >= deadline:
                 return snapshot
             await asyncio.sleep(SETTLE_POLL_S)

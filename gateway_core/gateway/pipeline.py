@@ -54,6 +54,9 @@ log = logging.getLogger("corral.gateway")
 
 MAX_ATTEMPTS = 3
 SATURATED_WAIT_S = 30.0  # how long a request waits for a slot when every provider is at its max concurrency
+# A stream waiting longer than this for its model to load is answered at once, with SSE comments every as long
+# until the model answers, so a proxy's idle timeout (nginx's is 60 s) does not cut it.
+WARMING_KEEPALIVE_S = 5.0
 FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The identity the console and CLI use over the admin socket: every model, no limits.
 ADMIN_KEY = ApiKey(id="admin", name="admin (console)", secret_sha256="")
@@ -104,6 +107,7 @@ class Pipeline:
         self._time = clock.time
         self.waiting_for_slot = 0  # synchronous requests waiting now for a provider's slot (_plan_or_wait)
         self.warmer: Warmer | None = None  # models on demand: loads a cold model's deployment (state.py sets it)
+        self.warming_keepalive_s = WARMING_KEEPALIVE_S
 
     async def handle(
         self, route: str, request: Request, *, admin: bool = False, request_id: str | None = None
@@ -318,7 +322,14 @@ class Pipeline:
             order = await self._plan_or_wait(candidates)
             if not order and self.warmer is not None and (cold := self.warmer.cold(candidates)):
                 # Loading is no failure: nothing is tried, or counted, until the deployment answers /health.
-                refused = await self.warmer.warm(cold, f"a request for '{parsed.model}' arrived")
+                warming = asyncio.ensure_future(self.warmer.warm(cold, f"a request for '{parsed.model}' arrived"))
+                await asyncio.wait({warming}, timeout=self.warming_keepalive_s if parsed.stream else None)
+                if not warming.done():
+                    headers = {"server-timing": timing.header(), REQUEST_ID: live.id, "cache-control": "no-cache"}
+                    stream = self._while_warming(warming, parsed, lease, live, candidates, timing, listener)
+                    await anext(stream)  # primed, as a relay is: closing it from here on runs its clean-up
+                    return EventStreamResponse(stream, headers)
+                refused = warming.result()
                 if refused is not None:
                     return self._finish_early(live, lease, refused, timing)
                 order = plan(candidates)
@@ -353,6 +364,47 @@ class Pipeline:
             last_error = GatewayError(499, CANCELLED, code="cancelled")
         assert last_error is not None
         return self._finish_early(live, lease, last_error, timing)
+
+    async def _while_warming(
+        self,
+        warming: asyncio.Future[GatewayError | None],
+        parsed: ParsedRequest,
+        lease: Lease,
+        live: LiveRequest,
+        candidates: list[ProviderRuntime],
+        timing: Timing,
+        listener: str,
+    ) -> AsyncGenerator[bytes, None]:
+        """A stream whose model is still loading: comments until it is warm, then the answer's own frames, or an
+        error frame when the load fails (the status is already 200)."""
+        accounted = False
+        try:
+            yield b""  # the priming step: nothing is sent
+            while not warming.done():
+                yield f": corral: loading model '{parsed.model}'\n\n".encode()
+                await asyncio.wait({warming}, timeout=self.warming_keepalive_s)
+            refused = warming.result()
+            order = plan(candidates) if refused is None else []
+            if order:
+                accounted = True  # from here the forward accounts for the request, however it ends
+                response = await self._forward(parsed, lease, live, candidates, timing, listener, order=order)
+                if isinstance(response, EventStreamResponse):
+                    async with aclosing(response.chunks) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
+                    return
+                error = orjson.loads(bytes(response.body))["error"]
+                yield error_frame(error["message"], error["type"], error.get("code"))
+                return
+            failure = refused or self._registry.no_route(parsed.model, candidates)
+            self._finish_early(live, lease, failure, timing)
+            accounted = True
+            yield error_frame(failure.message, str(failure.body()["error"]["type"]), failure.code)
+        finally:
+            if not accounted:  # the client left while the model loaded (the load goes on)
+                live.error_code, live.error_message = "client_closed", "the client left while its model loaded"
+                duration = self._monotonic() - live.started_mono
+                self._account(live, lease, ok=False, status=CLIENT_CLOSED, usage=Usage(), duration=duration, ttft=None)
 
     async def _answer(
         self,

@@ -55,9 +55,13 @@ def two_models(gpu_corral, tiny_model):
     are unique: the stub counts every process on the machine whose environment names the deployment."""
     suffix = uuid.uuid4().hex[:6]
     a, b = f"a{suffix}", f"b{suffix}"
-    corral = gpu_corral(memory_total=GPU_BYTES, measured={a: MODEL_BYTES, b: MODEL_BYTES})
+    # Streams waiting for a load get a keep-alive comment every 0.5 s (5 s by default).
+    corral = gpu_corral(
+        memory_total=GPU_BYTES, measured={a: MODEL_BYTES, b: MODEL_BYTES}, extra_args=("--load-keepalive", "0.5")
+    )
     for name in (a, b):
-        body = corral.deploy_body(name, tiny_model, load={"mode": "on-demand"})
+        # The tiny model's whole context, so a stream can be long enough to fill the socket buffers (SlowReader).
+        body = corral.deploy_body(name, tiny_model, ctx_size=2048, load={"mode": "on-demand"})
         admin(corral, "POST", "/fleet/deployments", body, status=201)
         wait_for(lambda n=name: admin(corral, "GET", f"/fleet/on-demand/{n}")["measured_memory_bytes"], "its memory")
         admin(corral, "POST", f"/fleet/deployments/{name}/unload")
@@ -123,7 +127,7 @@ class SlowReader:
                 "max_tokens": 2000,
                 "stream": True,
                 "ignore_eos": True,
-                "n_probs": 20,  # big frames, so the socket buffers fill
+                "n_probs": 50,  # big frames (kilobytes a token), so the socket buffers fill
             }
         )
         self.sock = socket.socket()
@@ -159,4 +163,37 @@ def test_a_request_still_in_flight_to_a_holds_a_until_it_ends(two_models):
 
     assert held == {a: "warm", b: "loading"}, "a is not stopped while its request is in flight"
     assert answers[0].status_code == 200, answers[0].text
+    assert states(corral) == {a: "cold", b: "warm"}
+
+
+def test_a_stream_waiting_for_its_model_to_load_gets_keep_alive_comments_then_its_answer(two_models):
+    corral, key, a, b = two_models
+    assert chat(corral, key, a).status_code == 200
+    reader = SlowReader(corral, key, a)  # b's load waits for this request to end
+    body = {"model": b, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
+    lines: list[str] = []
+    try:
+        with httpx.stream(
+            "POST",
+            corral.daemon.base_url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=120,
+        ) as answer:
+            status = answer.status_code
+            for line in answer.iter_lines():
+                lines.append(line)
+                if line.startswith(": corral: loading model") and len(lines) >= 2:
+                    reader.close()  # a's request ends: b's load goes on
+    finally:
+        reader.close()
+
+    assert status == 200
+    comments = [line for line in lines if line.startswith(":")]
+    assert comments[0] == f": corral: loading model '{b}'"
+    assert len(comments) >= 2
+    data = [line for line in lines if line.startswith("data: ")]
+    assert data[-1] == "data: [DONE]"
+    assert any('"choices"' in line for line in data), data
+    assert not any('"error"' in line for line in data), data
     assert states(corral) == {a: "cold", b: "warm"}
