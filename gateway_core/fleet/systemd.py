@@ -22,6 +22,8 @@ UNAVAILABLE = (
 )
 _FLAGS = (
     ("--model", "LLAMA_ARG_MODEL"),
+    ("--models-dir", "LLAMA_ARG_MODELS_DIR"),  # router mode (spec.router): instead of --model and --alias
+    ("--models-max", "LLAMA_ARG_MODELS_MAX"),
     ("--port", "LLAMA_ARG_PORT"),
     ("--host", "LLAMA_ARG_HOST"),
     ("--ctx-size", "LLAMA_ARG_CTX_SIZE"),
@@ -156,7 +158,8 @@ def exec_start(spec: DeploymentSpec, binary: str) -> str:
     env = spec.llama_env()
     args = [binary]
     for flag, variable in _FLAGS:
-        args += [flag, env[variable]]
+        if variable in env:
+            args += [flag, env[variable]]
     return " ".join(quote_arg(arg) for arg in [*args, *spec.extra_args])
 
 

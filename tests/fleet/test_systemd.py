@@ -13,6 +13,7 @@ from gateway_core.fleet.deployment import DeploymentSpec
 from gateway_core.fleet.systemd import (
     SystemdManager,
     SystemdUnavailable,
+    exec_start,
     install_commands,
     parse_show,
     render_unit,
@@ -327,3 +328,15 @@ def test_uninstalling_without_systemd_fails_clearly_and_removes_nothing(tmp_path
     with pytest.raises(SystemdUnavailable):
         SystemdManager(unit_dir=tmp_path).uninstall("qwen")
     assert unit_file.exists()
+
+
+def test_a_router_units_command_line_names_its_models_directory_and_no_model():
+    spec = DeploymentSpec(
+        name="shelf", kind="systemd", model_path="/srv/models", port=9100, router={"models_max": 2}, gpus=None
+    )
+
+    line = exec_start(spec, "/usr/bin/llama-server")
+
+    assert "--models-dir /srv/models --models-max 2 --port 9100" in line
+    assert "--model " not in line
+    assert "--alias" not in line
