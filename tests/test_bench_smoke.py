@@ -85,3 +85,21 @@ def test_archive_smoke_plan_builds_a_month_through_the_writer_and_times_the_hist
     assert any("search by key over one day" in target for target in targets)
     assert any("text search" in target for target in targets)
     assert any("30-day usage" in target for target in targets)
+
+
+@pytest.mark.docker
+def test_on_demand_smoke_plan_measures_a_cold_start_against_a_direct_one_and_warm_requests(
+    tmp_path: Path, llama_server_binary: Path, llama_server_image: str
+):
+    result = run_bench(["--plan", "on-demand-smoke"], tmp_path, llama_server_binary, 180)
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.loads((tmp_path / "latest-on-demand.json").read_text())
+    on_demand = report["results"]["on_demand"]
+    assert on_demand["cold_start"]["rounds"] == 2
+    assert on_demand["cold_start"]["corral_ttft_ms"]["p50"] > 0
+    assert on_demand["warm"]["on_demand"]["errors"] == 0
+    assert on_demand["warm"]["always"]["errors"] == 0
+    assert on_demand["warm"]["on_demand_state_after"] == "warm"
+    targets = [row["target"] for row in report["targets"]]
+    assert any("cold start" in target for target in targets)
