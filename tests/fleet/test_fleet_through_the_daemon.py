@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
-import uuid
 
-import docker.errors
 import httpx
 import openai
 import pytest
@@ -20,22 +17,6 @@ from tests.testbed import CorralDaemon, write_devices
 from tests.testbed.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.llama_server]
-
-
-@pytest.fixture
-def names(docker_client):
-    """Unique deployment names; their containers are removed at teardown whatever happened."""
-    made: list[str] = []
-
-    def name() -> str:
-        made.append(f"t{uuid.uuid4().hex[:8]}")
-        return made[-1]
-
-    name.made = made  # type: ignore[attr-defined]
-    yield name
-    for made_name in made:
-        with contextlib.suppress(docker.errors.NotFound):
-            docker_client.containers.get(f"corral-{made_name}").remove(force=True)
 
 
 @pytest.fixture

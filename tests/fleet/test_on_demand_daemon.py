@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 from typing import Any
 
-import docker.errors
 import httpx
 import pytest
 
@@ -16,21 +13,6 @@ from tests.testbed import CorralDaemon
 from tests.testbed.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.llama_server]
-
-
-@pytest.fixture
-def names(docker_client):
-    """Unique deployment names; their containers are removed at teardown whatever happened."""
-    made: list[str] = []
-
-    def name() -> str:
-        made.append(f"t{uuid.uuid4().hex[:8]}")
-        return made[-1]
-
-    yield name
-    for made_name in made:
-        with contextlib.suppress(docker.errors.NotFound):
-            docker_client.containers.get(f"corral-{made_name}").remove(force=True)
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ the directory mounted read-only and llama-server configured by LLAMA_ARG_MODELS_
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,21 +21,6 @@ from tests.testbed import CorralDaemon
 from tests.testbed.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.llama_server]
-
-
-@pytest.fixture
-def names(docker_client: docker.DockerClient) -> Iterator[Callable[[], str]]:
-    """Unique deployment names; their containers are removed at teardown whatever happened."""
-    made: list[str] = []
-
-    def name() -> str:
-        made.append(f"r{uuid.uuid4().hex[:8]}")
-        return made[-1]
-
-    yield name
-    for made_name in made:
-        with contextlib.suppress(docker.errors.NotFound):
-            docker_client.containers.get(f"corral-{made_name}").remove(force=True)
 
 
 @pytest.fixture
