@@ -452,10 +452,15 @@ async def _noop(*_: object) -> None:
     return None
 
 
-def fleet(devices: int = 2) -> FleetManager:
+def fleet(devices: int = 2, **options: Any) -> FleetManager:
     gpus = snapshot(*[300.0] * devices) if devices else GpuSnapshot(state="unavailable", reason="no NVIDIA driver")
     return FleetManager(
-        gpus=lambda: gpus, register=_noop, unregister=_noop, publish=lambda *_: None, on_deployment_changed=_noop
+        gpus=lambda: gpus,
+        register=_noop,
+        unregister=_noop,
+        publish=lambda *_: None,
+        on_deployment_changed=_noop,
+        **options,
     )
 
 
@@ -497,12 +502,11 @@ async def test_a_systemd_deployment_runs_on_the_gpus_of_its_spec(monkeypatch, ti
         def __init__(self, **_: object) -> None:
             pass
 
-        def install(self, *_: object) -> list[str]:
+        def install(self, *_: object, **__: object) -> list[str]:
             return []
 
-    monkeypatch.setattr("gateway_core.fleet.manager.SystemdManager", InstalledUnit)
     monkeypatch.setattr("gateway_core.fleet.manager._wait_http_healthy", _noop)
-    manager = fleet()
+    manager = fleet(systemd=InstalledUnit)
 
     fields = {"model_path": str(tiny_model), "name": "native", "kind": "systemd", "gpus": "1"}
     await manager.deploy(fields, 1.0, systemd={"binary": "/opt/llama.cpp/llama-server"})

@@ -324,11 +324,21 @@ async def test_every_slot_freed_while_jobs_are_queued_is_taken_again_before_the_
 
     async with scheduling(gateway) as (scheduler, reports):
 
+        releases = [0]
+
         def look_after_the_fill() -> None:
             # The scheduler's listener came first, so its fill is queued before this look: both run in the turn
-            # after the release, and nothing else of the loop's runs between the release and the fill.
+            # after the release. Left out: a look after another release (two attempts ending together: its fill
+            # has not run yet), and one whose fill took the last queued job (a slot may then rightly stay free).
+            releases[0] += 1
             if scheduler.queued:
-                loop.call_soon(lambda: refilled.append((scheduler.jobs_on("llama"), provider.capacity)))
+                seen = releases[0]
+
+                def look() -> None:
+                    if releases[0] == seen and scheduler.queued:
+                        refilled.append((scheduler.jobs_on("llama"), provider.capacity))
+
+                loop.call_soon(look)
 
         loop = asyncio.get_running_loop()
         gateway.state.registry.release_listeners.append(look_after_the_fill)
@@ -338,5 +348,5 @@ async def test_every_slot_freed_while_jobs_are_queued_is_taken_again_before_the_
         gateway.state.registry.release_listeners.remove(look_after_the_fill)
 
     assert all(ended.state == "succeeded" for ended in reports.ended.values())
-    assert len(refilled) >= 30, "most of the 40 jobs' releases found jobs still queued"
-    assert all(held == slots == 4 for held, slots in refilled), refilled
+    assert len(refilled) >= 20, "most of the 40 jobs' releases found jobs still queued, alone"
+    assert [(held, slots) for held, slots in refilled if not held == slots == 4] == []
