@@ -323,7 +323,6 @@ async def test_every_slot_freed_while_jobs_are_queued_is_taken_again_before_the_
     refilled: list[tuple[int, int]] = []  # at each release while jobs were queued: (jobs on it, its slots)
 
     async with scheduling(gateway) as (scheduler, reports):
-
         releases = [0]
 
         def look_after_the_fill() -> None:
