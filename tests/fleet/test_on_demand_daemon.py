@@ -197,3 +197,24 @@ def test_a_removed_deployment_is_no_longer_listed_and_its_changed_policy_is_forg
     again = deploy_on_demand(daemon, tiny_model, llama_server_image, name)
     assert again["deployment"]["spec"]["load"]["pin"] is False
     assert admin(daemon, "GET", f"/fleet/on-demand/{name}")["policy"]["pin"] is False, "the new spec's policy"
+
+
+def test_a_model_that_takes_longer_than_its_load_timeout_gets_a_503_and_is_stopped(
+    daemon, docker_client, tiny_model, llama_server_image, names
+):
+    name = names()
+    deploy_on_demand(daemon, tiny_model, llama_server_image, name)
+    admin(daemon, "POST", f"/fleet/deployments/{name}/unload")
+    # Shorter than the engine's start call alone: no llama-server answers /health in time.
+    admin(daemon, "PATCH", f"/fleet/deployments/{name}/policy", {"load_timeout_s": "10ms"})
+    key = daemon.create_key("app")
+
+    (answer,) = asyncio.run(chat_all(daemon, key, name, 1))
+
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert error["code"] == "model_load_failed"
+    assert "within its load_timeout of 0.01s" in error["message"], error["message"]
+    assert state(daemon, name) == "failed"
+    container = docker_client.containers.get(f"corral-{name}")
+    assert container.status == "exited", "stopped, so a half-loaded model holds no memory"
