@@ -270,8 +270,14 @@ class OnDemand:
         record = self._require(name)
         policy = LoadPolicy.model_validate({**record.policy.model_dump(), **changes})
         self._policies.put(name, policy)
-        record.policy = policy
+        was_on_demand, record.policy = record.policy.on_demand, policy
         log.info("deployment %s: load policy %s", name, policy.model_dump())
+        if was_on_demand and not policy.on_demand and record.state in ("cold", "failed"):
+            # "always up" means up: started now (making room as any load does), without waiting for it here.
+            task = asyncio.ensure_future(self._load(record, "its policy became always"))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            task.add_done_callback(_retrieve)
         self._publish_if_changed(record)
         return self._view(record)
 

@@ -218,3 +218,15 @@ def test_a_model_that_takes_longer_than_its_load_timeout_gets_a_503_and_is_stopp
     assert state(daemon, name) == "failed"
     container = docker_client.containers.get(f"corral-{name}")
     assert container.status == "exited", "stopped, so a half-loaded model holds no memory"
+
+
+def test_switching_a_cold_deployment_to_always_starts_it(daemon, tiny_model, llama_server_image, names):
+    name = names()
+    deploy_on_demand(daemon, tiny_model, llama_server_image, name)
+    admin(daemon, "POST", f"/fleet/deployments/{name}/unload")
+
+    changed = admin(daemon, "PATCH", f"/fleet/deployments/{name}/policy", {"mode": "always"})
+
+    assert changed["policy"]["mode"] == "always"
+    wait_for(lambda: state(daemon, name) == "warm", "the deployment to be started")
+    assert admin(daemon, "GET", f"/providers/{name}")["state"] == "ready"
