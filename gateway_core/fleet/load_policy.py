@@ -24,6 +24,7 @@ LoadMode = Literal["always", "on-demand"]
 DEFAULT_IDLE_TTL_S = 600.0
 DEFAULT_LOAD_TIMEOUT_S = 120.0
 POLICY_TABLE = "deployment_policies"
+MEASURED_TABLE = "deployment_memory"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _SECONDS = re.compile(r"(.+?)s")  # what format_duration writes for a fraction: "0.25s", "1e-05s"
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -122,7 +123,9 @@ def policy_fields(body: dict[str, Any], where: str = "") -> dict[str, Any]:
 
 
 class PolicyStore:
-    """Policies changed after deployment, by deployment name, in config.json; they win over the spec's."""
+    """Policies changed after deployment, by deployment name, in config.json; they win over the spec's. Also
+    the GPU memory each deployment was measured using when it last ran, so a restarted corral-core judges its
+    next start by that rather than by the estimate."""
 
     def __init__(self, store: ConfigStore) -> None:
         self._store = store
@@ -148,3 +151,14 @@ class PolicyStore:
 
     def remove(self, name: str) -> None:
         self._store.remove(POLICY_TABLE, "name", name)
+        self._store.remove(MEASURED_TABLE, "name", name)
+
+    def measured(self, name: str) -> int | None:
+        for record in self._store.all(MEASURED_TABLE):
+            if record.get("name") == name and isinstance(record.get("bytes"), int) and record["bytes"] > 0:
+                return int(record["bytes"])
+        return None
+
+    def remember_measured(self, name: str, used_bytes: int) -> None:
+        """Written when the deployment stops (or corral-core does), not at every sample."""
+        self._store.put(MEASURED_TABLE, "name", {"name": name, "bytes": used_bytes})

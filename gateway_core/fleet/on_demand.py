@@ -121,6 +121,9 @@ class OnDemand:
         self._ticker = asyncio.create_task(self._tick_forever(), name="on-demand")
 
     async def close(self) -> None:
+        for record in self._records.values():
+            if record.measured_bytes:
+                self._policies.remember_measured(record.name, record.measured_bytes)
         tasks = [t for t in (self._ticker, *self._background) if t is not None]
         for record in self._records.values():
             tasks += [t for t in (record.loading, record.unloading) if t is not None]
@@ -167,6 +170,7 @@ class OnDemand:
             if record is None:
                 record = self._records[name] = Record(spec, self._policies.get(name) or spec.load)
                 record.estimated_bytes = self._estimate(spec)
+                record.measured_bytes = self._policies.measured(name)  # when it last ran, maybe before a restart
             else:
                 record.spec = spec
             self._observe(record)
@@ -511,6 +515,8 @@ class OnDemand:
         self._registry.set_cold(record.name, f"stopping (on demand): {why}")  # routed to no more from here
         self._publish_if_changed(record)
         self._decide("stop", record, why, gpus=self._gpu_indices(record), for_deployment=for_deployment)
+        if record.measured_bytes:
+            self._policies.remember_measured(record.name, record.measured_bytes)
         try:
             await self._fleet.stop_deployment(record.name)
         finally:

@@ -197,3 +197,15 @@ def test_a_stream_waiting_for_its_model_to_load_gets_keep_alive_comments_then_it
     assert any('"choices"' in line for line in data), data
     assert not any('"error"' in line for line in data), data
     assert states(corral) == {a: "cold", b: "warm"}
+
+
+def test_what_a_model_was_measured_using_outlives_a_restart_of_corral_core(two_models):
+    corral, _, a, b = two_models  # both ran, were measured at 3 GiB, and were stopped
+
+    corral.daemon.stop()
+    corral.daemon.start()
+
+    wait_for(lambda: a in states(corral), "the deployments to be read again")
+    view = admin(corral, "GET", f"/fleet/on-demand/{a}")
+    assert view["state"] == "cold"
+    assert view["measured_memory_bytes"] == MODEL_BYTES, "its next start is judged by what it used, not the estimate"
