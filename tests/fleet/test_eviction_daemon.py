@@ -200,7 +200,7 @@ def test_a_stream_waiting_for_its_model_to_load_gets_keep_alive_comments_then_it
 
 
 def test_what_a_model_was_measured_using_outlives_a_restart_of_corral_core(two_models):
-    corral, _, a, b = two_models  # both ran, were measured at 3 GiB, and were stopped
+    corral, _, a, _b = two_models  # both ran, were measured at 3 GiB, and were stopped
 
     corral.daemon.stop()
     corral.daemon.start()
