@@ -215,8 +215,8 @@ class OnDemand:
         if record.state == "failed" and self._monotonic() - record.failed_mono < FAILED_HOLD_S:
             return GatewayError(
                 503,
-                f"{record.reason}\n(it is tried again on a request from {FAILED_HOLD_S:g} s after it failed, or now "
-                f"with `corral fleet load {record.name}`)",
+                f"{record.reason}\n(a request tries it again {FAILED_HOLD_S:g} s after it failed; "
+                f"`corral fleet load {record.name}` tries it now)",
                 code="model_load_failed",
                 headers={"retry-after": str(int(FAILED_HOLD_S))},
             )
@@ -302,7 +302,7 @@ class OnDemand:
         record.state, record.reason = "loading", why
         self._publish_if_changed(record)
         gpus = self._gpu_indices(record)
-        started = self._monotonic()
+        started = self._monotonic()  # reset once room is made: waiting for it is not loading
         locks = [self._gpu_locks.setdefault(index, asyncio.Lock()) for index in sorted(gpus)]
         try:
             async with contextlib.AsyncExitStack() as held:
@@ -310,6 +310,7 @@ class OnDemand:
                     await held.enter_async_context(lock)
                 need, free = await self._make_room(record, gpus, why)
                 self._decide("start", record, why, gpus=gpus, need=need, free=free)
+                started = self._monotonic()
                 await self._fleet.start_deployment(record.name)
                 await self._wait_ready(record, started + record.policy.load_timeout_s)
                 record.pid = await self._fleet.main_pid(record.name)  # how NVML will list it
