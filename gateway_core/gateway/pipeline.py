@@ -386,8 +386,8 @@ class Pipeline:
             refused = warming.result()
             order = plan(candidates) if refused is None else []
             if order:
-                accounted = True  # from here the forward accounts for the request, however it ends
                 response = await self._forward(parsed, lease, live, candidates, timing, listener, order=order)
+                accounted = True  # the forward accounted for it, or its relay will, however it ends
                 if isinstance(response, EventStreamResponse):
                     async with aclosing(response.chunks) as chunks:
                         async for chunk in chunks:
@@ -401,7 +401,7 @@ class Pipeline:
             accounted = True
             yield error_frame(failure.message, str(failure.body()["error"]["type"]), failure.code)
         finally:
-            if not accounted:  # the client left while the model loaded (the load goes on)
+            if not accounted and self._live.get(live.id) is live:  # the client left while the model loaded
                 live.error_code, live.error_message = "client_closed", "the client left while its model loaded"
                 duration = self._monotonic() - live.started_mono
                 self._account(live, lease, ok=False, status=CLIENT_CLOSED, usage=Usage(), duration=duration, ttft=None)

@@ -209,3 +209,25 @@ def test_what_a_model_was_measured_using_outlives_a_restart_of_corral_core(two_m
     view = admin(corral, "GET", f"/fleet/on-demand/{a}")
     assert view["state"] == "cold"
     assert view["measured_memory_bytes"] == MODEL_BYTES, "its next start is judged by what it used, not the estimate"
+
+
+def test_a_client_that_leaves_while_its_model_loads_is_ended_and_the_load_goes_on(two_models):
+    corral, key, a, b = two_models
+    assert chat(corral, key, a).status_code == 200
+    reader = SlowReader(corral, key, a)  # b's load waits for this request to end
+    body = {"model": b, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
+    try:
+        with httpx.stream(
+            "POST",
+            corral.daemon.base_url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=120,
+        ) as answer:
+            first = next(answer.iter_lines())  # a keep-alive comment: then the client leaves
+        wait_for(lambda: not [r for r in admin(corral, "GET", "/requests") if r["model"] == b], "it to be ended")
+    finally:
+        reader.close()
+
+    assert first.startswith(": corral: loading model")
+    wait_for(lambda: states(corral) == {a: "cold", b: "warm"}, "b's load to go on without its client")
