@@ -131,7 +131,7 @@ class FirstRunPanel(Vertical):
         yield Static("Nothing serves models yet. Start with one of these:", classes="first-run-title")
         for key, action, why in FIRST_RUN_HINTS:
             with Horizontal(classes="hint-line"):
-                yield Static(f"{key}  {action}", classes="hint")
+                yield Static(f"{key}  {action}", classes="hint-key")
                 yield Static(why, classes="hint-why", id=f"first-run-why-{key}")
 
 

@@ -189,7 +189,7 @@ async def test_first_run_shows_what_to_do_until_a_provider_exists():
         await settle(pilot)
         screen = app.dashboard
         first_run = screen.query_one("#first-run")
-        hints = " ".join(str(hint.render()) for hint in first_run.query(".hint"))
+        hints = " ".join(str(hint.render()) for hint in first_run.query(".hint-key"))
 
         assert first_run.display
         assert not screen.query_one("#providers").display
