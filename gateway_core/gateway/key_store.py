@@ -1,7 +1,9 @@
 """The API keys as the admin sees them: created, changed, revoked and deleted here, written through to config.json.
 
 The request path only reads the KeyRing (`ring`); it records last-used times in memory, and this store saves
-them every LAST_USED_FLUSH_S and at shutdown, so no request ever waits on the disk.
+them every LAST_USED_FLUSH_S and at shutdown, so no request ever waits on the disk. Every KEY_USE_PUBLISH_S it
+publishes a "key" event for each key whose use moved (its last use, or its requests and tokens in the last
+minute), so the console's req/m, tok/m and last used follow the traffic without polling.
 
 Webhook secrets: a key's current one, and after a rotation the previous one until its window ends, are what
 `webhook_secrets` gives the callback service to sign with.
@@ -25,6 +27,7 @@ from gateway_core.gateway.limits import RateLimiter
 from gateway_core.store.config_store import ConfigStore
 
 LAST_USED_FLUSH_S = 30.0
+KEY_USE_PUBLISH_S = 1.0
 DAY_S = 86400.0
 WEBHOOK_ROTATION_WINDOW_S = DAY_S  # how long the previous webhook secret keeps signing after a rotation
 
@@ -51,6 +54,8 @@ class KeyStore:
         self.ring.last_used.update({r["id"]: r["last_used_at"] for r in stored if r.get("last_used_at")})
         self._flushed_last_used: dict[str, float] = dict(self.ring.last_used)
         self._flusher: asyncio.Task[None] | None = None
+        self._use_publisher: asyncio.Task[None] | None = None
+        self._published_use: dict[str, tuple[float | None, int, int, int]] = {}  # key id -> its use as last published
 
     def __iter__(self) -> Iterator[ApiKey]:
         return iter(self.ring)
@@ -162,20 +167,42 @@ class KeyStore:
 
     def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_loop(), name="flush-last-used")
+        self._use_publisher = asyncio.create_task(self._publish_use_loop(), name="publish-key-use")
 
     async def close(self) -> None:
         """Stop the flush loop and save what it has not saved yet."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        for task in (self._flusher, self._use_publisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._flusher = self._use_publisher = None
         self.flush_last_used()
 
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(LAST_USED_FLUSH_S)
             self.flush_last_used()
+
+    async def _publish_use_loop(self) -> None:
+        while True:
+            await asyncio.sleep(KEY_USE_PUBLISH_S)
+            self.publish_use()
+
+    def publish_use(self) -> None:
+        """A "key" event for each key whose use moved since the last one: used again, or its last minute's
+        requests and tokens changed (they also fall back to 0 a minute after the traffic stops)."""
+        for key in self.ring:
+            usage = self._limiter.usage(key.id)
+            use = (
+                self.ring.last_used.get(key.id),
+                usage["in_flight"],
+                usage["requests_last_minute"],
+                usage["tokens_last_minute"],
+            )
+            if use != self._published_use.get(key.id, (self.ring.last_used.get(key.id), 0, 0, 0)):
+                self._published_use[key.id] = use
+                self._events.publish("key", self.view(key))
 
     def flush_last_used(self) -> None:
         """Save the last-used times that changed since the last flush (one write per key used)."""

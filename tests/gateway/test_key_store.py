@@ -232,3 +232,28 @@ async def test_closing_the_store_saves_last_use_times_not_yet_flushed(tmp_path, 
     assert [record["last_used_at"] for record in reopened.all("keys")] == [clock.time()]
     assert ApiKey.from_stored(reopened.all("keys")[0]) == key
     reopened.close()
+
+
+def test_a_keys_use_is_published_once_it_moves_and_again_as_its_last_minute_empties(config, clock):
+    events = EventBus()
+    queue = events.subscribe()
+    limiter = RateLimiter(clock=clock.monotonic)
+    keys = KeyStore(config, limiter, events, clock)
+    key, plaintext = keys.create(KeySpec(name="webapp"))
+    keys.publish_use()
+    drain(queue)  # the create's event; nothing used yet, so the tick published nothing
+
+    keys.ring.authenticate(bearer(plaintext))  # what the request path does, and its lease
+    limiter.acquire(key.id, key.name, KeyLimits()).release()
+    keys.publish_use()
+    used = drain(queue)
+    keys.publish_use()
+    unchanged = drain(queue)
+    clock.advance(61)
+    keys.publish_use()
+    emptied = drain(queue)
+
+    assert [(event.kind, event.data["usage"]["requests_last_minute"]) for event in used] == [("key", 1)]
+    assert used[0].data["last_used_at"] == clock.time() - 61
+    assert unchanged == []
+    assert [(event.kind, event.data["usage"]["requests_last_minute"]) for event in emptied] == [("key", 0)]
