@@ -7,6 +7,8 @@ client and 1.5 ms at 32 (its pool scans every connection on each request), aioht
 
 from __future__ import annotations
 
+import errno
+import socket
 import urllib.request
 from urllib.parse import urlsplit
 
@@ -62,8 +64,25 @@ def is_stale_connection(error: BaseException) -> bool:
 
 
 def describe(error: BaseException) -> str:
-    """A transport error as an operator reads it: its kind and, when it has one, what it says."""
+    """A transport error as an operator reads it: what failed, in words, then the error's kind in brackets.
+    aiohttp's own text ("Cannot connect to host 127.0.0.1:9 ssl:default [Connect call failed ...]") names TLS
+    settings even for plain http, and says nothing of why."""
+    kind = type(error).__name__
     if isinstance(error, TimeoutError):
-        return "TimeoutError: no answer in time"
+        return f"no answer in time ({kind})"
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return f"the TLS certificate of {error.host}:{error.port} was refused: {error.certificate_error} ({kind})"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        where = f"{error.host}:{error.port}"
+        cause = error.os_error
+        if isinstance(cause, socket.gaierror):
+            return f"the name {error.host} does not resolve ({cause.strerror}; {kind})"
+        if cause.errno == errno.ECONNREFUSED:
+            return f"connection refused: nothing listens on {where} ({kind})"
+        if cause.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT):
+            return f"{where} is unreachable ({cause.strerror}; {kind})"
+        return f"could not connect to {where}: {cause.strerror or cause} ({kind})"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return f"the server closed the connection without answering ({kind})"
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return f"{kind}: {text}" if text else kind

@@ -117,6 +117,18 @@ async def test_a_refused_connection_is_not_retried_as_stale():
 
 
 @pytest.mark.asyncio
+async def test_a_refused_connection_is_described_in_words_without_aiohttps_tls_setting():
+    port = free_port()
+    with pytest.raises(aiohttp.ClientConnectorError) as refused:
+        await post_once(port)  # nothing listens there
+
+    said = describe(refused.value)
+
+    assert said == f"connection refused: nothing listens on 127.0.0.1:{port} (ClientConnectorError)"
+    assert "ssl" not in said
+
+
+@pytest.mark.asyncio
 async def test_a_server_that_closes_without_answering_is_reported_as_a_disconnect():
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
@@ -134,3 +146,4 @@ async def test_a_server_that_closes_without_answering_is_reported_as_a_disconnec
             await closer
 
     assert is_stale_connection(cut.value)
+    assert describe(cut.value) == "the server closed the connection without answering (ServerDisconnectedError)"
