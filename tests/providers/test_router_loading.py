@@ -24,6 +24,7 @@ from gateway_core.providers.runtime import ProviderRuntime
 from tests.providers.test_router_mode import RouterProcess, start_router
 from tests.testbed.child_processes import stop_process
 from tests.testbed.daemon import CorralDaemon
+from tests.testbed.waiting import wait_for
 
 pytestmark = pytest.mark.llama_server
 
@@ -62,6 +63,8 @@ async def test_twenty_requests_for_an_unloaded_model_wait_on_one_load(
     assert router_mode.router_model_status(provider, "alpha") == "unloaded"
     answers = await asyncio.gather(*(router_mode.ensure_model_ready(provider, "alpha", 30) for _ in range(20)))
     assert answers == [None] * 20
+    # llama-server's log is written by a thread of its own: the line may land a moment after the load is done.
+    wait_for(lambda: router.loads() >= 1, "the router's log to show the load")
     assert router.loads() == 1
     assert router_mode.router_model_status(provider, "alpha") == "loaded"
     assert router.statuses()["alpha"] == "loaded"
@@ -77,6 +80,7 @@ async def test_a_model_that_cannot_load_is_a_503_with_llama_servers_reason_and_i
     assert "'broken'" in refused.message
     assert "exited with code 1" in refused.message
     assert router_mode.router_model_status(provider, "broken") == "failed"
+    wait_for(lambda: router.loads() >= 1, "the router's log to show the failed load")  # its own thread writes it
     tried = router.loads()
     again = await router_mode.ensure_model_ready(provider, "broken", 30)
     assert again is not None

@@ -256,7 +256,7 @@ async def test_no_request_fails_while_llama_server_swaps_the_models(
         answers = await asyncio.gather(*(send(public, model) for model in models))
     failed = [answer for answer in answers if answer[1] != 200]
     assert not failed, failed
-    assert router.loads() >= 3, "the requests never made llama-server swap the models: the test proved nothing"
+    wait_for(lambda: router.loads() >= 3, "llama-server's log to show the swaps (its own thread writes it)")
     provider = view(daemon)
     assert provider["errors"] == 0
     assert provider["circuit"] == "closed"
