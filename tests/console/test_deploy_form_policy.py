@@ -3,9 +3,6 @@ them, and the plan (and so the deployment) carries the policy; driven with Pilot
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,17 +13,6 @@ from console.screens.deploy_form import DeployForm
 from tests.console.test_forms import SIZE, FormHost, shown, text, type_into
 from tests.testbed import CorralDaemon
 from tests.testbed.waiting import wait_for_async
-
-
-@pytest.fixture
-def catalog_daemon(tmp_path: Path, tiny_model: Path) -> Iterator[CorralDaemon]:
-    models_dir = tmp_path / "models"
-    models_dir.mkdir()
-    shutil.copy(tiny_model, models_dir / "tiny-llama.gguf")
-    daemon = CorralDaemon(tmp_path / "c", extra_env={"CORRAL_MODELS_DIRS": str(models_dir)}).start()
-    yield daemon
-    daemon.stop()
-
 
 ALWAYS = {"mode": "always", "idle_ttl_s": 600.0, "pin": False, "priority": 0, "load_timeout_s": 120.0}
 CHOSEN = {"mode": "on-demand", "idle_ttl_s": 90.0, "pin": True, "priority": -3, "load_timeout_s": 120.0}
@@ -43,8 +29,8 @@ def planned_load(app: App[Any]) -> object:
 
 
 @pytest.mark.asyncio
-async def test_on_demand_reveals_its_fields_and_the_plan_carries_the_policy(catalog_daemon: CorralDaemon) -> None:
-    app = FormHost(catalog_daemon.socket_path)
+async def test_on_demand_reveals_its_fields_and_the_plan_carries_the_policy(fleet_daemon: CorralDaemon) -> None:
+    app = FormHost(fleet_daemon.socket_path)
     async with app.run_test(size=SIZE) as pilot:
         app.open(DeployForm())
         await pilot.pause()
@@ -67,8 +53,8 @@ async def test_on_demand_reveals_its_fields_and_the_plan_carries_the_policy(cata
 
 
 @pytest.mark.asyncio
-async def test_a_duration_is_checked_as_the_daemon_reads_it(catalog_daemon: CorralDaemon) -> None:
-    app = FormHost(catalog_daemon.socket_path)
+async def test_a_duration_is_checked_as_the_daemon_reads_it(fleet_daemon: CorralDaemon) -> None:
+    app = FormHost(fleet_daemon.socket_path)
     async with app.run_test(size=SIZE) as pilot:
         app.open(DeployForm())
         await pilot.pause()
@@ -87,9 +73,9 @@ async def test_a_duration_is_checked_as_the_daemon_reads_it(catalog_daemon: Corr
 
 @pytest.mark.asyncio
 async def test_a_bad_policy_field_hidden_by_turning_on_demand_off_does_not_block_the_plan(
-    catalog_daemon: CorralDaemon,
+    fleet_daemon: CorralDaemon,
 ) -> None:
-    app = FormHost(catalog_daemon.socket_path)
+    app = FormHost(fleet_daemon.socket_path)
     async with app.run_test(size=SIZE) as pilot:
         app.open(DeployForm())
         await pilot.pause()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,16 +230,6 @@ async def test_key_edit_form_changes_limits_and_models(corral_daemon: CorralDaem
 
 
 # -- fleet ---------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fleet_daemon(tmp_path: Path, tiny_model: Path) -> Iterator[CorralDaemon]:
-    models_dir = tmp_path / "models"
-    models_dir.mkdir()
-    shutil.copy(tiny_model, models_dir / "tiny-llama.gguf")
-    daemon = CorralDaemon(tmp_path / "c", extra_env={"CORRAL_MODELS_DIRS": str(models_dir)}).start()
-    yield daemon
-    daemon.stop()
 
 
 def catalog_prompts(app: App[Any]) -> list[str]:
