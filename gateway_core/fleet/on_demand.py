@@ -341,7 +341,8 @@ class OnDemand:
         while True:
             await self._registry.reprobe(name)
             provider = self._registry.get(name)
-            if provider is not None and provider.health == "ready":
+            # Ready in time: seen ready before its load_timeout had passed (one seen ready only after it took longer).
+            if provider is not None and provider.health == "ready" and self._monotonic() < deadline:
                 return
             exited = self._fleet.exited(name)
             if exited is not None or self._monotonic() >= deadline:
