@@ -40,7 +40,13 @@ from gateway_core.gateway.warming import Warmer
 from gateway_core.metrics import GatewayMetrics
 from gateway_core.providers.adapters import adapter_for
 from gateway_core.providers.registry import ProviderRegistry, Slot
-from gateway_core.providers.router import ROUTER_LOAD_TIMEOUT_S, ensure_model_ready, router_model_status
+from gateway_core.providers.router import (
+    ROUTER_LOAD_TIMEOUT_S,
+    ensure_model_ready,
+    not_running,
+    note_not_running,
+    router_model_status,
+)
 from gateway_core.providers.runtime import ProviderRuntime
 from gateway_core.providers.upstream import (
     TRANSPORT_ERRORS,
@@ -57,6 +63,7 @@ SATURATED_WAIT_S = 30.0  # how long a request waits for a slot when every provid
 # A stream waiting longer than this for its model to load is answered at once, with SSE comments every as long
 # until the model answers, so a proxy's idle timeout (nginx's is 60 s) does not cut it.
 WARMING_KEEPALIVE_S = 5.0
+ROUTER_RESENDS = 2  # a router-mode model found not running is loaded and the request sent again, at most this often
 FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The identity the console and CLI use over the admin socket: every model, no limits.
 ADMIN_KEY = ApiKey(id="admin", name="admin (console)", secret_sha256="")
@@ -339,14 +346,10 @@ class Pipeline:
         for provider in order[:MAX_ATTEMPTS]:
             if live.cancel_requested:
                 break
-            if provider.router_models is not None:  # a router-mode llama-server: its model may not be loaded
-                upstream_model = provider.models[parsed.model]
-                if router_model_status(provider, upstream_model) != "loaded":  # no I/O when it is
-                    refused = await ensure_model_ready(provider, upstream_model, ROUTER_LOAD_TIMEOUT_S)
-                    if refused is not None:  # it failed to load, or still loads past the bound: not an attempt
-                        last_error = refused
-                        continue
-            outcome = await self._attempt(provider, parsed, live, timing)
+            if provider.router_models is None:
+                outcome = await self._attempt(provider, parsed, live, timing)
+            else:
+                outcome = await self._attempt_router(provider, parsed, live, timing)
             if isinstance(outcome, GatewayError):
                 last_error = outcome
                 continue
@@ -534,6 +537,45 @@ class Pipeline:
             )
         provider.breaker.record_success()
         return upstream, adapter, slot
+
+    async def _attempt_router(
+        self, provider: ProviderRuntime, parsed: ParsedRequest, live: LiveRequest, timing: Timing
+    ) -> tuple[UpstreamResponse, Adapter, Slot] | GatewayError:
+        """`_attempt` on a router-mode llama-server, whose model may not be loaded: loaded first (waiting for a
+        load is not an attempt), and sent again when the router says it is not running after all. That is no
+        failure of the router's: it unloaded the model since the last listing, or swapped it out for another
+        model's request between loading it for this one and passing this one on."""
+        upstream_model = provider.models[parsed.model]
+        for _ in range(ROUTER_RESENDS + 1):
+            if router_model_status(provider, upstream_model) != "loaded":  # no I/O when it is
+                refused = await ensure_model_ready(provider, upstream_model, ROUTER_LOAD_TIMEOUT_S)
+                if refused is not None:  # it failed to load, or still loads past the bound
+                    return refused
+            outcome = await self._attempt(provider, parsed, live, timing)
+            if isinstance(outcome, GatewayError) or outcome[0].status != 400:
+                return outcome
+            upstream, _, slot = outcome
+            try:
+                body = await upstream.read()  # kept by the response: the 400's answer reads it again
+            except TRANSPORT_ERRORS:
+                return outcome  # the answer reports the break
+            if not not_running(upstream.status, body):
+                return outcome
+            upstream.release()
+            slot.release()
+            note_not_running(provider, upstream_model)
+            log.info(
+                "router %s: model %s was not running as a request reached it; loading it again",
+                provider.name,
+                upstream_model,
+            )
+        return GatewayError(
+            503,
+            f"router '{provider.name}' swapped model '{upstream_model}' out {ROUTER_RESENDS + 1} times as requests "
+            f"reached it (more models are in use than its --models-max runs at once); retry shortly",
+            code="model_loading",
+            headers={"retry-after": "1"},
+        )
 
     def _attempt_failed(self, slot: Slot) -> None:
         slot.release()

@@ -6,6 +6,9 @@ before a request goes to a model that is not known to be loaded, `ensure_model_r
 however many requests wait) and waits, bounded, so that loading is never an attempt that fails and never
 counts against the provider; a model that failed to load is a 503 with llama-server's reason. When every
 loaded model is busy, llama-server refuses an explicit load but queues a request, so the request is sent.
+When the router already runs --models-max models and loads for requests itself, a request is sent at once,
+too: llama-server's explicit load then waits for the model it evicts to be unloaded, and never returns if a
+queued request loads that model again first (seen on this build: the load blocked until the next swap).
 Operators load and unload through `load_model` and `unload_model`; an unload waits until nothing runs on the
 model. What the router lists (statuses, slots, capacity) is read in router_listing.py.
 """
@@ -18,7 +21,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiohttp
 import orjson
@@ -36,6 +39,12 @@ UNLOAD_IDLE_WAIT_S = 30.0  # how long an unload waits for the model's requests t
 FAILED_RETRY_S = 10.0  # a request for a model that failed to load tries it again at most this often
 # POST /models/load's answer (HTTP 500) when --models-max models are loaded and none is idle.
 LIMIT_REACHED = "model limit reached"
+# llama-server's 400 for a request that reached a model not running: unloaded since Corral last saw it loaded
+# (autoload off: "model is not loaded"), or swapped out between the router's own load and its proxying, which
+# another model's request can do at --models-max ("model name=M is not running").
+NOT_RUNNING_MARKERS = (b"is not running", b"is not loaded")
+REQUEST_LOAD_CALL_S = 5.0  # a request's POST /models/load that takes longer is left to the router's own queue
+RUNNING: frozenset[str] = frozenset({"loaded", "sleeping", "loading"})  # what counts towards --models-max
 _POLL_FIRST_S = 0.01  # a load of a small model takes milliseconds: poll fast first, then back off
 _POLL_MAX_S = 0.25
 
@@ -48,10 +57,26 @@ class _RouterState:
     """Per router provider: the load in flight per model (one however many wait), unloads under way, and when
     a load Corral asked for last failed."""
 
-    loads: dict[str, asyncio.Task[GatewayError | None]] = field(default_factory=dict)
+    loads: dict[tuple[str, bool], asyncio.Task[_Loaded]] = field(default_factory=dict)  # by (model, for a request)
     unloading: set[str] = field(default_factory=set)
     failed_at: dict[str, float] = field(default_factory=dict)
-    autoload: bool | None = None  # its /props models_autoload, asked when first needed
+    props: _RouterProps | None = None  # asked when first needed
+
+
+@dataclass(frozen=True)
+class _RouterProps:
+    """What the router's /props says of its model management."""
+
+    autoload: bool  # models_autoload: it loads a model for a request itself (on by default)
+    models_max: int  # max_instances (--models-max); 0: no limit
+
+
+class _HandedToRouter:
+    """A load's outcome: the model is not loaded, and the router loads it for the request that is sent to it."""
+
+
+HANDED_TO_ROUTER = _HandedToRouter()
+_Loaded: TypeAlias = GatewayError | _HandedToRouter | None
 
 
 # Keyed by the runtime, so a provider replaced or removed takes its state with it.
@@ -96,12 +121,32 @@ async def ensure_model_ready(provider: ProviderRuntime, upstream_model: str, tim
     if status is None or status in SERVING:
         return None
     state = _state(provider)
-    if status == "failed" and upstream_model not in state.loads:
+    if status == "failed" and (upstream_model, True) not in state.loads:
         failed_at = state.failed_at.get(upstream_model)
         if failed_at is not None and time.monotonic() - failed_at < FAILED_RETRY_S:
             view = _find(provider, upstream_model)
             return _load_failed(provider, upstream_model, view["detail"] if view else "")
-    return await _join_load(provider, upstream_model, timeout_s)
+    outcome = await _join_load(provider, upstream_model, timeout_s, for_request=True)
+    return None if isinstance(outcome, _HandedToRouter) else outcome
+
+
+def not_running(status: int, body: bytes) -> bool:
+    """Whether the router refused a request because its model is not running (resend it once loaded)."""
+    return status == 400 and any(marker in body for marker in NOT_RUNNING_MARKERS)
+
+
+def note_not_running(provider: ProviderRuntime, upstream_model: str) -> None:
+    """The router said the model is not running where Corral saw it loaded: see it unloaded until the router's
+    next listing, so the next request loads it first."""
+    views = provider.router_models
+    if views is None:
+        return
+    marked: list[RouterModelView] = []
+    for view in views:
+        if view["id"] == upstream_model and view["status"] in SERVING:
+            view = RouterModelView(id=view["id"], status="unloaded", detail=view["detail"])  # the listing is replaced
+        marked.append(view)
+    provider.set_router_models(marked)
 
 
 # -- what operators ask -----------------------------------------------------------------------------------
@@ -141,9 +186,16 @@ async def load_model(provider: ProviderRuntime, model: str, timeout_s: float = R
     _state(provider).failed_at.pop(model, None)  # an operator's load is tried whenever it fails
     if router_model_status(provider, model) in SERVING:
         return
-    error = await _join_load(provider, model, timeout_s)
-    if error is not None:
-        raise error
+    outcome = await _join_load(provider, model, timeout_s, for_request=False)
+    if isinstance(outcome, _HandedToRouter):
+        raise GatewayError(
+            409,
+            f"router '{provider.name}' runs as many models as its --models-max and none is idle, so it refused to "
+            f"load '{model}'; retry once a model is idle, or unload one (`corral providers unload-model`)",
+            code="model_busy",
+        )
+    if outcome is not None:
+        raise outcome
 
 
 async def unload_model(provider: ProviderRuntime, model: str, timeout_s: float = ROUTER_LOAD_TIMEOUT_S) -> None:
@@ -219,15 +271,17 @@ async def _post(provider: ProviderRuntime, path: str, model: str, timeout_s: flo
     return response.status, message
 
 
-async def _join_load(provider: ProviderRuntime, model: str, timeout_s: float) -> GatewayError | None:
-    """Wait, at most timeout_s, on the model's one load (started here when none runs)."""
+async def _join_load(provider: ProviderRuntime, model: str, timeout_s: float, *, for_request: bool) -> _Loaded:
+    """Wait, at most timeout_s, on the model's one load for requests, or for operators (started here when
+    none runs): only a request's may be handed to the router's own loading."""
     state = _state(provider)
-    task = state.loads.get(model)
+    key = (model, for_request)
+    task = state.loads.get(key)
     if task is None:
         bound = max(timeout_s, ROUTER_LOAD_TIMEOUT_S)
-        task = asyncio.create_task(_load(provider, model, bound), name=f"router-load:{model}")
-        state.loads[model] = task
-        task.add_done_callback(lambda done: state.loads.pop(model, None) if state.loads.get(model) is done else None)
+        task = asyncio.create_task(_load(provider, model, bound, for_request), name=f"router-load:{model}")
+        state.loads[key] = task
+        task.add_done_callback(lambda done: state.loads.pop(key, None) if state.loads.get(key) is done else None)
     try:
         return await asyncio.wait_for(asyncio.shield(task), timeout_s)
     except TimeoutError:
@@ -243,7 +297,7 @@ def _still_loading(provider: ProviderRuntime, model: str, waited_s: float) -> Ga
     )
 
 
-async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> GatewayError | None:
+async def _load(provider: ProviderRuntime, model: str, timeout_s: float, for_request: bool) -> _Loaded:
     deadline = time.monotonic() + timeout_s
     state = _state(provider)
     while model in state.unloading:  # an operator's unload runs: load after it, not under it
@@ -268,14 +322,25 @@ async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> Gate
             if time.monotonic() >= deadline:
                 return _still_loading(provider, model, timeout_s)  # the router goes on loading
             if status in ("unloaded", "failed"):
+                props = await _props(provider, state)
+                if for_request and props.autoload and _full(provider, props):
+                    return HANDED_TO_ROUTER
                 # Asked again if the router swapped it out before it served (models-max): bounded by the deadline.
-                code, message = await _post(provider, "/models/load", model, deadline - time.monotonic())
+                bound = deadline - time.monotonic()
+                try:
+                    code, message = await _post(
+                        provider, "/models/load", model, min(bound, REQUEST_LOAD_CALL_S) if for_request else bound
+                    )
+                except TimeoutError:
+                    if for_request and props.autoload:  # it filled up meanwhile: its queue loads it for the request
+                        return HANDED_TO_ROUTER
+                    continue  # its listing says what happened; asked again while the deadline allows
                 if code != 200 and LIMIT_REACHED in message:
                     # Every loaded model is busy. A request is queued by llama-server's autoload until one is idle
                     # and then swapped in, where an explicit load is refused: send it, unless the router has
                     # autoload off, in which case ask again once a model may have gone idle.
-                    if await _autoloads(provider, state) or time.monotonic() >= deadline:
-                        return None
+                    if props.autoload or time.monotonic() >= deadline:
+                        return HANDED_TO_ROUTER
                     await asyncio.sleep(_POLL_MAX_S)
                     continue
                 asked = True
@@ -292,9 +357,9 @@ async def _load(provider: ProviderRuntime, model: str, timeout_s: float) -> Gate
         return None
 
 
-async def _autoloads(provider: ProviderRuntime, state: _RouterState) -> bool:
-    """Whether the router loads a model for a request itself (`/props` models_autoload; on by default)."""
-    if state.autoload is None:
+async def _props(provider: ProviderRuntime, state: _RouterState) -> _RouterProps:
+    """The router's /props, asked once: they are its command line's."""
+    if state.props is None:
         async with provider.session.get(
             provider.config.base_url + "/props",
             headers=auth_headers(provider.config),
@@ -302,8 +367,20 @@ async def _autoloads(provider: ProviderRuntime, state: _RouterState) -> bool:
         ) as response:
             body = await response.read()
         props = orjson.loads(body) if response.status == 200 else {}
-        state.autoload = props.get("models_autoload") is not False if isinstance(props, dict) else True
-    return state.autoload
+        if not isinstance(props, dict):
+            props = {}
+        models_max = props.get("max_instances")
+        state.props = _RouterProps(
+            autoload=props.get("models_autoload") is not False,
+            models_max=models_max if isinstance(models_max, int) and models_max > 0 else 0,
+        )
+    return state.props
+
+
+def _full(provider: ProviderRuntime, props: _RouterProps) -> bool:
+    """Whether the router runs as many models as --models-max lets it, by its last listing."""
+    running = sum(1 for view in provider.router_models or () if view["status"] in RUNNING)
+    return props.models_max > 0 and running >= props.models_max
 
 
 async def _wait_idle(provider: ProviderRuntime, model: str) -> None:

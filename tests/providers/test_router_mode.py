@@ -262,6 +262,55 @@ async def test_no_request_fails_while_llama_server_swaps_the_models(
     assert provider["circuit"] == "closed"
 
 
+def test_a_request_for_a_model_a_full_router_does_not_run_is_left_to_its_queue_not_loaded_explicitly(
+    routed: tuple[CorralDaemon, RouterProcess, str],
+) -> None:
+    # llama-server's explicit load at --models-max waits for the model it evicts to be unloaded, and blocks
+    # for good when a queued request loads that model again first; its own queue for a request does not.
+    daemon, router, key = routed
+    headers = {"authorization": f"Bearer {key}"}
+    first = httpx.post(daemon.base_url + "/v1/chat/completions", json=chat("alpha"), headers=headers, timeout=60)
+    assert first.status_code == 200, first.text
+    wait_for(lambda: statuses(view(daemon)["router_models"])["alpha"] == "loaded", "Corral to see alpha loaded")
+
+    second = httpx.post(daemon.base_url + "/v1/chat/completions", json=chat("beta"), headers=headers, timeout=60)
+    assert second.status_code == 200, second.text
+    wait_for(lambda: "evicting idle LRU name=alpha for a queued request" in router.log(), "llama-server's log")
+    assert "models_max limit reached" not in router.log()  # what an explicit load at the limit logs
+
+
+def test_a_model_unloaded_behind_corrals_back_is_loaded_again_and_the_request_answered(
+    corral_daemon: CorralDaemon, llama_server_binary: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    # Autoload off: llama-server answers a request for a model it does not run with a 400 (as it does, with
+    # autoload on, when another model's request swaps the model out between its load and the request's
+    # proxying), where Corral's last listing still says loaded.
+    router = start_router(llama_server_binary, models_dir, tmp_path / "router.log", "--no-models-autoload")
+    try:
+        corral_daemon.add_provider("router", router.base_url)
+        key = corral_daemon.create_key("app")
+        loaded = corral_daemon.admin_call("POST", "/providers/router/models/load", json={"model": "alpha"})
+        assert loaded.status_code == 200, loaded.text
+        unloaded = httpx.post(router.base_url + "/models/unload", json={"model": "alpha"}, timeout=10)
+        assert unloaded.status_code == 200, unloaded.text
+        wait_for(lambda: router.statuses()["alpha"] == "unloaded", "llama-server to unload alpha")
+        assert statuses(view(corral_daemon)["router_models"])["alpha"] == "loaded"  # Corral has not seen it yet
+
+        answer = httpx.post(
+            corral_daemon.base_url + "/v1/chat/completions",
+            json=chat("alpha"),
+            headers={"authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        assert router.statuses()["alpha"] == "loaded"
+        provider = view(corral_daemon)
+        assert provider["errors"] == 0
+        assert provider["circuit"] == "closed"
+    finally:
+        stop_process(router.process)
+
+
 def corral(daemon: CorralDaemon, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "console.cli", *args, "--socket", str(daemon.socket_path)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
