@@ -32,6 +32,7 @@ from gateway_core.client import CorralError
 from gateway_core.contracts.chat import ChatCompletionChunk
 
 STOPPED_MARK = "[stopped]"
+NO_MODEL_NOTE = "No provider serves a model yet: add a provider or deploy a GGUF on the dashboard (F2)."
 CLEAR_WAIT_S = 5.0
 TEMPERATURE = Number(minimum=0, maximum=2, failure_description="temperature must be between 0 and 2")
 MAX_TOKENS = Integer(minimum=1, failure_description="max tokens must be a positive integer")
@@ -118,6 +119,7 @@ class ChatScreen(LiveScreen):
                 validators=[MAX_TOKENS],
             )
         yield Input(placeholder="System prompt (optional)", id="chat-system")
+        yield Static(NO_MODEL_NOTE, id="chat-no-model", markup=False)
         yield Static("", id="chat-hint", markup=False)
         yield ChatLog(id="chat-log")
         yield Input(placeholder="Ask something… (Enter sends)", id="chat-prompt")
@@ -128,6 +130,10 @@ class ChatScreen(LiveScreen):
         self.query_one("#chat-max-tokens", Input).border_title = "max tokens"
         self._refresh_models(self.host.live)
         self.query_one("#chat-prompt", Input).focus()
+
+    def on_screen_resume(self) -> None:
+        # Live updates reach only the current mode's screens: what changed while another mode showed is read here.
+        self._refresh_models(self.host.live)
 
     def live_changed(self, live: LiveState, changed: set[str]) -> None:
         if changed & {"status", "providers"}:
@@ -140,6 +146,7 @@ class ChatScreen(LiveScreen):
             (f"{model}  ({', '.join(providers)})" if providers else model, model)
             for model, providers in sorted(models.items())
         ]
+        self.query_one("#chat-no-model", Static).set_class(not options, "-shown")
         if options == self._model_options:
             return  # set_options resets the selection, so only when something changed
         self._model_options = options
@@ -208,7 +215,7 @@ class ChatScreen(LiveScreen):
         if not text:
             return
         if model is Select.NULL:
-            self.notify("Pick a model first: no provider serves one yet.", severity="warning")
+            self.notify(NO_MODEL_NOTE, title="Pick a model first", severity="warning")
             return
         try:
             params = self.request_params()
