@@ -6,6 +6,7 @@ difference.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from gateway_core.contracts.fleet_views import ContainerView, OnDemandView
 from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderView, RouterModelView
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
+ERROR_KIND = re.compile(r" \((?:([^()]*); )?[A-Za-z_]\w*\)$")  # describe()'s "(ClientConnectorError)" at the end
 
 
 def spark(values: Sequence[float]) -> str:
@@ -37,6 +39,15 @@ def spark(values: Sequence[float]) -> str:
 def trend(values: Sequence[float]) -> str:
     """A sparkline of the last seconds and the latest value: '▁▃▅█ 12'."""
     return f"{spark(values)} {count(round(values[-1], 1))}" if values else "-"
+
+
+def short_reason(detail: str) -> str:
+    """A probe's detail as a row has room for: what failed, without the URL it names first or the error's kind.
+    "cannot reach http://h:9: connection refused: nothing listens on h:9 (ClientConnectorError)" ->
+    "connection refused: nothing listens on h:9"."""
+    if detail.startswith("cannot reach ") and ": " in detail:
+        detail = detail.split(": ", 1)[1]
+    return ERROR_KIND.sub(lambda match: f" ({match[1]})" if match[1] else "", detail)
 
 
 def iso_age(started_at: str | None, now: float) -> float | None:
@@ -357,8 +368,13 @@ class ProvidersTable(LiveTable):
             trend(requests_s),
             trend(tokens_s),
             dash(p["type"]) if p["router_models"] is None else "router",
-            ", ".join(p["models"]) or "-",
+            self._models_or_reason(p),
         )
+
+    def _models_or_reason(self, p: ProviderView) -> Cell:
+        if p["state"] == "down" and p["health_detail"]:
+            return self.level(f"⚠ {short_reason(p['health_detail'])}", "bad")  # why it is down, on its row
+        return ", ".join(p["models"]) or "-"
 
     def _model_row(self, model: RouterModelView) -> Row:
         status = model["status"]

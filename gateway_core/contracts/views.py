@@ -7,7 +7,7 @@ gateway/keys.py, limits.py and accounting.py, api/admin.py.
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from gateway_core.contracts.archive import CaptureMode
 from gateway_core.contracts.fleet_views import FleetView, GpuSnapshotView, OnDemandView
@@ -78,6 +78,7 @@ class ProbeAnswer(TypedDict):
     detail: str
     models: dict[str, str]
     capacity: int | None
+    raw_detail: NotRequired[str]  # the transport error as its library put it, when that is what failed
 
 
 class ProviderRemoved(TypedDict):
@@ -228,3 +229,86 @@ class Cancelled(TypedDict):
     """DELETE /requests/{id}."""
 
     cancelled: str
+
+
+# -- telemetry history and GPU processes (api/history_routes.py, fleet/gpu_history.py, fleet/processes.py) -----
+
+
+class HistoryWindow(TypedDict):
+    """The window a history answer covers: `points` buckets of `step_s` seconds each, ending at `end`."""
+
+    minutes: int
+    points: int
+    step_s: float
+    end: float  # Unix seconds
+
+
+class GpuSeriesView(TypedDict):
+    """One GPU's readings over the window, one mean per bucket (oldest first); None: no reading there."""
+
+    index: int
+    uuid: str
+    name: str
+    memory_total_bytes: int | None
+    utilization_percent: list[float | None]
+    memory_used_bytes: list[int | None]
+    power_draw_watts: list[float | None]
+    temperature_c: list[float | None]
+
+
+class GpuHistoryView(HistoryWindow):
+    """GET /gpus/history?minutes=M&points=N."""
+
+    interval_s: float  # the sampler's interval: one sample per GPU this often
+    devices: list[GpuSeriesView]
+
+
+class ProviderSeriesView(TypedDict):
+    name: str
+    requests_per_s: list[float | None]
+    tokens_per_s: list[float | None]  # completion tokens
+
+
+class ProviderHistoryView(HistoryWindow):
+    """GET /providers/history?minutes=M&points=N."""
+
+    providers: list[ProviderSeriesView]
+
+
+class HostView(TypedDict):
+    """The box itself, as htop's header shows it."""
+
+    cpu_percent: float
+    cpu_count: int
+    memory_total_bytes: int
+    memory_used_bytes: int
+    swap_total_bytes: int
+    swap_used_bytes: int
+    load_average: list[float]
+
+
+ProcessOwnerKind = Literal["container", "unit", "host"]
+
+
+class ProcessView(TypedDict):
+    """One process on a GPU, as nvitop shows it; a reading /proc or NVML does not give is None."""
+
+    gpu_index: int
+    pid: int
+    user: str | None
+    gpu_memory_bytes: int | None
+    sm_percent: int | None
+    cpu_percent: float | None
+    rss_bytes: int | None
+    elapsed_s: float | None
+    command: str
+    owner_kind: ProcessOwnerKind  # from /proc/PID/cgroup: a container, a systemd unit, or neither
+    owner: str  # the container's name (or short id), the unit's name, or ""
+
+
+class ProcessesView(TypedDict):
+    """GET /gpus/processes."""
+
+    host: HostView
+    processes: list[ProcessView]
+    sm_note: str | None  # why SM % is missing, when NVML does not report it

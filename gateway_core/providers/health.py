@@ -24,6 +24,7 @@ class ProbeResult:
     capacity: int | None = None
     media: frozenset[str] | None = None  # the input kinds beyond text it takes ("vision", "audio"); None: unknown
     router_models: list[RouterModelView] | None = None  # a router-mode llama-server's models; None: not a router
+    raw: str | None = None  # the error as its library put it, for whoever needs more than `detail`'s words
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ async def probe(config: ProviderConfig, session: aiohttp.ClientSession) -> Probe
     except TimeoutError:
         return ProbeResult("down", f"{config.base_url} did not answer within {PROBE_TIMEOUT.total:.0f}s")
     except TRANSPORT_ERRORS as error:
-        return ProbeResult("down", f"cannot reach {config.base_url}: {describe(error)}")
+        raw = f"{type(error).__name__}: {error}"
+        return ProbeResult("down", f"cannot reach {config.base_url}: {describe(error)}", raw=raw)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         return ProbeResult("down", f"{config.base_url} answered something unexpected: {error}")
 
