@@ -47,6 +47,11 @@ def short_reason(detail: str) -> str:
     "connection refused: nothing listens on h:9"."""
     if detail.startswith("cannot reach ") and ": " in detail:
         detail = detail.split(": ", 1)[1]
+    return without_error_kind(detail)
+
+
+def without_error_kind(detail: str) -> str:
+    """A probe's detail without the error's kind at its end: "(ClientConnectorError)" tells an operator nothing."""
     return ERROR_KIND.sub(lambda match: f" ({match[1]})" if match[1] else "", detail)
 
 
