@@ -20,6 +20,9 @@ class ConsoleSettings:
     theme: str = "corral-dark"
     # Binding id -> keys, e.g. {"app.chat": "ctrl+o"}; applied with App.set_keymap.
     keymap: dict[str, str] = field(default_factory=dict)
+    # Named corral-cores to reach (console/contexts.py gives them meaning): name -> {"socket": ...} or {"ssh": ...}.
+    contexts: dict[str, dict[str, str]] = field(default_factory=dict)
+    context: str | None = None  # the current context's name; None: the default socket
     problems: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -37,6 +40,8 @@ class ConsoleSettings:
         return cls(
             theme=theme if isinstance(theme, str) else cls.theme,
             keymap={str(k): str(v) for k, v in keymap.items()} if isinstance(keymap, dict) else {},
+            contexts=_contexts(data.get("contexts")),
+            context=data["context"] if isinstance(data.get("context"), str) else None,
         )
 
     def save(self, path: Path | None = None) -> None:
@@ -46,3 +51,14 @@ class ConsoleSettings:
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(temporary, path)
+
+
+def _contexts(raw: object) -> dict[str, dict[str, str]]:
+    """Each context's fields as strings; an entry that is not an object is left out (contexts.py checks the rest)."""
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(name): {str(k): str(v) for k, v in fields.items()}
+        for name, fields in raw.items()
+        if isinstance(fields, dict)
+    }
