@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from typing import Any, Literal, overload
+from urllib.parse import urlencode
 
 import httpx
 
 from gateway_core.client_transport import AdminTransport
+from gateway_core.contracts.detail_views import DeploymentDetailView
 from gateway_core.contracts.fleet_views import (
     CatalogAnswer,
     ComposeImportAnswer,
@@ -66,14 +68,31 @@ class FleetCalls:
     async def remove_deployment(self, name: str) -> Removed:
         return await self._transport.call(Removed, "DELETE", f"/fleet/deployments/{name}", read_timeout_s=120.0)
 
+    async def deployment_detail(self, name: str) -> DeploymentDetailView:
+        """Everything corral-core knows of one deployment (its command, environment, health checks), secrets
+        masked."""
+        return await self._transport.call(DeploymentDetailView, "GET", f"/fleet/deployments/{name}/detail")
+
     async def deployment_logs(self, name: str, tail: int = 200) -> str:
         return await self._transport.call_text("GET", f"/fleet/deployments/{name}/logs", params={"tail": tail})
 
-    async def follow_logs(self, name: str) -> AsyncGenerator[str, None]:
+    async def follow_logs(
+        self, name: str, *, tail: int | None = None, since: str | None = None, timestamps: bool = False
+    ) -> AsyncGenerator[str, None]:
+        """Its last `tail` lines (None: the daemon's 200), or those since `since` (15m, 1h, ISO, Unix seconds),
+        then new lines as they come; with `timestamps`, each starts with its RFC 3339 time and a space."""
         # No read timeout: a quiet server may log nothing for hours, and that is not an error.
         following = httpx.Timeout(30.0, read=None)
+        params: dict[str, str | int] = {"follow": 1}
+        if since is not None:
+            params["since"] = since
+            params["tail"] = "all" if tail is None else tail
+        elif tail is not None:
+            params["tail"] = tail
+        if timestamps:
+            params["timestamps"] = 1
         async with self._transport.stream(
-            "GET", f"/fleet/deployments/{name}/logs?follow=1", timeout=following
+            "GET", f"/fleet/deployments/{name}/logs?{urlencode(params)}", timeout=following
         ) as response:
             async for line in response.aiter_lines():
                 yield line

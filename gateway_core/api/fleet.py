@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from gateway_core.api.admin_models import read_json, validation_error
+from gateway_core.api.detail_routes import DETAIL_PATH, DeploymentDetailRoutes
 from gateway_core.api.responses import json_response
 from gateway_core.contracts.errors import GatewayError
 from gateway_core.contracts.fleet_views import CatalogAnswer, PlanAnswer, SystemdActionAnswer, UnitStatusView
+from gateway_core.contracts.instants import InstantError, parse_instant
 from gateway_core.contracts.views import Removed
 from gateway_core.fleet.compose import ComposeError
 from gateway_core.fleet.containers import (
@@ -170,6 +173,23 @@ def _catalog_dirs(dirs: list[str]) -> list[Path]:
     return [Path(directory) for directory in dirs]
 
 
+def _follow_options(request: Request) -> dict[str, Any]:
+    """A followed log's start: `tail` lines (default 200, `all` for every one) since `since` (7d, 15m, ISO, Unix
+    seconds), each line stamped with its RFC 3339 time when `timestamps=1`."""
+    params = request.query_params
+    tail_text = params.get("tail", "200")
+    since_text = params.get("since")
+    try:
+        since = parse_instant(since_text, time.time()) if since_text else None
+    except InstantError as error:
+        raise _invalid("since", str(error)) from None
+    return {
+        "tail": None if tail_text == "all" else _count(tail_text, "tail"),
+        "since": since,
+        "timestamps": _flag(request, "timestamps"),
+    }
+
+
 class FleetApi:
     """The fleet routes' handlers: the fleet manager does the work, the registry knows the providers' names."""
 
@@ -178,6 +198,7 @@ class FleetApi:
         self._registry = registry
         self._on_demand = on_demand
         self._data_dir = data_dir
+        self._detail = DeploymentDetailRoutes(fleet)
 
     def routes(self) -> list[BaseRoute]:
         routes: list[tuple[str, Endpoint, str]] = [
@@ -186,6 +207,7 @@ class FleetApi:
             ("/fleet/deployments", self.deploy, "POST"),
             ("/fleet/deployments/{name}", self.remove, "DELETE"),
             ("/fleet/deployments/{name}/logs", self.logs, "GET"),
+            (DETAIL_PATH, self._detail.detail, "GET"),
             ("/fleet/deployments/{name}/drain", self.drain, "POST"),  # before {action}, which would take it
             ("/fleet/deployments/{name}/undrain", self.undrain, "POST"),
             ("/fleet/deployments/{name}/{action}", self.control, "POST"),
@@ -262,7 +284,7 @@ class FleetApi:
     async def logs(self, request: Request) -> Response:
         name = request.path_params["name"]
         if _flag(request, "follow"):
-            lines = await self._fleet.follow_logs(name)
+            lines = await self._fleet.follow_logs(name, **_follow_options(request))
 
             async def stream() -> AsyncIterator[bytes]:
                 async for line in lines:

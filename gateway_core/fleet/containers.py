@@ -274,14 +274,24 @@ class ContainerEngine:
     def logs(self, name: str, tail: int = 200) -> str:
         return _decode(self._container(name).logs(tail=tail))
 
+    def inspect(self, name: str) -> dict[str, Any]:
+        """The engine's whole record of the container (`docker inspect`), for its detail view."""
+        return dict(self._container(name).attrs)
+
     def follow_logs(
-        self, name: str, since: datetime | float | None = None, tail: int | None = 200
+        self, name: str, since: datetime | float | None = None, tail: int | None = 200, timestamps: bool = False
     ) -> ClosingStream[str]:
-        """New log lines as they are written, after the last `tail` ones (None: all) since `since`.
+        """New log lines as they are written, after the last `tail` ones (None: all) since `since`; with
+        `timestamps`, each line starts with the engine's RFC 3339 time of it and a space.
 
         It blocks waiting for lines; `close()` ends it, and may be called from another thread.
         """
-        options: dict[str, Any] = {"stream": True, "follow": True, "tail": "all" if tail is None else tail}
+        options: dict[str, Any] = {
+            "stream": True,
+            "follow": True,
+            "tail": "all" if tail is None else tail,
+            "timestamps": timestamps,
+        }
         if since is not None:
             options["since"] = since
         source = self._container(name).logs(**options)

@@ -401,6 +401,12 @@ class FleetManager:
     async def container_view(self, name: str) -> ContainerView:
         return (await asyncio.to_thread(self._engine().info, name)).to_dict()
 
+    async def inspect(self, name: str) -> dict[str, Any] | None:
+        """The engine's record of the deployment's container; None for a systemd deployment, which has none."""
+        if name in self._systemd_specs:
+            return None
+        return await asyncio.to_thread(self._engine().inspect, name)
+
     async def log_tail(self, name: str, lines: int) -> str:
         try:
             if name in self._systemd_specs:
@@ -462,9 +468,12 @@ class FleetManager:
     async def logs(self, name: str, tail: int) -> str:
         return await asyncio.to_thread(self._engine().logs, name, tail)
 
-    async def follow_logs(self, name: str) -> AsyncIterator[str]:
-        """Open the engine's log stream now (so an unknown name fails here), then relay it line by line."""
-        stream = await asyncio.to_thread(self._engine().follow_logs, name)
+    async def follow_logs(
+        self, name: str, *, since: float | None = None, tail: int | None = 200, timestamps: bool = False
+    ) -> AsyncIterator[str]:
+        """Open the engine's log stream now (so an unknown name fails here), then relay it line by line: the
+        last `tail` lines (None: all) written since `since` (Unix seconds), then new ones."""
+        stream = await asyncio.to_thread(self._engine().follow_logs, name, since, tail, timestamps)
         return self._relay_lines(stream)
 
     @staticmethod
