@@ -21,7 +21,7 @@ class ConsoleSettings:
     # Binding id -> keys, e.g. {"app.chat": "ctrl+o"}; applied with App.set_keymap.
     keymap: dict[str, str] = field(default_factory=dict)
     # Named corral-cores to reach (console/contexts.py gives them meaning): name -> {"socket": ...} or {"ssh": ...}.
-    contexts: dict[str, dict[str, str]] = field(default_factory=dict)
+    contexts: dict[str, dict[str, object]] = field(default_factory=dict)
     context: str | None = None  # the current context's name; None: the default socket
     problems: list[str] = field(default_factory=list, repr=False)
 
@@ -53,12 +53,11 @@ class ConsoleSettings:
         os.replace(temporary, path)
 
 
-def _contexts(raw: object) -> dict[str, dict[str, str]]:
-    """Each context's fields as strings; an entry that is not an object is left out (contexts.py checks the rest)."""
+def _contexts(raw: object) -> dict[str, dict[str, object]]:
+    """Each context's fields as JSON gave them; an entry that is not an object is left out (contexts.py checks the
+    rest, so one bad context does not cost the others)."""
     if not isinstance(raw, dict):
         return {}
     return {
-        str(name): {str(k): str(v) for k, v in fields.items()}
-        for name, fields in raw.items()
-        if isinstance(fields, dict)
+        str(name): {str(k): v for k, v in fields.items()} for name, fields in raw.items() if isinstance(fields, dict)
     }
