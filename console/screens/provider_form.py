@@ -21,6 +21,7 @@ from console.screens.form_base import (
     split_list,
 )
 from console.widgets.key_hints import KeyHints
+from console.widgets.panels import without_error_kind
 from gateway_core.client import CorralError
 from gateway_core.contracts.views import ProbeAnswer, ProviderPublicView, ProviderView
 from gateway_core.providers.config import PROVIDER_TYPES, ProviderConfig
@@ -64,11 +65,24 @@ def format_models(models: dict[str, str]) -> str:
 
 
 def describe_test(result: ProbeAnswer) -> str:
-    lines = [f"{result['health']}: {result['detail'] or 'no detail'}"]
+    """What the test found, in words: a connect failure without its error kind (ctrl+o shows the full answer)."""
+    lines = [f"{result['health']}: {without_error_kind(result['detail']) if result['detail'] else 'no detail'}"]
     models = result["models"]
     lines.append(f"models: {', '.join(models) if models else 'none discovered'}")
     if result["capacity"]:
         lines.append(f"capacity: {result['capacity']} slot(s)")
+    if result["health"] == "down":
+        lines.append("ctrl+o shows the detail")
+    return "\n".join(lines)
+
+
+def full_test_answer(result: ProbeAnswer) -> str:
+    """Everything the test answered, as corral-core put it."""
+    lines = [f"health: {result['health']}", f"detail: {result['detail'] or '-'}"]
+    if "raw_detail" in result:
+        lines.append(f"error: {result['raw_detail']}")
+    mapping = ", ".join(f"{public} -> {upstream}" for public, upstream in result["models"].items())
+    lines += [f"models: {mapping or 'none discovered'}", f"capacity: {result['capacity'] or '-'}"]
     return "\n".join(lines)
 
 
@@ -80,6 +94,13 @@ class ProviderForm(FormScreen[ProviderView]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+t", "test", "Test", id="provider.test", tooltip="Probe this configuration without saving it"),
+        Binding(
+            "ctrl+o",
+            "test_detail",
+            "Detail",
+            id="provider.test_detail",
+            tooltip="Show the last test's full answer (the error as its library put it), or its summary again",
+        ),
     ]
 
     @dataclass
@@ -94,6 +115,8 @@ class ProviderForm(FormScreen[ProviderView]):
         super().__init__()
         self.provider = provider
         self.editing = provider is not None
+        self.last_test: ProbeAnswer | None = None
+        self.showing_detail = False
 
     def compose(self) -> ComposeResult:
         p: ProviderPublicView = self.provider or NEW_PROVIDER
@@ -189,7 +212,10 @@ class ProviderForm(FormScreen[ProviderView]):
                     Checkbox("route requests to it", p["enabled"], id="enabled", compact=True),
                 )
                 yield Static(
-                    "Test (ctrl+t) probes this configuration without saving it.", id="test-result", classes="panel"
+                    "Test (ctrl+t) probes this configuration without saving it.",
+                    id="test-result",
+                    classes="panel",
+                    markup=False,  # an error's own text may hold [brackets]
                 )
             yield Static("", id="form-error", classes="form-error")
             with Horizontal(classes="buttons"):
@@ -272,9 +298,18 @@ class ProviderForm(FormScreen[ProviderView]):
         self.post_message(self.Tested(result))
 
     def on_provider_form_tested(self, event: ProviderForm.Tested) -> None:
+        self.last_test, self.showing_detail = event.result, False
         panel = self.query_one("#test-result", Static)
         panel.update(describe_test(event.result))
         panel.set_classes(f"panel -{event.result['health']}")
+
+    def action_test_detail(self) -> None:
+        if self.last_test is None:
+            self.notify("Test first (ctrl+t): the detail is the test's full answer.", severity="warning")
+            return
+        self.showing_detail = not self.showing_detail
+        shown = full_test_answer if self.showing_detail else describe_test
+        self.query_one("#test-result", Static).update(shown(self.last_test))
 
     def on_provider_form_test_failed(self, event: ProviderForm.TestFailed) -> None:
         panel = self.query_one("#test-result", Static)
