@@ -36,10 +36,13 @@ from gateway_core.contracts.fleet_views import GpuSnapshotView
 from gateway_core.contracts.views import (
     Cancelled,
     CreatedKey,
+    GpuHistoryView,
     HealthAnswer,
     KeyView,
     LiveRequestView,
     ProbeAnswer,
+    ProcessesView,
+    ProviderHistoryView,
     ProviderView,
     Removed,
     StatsView,
@@ -151,6 +154,20 @@ class CorralClient(FleetCalls, HistoryCalls, JobCalls):
     async def gpus(self) -> GpuSnapshotView:
         """The latest GPU telemetry snapshot: state ("ok" or "unavailable"), reason, devices."""
         return await self._transport.call(GpuSnapshotView, "GET", "/gpus")
+
+    async def gpu_history(self, minutes: int = 15, points: int = 120) -> GpuHistoryView:
+        """Each GPU's readings over the last `minutes` (1 to 60), as `points` bucket means, oldest first."""
+        return await self._transport.call(GpuHistoryView, "GET", f"/gpus/history?minutes={minutes}&points={points}")
+
+    async def provider_history(self, minutes: int = 15, points: int = 120) -> ProviderHistoryView:
+        """Each provider's requests and completion tokens per second over the last `minutes` (1 to 60)."""
+        return await self._transport.call(
+            ProviderHistoryView, "GET", f"/providers/history?minutes={minutes}&points={points}"
+        )
+
+    async def gpu_processes(self) -> ProcessesView:
+        """The processes on the GPUs (user, memory, SM %, CPU %, RSS, command, container or unit) and the host."""
+        return await self._transport.call(ProcessesView, "GET", "/gpus/processes")
 
     # -- providers ------------------------------------------------------------------------------------
 

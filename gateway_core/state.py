@@ -17,6 +17,7 @@ from gateway_core.clock import SYSTEM_CLOCK, Clock
 from gateway_core.contracts.history_views import ArchiveStatusView
 from gateway_core.events import EventBus
 from gateway_core.fleet.energy import EnergyMeter
+from gateway_core.fleet.gpu_history import GpuHistory, ProviderRates
 from gateway_core.fleet.gpu_sampler import DEFAULT_INTERVAL_S as DEFAULT_GPU_INTERVAL_S
 from gateway_core.fleet.gpu_sampler import GpuSampler
 from gateway_core.fleet.gpus import GpuSnapshot
@@ -76,6 +77,8 @@ class GatewayState:
         self.live = LiveRequests(clock)
         self.stats = Stats(clock)
         self.gpus = GpuSampler(self._publish_gpus, gpu_interval_s)
+        self.gpu_history = GpuHistory(gpu_interval_s)  # an hour of each GPU's readings (fleet/gpu_history.py)
+        self.provider_rates = ProviderRates(gpu_interval_s)  # and of each provider's rps and tps
         self.fleet = FleetManager(
             gpus=lambda: self.gpus.latest,
             register=self.registry.register_deployment,
@@ -146,7 +149,20 @@ class GatewayState:
         self.energy.on_sample(snapshot)
         self.on_demand.on_gpu_sample(snapshot)
         self.energy.forget()  # providers and deployments change: their GPUs are looked up again, once a sample
+        self._record_history(snapshot)
         self.events.publish("gpus", snapshot.to_dict())
+
+    def _record_history(self, snapshot: GpuSnapshot) -> None:
+        """The GPU sampler's tick also times the providers' rate history: one clock for both."""
+        at = self.clock.time()
+        self.gpu_history.record(snapshot, at)
+        counters = self.stats.by["provider"]
+        names = list(self.registry.providers)
+        self.provider_rates.forget(names)
+        totals = [(name, counters.get(name)) for name in names]  # .get: the counters are a defaultdict
+        self.provider_rates.record(
+            ((name, c.requests if c else 0, c.completion_tokens if c else 0) for name, c in totals), at
+        )
 
     def _publish_archive(self, status: ArchiveStatusView) -> None:
         self.events.publish("archive", status)

@@ -20,6 +20,7 @@ from gateway_core.api.history import HistoryApi
 from gateway_core.api.jobs_admin import JobsAdminApi
 from gateway_core.api.on_demand import OnDemandApi
 from gateway_core.api.responses import json_app, json_response
+from gateway_core.api.telemetry import TelemetryApi
 from gateway_core.archive.interface import Archive
 from gateway_core.clock import Clock
 from gateway_core.contracts.admin_requests import KeySpec, KeyUpdate
@@ -29,6 +30,7 @@ from gateway_core.events import EventBus
 from gateway_core.fleet.gpu_sampler import GpuSampler
 from gateway_core.fleet.manager import FleetManager
 from gateway_core.fleet.on_demand import OnDemand
+from gateway_core.fleet.processes import GpuProcesses, ProcessInspector
 from gateway_core.gateway.accounting import LiveRequests, Stats
 from gateway_core.gateway.key_store import KeyStore
 from gateway_core.gateway.pipeline import Pipeline
@@ -280,8 +282,15 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
     jobs = JobsAdminApi(jobs=state.jobs, keys=state.keys)
     callbacks = CallbacksApi(state.callbacks)
     on_demand = OnDemandApi(state.on_demand)  # before the fleet's routes: its {action} would take load and unload
+    telemetry = TelemetryApi(
+        gpu_history=state.gpu_history,
+        provider_rates=state.provider_rates,
+        processes=GpuProcesses(state.gpus, lambda: state.fleet.latest["deployments"], ProcessInspector()),
+        clock=state.clock,
+    )
     app = json_app(
         [
+            *telemetry.routes(),  # first: /providers/{name} would take /providers/history
             *admin.routes(),
             *on_demand.routes(),
             *fleet.routes(),

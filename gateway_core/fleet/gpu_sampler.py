@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from gateway_core.fleet.gpus import GpuSnapshot, NvmlReader
 
 log = logging.getLogger("corral.fleet")
 DEFAULT_INTERVAL_S = 1.0
+T = TypeVar("T")
 
 
 class GpuSampler:
@@ -33,6 +35,14 @@ class GpuSampler:
         self.latest = snapshot
         self._on_sample(snapshot)
         return snapshot
+
+    async def read_nvml(self, read: Callable[[], T]) -> T | None:
+        """Run another NVML read (per-process utilisation, say) in a worker thread, between two samples: the
+        session is the sampler's, and one thread at a time may use it. None while NVML is not initialised."""
+        async with self._reading:
+            if self.latest.state != "ok":
+                return None
+            return await asyncio.to_thread(read)
 
     async def _run(self) -> None:
         while True:

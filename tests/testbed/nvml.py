@@ -42,13 +42,18 @@ def write_devices(path: Path, devices: list[dict[str, Any]], driver_version: str
     return path
 
 
-def measured_processes(environ: str, used_memory: int, comm: str | None = None) -> dict[str, Any]:
+def measured_processes(
+    environ: str, used_memory: int, comm: str | None = None, sm_util: int | None = None
+) -> dict[str, Any]:
     """A `processes` entry standing for every live process whose environment holds exactly `environ`
     (KEY=VALUE), and whose /proc/PID/comm is `comm` if given: each is listed with its real pid and adds
-    `used_memory` to the device's memory_used until it exits, as the driver does."""
+    `used_memory` to the device's memory_used until it exits, as the driver does. With `sm_util`, the device
+    also answers nvmlDeviceGetProcessUtilization (that percent for each); without, it does not support it."""
     entry: dict[str, Any] = {"environ": environ, "used_memory": used_memory}
     if comm is not None:
         entry["comm"] = comm
+    if sm_util is not None:
+        entry["sm_util"] = sm_util
     return entry
 
 

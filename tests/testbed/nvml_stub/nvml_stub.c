@@ -456,3 +456,54 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t dev, unsigned 
     *count = n;
     return NVML_SUCCESS;
 }
+
+/*
+ * Per-process SM utilisation, for the processes view. A device answers it only when one of its `processes`
+ * entries has "sm_util" (a percent); otherwise NVML_ERROR_NOT_SUPPORTED, as on GPUs whose driver lacks it.
+ * Each listed process with an sm_util gives one sample (its memUtil, encUtil and decUtil are 0).
+ */
+typedef struct {
+    unsigned int pid; unsigned long long timeStamp; unsigned int smUtil, memUtil, encUtil, decUtil;
+} nvmlProcessUtilizationSample_t;
+
+static const jv *sm_util_of(const jv *entry) {
+    const jv *v = jget(entry, "sm_util");
+    return v && v->type == J_NUM ? v : NULL;
+}
+
+nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t dev, nvmlProcessUtilizationSample_t *samples,
+                                             unsigned int *count, unsigned long long lastSeenTimeStamp) {
+    (void)lastSeenTimeStamp;
+    if (!initialised) return NVML_ERROR_UNINITIALIZED;
+    if (!dev || !count) return NVML_ERROR_INVALID_ARGUMENT;
+    const jv *procs = jget(dev, "processes");
+    unsigned int listed = procs && procs->type == J_ARR ? (unsigned int)procs->n : 0, n = 0, supported = 0;
+    for (unsigned int i = 0; i < listed; i++) {
+        if (!sm_util_of(&procs->items[i])) continue;
+        supported = 1;
+        if (!entry_string(&procs->items[i], "environ")) n++;
+    }
+    if (!supported) return NVML_ERROR_NOT_SUPPORTED;
+    for (int i = 0; i < live_count; i++)
+        if (live[i].device == dev && sm_util_of(live[i].entry)) n++;
+    if (!samples || *count < n) { *count = n; return NVML_ERROR_INSUFFICIENT_SIZE; }
+    unsigned int at = 0;
+    for (unsigned int i = 0; i < listed; i++) {
+        const jv *entry = &procs->items[i], *sm = sm_util_of(entry), *pid = jget(entry, "pid");
+        if (!sm || entry_string(entry, "environ")) continue;
+        memset(&samples[at], 0, sizeof samples[at]);
+        samples[at].pid = pid ? (unsigned int)pid->num : 0;
+        samples[at].timeStamp = 1;
+        samples[at++].smUtil = (unsigned int)sm->num;
+    }
+    for (int i = 0; i < live_count; i++) {
+        const jv *sm = sm_util_of(live[i].entry);
+        if (live[i].device != dev || !sm) continue;
+        memset(&samples[at], 0, sizeof samples[at]);
+        samples[at].pid = live[i].pid;
+        samples[at].timeStamp = 1;
+        samples[at++].smUtil = (unsigned int)sm->num;
+    }
+    *count = n;
+    return NVML_SUCCESS;
+}
