@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import aiohttp
@@ -69,7 +71,7 @@ async def _probe_llama_server(config: ProviderConfig, session: aiohttp.ClientSes
         return ProbeResult("down", f"/health answered HTTP {health.status}")
     listed = await _get(session, api_base(config) + "/models", headers)
     entries = listed.json().get("data", [])
-    models = {entry["id"]: entry["id"] for entry in entries}
+    models = public_names([entry["id"] for entry in entries])
     props = await _get(session, config.base_url + "/props", headers)
     settings = props.json() if props.status == 200 else {}
     if router_listing.is_router(settings, entries):
@@ -83,6 +85,19 @@ async def _probe_llama_server(config: ProviderConfig, session: aiohttp.ClientSes
     modalities = settings.get("modalities")  # {"vision": false, "audio": false}: what its --mmproj gives it
     media = frozenset(kind for kind, on in modalities.items() if on is True) if isinstance(modalities, dict) else None
     return ProbeResult("ready", f"{capacity or '?'} slots", models=models, capacity=capacity, media=media)
+
+
+def public_names(ids: list[str]) -> dict[str, str]:
+    """Public name -> the id llama-server listed. Started without --alias, llama-server lists its model as the
+    file's path (/srv/models/tiny.gguf): the file's stem (tiny) is offered as the public name too, unless another
+    listed model is called that or shares the stem; the path itself stays accepted."""
+    stems = Counter(PurePosixPath(id_).stem for id_ in ids if "/" in id_)
+    models: dict[str, str] = {}
+    for id_ in ids:
+        stem = PurePosixPath(id_).stem
+        if "/" in id_ and stem and stem not in ids and stems[stem] == 1:
+            models[stem] = id_
+    return models | {id_: id_ for id_ in ids}
 
 
 async def _probe_ollama(config: ProviderConfig, session: aiohttp.ClientSession) -> ProbeResult:
