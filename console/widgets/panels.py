@@ -74,6 +74,8 @@ class DashboardPanel(Vertical):
         self.table = table
         self.notice = Static("", classes="notice")
         self._notice: tuple[str | None, bool] = (None, False)
+        self._summary = ""
+        self._matches = ""  # "3/12" while the table's filter is on
 
     def compose(self) -> ComposeResult:
         yield self.notice
@@ -93,7 +95,13 @@ class DashboardPanel(Vertical):
             self.notice.update(Text(text))
 
     def set_summary(self, summary: str) -> None:
-        self.border_title = f"{self.heading} · {summary}" if summary else self.heading
+        self._summary = summary
+        heading = f"{self.heading} {self._matches}" if self._matches else self.heading
+        self.border_title = f"{heading} · {summary}" if summary else heading
+
+    def on_live_table_filtered(self, message: LiveTable.Filtered) -> None:
+        self._matches = f"{message.shown}/{message.total}" if message.text else ""
+        self.set_summary(self._summary)
 
 
 class FleetTable(LiveTable):
@@ -103,7 +111,7 @@ class FleetTable(LiveTable):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("l", "screen.item('logs')", "Logs", id="fleet.logs", tooltip="Follow the deployment's logs"),
+        Binding("f", "screen.item('logs')", "Logs", id="fleet.logs", tooltip="Follow the deployment's logs"),
         Binding("s", "screen.item('toggle')", "Start/stop", id="fleet.toggle", tooltip="Stop it, or start it"),
         Binding("R", "screen.item('restart')", "Restart", id="fleet.restart", tooltip="Restart the deployment"),
         Binding(
