@@ -22,6 +22,7 @@ from textual.widgets import Label, Sparkline, Static
 from console.format import count, duration
 from console.job_state import counts_line
 from console.live_state import SECTIONS, LiveState
+from console.read_only import refuses
 from console.screens.base import LiveScreen
 from console.widgets.archive_alert import ArchiveAlert
 from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
@@ -51,7 +52,7 @@ JOBS_SHOWN = 50  # the newest jobs the panel lists; its title counts them all (a
 FIRST_RUN_HINTS = (
     ("d", "deploy a model", "run a GGUF file with llama-server in a container"),
     ("p", "add an endpoint", "llama-server, ollama, OpenAI-compatible or Anthropic"),
-    ("k", "create a key", "one per app that calls the gateway"),
+    ("n", "create a key", "one per app that calls the gateway"),
 )
 
 
@@ -145,7 +146,7 @@ class DashboardScreen(LiveScreen):
         Binding(
             "p", "post_action('provider.add')", "Add endpoint", id="provider.add", tooltip="Add a provider endpoint"
         ),
-        Binding("k", "post_action('key.create')", "New key", id="key.create", tooltip="Create an API key"),
+        Binding("n", "post_action('key.create')", "New key", id="key.create", tooltip="Create an API key"),
     ]
 
     @dataclass
@@ -271,7 +272,7 @@ class DashboardScreen(LiveScreen):
             revoked = sum(1 for key in live.keys.values() if key["revoked"])
             panel = self._panel("keys")
             panel.set_summary(f"{len(live.keys)}" + (f" · {revoked} revoked" if revoked else ""))
-            panel.set_notice(None if live.keys else "No keys yet: press k to create one for an app.", hint=True)
+            panel.set_notice(None if live.keys else "No keys yet: press n to create one for an app.", hint=True)
         if "requests" in changed:
             self.requests.show(live.requests.values())
             panel = self._panel("requests")
@@ -406,7 +407,9 @@ class DashboardScreen(LiveScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that mean nothing for the selected row are left out of the footer (and do nothing): a router's
         model keys off its models' rows; load, unload and pin for a deployment loaded on demand, start/stop for
-        one that is always up."""
+        one that is always up. A read-only console offers none of the keys that change anything."""
+        if refuses(self, action, parameters):
+            return False
         if action != "item" or not parameters:
             return True
         what = parameters[0]
