@@ -23,6 +23,7 @@ class ConsoleSettings:
     # Named corral-cores to reach (console/contexts.py gives them meaning): name -> {"socket": ...} or {"ssh": ...}.
     contexts: dict[str, dict[str, object]] = field(default_factory=dict)
     context: str | None = None  # the current context's name; None: the default socket
+    read_only: bool = False  # offer no key or command that changes anything (`corral --read-only`: one run)
     problems: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -42,6 +43,7 @@ class ConsoleSettings:
             keymap={str(k): str(v) for k, v in keymap.items()} if isinstance(keymap, dict) else {},
             contexts=_contexts(data.get("contexts")),
             context=data["context"] if isinstance(data.get("context"), str) else None,
+            read_only=data.get("read_only") is True,
         )
 
     def save(self, path: Path | None = None) -> None:
