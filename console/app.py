@@ -21,6 +21,7 @@ from console.daemon_link import ConnectionChange, DaemonStartFailed, EventFeed, 
 from console.job_state import JOBS_PAGE
 from console.live_state import LiveState
 from console.palette import CorralCommands
+from console.read_only import SUB_TITLE as READ_ONLY_SUB_TITLE
 from console.screens.base import LiveScreen
 from console.screens.callbacks import CallbacksScreen
 from console.screens.chat import ChatScreen
@@ -76,8 +77,11 @@ class CorralApp(App[None]):
         autostart: bool = True,
         settings: ConsoleSettings | None = None,
         settings_path: Path | None = None,
+        read_only: bool = False,
     ) -> None:
         self.settings = settings or ConsoleSettings.load(settings_path)
+        # No key or palette command that changes anything (console/read_only.py); not saved: a flag is for one run.
+        self.read_only = read_only or self.settings.read_only
         self._settings_path = settings_path
         super().__init__()
         self.socket_path = socket_path
@@ -96,6 +100,8 @@ class CorralApp(App[None]):
     # -- start-up -------------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        if self.read_only:
+            self.sub_title = f"{READ_ONLY_SUB_TITLE} · {self.sub_title}"
         self._register_themes()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self.switch_mode("dashboard")
@@ -225,6 +231,8 @@ class CorralApp(App[None]):
             self.sub_title = f"DISCONNECTED: {change.get('reason', '')} — reconnecting…"
         for screen in self._live_screens():
             screen.set_connection_banner(None if self.connected else self.sub_title)
+        if self.read_only:
+            self.sub_title = f"{READ_ONLY_SUB_TITLE} · {self.sub_title}"
 
     def _flush_live(self) -> None:
         if not self._pending:
