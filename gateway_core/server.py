@@ -157,8 +157,11 @@ async def serve(
         state.pipeline.warming_keepalive_s = load_keepalive_s
     public_sock = bind_public_socket(settings.listen_host, settings.listen_port)
     admin_sock = bind_admin_socket(settings.socket_path)
+    bound_port = public_sock.getsockname()[1]
     public = _Server(public_config(build_public_app(state), state.metrics, limits, drain_timeout_s))
-    admin = _Server(_uvicorn_config(build_admin_app(state), drain_timeout_s))  # the 0600 socket: trusted, defaults
+    host = f"[{settings.listen_host}]" if ":" in settings.listen_host else settings.listen_host
+    admin_app = build_admin_app(state, socket_path=settings.socket_path, listen=f"{host}:{bound_port}")
+    admin = _Server(_uvicorn_config(admin_app, drain_timeout_s))  # the 0600 socket: trusted, defaults
 
     loop = asyncio.get_running_loop()
     draining: list[asyncio.Task[None]] = []  # the job queue's drain, started by the first signal
@@ -176,7 +179,6 @@ async def serve(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop, signum)
-    bound_port = public_sock.getsockname()[1]
     try:
         await state.start()
         log.info(

@@ -6,6 +6,9 @@ requests...) and answers with what it returned; the rules live in those objects,
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -60,6 +63,9 @@ class AdminApi:
         on_demand: OnDemand,
         clock: Clock,
         started_at: float,
+        data_dir: Path,
+        socket_path: Path | None = None,
+        listen: str | None = None,
     ) -> None:
         self._registry = registry
         self._keys = keys
@@ -74,6 +80,7 @@ class AdminApi:
         self._on_demand = on_demand
         self._clock = clock
         self._started_at = started_at
+        self._data_dir, self._socket_path, self._listen = data_dir, socket_path, listen
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -118,6 +125,10 @@ class AdminApi:
             "models": self._registry.models(),
             "requests_in_flight": len(self._live),
             "archive": self._archive.status(),
+            "pid": os.getpid(),
+            "data_dir": str(self._data_dir),
+            "socket": str(self._socket_path) if self._socket_path else None,
+            "listen": self._listen,
         }
 
     def snapshot(self) -> Snapshot:
@@ -140,7 +151,7 @@ class AdminApi:
         }
 
     async def health(self, request: Request) -> Response:
-        answer: HealthAnswer = {"status": "ok", "version": __version__}
+        answer: HealthAnswer = {"status": "ok", "version": __version__, "pid": os.getpid()}
         return json_response(answer)
 
     async def status(self, request: Request) -> Response:
@@ -261,7 +272,8 @@ class AdminApi:
         return await self._pipeline.handle("completions", request, admin=True)
 
 
-def build_admin_app(state: GatewayState) -> RequestGuard:
+def build_admin_app(state: GatewayState, *, socket_path: Path | None = None, listen: str | None = None) -> RequestGuard:
+    """`socket_path` and `listen` are what the server bound, for GET /status (`corral daemon status`)."""
     admin = AdminApi(
         registry=state.registry,
         keys=state.keys,
@@ -276,6 +288,9 @@ def build_admin_app(state: GatewayState) -> RequestGuard:
         on_demand=state.on_demand,
         clock=state.clock,
         started_at=state.started_at,
+        data_dir=state.data_dir,
+        socket_path=socket_path,
+        listen=listen,
     )
     fleet = FleetApi(fleet=state.fleet, registry=state.registry, on_demand=state.on_demand, data_dir=state.data_dir)
     history = HistoryApi(archive=state.archive, clock=state.clock)

@@ -167,6 +167,7 @@ class RequestEnd(LiveRequestView):
 class HealthAnswer(TypedDict):
     status: Literal["ok"]
     version: str
+    pid: int  # corral-core's process, which `corral daemon stop` signals
 
 
 class _DaemonView(TypedDict):
@@ -183,6 +184,10 @@ class StatusView(_DaemonView):
     """GET /status."""
 
     keys: int  # how many keys exist
+    pid: int  # corral-core's process id on its box
+    data_dir: str
+    socket: str | None  # the admin socket it bound (None in-process, where there is none)
+    listen: str | None  # the public listener, HOST:PORT as bound (None in-process)
 
 
 class Snapshot(_DaemonView):
