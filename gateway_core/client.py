@@ -169,6 +169,10 @@ class CorralClient(FleetCalls, HistoryCalls, JobCalls):
         """The processes on the GPUs (user, memory, SM %, CPU %, RSS, command, container or unit) and the host."""
         return await self._transport.call(ProcessesView, "GET", "/gpus/processes")
 
+    async def llama_server_images(self) -> list[str]:
+        """The Docker engine's local images that look like llama.cpp's server (503 engine_unavailable without one)."""
+        return await self._transport.call(list[str], "GET", "/fleet/images")
+
     # -- providers ------------------------------------------------------------------------------------
 
     async def providers(self) -> list[ProviderView]:

@@ -203,6 +203,7 @@ class FleetApi:
     def routes(self) -> list[BaseRoute]:
         routes: list[tuple[str, Endpoint, str]] = [
             ("/fleet", self.inventory, "GET"),
+            ("/fleet/images", self.images, "GET"),
             ("/fleet/plan", self.plan, "POST"),
             ("/fleet/deployments", self.deploy, "POST"),
             ("/fleet/deployments/{name}", self.remove, "DELETE"),
@@ -221,6 +222,9 @@ class FleetApi:
 
     async def inventory(self, request: Request) -> Response:
         return json_response(await self._fleet.inventory())
+
+    async def images(self, request: Request) -> Response:
+        return json_response(await self._fleet.llama_server_images())
 
     async def plan(self, request: Request) -> Response:
         spec, report = self._fleet.plan(_deployment_fields(await read_json(request)))

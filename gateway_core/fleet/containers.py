@@ -256,6 +256,11 @@ class ContainerEngine:
         infos = [info_from_attrs(c.attrs) for c in containers if is_llama_server(c.attrs)]
         return sorted(infos, key=lambda info: (not info.managed, info.name))
 
+    def llama_server_images(self) -> list[str]:
+        """The tags of the engine's local images that look like llama.cpp's server (Corral never pulls one)."""
+        tags = {tag for image in self.client.images.list() for tag in image.tags}
+        return sorted(tag for tag in tags if image_looks_like_llama_server(tag))
+
     def info(self, name: str) -> ContainerInfo:
         return info_from_attrs(self._container(name).attrs)
 

@@ -18,6 +18,20 @@ from gateway_core.fleet.load_policy import LoadPolicy
 DEFAULT_GPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
 DEFAULT_CPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server"
 CONTAINER_MODELS_DIR = "/models"
+GPU_IMAGE_MARKERS = ("cuda", "rocm", "vulkan", "musa", "intel", "sycl")  # llama.cpp's GPU builds' tags
+
+
+def preferred_image(images: list[str], gpus: bool) -> str | None:
+    """Of the engine's llama-server images, the one a deployment should default to: llama.cpp's own image for
+    the mode when it is there, else one built for the mode (a GPU build's tag names its backend), else any."""
+    default = DEFAULT_GPU_IMAGE if gpus else DEFAULT_CPU_IMAGE
+    if default in images:
+        return default
+    for_mode = [image for image in images if any(m in image.lower() for m in GPU_IMAGE_MARKERS) == gpus]
+    candidates = for_mode or images
+    return candidates[0] if candidates else None
+
+
 DEPLOYMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 DeploymentKind = Literal["container", "systemd"]

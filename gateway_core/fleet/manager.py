@@ -178,6 +178,10 @@ class FleetManager:
             return _unavailable(str(error))
         return {"engine": {"state": "ok", "reason": ""}, "deployments": [info.to_dict() for info in infos]}
 
+    async def llama_server_images(self) -> list[str]:
+        """The engine's local llama-server images, for a deploy form's default; EngineUnavailable without one."""
+        return await asyncio.to_thread(self._engine().llama_server_images)
+
     def gpus_of(self, name: str) -> tuple[int, ...] | None:
         """The GPU indices deployment `name` runs on; None when it is no deployment of ours or runs on CPU.
 
