@@ -22,7 +22,8 @@ from textual.widgets import Label, Sparkline, Static
 from console.format import count, duration
 from console.job_state import counts_line
 from console.live_state import SECTIONS, LiveState
-from console.read_only import refuses
+from console.read_only import SUB_TITLE as READ_ONLY_SUB_TITLE
+from console.read_only import is_read_only, refuses
 from console.screens.base import LiveScreen
 from console.widgets.archive_alert import ArchiveAlert
 from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
@@ -366,6 +367,8 @@ class DashboardScreen(LiveScreen):
         if status:
             parts.append(f"up {duration(self.now() - status['started_at'])}")
         parts.append(f"{len(live.requests)} in flight")
+        if is_read_only(self):
+            parts.insert(0, READ_ONLY_SUB_TITLE)
         self._write_line("#status-line", " · ".join(parts))
 
     def _show_totals(self) -> None:
