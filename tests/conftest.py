@@ -33,6 +33,7 @@ from tests.testbed import (
 )
 from tests.testbed.gpu_corral import GpuCorral, start_gpu_corral
 from tests.testbed.gpu_docker import GpuDockerEngine, GpuDockerUnavailable, start_gpu_docker
+from tests.testbed.sshd import SshdUnavailable, SshServer
 from tests.testbed.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -206,6 +207,18 @@ def corral_daemon(tmp_path: Path) -> Iterator[CorralDaemon]:
     daemon = CorralDaemon(tmp_path / "corral").start()
     yield daemon
     daemon.stop()
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SshServer]:
+    """A real OpenSSH server on 127.0.0.1 that lets the current user in with `sshd.identity` (its host key is in
+    `sshd.known_hosts`) and forwards Unix sockets; stopped at teardown."""
+    try:
+        server = SshServer(tmp_path / "sshd").start()
+    except SshdUnavailable as error:
+        component_unavailable("sshd", str(error))
+    yield server
+    server.stop()
 
 
 @pytest.fixture
