@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also start a local llama-server with a tiny generated model and add it as a provider",
     )
     parser.add_argument("--no-autostart", action="store_true", help="do not start corral-core if none answers")
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="open the console with no key or command that changes anything (for the console only)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(
@@ -187,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         from .app import CorralApp  # Textual loads only when the console opens, not for CLI subcommands.
 
-        CorralApp(socket_path, data_dir, demo=args.demo, autostart=not args.no_autostart).run()
+        CorralApp(
+            socket_path, data_dir, demo=args.demo, autostart=not args.no_autostart, read_only=args.read_only
+        ).run()
         return 0
+    if args.read_only:  # a script that says --read-only must not go on to change something
+        commands.warn(f"--read-only is for the console; run `corral {args.command} ...` without it")
+        return 2
     return commands.run(args.handler, args, socket_path)
 
 
