@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from gateway_core.contracts.fleet_views import DeploymentSpecView, RouterSpecView
+from gateway_core.contracts.fleet_views import DeploymentSpecView, RouterSpecView, VramEstimateView
 from gateway_core.fleet.load_policy import LoadPolicy
 
 DEFAULT_GPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
@@ -30,6 +30,27 @@ def preferred_image(images: list[str], gpus: bool) -> str | None:
     for_mode = [image for image in images if any(m in image.lower() for m in GPU_IMAGE_MARKERS) == gpus]
     candidates = for_mode or images
     return candidates[0] if candidates else None
+
+
+CPU_CONTEXT = 4096  # llama-server's own default: on the CPU there is no VRAM fit to cap a long trained context
+CONTEXT_STEP = 256
+MIN_CONTEXT = 128  # DeploymentSpec.ctx_size's lower bound
+
+
+def default_context(trained: int | None, estimate: VramEstimateView | None, free_bytes: int | None) -> int:
+    """A deployment's default --ctx-size: the model's trained context, capped by what fits in `free_bytes` of GPU
+    memory. The KV cache grows linearly with the context, so `estimate` (at any ctx_size) gives its cost per
+    token and what the rest takes. On the CPU (`free_bytes` None), at most CPU_CONTEXT; with no trained context
+    known, CPU_CONTEXT. When not even MIN_CONTEXT fits, MIN_CONTEXT (the plan then says it does not fit)."""
+    if not trained:
+        return CPU_CONTEXT
+    if free_bytes is None:
+        return min(trained, CPU_CONTEXT)
+    if estimate is None or estimate["ctx_size"] <= 0 or estimate["kv_cache"] <= 0:
+        return trained
+    per_token = estimate["kv_cache"] / estimate["ctx_size"]
+    fits = int((free_bytes - (estimate["total"] - estimate["kv_cache"])) / per_token) // CONTEXT_STEP * CONTEXT_STEP
+    return max(MIN_CONTEXT, min(trained, fits))
 
 
 DEPLOYMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
