@@ -10,7 +10,8 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
 from console.actions import ACTIONS
-from console.widgets.live_table import LiveTable
+from console.read_only import mutates
+from console.widgets.live_table import CURSOR_BINDING_IDS, LiveTable
 from console.widgets.panels import split_router_model_key
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class CorralCommands(Provider):
         entries: list[tuple[str, str, Callable[[], object]]] = [
             (help_text, f"[{action_id}]", partial(app.actions.run, action_id))
             for action_id, (_, help_text) in ACTIONS.items()
+            if not (app.read_only and mutates(action_id))
         ]
         entries += [
             ("Go to the dashboard", "[app.dashboard]", partial(app.switch_mode, "dashboard")),
@@ -54,7 +56,14 @@ class CorralCommands(Provider):
         target = selected_row(self.screen)
         for active in self.screen.active_bindings.values():
             binding = active.binding
-            if binding.id and binding.description and active.enabled and binding.id not in ACTIONS:
+            if (
+                binding.id
+                and binding.description
+                and active.enabled
+                and binding.id not in ACTIONS
+                and binding.id not in CURSOR_BINDING_IDS  # moving the cursor is for keys, not commands
+                and not (app.read_only and mutates(binding.id))
+            ):
                 name = (
                     f"{binding.description}: {target}"
                     if target and binding.action.startswith("screen.item")
