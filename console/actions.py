@@ -13,6 +13,7 @@ from typing import Any
 from textual.app import App
 
 from console.live_state import LiveState
+from console.read_only import REFUSAL, mutates
 from console.screens.confirm import ConfirmScreen
 from console.screens.deploy_form import DeployForm
 from console.screens.deployment_detail import DeploymentDetailScreen
@@ -27,6 +28,7 @@ from gateway_core.contracts.jobs import FINAL_STATES, DeliveryView, JobView
 from gateway_core.contracts.views import KeyView, ProviderView
 
 DAEMON_CALLS = "daemon-calls"  # the worker group every call to corral-core from an action runs in
+SECTION_IDS = {"providers": "provider", "keys": "key", "jobs": "job"}  # a dashboard section -> its binding ids' prefix
 
 
 class ConsoleActions:
@@ -35,8 +37,18 @@ class ConsoleActions:
         self.client = client
         self.live = live
 
+    def refused(self, action_id: str) -> bool:
+        """True (and says why) when the console is read-only and this action would change something: the keys
+        are not offered then, and this stops one that comes another way."""
+        if getattr(self.app, "read_only", False) and mutates(action_id):
+            self.app.notify(REFUSAL, title="read-only", severity="warning")
+            return True
+        return False
+
     def act_on(self, section: str, key: str, action: str) -> None:
         """An action on one row of the dashboard: a provider by name, a key by id, a deployment by name."""
+        if self.refused(f"{SECTION_IDS.get(section, section)}.{action}"):
+            return
         live = self.live
         router_model = split_router_model_key(key) if section == "providers" else None
         if router_model is not None:
@@ -94,7 +106,8 @@ class ConsoleActions:
     def run(self, action_id: str) -> None:
         """The action with this id (see ACTIONS): from a key binding or the command palette."""
         method, _ = ACTIONS[action_id]
-        method(self)
+        if not self.refused(action_id):
+            method(self)
 
     # -- forms ----------------------------------------------------------------------------------------
 
@@ -264,6 +277,8 @@ class ConsoleActions:
         )
 
     def redeliver(self, delivery: DeliveryView) -> None:
+        if self.refused("callback.redeliver"):
+            return
         self.confirm_then(
             f"Redeliver {delivery['id']} ({delivery['type']}) to {delivery['url']}?",
             "The receiver gets it again (the same webhook-id), on a fresh retry schedule.",
@@ -272,6 +287,8 @@ class ConsoleActions:
         )
 
     def cancel_live_request(self, request_id: str) -> None:
+        if self.refused("request.cancel"):
+            return
         self._call_daemon(lambda: self.client.cancel_request(request_id), f"cancelled {request_id}")
 
     def export_compose(self) -> None:
