@@ -14,13 +14,13 @@ import pytest
 from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
-from textual.widgets import Input, Log, OptionList, Select, Static
+from textual.widgets import Input, OptionList, Select, Static
 
 from console.live_state import LiveState
 from console.screens.confirm import ConfirmScreen
 from console.screens.deploy_form import DeployForm
 from console.screens.key_forms import KeyCreateForm, KeyEditForm
-from console.screens.logs import LogsScreen
+from console.screens.logs import LogsScreen, LogView
 from console.screens.provider_form import ProviderForm
 from gateway_core.client import CorralClient
 from tests.testbed import CorralDaemon
@@ -334,7 +334,7 @@ async def test_deploy_form_deploys_and_the_logs_screen_follows_it(
 
         app.push_screen(LogsScreen(deployment_name))
         await pilot.pause()
-        log = app.screen.query_one(Log)
+        log = app.screen.query_one(LogView)
         await wait_for_async(lambda: log.line_count > 0, "llama-server's log lines", pause=pilot.pause)
         await pilot.press("f")
         assert "paused" in text(app, "#logs-title")
