@@ -41,7 +41,8 @@ def default_context(trained: int | None, estimate: VramEstimateView | None, free
     """A deployment's default --ctx-size: the model's trained context, capped by what fits in `free_bytes` of GPU
     memory. The KV cache grows linearly with the context, so `estimate` (at any ctx_size) gives its cost per
     token and what the rest takes. On the CPU (`free_bytes` None), at most CPU_CONTEXT; with no trained context
-    known, CPU_CONTEXT. When not even MIN_CONTEXT fits, MIN_CONTEXT (the plan then says it does not fit)."""
+    known, CPU_CONTEXT. When the weights leave no room for MIN_CONTEXT, as on the CPU: the model is only partly
+    offloaded then, and the plan says so."""
     if not trained:
         return CPU_CONTEXT
     if free_bytes is None:
@@ -50,7 +51,7 @@ def default_context(trained: int | None, estimate: VramEstimateView | None, free
         return trained
     per_token = estimate["kv_cache"] / estimate["ctx_size"]
     fits = int((free_bytes - (estimate["total"] - estimate["kv_cache"])) / per_token) // CONTEXT_STEP * CONTEXT_STEP
-    return max(MIN_CONTEXT, min(trained, fits))
+    return min(trained, fits) if fits >= MIN_CONTEXT else min(trained, CPU_CONTEXT)
 
 
 DEPLOYMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
