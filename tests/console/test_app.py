@@ -107,7 +107,7 @@ async def test_a_key_created_in_the_form_and_revoked_from_the_dashboard_reaches_
 
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_async(lambda: app.connected, "the console to connect", APP_WAIT_S, pause=pilot.pause)
-        await pilot.press("k")
+        await pilot.press("n")
         await wait_for_async(
             lambda: isinstance(app.screen, KeyCreateForm), "the key form to open", APP_WAIT_S, pause=pilot.pause
         )
@@ -215,7 +215,7 @@ async def test_escape_closes_a_form_without_saving(corral_daemon):
 
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for_async(lambda: app.connected, "the console to connect", APP_WAIT_S, pause=pilot.pause)
-        await pilot.press("k")
+        await pilot.press("n")
         await wait_for_async(
             lambda: isinstance(app.screen, KeyCreateForm), "the key form to open", APP_WAIT_S, pause=pilot.pause
         )

@@ -257,7 +257,7 @@ async def test_first_run_keys_ask_the_app_for_its_actions():
     app = DashboardHarness(snapshot())
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("d", "p", "k")
+        await pilot.press("d", "p", "n")
         await pilot.pause()
 
         assert [message.action_id for message in app.posted] == ["fleet.deploy", "provider.add", "key.create"]

@@ -52,7 +52,7 @@ HELP_ROWS = [
     ("f2", "Dashboard", "app.dashboard"),
     ("^q", "Quit", "app.quit"),
     ("d", "Deploy", "fleet.deploy"),
-    ("k", "New key", "key.create"),
+    ("n", "New key", "key.create"),
     ("p", "Add endpoint", "provider.add"),
     ("e", "Edit", "provider.edit"),
     ("x", "Remove", "provider.remove"),
