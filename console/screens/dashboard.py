@@ -25,6 +25,7 @@ from console.live_state import SECTIONS, LiveState
 from console.read_only import SUB_TITLE as READ_ONLY_SUB_TITLE
 from console.read_only import is_read_only, refuses
 from console.screens.base import LiveScreen
+from console.screens.gpu_history import ProviderHistoryScreen
 from console.widgets.archive_alert import ArchiveAlert
 from console.widgets.gpu_panel import GpuTable, gpu_notice, gpu_summary
 from console.widgets.job_tables import JobsTable
@@ -148,6 +149,14 @@ class DashboardScreen(LiveScreen):
             "p", "post_action('provider.add')", "Add endpoint", id="provider.add", tooltip="Add a provider endpoint"
         ),
         Binding("n", "post_action('key.create')", "New key", id="key.create", tooltip="Create an API key"),
+        # The GPUs panel's own H (gpu.history) wins while it has focus; elsewhere H is the providers' history.
+        Binding(
+            "H",
+            "provider_history",
+            "Provider history",
+            id="provider.history",
+            tooltip="Graphs of each provider's requests and tokens per second over the last hour",
+        ),
     ]
 
     @dataclass
@@ -436,6 +445,9 @@ class DashboardScreen(LiveScreen):
             return None
         found = next((d for d in self.host.live.fleet["deployments"] if d["container"] == key), None)
         return found["name"] if found is not None else key
+
+    def action_provider_history(self) -> None:
+        self.app.push_screen(ProviderHistoryScreen())
 
     def action_post_action(self, action_id: str) -> None:
         self.post_message(self.ActionRequested(action_id))

@@ -1,12 +1,17 @@
-"""GPUs as compact lines: utilization and memory bars, temperature, power and the processes on each device."""
+"""GPUs as compact lines: utilization and memory bars, temperature, power and the processes on each device.
+H opens the GPUs' history (an hour, as graphs) and t their processes as nvitop lists them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 
 from console.format import dash, gib, process_memory
+from console.screens.gpu_history import GpuHistoryScreen
+from console.screens.processes import ProcessesScreen
 from console.widgets.live_table import LiveTable, Row
 from gateway_core.contracts.fleet_views import GpuDeviceView, GpuSnapshotView
 
@@ -46,6 +51,16 @@ class GpuTable(LiveTable):
     )
     SORTED = False  # NVML order is index order
     BAR_WIDTH = 7
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("H", "history", "GPU history", id="gpu.history", tooltip="Graphs of the GPUs over the last hour"),
+        Binding("t", "processes", "Processes", id="gpu.processes", tooltip="The GPUs' processes, as nvitop lists them"),
+    ]
+
+    def action_history(self) -> None:
+        self.app.push_screen(GpuHistoryScreen())
+
+    def action_processes(self) -> None:
+        self.app.push_screen(ProcessesScreen(self.now))
 
     def show(self, devices: Sequence[GpuDeviceView]) -> None:
         self.sync((str(d.get("uuid") or d["index"]), self._row(d)) for d in devices)
