@@ -193,7 +193,7 @@ async def test_first_run_shows_what_to_do_until_a_provider_exists():
 
         assert first_run.display
         assert not screen.query_one("#providers").display
-        for hint in ("d  deploy a model", "p  add an endpoint", "k  create a key"):
+        for hint in ("d  deploy a model", "p  add an endpoint", "n  create a key"):
             assert hint in hints
 
         app.feed("provider", provider("gpu0"))
