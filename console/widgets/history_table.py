@@ -23,6 +23,7 @@ def status_level(status: int) -> str:
 
 class HistoryTable(LiveTable):
     SORTED = False  # the daemon's order: newest first, and each page goes below the last
+    FILTERABLE = False  # the screen's own `/` searches the whole archive, not just the pages loaded
     # What an operator scans for first fits 80 columns; the provider and the id follow.
     COLUMNS = (
         ("time", "time (UTC)", 19),

@@ -82,7 +82,14 @@ class LiveTable(ScrollView, can_focus=True):
         Binding("end,G", "cursor_last", "Last row", id="table.last", tooltip="The last row", show=False),
         Binding("left,h", "column_left", "Left", id="table.left", tooltip="Scroll a column left", show=False),
         Binding("right,l", "column_right", "Right", id="table.right", tooltip="Scroll a column right", show=False),
-        Binding("slash", "filter", "Filter", id="table.filter", tooltip="Show only the rows that contain some text"),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            id="table.filter",
+            tooltip="Show only the rows that contain some text",
+            show=False,
+        ),
         Binding("escape", "clear_filter", "Clear filter", id="table.clear_filter", tooltip="Show every row again"),
         Binding(
             "o",
