@@ -295,7 +295,7 @@ class LogsScreen(LiveScreen):
         Binding("slash", "search", "Search", id="logs.search", tooltip="Find text in the log as you type"),
         Binding("n", "next_match", "Next", id="logs.next", tooltip="The next line that matches the search"),
         Binding("N", "previous_match", "Prev", id="logs.previous", tooltip="The previous matching line"),
-        Binding("m", "toggle_matching", "Matches only", id="logs.matching", tooltip="Show only matching lines"),
+        Binding("m", "toggle_matching", "Matches", id="logs.matching", tooltip="Show only matching lines"),
         Binding("f", "toggle_follow", "Follow", id="logs.follow", tooltip="Keep scrolling to new lines, or stop"),
         Binding("t", "toggle_stamps", "Times", id="logs.timestamps", tooltip="Show each line's time (UTC)"),
         Binding("w", "toggle_wrap", "Wrap", id="logs.wrap", tooltip="Wrap long lines, or scroll sideways"),
@@ -398,7 +398,7 @@ class LogsScreen(LiveScreen):
         title = self.query_one("#logs-title", Static)
         view = self.view
         state = "following" if self.following else "paused (f to follow)"
-        parts = [f"logs of {self.deployment}: {self.stopped or state}", f"{PRESETS[self.preset].label} (1-5)"]
+        parts = [f"logs of {self.deployment}: {self.stopped or state}", PRESETS[self.preset].label]
         if self.buffer.query:
             parts.append(f"/{self.buffer.query}: {self._match_position()}")
         parts += [word for on_, word in ((view.only_matching, "matches only"), (view.wrap, "wrap")) if on_]
@@ -412,7 +412,7 @@ class LogsScreen(LiveScreen):
         lines = "line matches" if len(matching) == 1 else "lines match"
         if current is None or current not in matching:
             return f"{len(matching)} {lines}"
-        return f"{matching.index(current) + 1} of {len(matching)} {lines}"
+        return f"{matching.index(current) + 1} of {len(matching)}"
 
     # -- search --------------------------------------------------------------------------------------
 

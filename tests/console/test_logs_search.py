@@ -106,7 +106,7 @@ async def test_slash_highlights_matches_as_you_type_and_n_and_shift_n_move_betwe
         assert screen.view.has_focus
         assert screen.view.current == 27  # following: the newest match
         assert "paused" in title(app)
-        assert "10 of 10" in title(app)
+        assert "/error: 10 of 10" in title(app)
         await pilot.press("n")  # wraps around to the oldest
         assert screen.view.current == 0
         assert "1 of 10" in title(app)
