@@ -6,6 +6,7 @@ wide enough to show; corral-core does the downsampling. Opened from the dashboar
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -144,7 +145,9 @@ class GpuHistoryScreen(HistoryScreen):
         if not view["devices"]:
             note = "no GPU sampled: corral-core keeps GPU history only where NVML answers (see the GPUs panel)"
         else:
-            note = f"{len(view['devices'])} GPU(s) · sampled every {view['interval_s']:g} s · {_step(view)} a point"
+            kinds = Counter(d["name"] for d in view["devices"])  # "8 x NVIDIA H100": one line however many
+            names = ", ".join(f"{count} x {name}" for name, count in kinds.items())
+            note = f"{names} · sampled every {view['interval_s']:g} s · {_step(view)} a point"
         return gpu_charts(view), view, note
 
 

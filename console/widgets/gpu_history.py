@@ -45,7 +45,7 @@ GPU_METRICS: tuple[tuple[str, str, float | None, Callable[[GpuSeriesView], list[
 def gpu_charts(view: GpuHistoryView) -> list[Chart]:
     devices = view["devices"][:LINES_SHOWN]
     return [
-        Chart(title, unit, [Line(f"{d['index']} {d['name']}"[:24], pick(d)) for d in devices], ceiling)
+        Chart(title, unit, [Line(f"GPU{d['index']}", pick(d)) for d in devices], ceiling)
         for title, unit, ceiling, pick in GPU_METRICS
     ]
 
