@@ -17,9 +17,10 @@ from textual.theme import Theme
 
 from console.actions import ConsoleActions
 from console.collector import QUIET_S, QuietCollector
-from console.daemon_link import ConnectionChange, DaemonStartFailed, EventFeed, ensure_daemon
+from console.contexts import DEFAULT, Context, all_contexts, default_context, remember_current
+from console.daemon_link import ConnectionChange, ContextLink, EventFeed, LinkFailed
 from console.job_state import JOBS_PAGE
-from console.live_state import LiveState
+from console.live_state import SECTIONS, LiveState
 from console.palette import CorralCommands
 from console.read_only import SUB_TITLE as READ_ONLY_SUB_TITLE
 from console.screens.base import LiveScreen
@@ -39,6 +40,7 @@ FLUSH_INTERVAL_S = 0.5
 RECOUNT_EVERY_S = 1.0
 STREAM_LAG_S = 0.2  # the event stream batches for 50 ms; the rest is margin for a busy box
 WARM_CHAT_AFTER_S = 2.0
+RELINK_AFTER_S = 2.0  # a box's tunnel that ended is opened again after this
 
 
 class CorralApp(App[None]):
@@ -78,6 +80,7 @@ class CorralApp(App[None]):
         settings: ConsoleSettings | None = None,
         settings_path: Path | None = None,
         read_only: bool = False,
+        context: Context | None = None,
     ) -> None:
         self.settings = settings or ConsoleSettings.load(settings_path)
         # No key or palette command that changes anything (console/read_only.py); not saved: a flag is for one run.
@@ -88,7 +91,10 @@ class CorralApp(App[None]):
         self.data_dir = data_dir
         self.demo = demo
         self.autostart = autostart
-        self.client = CorralClient(socket_path)
+        # Which corral-core: the socket given, or a context (console/contexts.py) the palette can switch.
+        self.context = context or default_context(socket_path, data_dir)
+        self._link: ContextLink | None = None
+        self.client = CorralClient(self.context.socket or socket_path)
         self.live = LiveState()
         self.actions = ConsoleActions(self, self.client, self.live)
         self.connected = False
@@ -148,27 +154,37 @@ class CorralApp(App[None]):
     async def on_unmount(self) -> None:
         self.collector.stop()
         await self.client.aclose()
+        if self._link is not None:
+            await self._link.close()  # a box's ssh tunnel ends with the console
 
     # -- the daemon -----------------------------------------------------------------------------------
 
     @work(exclusive=True, group="daemon")
     async def follow_daemon(self) -> None:
-        """Start corral-core if nobody answers, then apply its event stream to LiveState for good."""
-        if self.autostart:
-            try:
-                outcome = await ensure_daemon(self.socket_path, self.data_dir)
-            except DaemonStartFailed as error:
-                self._connection({"state": "lost", "reason": str(error)})
-                self.notify(str(error), title="corral-core could not start", severity="error", timeout=30)
-                return
-            if outcome.started:
-                self.notify(f"started corral-core (log: {self.data_dir / 'corral-core.log'})")
-        if self.demo:
+        """Reach the context's corral-core (starting a local one if nobody answers, opening the tunnel to a box),
+        then apply its event stream to LiveState for good."""
+        link = await self._relink()
+        try:
+            outcome = await link.open()
+        except LinkFailed as error:
+            self._connection({"state": "lost", "reason": error.message})
+            self.notify(error.message, title=error.title, severity="error", timeout=30)
+            return
+        assert link.socket_path is not None
+        if link.socket_path != self.client.socket_path:
+            await self.client.aclose()
+            self.client = self.actions.client = CorralClient(link.socket_path)
+        if outcome is not None and outcome.started:
+            self.notify(f"started corral-core (log: {outcome.log_path})")
+        if self.demo and not self.context.remote:
             self._start_demo()
-        async with EventFeed(self.socket_path) as feed:
+        async with EventFeed(link.socket_path) as feed:
             async for event in feed:
                 if event[0] == "connection":
                     self._connection(event[1])
+                    if link.lost:  # the tunnel itself ended: only a new one can reach the box again
+                        self.set_timer(RELINK_AFTER_S, self.follow_daemon)
+                        return
                 else:
                     self._pending |= self.live.apply(*event)
                     if event[0] == "snapshot":  # the first picture, or the one after a reconnect, shows at once
@@ -223,10 +239,42 @@ class CorralApp(App[None]):
         except DemoUnavailable as error:
             self.notify(str(error), title="demo unavailable", severity="warning", timeout=15)
 
+    async def _relink(self) -> ContextLink:
+        """A fresh link to the current context; the previous one (its tunnel) is closed first."""
+        old, self._link = self._link, ContextLink(self.context, autostart=self.autostart)
+        if old is not None:
+            await old.close()
+        return self._link
+
+    def contexts(self) -> dict[str, Context]:
+        """Every context the palette can switch to, the built-in default first."""
+        return all_contexts(self.settings, default_context(self.socket_path, self.data_dir))
+
+    def switch_context(self, name: str) -> None:
+        """Follow another corral-core: the old stream, client and tunnel close, the live state starts over, and
+        console.json remembers the choice."""
+        context = self.contexts().get(name)
+        if context is None:
+            self.notify(f"no context named {name!r}; `corral context list` shows them", severity="error")
+            return
+        self.context = context
+        remember_current(self.settings, name, self._settings_path)
+        self.live = self.actions.live = LiveState()
+        self._pending |= set(SECTIONS)
+        self._flush_live()
+        self._connection({"state": "lost", "reason": f"connecting to {context.where()}"})
+        self.follow_daemon()
+
+    def _where(self) -> str:
+        """The header's words for the current corral-core: its socket, led by the context's name when it has one."""
+        if self.context.name == DEFAULT:
+            return str(self.context.socket)
+        return f"{self.context.name} · {self.context.where()}"
+
     def _connection(self, change: ConnectionChange) -> None:
         self.connected = change["state"] == "connected"
         if self.connected:
-            self.sub_title = f"{self.socket_path}"
+            self.sub_title = self._where()
         else:
             self.sub_title = f"DISCONNECTED: {change.get('reason', '')} — reconnecting…"
         for screen in self._live_screens():

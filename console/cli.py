@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 the operation failed, 2 a usage error.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from gateway_core.contracts.archive import CAPTURE_MODES
@@ -16,11 +17,16 @@ from gateway_core.settings import default_data_dir, default_socket_path
 
 from . import commands, drain_commands, fleet_commands, jobs_commands
 from .arg_types import positive_int
+from .contexts import ContextError, Invocation, add_context_commands, default_context
+from .daemon_cli import add_daemon_commands
 from .fleet_cli import add_fleet_commands
 from .history_cli import add_history_commands
 from .jobs_cli import add_jobs_commands
+from .settings import ConsoleSettings
+from .ssh_tunnel import TunnelFailed, reached
 
 SOCKET_HELP = "corral-core's admin socket (default: $CORRAL_SOCKET, then $XDG_RUNTIME_DIR/corral.sock)"
+CONTEXT_HELP = "the corral-core to use, by its name in `corral context list` (default: the current context)"
 
 
 def _gpu_indices(text: str) -> list[int]:
@@ -41,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommands accept --socket too, so `corral keys list --socket S` works as well as `corral --socket S keys list`.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--socket", default=argparse.SUPPRESS, help=SOCKET_HELP)
+    common.add_argument("--context", default=argparse.SUPPRESS, help=CONTEXT_HELP)
     json_flag = argparse.ArgumentParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -48,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="corral", description="Corral's console and command line. With no subcommand, open the console."
     )
     parser.add_argument("--socket", help=SOCKET_HELP)
+    parser.add_argument("--context", help=CONTEXT_HELP)
     parser.add_argument("--data-dir", help="corral-core's data directory, for starting it (default: $CORRAL_DATA_DIR)")
     parser.add_argument(
         "--demo",
@@ -175,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_fleet_commands(sub, command, common)
     add_history_commands(sub, command)
     add_jobs_commands(sub, command, common)
+    add_context_commands(sub)
+    add_daemon_commands(sub, common)
 
     chat = command(sub, "chat", commands.chat, "send one prompt through the gateway and stream the answer")
     chat.add_argument("model", metavar="MODEL")
@@ -189,17 +199,45 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     socket_path = Path(args.socket) if args.socket else default_socket_path(data_dir)
+    settings = ConsoleSettings.load()
+    invocation = Invocation(
+        settings,
+        default_context(socket_path, data_dir),
+        name=args.context,
+        explicit_socket=bool(args.socket or os.environ.get("CORRAL_SOCKET")),
+    )
     if args.command is None:
         from .app import CorralApp  # Textual loads only when the console opens, not for CLI subcommands.
 
+        try:
+            context = invocation.context()
+        except ContextError as error:
+            commands.warn(str(error))
+            return 2
         CorralApp(
-            socket_path, data_dir, demo=args.demo, autostart=not args.no_autostart, read_only=args.read_only
+            socket_path,
+            data_dir,
+            demo=args.demo,
+            autostart=not args.no_autostart,
+            read_only=args.read_only,
+            settings=settings,
+            context=context,
         ).run()
         return 0
     if args.read_only:  # a script that says --read-only must not go on to change something
         commands.warn(f"--read-only is for the console; run `corral {args.command} ...` without it")
         return 2
-    return commands.run(args.handler, args, socket_path)
+    if (standalone := getattr(args, "standalone", None)) is not None:  # `corral context ...`, `corral daemon ...`
+        return int(standalone(args, invocation))
+    try:
+        with reached(invocation.context()) as context_socket:  # a box over SSH: through a tunnel while it runs
+            return commands.run(args.handler, args, context_socket)
+    except ContextError as error:
+        commands.warn(str(error))
+        return 2
+    except TunnelFailed as error:
+        commands.warn(error.message)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@ admin socket is forwarded by ssh (console/ssh_tunnel.py); no admin API is ever o
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cli_format import print_json, table
 from .settings import ConsoleSettings
 
 DEFAULT = "default"
@@ -216,3 +219,129 @@ def chosen(settings: ConsoleSettings, name: str | None, default: Context, *, exp
 def remember_current(settings: ConsoleSettings, name: str, path: Path | None = None) -> None:
     settings.context = None if name == DEFAULT else name
     settings.save(path)
+
+
+# -- `corral context list|add|remove|use` -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What a command line chose: console.json, the built-in default, and --context (resolved on demand, so
+    `corral context ...` still works when the remembered context is broken)."""
+
+    settings: ConsoleSettings
+    default: Context
+    name: str | None = None  # --context
+    explicit_socket: bool = False  # --socket or $CORRAL_SOCKET named the default's socket
+    settings_path: Path | None = None
+
+    def context(self) -> Context:
+        return chosen(self.settings, self.name, self.default, explicit_socket=self.explicit_socket)
+
+
+def add_context_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = sub.add_parser("context", help="the corral-cores this console knows: local sockets and boxes over SSH")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="list the contexts; * marks the current one")
+    listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    listing.set_defaults(standalone=context_list)
+    add = actions.add_parser(
+        "add",
+        help="add a context: --socket PATH, or --ssh user@host[:port] for a box whose socket ssh forwards",
+        description="Add a context. A remote box is reached with your own ssh (keys or an agent; it never prompts) "
+        "and its admin socket is forwarded to a private local one; nothing is opened on TCP.",
+    )
+    add.add_argument("name", metavar="NAME")
+    where = add.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", dest="context_socket", metavar="PATH", help="a corral-core's socket on this machine")
+    where.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="a box reached over SSH")
+    add.add_argument("--identity", metavar="FILE", help="the private key ssh uses (ssh -i)")
+    add.add_argument(
+        "--remote-socket", metavar="PATH", help="corral-core's socket on the box (default: the box user's default)"
+    )
+    add.add_argument(
+        "--ssh-option", action="append", metavar="KEY=VALUE", help="passed to ssh as -o KEY=VALUE (repeatable)"
+    )
+    add.add_argument(
+        "--context-data-dir",
+        metavar="DIR",
+        help="for --socket: corral-core's data directory, to start it there when nobody answers",
+    )
+    add.add_argument("--use", action="store_true", help="make it the current context too")
+    add.set_defaults(standalone=context_add)
+    for name, handler, help_ in (
+        ("remove", context_remove, "forget a context (the box itself is untouched)"),
+        ("use", context_use, f"make a context the current one ('{DEFAULT}': the local default socket)"),
+    ):
+        actions.add_parser(name, help=help_).set_defaults(standalone=handler)
+        actions.choices[name].add_argument("name", metavar="NAME")
+
+
+def context_list(args: argparse.Namespace, invocation: Invocation) -> int:
+    saved, problems = saved_contexts(invocation.settings)
+    current = invocation.settings.context or DEFAULT
+    every = {DEFAULT: invocation.default, **saved}
+    if args.json:
+        print_json([{"name": name, "current": name == current, **context.fields()} for name, context in every.items()])
+    else:
+        rows = [
+            ["*" if name == current else "", name, "ssh" if context.remote else "socket", context.where()]
+            for name, context in every.items()
+        ]
+        print(table(["", "NAME", "KIND", "WHERE"], rows))
+    for problem in problems:
+        print(f"corral: {problem}", file=sys.stderr)
+    return 0
+
+
+def context_add(args: argparse.Namespace, invocation: Invocation) -> int:
+    settings = invocation.settings
+    if args.name == DEFAULT or args.name in settings.contexts:
+        print(f"corral: a context named {args.name!r} exists; remove it first or pick another name", file=sys.stderr)
+        return 1
+    try:
+        context = make_context(
+            args.name,
+            socket=Path(args.context_socket) if args.context_socket else None,
+            ssh=args.ssh,
+            data_dir=Path(args.context_data_dir) if args.context_data_dir else None,
+            identity=Path(args.identity) if args.identity else None,
+            remote_socket=args.remote_socket,
+            ssh_options=args.ssh_option,
+        )
+    except ContextError as error:
+        print(f"corral: {error}", file=sys.stderr)
+        return 2
+    settings.contexts[context.name] = context.fields()
+    if args.use:
+        settings.context = context.name
+    settings.save(invocation.settings_path)
+    print(f"added context {context.name}: {context.where()}" + (" (now current)" if args.use else ""))
+    return 0
+
+
+def context_remove(args: argparse.Namespace, invocation: Invocation) -> int:
+    settings = invocation.settings
+    if args.name not in settings.contexts:
+        print(f"corral: no context named {args.name!r}; `corral context list` shows them", file=sys.stderr)
+        return 1
+    del settings.contexts[args.name]
+    was_current = settings.context == args.name
+    if was_current:
+        settings.context = None
+    settings.save(invocation.settings_path)
+    print(f"removed context {args.name}" + (f"; the current context is now {DEFAULT}" if was_current else ""))
+    return 0
+
+
+def context_use(args: argparse.Namespace, invocation: Invocation) -> int:
+    settings = invocation.settings
+    if args.name != DEFAULT:
+        try:
+            chosen(settings, args.name, invocation.default, explicit_socket=False)
+        except ContextError as error:
+            print(f"corral: {error}", file=sys.stderr)
+            return 1
+    remember_current(settings, args.name, invocation.settings_path)
+    print(f"the current context is {args.name}")
+    return 0

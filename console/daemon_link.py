@@ -23,7 +23,9 @@ from typing import Literal, NotRequired, TypedDict
 
 import httpx
 
+from console.contexts import Context
 from console.detach import spawn_detached
+from console.ssh_tunnel import SshTunnel, TunnelFailed
 from gateway_core.client import CorralClient, CorralError, DaemonNotRunning
 from gateway_core.contracts.events import DaemonEvent
 from gateway_core.contracts.views import HealthAnswer
@@ -134,6 +136,55 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         time.sleep(POLL_S)
     if process.returncode is None:
         process.kill()
+
+
+class LinkFailed(Exception):
+    """A context could not be reached: corral-core would not start, or the SSH tunnel would not open."""
+
+    def __init__(self, message: str, *, title: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.title = title
+
+
+class ContextLink:
+    """The way to one context's corral-core: its own socket, started when silent if it is local and its data
+    directory is known; or, for a box over SSH, a tunnel's socket, never started. close() ends the tunnel."""
+
+    def __init__(self, context: Context, *, autostart: bool = True) -> None:
+        self.context = context
+        self.autostart = autostart and context.autostart
+        self.tunnel = SshTunnel(context) if context.remote else None
+        self.socket_path: Path | None = context.socket
+
+    async def open(self) -> StartOutcome | None:
+        """The socket to use is `socket_path` after this; the outcome says whether a daemon was started here."""
+        if self.tunnel is not None:
+            tunnel = self.tunnel
+            try:
+                self.socket_path = await asyncio.to_thread(tunnel.open)
+            except TunnelFailed as error:
+                raise LinkFailed(error.message, title=f"cannot reach {self.context.name}") from error
+            except asyncio.CancelledError:
+                tunnel.close()  # the open thread sees it and gives up
+                raise
+            return None
+        assert self.socket_path is not None  # a local context has its socket
+        if not self.autostart or self.context.data_dir is None:
+            return None
+        try:
+            return await ensure_daemon(self.socket_path, self.context.data_dir)
+        except DaemonStartFailed as error:
+            raise LinkFailed(error.message, title="corral-core could not start") from error
+
+    @property
+    def lost(self) -> bool:
+        """A tunnel that has ended: following the stream again needs a new one."""
+        return self.tunnel is not None and not self.tunnel.alive
+
+    async def close(self) -> None:
+        if self.tunnel is not None:
+            await asyncio.to_thread(self.tunnel.close)
 
 
 class ConnectionChange(TypedDict):

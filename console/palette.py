@@ -50,6 +50,12 @@ class CorralCommands(Provider):
             ),
             ("Show the keys for this screen", "[app.help]", app.action_help),
         ]
+        # Other corral-cores (console/contexts.py); switching changes nothing on any of them, so read-only keeps it.
+        entries += [
+            (f"Switch context: {name}", f"follow {context.where()} instead", partial(app.switch_context, name))
+            for name, context in app.contexts().items()
+            if name != app.context.name
+        ]
         # The focused screen's own bindings (cancel a request, load a deployment...) are offered too, named by what
         # they act on and described by their tooltip.
         # self.screen is the screen the palette opened over (while it shows, app.screen is the palette itself).
