@@ -21,8 +21,21 @@ from console.format import format_bytes, plan_headline, plan_lines
 from console.screens.form_base import FormScreen, ModelFieldValidator, form_field, integer_input, optional_int
 from console.widgets.key_hints import KeyHints
 from gateway_core.client import CorralError
-from gateway_core.contracts.fleet_views import CatalogAnswer, DeployAnswer, GgufModelView, GpuDeviceView, PlanAnswer
-from gateway_core.fleet.deployment import DeploymentSpec
+from gateway_core.contracts.fleet_views import (
+    CatalogAnswer,
+    DeployAnswer,
+    GgufModelView,
+    GpuDeviceView,
+    GpuSnapshotView,
+    PlanAnswer,
+)
+from gateway_core.fleet.deployment import (
+    DEFAULT_CPU_IMAGE,
+    DEFAULT_GPU_IMAGE,
+    DeploymentSpec,
+    default_context,
+    preferred_image,
+)
 from gateway_core.fleet.load_policy import LoadPolicy, format_duration, parse_duration
 
 PLAN_DEBOUNCE_S = 0.3
@@ -70,6 +83,24 @@ def describe_gpu(device: GpuDeviceView) -> str:
     return f"GPU {device['index']}: {device['name'] or '?'}{free}"
 
 
+def free_gpu_bytes(gpus: GpuSnapshotView, chosen: object) -> int | None:
+    """The free memory of the GPUs a plan's spec runs on (`chosen`: "all", indices or None); None on the CPU."""
+    if chosen is None:
+        return None
+    devices = [d for d in gpus["devices"] if chosen == "all" or (isinstance(chosen, list) and d["index"] in chosen)]
+    known = [(d["memory_total_bytes"], d["memory_used_bytes"]) for d in devices]
+    return sum(total - used for total, used in known if total is not None and used is not None)
+
+
+def describe_images(images: list[str]) -> str:
+    if not images:
+        return (
+            f"no llama-server image on this Docker engine: run `docker pull {DEFAULT_CPU_IMAGE}`"
+            f" (or {DEFAULT_GPU_IMAGE.rpartition(':')[2]} for NVIDIA GPUs) where a registry is reachable"
+        )
+    return f"on this engine: {', '.join(images[:3])}" + (f" and {len(images) - 3} more" if len(images) > 3 else "")
+
+
 def describe_plan(plan: PlanAnswer) -> str:
     """The same text as `corral fleet deploy --plan`, less the warnings the form shows apart."""
     return "\n".join([plan_headline(plan["spec"]), *plan_lines(plan)])
@@ -95,6 +126,14 @@ class DeployForm(FormScreen[DeployAnswer]):
         plan: PlanAnswer
 
     @dataclass
+    class ImagesListed(Message):
+        images: list[str]
+
+    @dataclass
+    class ImagesFailed(Message):
+        error: CorralError
+
+    @dataclass
     class PlanFailed(Message):
         error: CorralError
 
@@ -105,6 +144,10 @@ class DeployForm(FormScreen[DeployAnswer]):
         self.plan: PlanAnswer | None = None
         self._plan_timer: Timer | None = None
         self._auto_name = ""  # the name last filled in from the plan, replaced when the model changes
+        self._auto_ctx = ""  # the context last filled in from the model and the plan, likewise
+        self._auto_image = ""  # the image last picked from the engine's, replaced when the GPU mode changes
+        self.images: list[str] | None = None  # the engine's llama-server images, once listed
+        self._models: dict[str, GgufModelView] = {}
         self._plan_error_field = ""
 
     def compose(self) -> ComposeResult:
@@ -144,7 +187,8 @@ class DeployForm(FormScreen[DeployAnswer]):
                 yield form_field(
                     "Context size",
                     "ctx_size",
-                    integer_input("ctx_size", _check("ctx_size"), placeholder="4096 (tokens, shared by all slots)"),
+                    integer_input("ctx_size", _check("ctx_size"), placeholder="tokens, shared by all slots"),
+                    hint="the model's trained context, as far as it fits",
                 )
                 yield form_field(
                     "Parallel slots",
@@ -157,7 +201,10 @@ class DeployForm(FormScreen[DeployAnswer]):
                     integer_input("port", _check("port"), placeholder="first free from 8081"),
                 )
                 yield form_field(
-                    "Image", "image", Input(placeholder="llama.cpp's server image", id="image", compact=True)
+                    "Image",
+                    "image",
+                    Input(placeholder="llama.cpp's server image", id="image", compact=True),
+                    hint="looking for llama-server images on the Docker engine…",
                 )
                 yield form_field(
                     "On demand",
@@ -204,6 +251,7 @@ class DeployForm(FormScreen[DeployAnswer]):
         self._show_policy(False)
         self.query_one("#catalog", OptionList).focus()
         self.load_catalog()
+        self.load_images()
 
     # -- catalog ------------------------------------------------------------------------------------------
 
@@ -219,6 +267,7 @@ class DeployForm(FormScreen[DeployAnswer]):
         catalog = self.query_one("#catalog", OptionList)
         catalog.clear_options()
         catalog.add_options([Option(describe_model(model), id=model["path"]) for model in models])
+        self._models = {model["path"]: model for model in models}
         where = ", ".join(event.catalog["directories"]) or "the model directories"
         problems = event.catalog["problems"]
         status = (
@@ -235,6 +284,31 @@ class DeployForm(FormScreen[DeployAnswer]):
         if paths:
             catalog.highlighted = paths.index(self.model_path) if self.model_path in paths else 0
 
+    @work(exclusive=True, group="deploy-images")
+    async def load_images(self) -> None:
+        try:
+            self.post_message(self.ImagesListed(await self.host.client.llama_server_images()))
+        except CorralError as error:
+            self.post_message(self.ImagesFailed(error))
+
+    def on_deploy_form_images_listed(self, event: DeployForm.ImagesListed) -> None:
+        self.images = event.images
+        self.query_one("#image-field .field-hint", Static).update(describe_images(event.images))
+        self._pick_image()
+
+    def on_deploy_form_images_failed(self, event: DeployForm.ImagesFailed) -> None:
+        self.query_one("#image-field .field-hint", Static).update(
+            f"cannot list the engine's images: {event.error.message}"
+        )
+
+    def _pick_image(self) -> None:
+        """The engine's llama-server image for the GPU mode, unless the operator typed one."""
+        field = self.query_one("#image", Input)
+        if self.images is None or field.value.strip() not in ("", self._auto_image):
+            return
+        self._auto_image = preferred_image(self.images, self.query_one("#gpus", Select).value != "none") or ""
+        field.value = self._auto_image
+
     def on_deploy_form_catalog_failed(self, event: DeployForm.CatalogFailed) -> None:
         self.query_one("#catalog-status", Static).update(f"cannot read the catalog: {event.error.message}")
 
@@ -246,6 +320,7 @@ class DeployForm(FormScreen[DeployAnswer]):
             if self.query_one("#name", Input).value.strip() == self._auto_name:
                 self._auto_name = ""  # let the plan name it after the new model
                 self.query_one("#name", Input).value = ""
+            self._fill_context(None, None)
             self.schedule_plan()
 
     @on(OptionList.OptionSelected, "#catalog")
@@ -261,6 +336,7 @@ class DeployForm(FormScreen[DeployAnswer]):
     @on(Select.Changed, "#gpus")
     def gpu_mode_changed(self, event: Select.Changed) -> None:
         self.query_one("#gpu-list", SelectionList).disabled = event.value != "chosen"
+        self._pick_image()
         self.schedule_plan()
 
     @on(SelectionList.SelectedChanged, "#gpu-list")
@@ -356,6 +432,21 @@ class DeployForm(FormScreen[DeployAnswer]):
         if not name.value.strip() or name.value.strip() == self._auto_name:
             self._auto_name = event.plan["spec"]["name"]
             name.value = self._auto_name
+        self._fill_context(event.plan, free_gpu_bytes(self.host.live.gpus, event.plan["spec"]["gpus"]))
+
+    def _fill_context(self, plan: PlanAnswer | None, free_bytes: int | None) -> None:
+        """The model's trained context, capped by the plan's fit, unless the operator typed a context; a change
+        plans again (the field's change does)."""
+        field = self.query_one("#ctx_size", Input)
+        model = self._models.get(self.model_path or "")
+        if model is None or field.value.strip() not in ("", self._auto_ctx):
+            return
+        estimate = plan["estimate"] if plan else None
+        gpus = plan["spec"]["gpus"] if plan else ("all" if self.host.live.gpus["devices"] else None)
+        free = free_bytes if plan else free_gpu_bytes(self.host.live.gpus, gpus)
+        context = str(default_context(model["context_length"], estimate, free))
+        if context != field.value:
+            self._auto_ctx = field.value = context
 
     def on_deploy_form_plan_failed(self, event: DeployForm.PlanFailed) -> None:
         self.plan = None
