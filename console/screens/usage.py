@@ -90,7 +90,9 @@ class UsageScreen(LiveScreen):
     AUTO_FOCUS = "#usage-table"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("m", "cycle_metric", "Metric", id="usage.metric", tooltip="Requests, tokens, errors or latency"),
-        Binding("g", "cycle_grouping", "Group by", id="usage.group", tooltip="Per key, model or provider"),
+        Binding(
+            "g", "cycle_grouping", "Group by", id="usage.group", tooltip="Per key, model or provider", priority=True
+        ),
         Binding("t", "cycle_range", "Range", id="usage.range", tooltip="The last 24h, 7d, 30d or 90d"),
         Binding("b", "cycle_bucket", "Bucket", id="usage.bucket", tooltip="One point per hour or per day"),
         Binding("ctrl+r", "refresh", "Refresh", id="usage.refresh", tooltip="Ask corral-core again"),

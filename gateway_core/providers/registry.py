@@ -320,14 +320,18 @@ class ProviderRegistry:
     async def test(self, name: str) -> ProbeAnswer:
         """Probe a saved provider now, as its loop would, and say what was found."""
         runtime = self.require(name)
-        await self.probe_once(runtime)
-        return {
+        result = await self._probe(runtime.config, runtime.session)
+        self._apply(runtime, result)
+        answer: ProbeAnswer = {
             "name": runtime.name,
             "health": runtime.health,
             "detail": runtime.health_detail,
             "models": runtime.models,
             "capacity": runtime.capacity,
         }
+        if result.raw:  # the library's own text, one key away in the console
+            answer["raw_detail"] = result.raw
+        return answer
 
     async def test_unsaved(self, config: ProviderConfig) -> ProbeAnswer:
         """Probe a configuration before it is saved, on a connection pool of its own."""
@@ -336,13 +340,16 @@ class ProviderRegistry:
             result = await self._probe(config, session)
         finally:
             await session.close()
-        return {
+        answer: ProbeAnswer = {
             "name": config.name,
             "health": result.health,
             "detail": result.detail,
             "models": result.models,
             "capacity": result.capacity,
         }
+        if result.raw:
+            answer["raw_detail"] = result.raw
+        return answer
 
     # -- deployments from the fleet -------------------------------------------------------------------
 
