@@ -17,6 +17,7 @@ from console.read_only import REFUSAL, mutates
 from console.screens.confirm import ConfirmScreen
 from console.screens.deploy_form import DeployForm
 from console.screens.deployment_detail import DeploymentDetailScreen
+from console.screens.detail import KeyDetailScreen, ProviderDetailScreen, RequestDetailScreen
 from console.screens.job_detail import JobDetailScreen
 from console.screens.key_forms import KeyCreateForm, KeyEditForm
 from console.screens.logs import LogsScreen
@@ -67,12 +68,16 @@ class ConsoleActions:
                 )
             elif action == "remove":
                 self.remove_provider(key)
+            elif action == "detail":
+                self.app.push_screen(ProviderDetailScreen(key))
         elif section == "keys" and key in live.keys:
             found = live.keys[key]
             if action == "edit":
                 self.edit_key(found)
             elif action == "revoke":
                 self.revoke_key(key, found["name"])
+            elif action == "detail":
+                self.app.push_screen(KeyDetailScreen(key))
             elif action == "remove":
                 self.confirm_then(
                     f"Delete key {found['name']} ({key})?",
@@ -102,6 +107,8 @@ class ConsoleActions:
                 self.retry_job(live.jobs.recent[key])
             elif action == "open":
                 self.app.push_screen(JobDetailScreen(key))
+        elif section == "requests" and action == "detail":
+            self.app.push_screen(RequestDetailScreen(key))
 
     def run(self, action_id: str) -> None:
         """The action with this id (see ACTIONS): from a key binding or the command palette."""

@@ -167,7 +167,7 @@ class DashboardScreen(LiveScreen):
 
     @dataclass
     class ItemAction(Message):
-        """An action on the selected row of a panel: section is "fleet", "providers", "keys" or "jobs"."""
+        """An action on the selected row of a panel: section is "fleet", "providers", "keys", "jobs" or "requests"."""
 
         section: str
         key: str
@@ -453,7 +453,13 @@ class DashboardScreen(LiveScreen):
         self.post_message(self.ActionRequested(action_id))
 
     def action_item(self, action: str) -> None:
-        tables = (("fleet", self.fleet), ("providers", self.providers), ("keys", self.keys), ("jobs", self.jobs))
+        tables = (
+            ("fleet", self.fleet),
+            ("providers", self.providers),
+            ("keys", self.keys),
+            ("jobs", self.jobs),
+            ("requests", self.requests),
+        )
         for section, table in tables:
             if table.has_focus and (key := table.cursor_key()) is not None:
                 self.post_message(self.ItemAction(section, key, action))

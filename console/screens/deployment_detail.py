@@ -1,24 +1,21 @@
-"""One deployment's load state in full: why it failed (its log's last lines), its policy, use and memory, and the
-recent load decisions about it. It follows the event stream while it shows."""
+"""One deployment in full: its load state (why it failed, its policy, use and memory, the recent load decisions
+about it), its provider's health, and from corral-core its launch command, image, environment (secrets masked),
+spec, health checks, last exit and recent errors. It follows the event stream while it shows."""
 
 from __future__ import annotations
 
 import time
-from typing import ClassVar
+from typing import Any
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.widgets import Static
 
+from console.detail_format import Section, deployment_sections, error_lines, provider_sections, render
 from console.format import ago, latency, utc_time
 from console.live_state import LiveState
-from console.screens.base import LiveScreen
-from console.screens.history_detail import HISTORY_CSS
-from console.widgets.key_hints import KeyHints
+from console.screens.detail import DetailScreen
 from console.widgets.live_table import Clock
 from console.widgets.on_demand import decision_line, memory_words, policy_words, state_words
+from gateway_core.contracts.detail_views import DeploymentDetailView
 from gateway_core.contracts.fleet_views import ContainerView, LoadDecisionView, OnDemandView
 
 DECISIONS_SHOWN = 10
@@ -51,6 +48,25 @@ def detail_facts(view: OnDemandView, container: ContainerView | None, now: float
     return facts
 
 
+def load_sections(
+    name: str,
+    view: OnDemandView | None,
+    container: ContainerView | None,
+    decisions: list[LoadDecisionView],
+    now: float,
+) -> list[Section]:
+    """Its load state from the event stream: the facts, why it failed, and the recent load decisions."""
+    if view is None:
+        return [("load state", [f"corral-core lists no load state for {name}: it is not one of Corral's deployments."])]
+    sections: list[Section] = [("load state", detail_facts(view, container, now))]
+    if view["state"] == "failed" and view["reason"]:
+        sections.append(("why it failed (the last lines of its log)", view["reason"].rstrip().splitlines()))
+    mine = [d for d in decisions if name in (d["deployment"], d["for_deployment"])][-DECISIONS_SHOWN:]
+    lines = [f"{utc_time(decision['at'])}  {decision_line(decision)}" for decision in reversed(mine)]
+    sections.append(("recent load decisions", lines or ["none since the console connected"]))
+    return sections
+
+
 def detail_text(
     name: str,
     view: OnDemandView | None,
@@ -58,58 +74,47 @@ def detail_text(
     decisions: list[LoadDecisionView],
     now: float,
 ) -> Text:
-    text = Text()
-    if view is None:
-        text.append(f"corral-core lists no load state for {name}: it is not one of Corral's deployments.\n")
-        return text
-    facts = detail_facts(view, container, now)
-    width = max(len(label) for label, _ in facts)
-    for label, value in facts:
-        text.append(label.ljust(width), style="bold")
-        text.append(f"  {value}\n")
-    if view["state"] == "failed" and view["reason"]:
-        text.append("\nwhy it failed (the last lines of its log):\n", style="bold")
-        text.append(view["reason"].rstrip() + "\n")
-    mine = [d for d in decisions if name in (d["deployment"], d["for_deployment"])][-DECISIONS_SHOWN:]
-    text.append("\nrecent load decisions\n", style="bold")
-    if not mine:
-        text.append("none since the console connected\n")
-    for decision in reversed(mine):
-        text.append(f"{utc_time(decision['at'])}  {decision_line(decision)}\n")
-    return text
+    return render(load_sections(name, view, container, decisions, now))
 
 
-class DeploymentDetailScreen(LiveScreen):
-    CSS_PATH: ClassVar[str] = HISTORY_CSS  # the History detail's layout: a title line over a scrolling body
-    AUTO_FOCUS = "#detail-scroll"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,i", "back", "Back", id="deployment.back", tooltip="Back to the dashboard"),
-    ]
+class DeploymentDetailScreen(DetailScreen):
+    """Its load state and its provider's health from the event stream; its command, environment, health checks
+    and log errors from corral-core's detail route; its recent failed requests from the archive."""
+
+    KIND = "deployment"
+    LIVE_SECTIONS = frozenset({"on_demand", "decisions", "fleet", "providers"})
 
     def __init__(self, name: str, now: Clock = time.time) -> None:
-        super().__init__()
+        super().__init__(name, now)
         self.deployment = name
-        self.now = now
 
-    def compose(self) -> ComposeResult:
-        yield Static(f"Deployment {self.deployment}", id="detail-title", markup=False)
-        with VerticalScroll(id="detail-scroll"):
-            yield Static("", id="detail-facts", markup=False)
-        yield KeyHints()
+    async def fetch(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"detail": await self.host.client.deployment_detail(self.deployment)}
+        if self.deployment in self.host.live.providers:
+            found["recent_errors"] = await self.recent_errors(provider=self.deployment)
+        return found
 
-    def on_mount(self) -> None:
-        self._show(self.host.live)
-        self.set_interval(1.0, lambda: self._show(self.host.live))  # "last used" ages without events
+    def _container(self, live: LiveState) -> ContainerView | None:
+        deployments = live.fleet["deployments"]
+        return next((d for d in deployments if d["managed"] and d["name"] == self.deployment), None)
 
-    def live_changed(self, live: LiveState, changed: set[str]) -> None:
-        if changed & {"on_demand", "decisions", "fleet"}:
-            self._show(live)
-
-    def _show(self, live: LiveState) -> None:
+    def sections(self, live: LiveState, now: float) -> list[Section]:
         view = live.on_demand.get(self.deployment)
-        container = next((d for d in live.fleet["deployments"] if d["managed"] and d["name"] == self.deployment), None)
-        text = detail_text(self.deployment, view, container, list(live.decisions), self.now())
-        self.query_one("#detail-facts", Static).update(text)
+        sections = load_sections(self.deployment, view, self._container(live), list(live.decisions), now)
+        provider = live.providers.get(self.deployment)
+        if provider is not None:
+            health = dict(provider_sections(provider, now))["health"]
+            sections.append(("its provider's health", health))
+        detail: DeploymentDetailView | None = self.fetched.get("detail")
+        if detail is not None:
+            sections += deployment_sections(detail)
+        if provider is not None and "recent_errors" in self.fetched:
+            sections.append(("recent failed requests (the archive)", error_lines(self.fetched["recent_errors"])))
+        return sections
 
-    def action_back(self) -> None:
-        self.dismiss()
+    def data(self, live: LiveState) -> dict[str, Any]:
+        return {
+            "load_state": live.on_demand.get(self.deployment),
+            "container": self._container(live),
+            "provider": live.providers.get(self.deployment),
+        }

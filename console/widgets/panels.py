@@ -319,6 +319,13 @@ class ProvidersTable(LiveTable):
             tooltip="Unload the selected model of a router-mode llama-server",
         ),
         Binding("x,delete", "screen.item('remove')", "Remove", id="provider.remove", tooltip="Remove the provider"),
+        Binding(
+            "enter",
+            "screen.item('detail')",
+            "Details",
+            id="provider.detail",
+            tooltip="Its configuration, health detail, circuit and recent failed requests",
+        ),
     ]
     COLUMNS = (
         ("name", "name", 14),
@@ -410,6 +417,13 @@ class KeysTable(LiveTable):
         Binding("e", "screen.item('edit')", "Edit", id="key.edit", tooltip="Edit the key's models and limits"),
         Binding("r", "screen.item('revoke')", "Revoke", id="key.revoke", tooltip="Refuse the key from now on"),
         Binding("x,delete", "screen.item('remove')", "Remove", id="key.remove", tooltip="Delete the key for good"),
+        Binding(
+            "enter",
+            "screen.item('detail')",
+            "Details",
+            id="key.detail",
+            tooltip="Its limits, models, use, expiry and recent failed requests (never its secret)",
+        ),
     ]
     COLUMNS = (
         ("name", "name", 14),
@@ -457,6 +471,13 @@ class RequestsTable(LiveTable):
             "Cancel request",
             id="request.cancel",
             tooltip="Ask corral-core to cancel the selected request",
+        ),
+        Binding(
+            "enter",
+            "screen.item('detail')",
+            "Details",
+            id="request.detail",
+            tooltip="Everything its view holds: key, model, provider, tokens, rate",
         ),
     ]
     COLUMNS = (
