@@ -58,14 +58,31 @@ class CorralApp(App[None]):
         Binding("f1,question_mark", "help", "Help", id="app.help", tooltip="List the keys for this screen"),
         Binding("f2", "switch_mode('dashboard')", "Dashboard", id="app.dashboard", tooltip="GPUs, fleet, traffic"),
         Binding("f3", "switch_mode('chat')", "Chat", id="app.chat", tooltip="Try any model the gateway serves"),
-        Binding("f4", "switch_mode('history')", "History", id="app.history", tooltip="Past requests, searchable"),
-        Binding("f5", "switch_mode('usage')", "Usage", id="app.usage", tooltip="Requests, tokens, errors over time"),
+        # F4 to F6 stay out of the footer (help and the palette list them): at 80 columns it has room for the
+        # screen's own keys, then F1 to F3 and the palette, which are always shown (console/widgets/key_hints.py).
+        Binding(
+            "f4",
+            "switch_mode('history')",
+            "History",
+            id="app.history",
+            tooltip="Past requests, searchable",
+            show=False,
+        ),
+        Binding(
+            "f5",
+            "switch_mode('usage')",
+            "Usage",
+            id="app.usage",
+            tooltip="Requests, tokens, errors over time",
+            show=False,
+        ),
         Binding(
             "f6",
             "switch_mode('callbacks')",
             "Callbacks",
             id="app.callbacks",
             tooltip="Job callbacks: pending, delivered, dead-lettered",
+            show=False,
         ),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Leave the console (corral-core keeps running)"),
     ]

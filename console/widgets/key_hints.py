@@ -16,6 +16,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static
 
+# Always at the footer's right end, whatever else is cut: how to get help, the two main screens, the palette.
+PINNED_IDS = ("app.help", "app.dashboard", "app.chat")
+ELLIPSIS = "…"
+
 
 class KeyHints(Static):
     DEFAULT_CSS = """
@@ -49,6 +53,9 @@ class KeyHints(Static):
         """The hints as plain text, as they read on screen."""
         return self._line.plain
 
+    def on_resize(self) -> None:
+        self._show()  # what is cut before the pinned keys depends on the width
+
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._show(force=True))
@@ -69,11 +76,30 @@ class KeyHints(Static):
             self.update(line, layout=False)
 
     def _hints(self) -> tuple[Text, list[tuple[int, int, str]]]:
+        """The screen's keys, then the pinned ones; when they do not all fit, the screen's are cut with an
+        ellipsis so that the pinned ones still show."""
+        shown = self._shown_bindings()
+        pinned = [hint for hint in shown if hint[0].id in PINNED_IDS or hint[0].key == self.app.COMMAND_PALETTE_BINDING]
+        rest = [hint for hint in shown if hint not in pinned]
+        line, spans = self._line_of(rest)
+        tail, tail_spans = self._line_of(pinned)
+        width = self.size.width
+        if width and len(line) + len(tail) > width:
+            room = max(0, width - len(tail) - len(ELLIPSIS))
+            line = line[:room]
+            line.append(ELLIPSIS)
+            spans = [(start, min(end, room), key) for start, end, key in spans if start < room]
+        offset = len(line)
+        line.append_text(tail)
+        spans += [(start + offset, end + offset, key) for start, end, key in tail_spans]
+        return line, spans
+
+    def _line_of(self, hints: list[tuple[Binding, bool]]) -> tuple[Text, list[tuple[int, int, str]]]:
         key_style = self.get_component_rich_style("key-hints--key", partial=True)
         description_style = self.get_component_rich_style("key-hints--description", partial=True)
         line = Text(end="")
         spans: list[tuple[int, int, str]] = []
-        for binding, enabled in self._shown_bindings():
+        for binding, enabled in hints:
             dim = Style(dim=not enabled)
             start = len(line)
             line.append(f" {self.app.get_key_display(binding)} ", key_style + dim)
