@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import events, on, work
-from textual.app import App
+from textual.app import App, UnknownModeError
 from textual.binding import Binding, BindingType
 from textual.theme import Theme
 
@@ -143,8 +143,11 @@ class CorralApp(App[None]):
         if busy or self.current_mode != "dashboard" or len(self.screen_stack) > 1:
             self.set_timer(WARM_CHAT_AFTER_S, self._warm_chat)  # typing, or a dialog open: later
             return
-        self.switch_mode("chat")  # both switches land before the next frame: nothing flashes
-        self.switch_mode("dashboard")
+        try:
+            self.switch_mode("chat")  # both switches land before the next frame: nothing flashes
+            self.switch_mode("dashboard")
+        except UnknownModeError:  # the app is closing: Textual has dropped its modes before its timers
+            return
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.InputEvent):
