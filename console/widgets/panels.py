@@ -425,15 +425,16 @@ class KeysTable(LiveTable):
             tooltip="Its limits, models, use, expiry and recent failed requests (never its secret)",
         ),
     ]
+    # Whether a key works (expires, revoked) and its use come first: at 80 columns the columns past models are cut.
     COLUMNS = (
         ("name", "name", 14),
-        ("id", "id", 12),
-        ("models", "models", 16),
-        ("limits", "rpm/tpm/conc", 14),
+        ("expiry", "expires", 10),
+        ("used", "last used", 10),
         ("rpm", "req/m", 5),
         ("tpm", "tok/m", 6),
-        ("used", "last used", 10),
-        ("expiry", "expires", 10),
+        ("models", "models", 16),
+        ("limits", "rpm/tpm/conc", 14),
+        ("id", "id", 12),
     )
 
     def show(self, keys: Iterable[KeyView]) -> None:
@@ -444,13 +445,13 @@ class KeysTable(LiveTable):
         usage, models = k["usage"], k["models"]
         return (
             k["name"],
-            k["id"],
-            self.level("all", "muted") if models is None else ", ".join(models) or "none",
-            f"{count(k['rpm'])}/{count(k['tpm'])}/{count(k['max_concurrency'])}",
+            self._expiry(k, now),
+            ago(k["last_used_at"], now),
             count(usage["requests_last_minute"]),
             count(usage["tokens_last_minute"]),
-            ago(k["last_used_at"], now),
-            self._expiry(k, now),
+            self.level("all", "muted") if models is None else ", ".join(models) or "none",
+            f"{count(k['rpm'])}/{count(k['tpm'])}/{count(k['max_concurrency'])}",
+            k["id"],
         )
 
     def _expiry(self, k: KeyView, now: float) -> Cell:
