@@ -211,12 +211,13 @@ class ProviderForm(FormScreen[ProviderView]):
                     "enabled",
                     Checkbox("route requests to it", p["enabled"], id="enabled", compact=True),
                 )
-                yield Static(
-                    "Test (ctrl+t) probes this configuration without saving it.",
-                    id="test-result",
-                    classes="panel",
-                    markup=False,  # an error's own text may hold [brackets]
-                )
+            # Below the fields, not among them: the test's answer stays in view however far the form scrolls.
+            yield Static(
+                "Test (ctrl+t) probes this configuration without saving it.",
+                id="test-result",
+                classes="panel",
+                markup=False,  # an error's own text may hold [brackets]
+            )
             yield Static("", id="form-error", classes="form-error")
             with Horizontal(classes="buttons"):
                 yield Button("Test", id="test", compact=True)
