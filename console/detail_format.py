@@ -102,7 +102,7 @@ def provider_sections(p: ProviderView, now: float) -> list[Section]:
         ("models", ", ".join(models) or "discovered from the server"),
         ("priority", str(p["priority"])),
         ("weight", str(p["weight"])),
-        ("max concurrency", count(p["max_concurrency"])),
+        ("max concurrency", _limit(p["max_concurrency"])),
         ("enabled", "yes" if p["enabled"] else "no"),
         ("draining", "yes" if p["draining"] else "no"),
         ("GPUs", ", ".join(str(g) for g in p["gpus"]) if p["gpus"] is not None else "not configured"),
@@ -138,9 +138,9 @@ def key_sections(k: KeyView, now: float) -> list[Section]:
         ("id", k["id"]),
         ("state", key_state(k, now)),
         ("models", "every model" if k["models"] is None else ", ".join(k["models"]) or "none"),
-        ("requests a minute", count(k["rpm"])),
-        ("tokens a minute", count(k["tpm"])),
-        ("max concurrency", count(k["max_concurrency"])),
+        ("requests a minute", _limit(k["rpm"])),
+        ("tokens a minute", _limit(k["tpm"])),
+        ("max concurrency", _limit(k["max_concurrency"])),
         ("expires", "never" if expires is None else f"{utc_time(expires)} ({until(expires, now)})"),
         ("created", f"{utc_time(k['created_at'])} ({ago(k['created_at'], now)})"),
         ("last used", ago(k["last_used_at"], now)),
@@ -170,6 +170,10 @@ def request_sections(r: LiveRequestView, now: float) -> list[Section]:
         ("tokens/s", "-" if rate is None else f"{rate:.1f}"),
     ]
     return [("request", facts)]
+
+
+def _limit(value: int | None) -> str:
+    return "no limit" if value is None else f"{value:,}"
 
 
 def _value(value: object) -> str:
