@@ -108,10 +108,14 @@ class GpuHistory:
         self.capacity = ring_capacity(interval_s)
         self.interval_s = interval_s
         self._gpus: dict[str, _GpuRing] = {}
+        self._last_at = -math.inf
 
     def record(self, snapshot: GpuSnapshot, at: float) -> None:
         if snapshot.state != "ok":
             return  # no driver: nothing to keep, and the console says why from the snapshot
+        if at - self._last_at < self.interval_s / 2:
+            return  # an extra sample between ticks (an on-demand load's): the ring keeps its hour
+        self._last_at = at
         for device in snapshot.devices:
             kept = self._gpus.get(device.uuid)
             if kept is None:
@@ -163,6 +167,7 @@ class ProviderRates:
 
     def __init__(self, interval_s: float) -> None:
         self.capacity = ring_capacity(interval_s)
+        self._min_gap_s = interval_s / 2  # extra GPU samples between ticks add no rate sample
         self._providers: dict[str, _ProviderRing] = {}
 
     def record(self, counters: Iterable[tuple[str, int, int]], at: float) -> None:
@@ -175,8 +180,8 @@ class ProviderRates:
                 self._providers[name] = _ProviderRing(requests, tokens, at, SeriesRing(("rps", "tps"), self.capacity))
                 continue  # a rate needs two samples
             elapsed = at - kept.at
-            if elapsed <= 0:
-                continue
+            if elapsed < self._min_gap_s:
+                continue  # counted in the next sample's rate
             kept.ring.append(
                 at,
                 {"rps": (requests - kept.requests) / elapsed, "tps": (tokens - kept.tokens) / elapsed},

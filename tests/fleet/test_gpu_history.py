@@ -118,3 +118,14 @@ def test_a_full_hour_of_8_gpus_answers_every_bucket_of_every_gpu():
     view = history.view(60, 120, START + 3600)
     assert [d["index"] for d in view["devices"]] == list(range(8))
     assert all(d["utilization_percent"] == [50.0] * 120 for d in view["devices"])
+
+
+def test_extra_samples_between_ticks_do_not_shorten_the_hour():
+    history, rates = GpuHistory(interval_s=1.0), ProviderRates(interval_s=1.0)
+    for tick in range(3):
+        for offset in (0.0, 0.1, 0.2):  # an on-demand load samples between the sampler's ticks
+            history.record(snapshot(device(10 * tick + int(10 * offset))), START + tick + offset)
+            rates.record([("local", 10 * tick + int(10 * offset), 0)], START + tick + offset)
+
+    assert history.view(1, 60, START + 60)["devices"][0]["utilization_percent"][:3] == [0.0, 10.0, 20.0]
+    assert rates.view(1, 60, START + 60)["providers"][0]["requests_per_s"][:3] == [None, 10.0, 10.0]
