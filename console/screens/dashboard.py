@@ -437,7 +437,9 @@ class DashboardScreen(LiveScreen):
             return not on_demand
         if what in ("load", "unload", "pin"):
             return on_demand
-        return view is not None  # mode, detail
+        if what == "detail":
+            return name is not None  # any container: corral-core's detail route reads it from the engine
+        return view is not None  # mode
 
     def _fleet_cursor_name(self) -> str | None:
         key = self.fleet.cursor_key()
