@@ -154,3 +154,39 @@ def test_sm_percent_is_the_drivers_per_process_figure_when_every_gpu_reports_it(
 
     assert answer["sm_note"] is None
     assert [(row["pid"], row["sm_percent"]) for row in answer["processes"]] == [(child.pid, 37)]
+
+
+@pytest.mark.docker
+@pytest.mark.nvml_stub
+def test_a_gpu_process_in_a_llama_server_container_shows_the_containers_name(
+    nvml_stub, tmp_path, run_container, llama_server_image, tiny_model
+):
+    marker = f"CORRAL_TEST_GPU_PROCESS={uuid.uuid4().hex}"
+    key, value = marker.split("=", 1)
+    devices = write_devices(
+        tmp_path / "gpus.json",
+        [{"name": "A", "uuid": "GPU-a", "memory_total": 2**34, "memory_used": 0,
+          "processes": [measured_processes(marker, 2**30, comm="llama-server")]}],
+    )  # fmt: skip
+    name = f"gpu-owner-{uuid.uuid4().hex[:8]}"
+    run_container(
+        llama_server_image,
+        name=name,
+        command=["-m", f"/models/{tiny_model.name}", "--host", "127.0.0.1", "--port", str(free_port())],
+        volumes={str(tiny_model.parent): {"bind": "/models", "mode": "ro"}},
+        environment={key: value},
+    )
+    daemon = CorralDaemon(tmp_path / "corral", extra_env=nvml_stub.environment(devices)).start()
+    try:
+
+        def owners() -> list[tuple[str, str]]:
+            rows = daemon.admin_call("GET", "/gpus/processes").json()["processes"]
+            return [(row["owner_kind"], row["owner"]) for row in rows]
+
+        wait_for(lambda: owners() == [("container", name)], "the process owned by the named container")
+        (row,) = daemon.admin_call("GET", "/gpus/processes").json()["processes"]
+    finally:
+        daemon.stop()
+
+    assert row["command"].startswith("/app/llama-server -m /models/")
+    assert row["gpu_memory_bytes"] == 2**30
