@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-import psutil  # type: ignore[import-untyped]  # no stubs installed yet: types-psutil asked of the lead
+import psutil
 import pynvml
 
 from gateway_core.contracts.fleet_views import ContainerView, GpuSnapshotView
@@ -133,14 +133,18 @@ def host_view() -> HostView:
     }
 
 
-def read_sm_percent(device_indices: Iterable[int]) -> tuple[dict[tuple[int, int], int], str | None]:
-    """(gpu index, pid) -> SM % from NVML's latest per-process samples, and why there are none, if so.
-    Call it on the thread that owns the NVML session, once NVML is initialised (the GPU sampler's)."""
+def read_sm_percent(
+    device_indices: Iterable[int], seen_us: dict[int, int]
+) -> tuple[dict[tuple[int, int], int], str | None]:
+    """(gpu index, pid) -> SM % from NVML's per-process samples since the previous look (`seen_us`: each GPU's
+    newest sample time, in microseconds, updated here), and why there are none, if so. Call it on the thread
+    that owns the NVML session, once NVML is initialised (the GPU sampler's)."""
     found: dict[tuple[int, int], int] = {}
     for index in device_indices:
         try:
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            samples = pynvml.nvmlDeviceGetProcessUtilization(handle, 0)
+            # Since the previous look, as nvitop asks: a process idle since then has no sample, so shows 0.
+            samples = pynvml.nvmlDeviceGetProcessUtilization(handle, seen_us.get(index, 0))
         except (pynvml.NVMLError_FunctionNotFound, pynvml.NVMLError_NotSupported):
             return {}, SM_UNSUPPORTED
         except pynvml.NVMLError_NotFound:
@@ -153,6 +157,8 @@ def read_sm_percent(device_indices: Iterable[int]) -> tuple[dict[tuple[int, int]
                 latest[sample.pid] = (sample.timeStamp, sample.smUtil)
         for pid, (_, sm) in latest.items():
             found[(index, pid)] = int(sm)
+        if latest:
+            seen_us[index] = max(stamp for stamp, _ in latest.values())
     return found, None
 
 
@@ -199,6 +205,7 @@ class GpuProcesses:
         self._containers = containers
         self._inspector = inspector
         self._looking = asyncio.Lock()  # the inspector's CPU % is since its previous look: one look at a time
+        self._sm_seen_us: dict[int, int] = {}
 
     async def view(self) -> ProcessesView:
         async with self._looking:
@@ -208,6 +215,8 @@ class GpuProcesses:
             facts = await asyncio.to_thread(self._inspector.inspect, pids)
             host = await asyncio.to_thread(host_view)
             indices = [device["index"] for device in devices]
-            read = await self._sampler.read_nvml(lambda: read_sm_percent(indices)) if indices else None
+            read = (
+                await self._sampler.read_nvml(lambda: read_sm_percent(indices, self._sm_seen_us)) if indices else None
+            )
             sm, note = read if read is not None else ({}, None)
             return processes_view(gpus, facts, sm, note, self._containers(), host)
