@@ -19,7 +19,8 @@ from console.live_state import LiveState
 from console.screens.deployment_detail import DeploymentDetailScreen
 from gateway_core.api.detail_routes import mask_command, mask_environment, mask_text, recent_errors
 from gateway_core.client import CorralClient, CorralError
-from gateway_core.contracts.detail_views import MASKED
+from gateway_core.contracts.detail_views import MASKED, DeploymentDetailView
+from tests.test_client import mismatches
 from tests.testbed import CorralDaemon
 from tests.testbed.waiting import wait_for_async
 
@@ -120,6 +121,7 @@ async def test_the_detail_route_answers_a_containers_command_environment_and_hea
     deployed: CorralClient, name: str, llama_server_image: str
 ) -> None:
     detail = await deployed.deployment_detail(name)
+    assert mismatches(detail, DeploymentDetailView) == []  # exactly its contract's fields and types
     assert detail["kind"] == "container"
     assert detail["managed"]
     assert detail["image"] == llama_server_image
