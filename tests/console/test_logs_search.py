@@ -224,3 +224,25 @@ async def test_the_buffer_is_bounded_while_the_search_follows_new_lines():
         assert screen.view.line_count == 100
         assert next(screen.buffer.line(seq).text for seq in screen.buffer.matching) == "line 400 error"
         assert len(screen.buffer.matching) == 10
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "keys", [("f",), ("f", "w"), ("slash", *"line", "enter", "m")], ids=["plain", "wrapped", "matching"]
+)
+async def test_paused_the_rows_read_stay_on_screen_while_the_oldest_lines_are_dropped(keys: tuple[str, ...]):
+    app = Host()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await opened(pilot, [stamped(i % 60, f"line {i}") for i in range(100)], max_lines=100)
+        view = screen.view
+        await pilot.press(*keys)  # paused (a search pauses too)
+        assert not screen.following
+        view.scroll_to(y=40, animate=False, immediate=True)
+        await pilot.pause()
+        top = shown_rows(app)[0]
+        assert top == "line 40"
+        screen._pending = [stamped(0, f"new line {i}") for i in range(10)]  # as the follow worker adds them
+        screen.flush()
+        await pilot.pause()
+        assert screen.buffer.first == 10  # the ten oldest went
+        assert shown_rows(app)[0] == top
