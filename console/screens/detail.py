@@ -49,6 +49,7 @@ class DetailScreen(LiveScreen):
         Binding("escape,i", "back", "Back", id="detail.back", tooltip="Back to where you were"),
         Binding("c", "copy('json')", "Copy JSON", id="detail.copy_json", tooltip="Copy everything shown as JSON"),
         Binding("y", "copy('yaml')", "Copy YAML", id="detail.copy_yaml", tooltip="Copy everything shown as YAML"),
+        Binding("r", "refresh", "Refresh", id="detail.refresh", tooltip="Ask corral-core again (log errors, failures)"),
     ]
     KIND = "item"
     LIVE_SECTIONS: ClassVar[frozenset[str]] = frozenset()  # LiveState sections that redraw it
@@ -131,6 +132,11 @@ class DetailScreen(LiveScreen):
         data = {**self.data(self.host.live), **self.fetched}
         self.app.copy_to_clipboard(as_json(data) if form == "json" else as_yaml(data))
         self.notify(f"copied {self.KIND} {self.subject} as {form.upper()}")
+
+    def action_refresh(self) -> None:
+        self.loading = True
+        self.redraw()
+        self.load()
 
     def action_back(self) -> None:
         self.dismiss()

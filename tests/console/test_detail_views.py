@@ -130,6 +130,22 @@ async def test_enter_on_a_key_shows_its_limits_use_and_failures_never_its_secret
         assert copied["recent_errors"][0]["model"] == "other"
         assert secret.split("-")[-1] not in app.copied[-1]
 
+        again = await asyncio.to_thread(
+            httpx.post,
+            f"{daemon.base_url}/v1/chat/completions",
+            headers=bearer(secret),
+            json={"model": "another", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert again.status_code in (403, 404)
+        await wait_for_async(
+            lambda: len(daemon.admin_call("GET", f"/history?key={key_id}&status=error").json()["rows"]) == 2,
+            "the second refusal in the archive",
+            pause=pilot.pause,
+        )
+        assert "another" not in shown(app)  # asked once, on opening
+        await pilot.press("r")
+        await wait_for_async(lambda: "another" in shown(app), "the refreshed failures", APP_WAIT_S, pause=pilot.pause)
+
 
 @pytest.mark.asyncio
 async def test_enter_on_a_live_request_shows_its_view_and_says_when_it_ended(daemon):
