@@ -75,7 +75,7 @@ class ConsoleActions:
             if action == "edit":
                 self.edit_key(found)
             elif action == "revoke":
-                self.revoke_key(key, found["name"])
+                self.revoke_key(found)
             elif action == "detail":
                 self.app.push_screen(KeyDetailScreen(key))
             elif action == "remove":
@@ -140,18 +140,20 @@ class ConsoleActions:
         def done(result: Mapping[str, Any] | None) -> None:
             if result:
                 name = result.get("name") or result.get("deployment", {}).get("name", "")
-                self.app.notify(f"{what} {name} saved")
+                self.app.notify(f"saved {what} {name}")
 
         return done
 
     # -- destructive actions, confirmed first --------------------------------------------------------
 
-    def confirm_then(self, question: str, detail: str, call: Callable[[], Awaitable[object]], done: str) -> None:
+    def confirm_then(
+        self, question: str, detail: str, call: Callable[[], Awaitable[object]], done: str, *, yes_label: str = "Yes"
+    ) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
                 self._call_daemon(call, done)
 
-        self.app.push_screen(ConfirmScreen(question, detail), answered)
+        self.app.push_screen(ConfirmScreen(question, detail, yes_label=yes_label), answered)
 
     def remove_provider(self, name: str) -> None:
         self.confirm_then(
@@ -161,12 +163,23 @@ class ConsoleActions:
             f"removed provider {name}",
         )
 
-    def revoke_key(self, key_id: str, name: str) -> None:
+    def revoke_key(self, key: KeyView) -> None:
+        key_id, name = key["id"], key["name"]
+        if key["revoked"]:  # nothing left to revoke: what can still be done is deleting it
+            self.confirm_then(
+                f"Key {name} ({key_id}) is already revoked. Delete it?",
+                "It is refused already; deleting removes it from the list for good. This cannot be undone.",
+                lambda: self.client.remove_key(key_id),
+                f"deleted key {name}",
+                yes_label="Delete",
+            )
+            return
         self.confirm_then(
             f"Revoke key {name} ({key_id})?",
             "Apps using it are refused from their next request.",
             lambda: self.client.revoke_key(key_id),
             f"revoked key {name}",
+            yes_label="Revoke",
         )
 
     def remove_deployment(self, name: str) -> None:
@@ -183,10 +196,11 @@ class ConsoleActions:
                 f"Stop deployment {name}?",
                 "It stops serving until started again.",
                 lambda: self.client.control_deployment(name, "stop"),
-                f"stopped {name}",
+                f"stopped deployment {name}",
             )
         else:
-            self._call_daemon(lambda: self.client.control_deployment(name, action), f"{name}: {action} done")
+            done = {"start": "started", "restart": "restarted"}.get(action, f"did {action} on")
+            self._call_daemon(lambda: self.client.control_deployment(name, action), f"{done} deployment {name}")
 
     # -- models on demand -----------------------------------------------------------------------------
 
@@ -209,25 +223,29 @@ class ConsoleActions:
             pin = not view["policy"]["pin"]
             self._call_daemon(
                 lambda: self.client.set_load_policy(name, pin=pin),
-                f"{'pinned' if pin else 'unpinned'} {name}"
+                f"{'pinned' if pin else 'unpinned'} deployment {name}"
                 + (": it is never evicted to make room" if pin else ": it may be evicted when idle"),
             )
         elif action == "mode":
             mode = "always" if view["policy"]["mode"] == "on-demand" else "on-demand"
-            self._call_daemon(lambda: self.client.set_load_policy(name, mode=mode), f"{name} is now {mode}")
+            self._call_daemon(
+                lambda: self.client.set_load_policy(name, mode=mode), f"switched deployment {name} to {mode}"
+            )
 
     def load_deployment(self, view: OnDemandView) -> None:
         name = view["name"]
         if view["state"] == "warm":
-            self.app.notify(f"{name} is already warm", severity="warning")
+            self.app.notify(f"deployment {name} is already warm", severity="warning")
             return
-        self.app.notify(f"loading {name}…", timeout=3)
-        self._call_daemon(lambda: self.client.load_deployment(name), f"{name} is warm", title="load failed")
+        self.app.notify(f"loading deployment {name}…", timeout=3)
+        self._call_daemon(
+            lambda: self.client.load_deployment(name), f"loaded deployment {name}: it is warm", title="load failed"
+        )
 
     def unload_deployment(self, view: OnDemandView) -> None:
         name = view["name"]
         if view["state"] == "cold":
-            self.app.notify(f"{name} is already cold", severity="warning")
+            self.app.notify(f"deployment {name} is already cold", severity="warning")
             return
         in_flight = max(view["in_flight"], self.live.in_flight(name))
         if in_flight:
@@ -236,10 +254,10 @@ class ConsoleActions:
                 f"Unload {name}? {in_flight} request{'s' if in_flight > 1 else ''} in flight",
                 "corral-core waits up to 30 s for them to end, then stops its server; a later request loads it again.",
                 lambda: self.client.unload_deployment(name),
-                f"unloaded {name}",
+                f"unloaded deployment {name}",
             )
         else:
-            self._call_daemon(lambda: self.client.unload_deployment(name), f"unloaded {name}")
+            self._call_daemon(lambda: self.client.unload_deployment(name), f"unloaded deployment {name}")
 
     def router_model_action(self, provider: str, model: str | None, action: str) -> None:
         found = self.live.providers.get(provider)
@@ -252,10 +270,13 @@ class ConsoleActions:
             self.app.notify(f"choose one of {provider}'s models: the rows under it", severity="warning")
             return
         if action == "load_model":
-            self._call_daemon(lambda: self.client.load_provider_model(provider, model), f"{provider}: {model} loaded")
+            self._call_daemon(
+                lambda: self.client.load_provider_model(provider, model), f"loaded model {model} on provider {provider}"
+            )
         else:
             self._call_daemon(
-                lambda: self.client.unload_provider_model(provider, model), f"{provider}: {model} unloaded"
+                lambda: self.client.unload_provider_model(provider, model),
+                f"unloaded model {model} on provider {provider}",
             )
 
     def cancel_job(self, job: JobView) -> None:
@@ -280,7 +301,7 @@ class ConsoleActions:
             f"Retry job {job['id']} ({job['model']})?",
             "It is queued again and runs on free capacity; its callback, if any, is sent again when it ends.",
             lambda: self.client.retry_job(job["id"]),
-            f"queued job {job['id']} again",
+            f"retried job {job['id']}: it is queued again",
         )
 
     def redeliver(self, delivery: DeliveryView) -> None:
@@ -290,13 +311,22 @@ class ConsoleActions:
             f"Redeliver {delivery['id']} ({delivery['type']}) to {delivery['url']}?",
             "The receiver gets it again (the same webhook-id), on a fresh retry schedule.",
             lambda: self.client.redeliver(delivery["id"]),
-            f"{delivery['id']} is pending again",
+            f"redelivered callback {delivery['id']}: it is pending again",
         )
 
     def cancel_live_request(self, request_id: str) -> None:
         if self.refused("request.cancel"):
             return
-        self._call_daemon(lambda: self.client.cancel_request(request_id), f"cancelled {request_id}")
+        self._call_daemon(
+            lambda: self.client.cancel_request(request_id), f"cancelled {self.describe_request(request_id)}"
+        )
+
+    def describe_request(self, request_id: str) -> str:
+        """A live request as an operator knows it: its model and key, not its id alone."""
+        request = self.live.requests.get(request_id)
+        if request is None:
+            return f"request {request_id}"
+        return f"the request for {request['model']} from key {request['key_name'] or request['key_id']}"
 
     def export_compose(self) -> None:
         self.app.run_worker(self._export_compose(), group=DAEMON_CALLS)

@@ -7,12 +7,14 @@ stream, themes and key maps; screens show and ask, and the daemon decides.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import events, on, work
-from textual.app import App, UnknownModeError
+from textual.app import App, SystemCommand, UnknownModeError
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 from textual.theme import Theme
 
 from console.actions import ConsoleActions
@@ -315,6 +317,13 @@ class CorralApp(App[None]):
 
     # -- help -----------------------------------------------------------------------------------------
 
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        # The palette's own Theme entry comes first (console/palette.py), findable before typing; Textual's would
+        # be a second one, at the end of a long list.
+        for command in super().get_system_commands(screen):
+            if command.title != "Theme":
+                yield command
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
@@ -323,7 +332,7 @@ class CorralApp(App[None]):
             binding = active.binding
             if binding.id and binding.action != "help":
                 rows.append((self.get_key_display(binding) or key, binding.description or binding.action, binding.id))
-        self.push_screen(HelpScreen(sorted(set(rows), key=lambda row: row[2])))
+        self.push_screen(HelpScreen(sorted(set(rows), key=lambda row: row[2]), self._settings_path))
 
     @on(DashboardScreen.CancelRequest)
     def _cancel_request(self, message: DashboardScreen.CancelRequest) -> None:

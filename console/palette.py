@@ -32,23 +32,47 @@ def selected_row(screen: Screen[Any]) -> str | None:
     )
 
 
+def described(tooltip: str | None, keys: str | None) -> str:
+    """An entry's help line: what it does, in words, and the key that does it here."""
+    parts = [tooltip] if tooltip else []
+    if keys:
+        parts.append(f"key: {keys}")
+    return " · ".join(parts)
+
+
 class CorralCommands(Provider):
+    def _keys(self) -> dict[str, tuple[str, str | None]]:
+        """Binding id -> (its keys as shown, its tooltip), for the bindings active where the palette opened."""
+        return {
+            active.binding.id: (self.app.get_key_display(active.binding), active.binding.tooltip or None)
+            for active in self.screen.active_bindings.values()
+            if active.binding.id
+        }
+
     def _entries(self) -> list[tuple[str, str, Callable[[], object]]]:
         app: CorralApp = self.app  # type: ignore[assignment]  # Provider.app is the base App; only CorralApp lists us
+        keys = self._keys()
+
+        def help_for(binding_id: str, fallback: str = "") -> str:
+            shown, tooltip = keys.get(binding_id, (None, None))
+            return described(tooltip or fallback, shown)
+
+        # First what is wanted before anything is typed: where to go, how it looks, and the keys.
         entries: list[tuple[str, str, Callable[[], object]]] = [
-            (help_text, f"[{action_id}]", partial(app.actions.run, action_id))
-            for action_id, (_, help_text) in ACTIONS.items()
-            if not (app.read_only and mutates(action_id))
-        ]
-        entries += [
-            ("Go to the dashboard", "[app.dashboard]", partial(app.switch_mode, "dashboard")),
-            ("Open the chat", "[app.chat]", partial(app.switch_mode, "chat")),
+            ("Go to the dashboard", help_for("app.dashboard"), partial(app.switch_mode, "dashboard")),
+            ("Open the chat", help_for("app.chat"), partial(app.switch_mode, "chat")),
+            ("Theme", "Change the colour theme; the choice is kept in console.json", app.action_change_theme),
+            ("Show the keys for this screen", help_for("app.help"), app.action_help),
             (
                 "Show the job callbacks (pending, delivered, dead)",
-                "[app.callbacks]",
+                help_for("app.callbacks"),
                 partial(app.switch_mode, "callbacks"),
             ),
-            ("Show the keys for this screen", "[app.help]", app.action_help),
+        ]
+        entries += [
+            (help_text, help_for(action_id), partial(app.actions.run, action_id))
+            for action_id, (_, help_text) in ACTIONS.items()
+            if not (app.read_only and mutates(action_id))
         ]
         # Other corral-cores (console/contexts.py); switching changes nothing on any of them, so read-only keeps it.
         entries += [
@@ -75,7 +99,7 @@ class CorralCommands(Provider):
                     if target and binding.action.startswith("screen.item")
                     else binding.description
                 )
-                help_text = f"{binding.tooltip} [{binding.id}]" if binding.tooltip else f"[{binding.id}]"
+                help_text = described(binding.tooltip, self.app.get_key_display(binding))
                 entries.append((name, help_text, partial(app.run_action, binding.action, active.node)))
         return entries
 
