@@ -48,6 +48,7 @@ SECTIONS = (
 )
 ENDED_KEPT = 4096  # ended requests kept for a rate view to count; bounds memory while no dashboard reads them
 DECISIONS_KEPT = 50  # the newest load decisions (starts, stops, refusals) a screen can list
+FINISHED_KEPT = 20  # the newest finished requests the live panel keeps below the running ones
 
 # Kinds the console receives and deliberately does not apply. "container": one engine event on a llama-server
 # container; the daemon follows each burst of them with a "fleet" event carrying the refreshed inventory, which
@@ -93,6 +94,9 @@ class LiveState:
     # The request.end views since a rate view last took them: a request shorter than one redraw is never in
     # `requests` when a screen looks, so rates are counted from these.
     ended: deque[RequestEnd] = field(default_factory=lambda: deque(maxlen=ENDED_KEPT))
+    # The newest finished requests, oldest first, for the live panel: one shorter than a redraw is seen there too.
+    # A snapshot keeps them: they finished all the same.
+    recent_finished: deque[RequestEnd] = field(default_factory=lambda: deque(maxlen=FINISHED_KEPT))
     # Kinds neither applied nor in IGNORED_KINDS: a newer corral-core's, kept so a test or a debugger can see
     # them; the console goes on without them.
     unknown_kinds: set[str] = field(default_factory=set)
@@ -148,6 +152,7 @@ class LiveState:
         self.requests.pop(data["id"], None)
         self.finished += 1
         self.ended.append(data)
+        self.recent_finished.append(data)
         return {"requests"}
 
     def _gpus(self, data: GpuSnapshotView) -> set[str]:
