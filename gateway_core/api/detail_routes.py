@@ -110,7 +110,8 @@ def container_detail(attrs: dict[str, Any], log: str) -> DeploymentDetailView:
     }
 
 
-def systemd_detail(spec: DeploymentSpec, log: str) -> DeploymentDetailView:
+def systemd_detail(spec: DeploymentSpec, binary: str, log: str) -> DeploymentDetailView:
+    """A systemd deployment has no engine record: its command and environment are those its unit runs."""
     environment = spec.llama_env()
     devices = spec.cuda_visible_devices()
     if devices is not None:
@@ -124,7 +125,7 @@ def systemd_detail(spec: DeploymentSpec, log: str) -> DeploymentDetailView:
         "container_id": None,
         "state": "systemd",
         "health": "none",
-        "command": mask_command(shlex.split(exec_start(spec, "llama-server"))),
+        "command": mask_command(shlex.split(exec_start(spec, binary))),
         "environment": mask_environment(f"{name}={value}" for name, value in environment.items()),
         "spec": _masked_spec(dict(spec.view())),
         "started_at": None,
@@ -157,7 +158,7 @@ class DeploymentDetailRoutes:
         log = await self._fleet.log_tail(name, LOG_LINES_READ)
         if attrs is not None:
             return json_response(container_detail(attrs, log))
-        spec = self._fleet.deployment_specs().get(name)
-        if spec is None:
+        record = self._fleet.systemd_deployment(name)
+        if record is None:
             raise GatewayError(404, f"no deployment named '{name}'", param="name", code="deployment_not_found")
-        return json_response(systemd_detail(spec, log))
+        return json_response(systemd_detail(record.spec, record.binary, log))

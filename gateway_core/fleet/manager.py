@@ -27,7 +27,7 @@ from gateway_core.contracts.fleet_views import (
     SystemdDeploymentView,
 )
 from gateway_core.fleet.compose import export_compose, import_compose
-from gateway_core.fleet.containers import ContainerEngine, EngineUnavailable, FleetError
+from gateway_core.fleet.containers import ContainerEngine, DeploymentConflict, EngineUnavailable, FleetError
 from gateway_core.fleet.deployment import DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE, DeploymentSpec
 from gateway_core.fleet.gpus import GpuSnapshot
 from gateway_core.fleet.inventory import ClosingStream, ContainerEvent
@@ -422,6 +422,19 @@ class FleetManager:
     def _systemd_for(self, name: str) -> SystemdManager:
         return self._systemd_manager(user=self._systemd_user_of(name))
 
+    def systemd_deployment(self, name: str) -> SystemdDeployment | None:
+        """What corral-core keeps of a systemd deployment (its spec, binary and log dir); None for any other."""
+        return self._systemd.get(name)
+
+    def _follow_hint(self, name: str) -> str:
+        """The command that follows a systemd deployment's log: its file when installed with a log_dir, else the
+        journal."""
+        deployment = self._systemd.get(name)
+        if deployment is None or deployment.log_dir is None:
+            user = "--user " if self._systemd_user_of(name) else ""
+            return f"run `journalctl {user}-u corral-{name}.service -f`"
+        return f"run `tail -F {Path(deployment.log_dir) / f'{name}.log'}`"
+
     def _systemd_log_tail(self, name: str, lines: int) -> str:
         """The last lines of the unit's log file when it was installed with a log_dir; else where to look."""
         deployment = self._systemd.get(name)
@@ -477,6 +490,10 @@ class FleetManager:
     ) -> AsyncIterator[str]:
         """Open the engine's log stream now (so an unknown name fails here), then relay it line by line: the
         last `tail` lines (None: all) written since `since` (Unix seconds), then new ones."""
+        if name in self._systemd_specs:
+            raise DeploymentConflict(
+                f"{name} runs as a systemd unit, whose log corral-core does not follow: {self._follow_hint(name)}"
+            )
         stream = await asyncio.to_thread(self._engine().follow_logs, name, since, tail, timestamps)
         return self._relay_lines(stream)
 
