@@ -145,7 +145,11 @@ class ProcessesScreen(Screen[None]):
         self.query_one("#processes-host", Static).update(host_line(view["host"]))
         self.table.show(view["processes"])
         count = len(view["processes"])
-        notes = [f"{count} process(es) on the GPUs" if count else "no process on the GPUs"]
+        gpus = self.host.live.gpus
+        if gpus["state"] != "ok":  # no process can be listed: say why, as the GPUs panel does
+            notes = [f"GPUs unavailable: {gpus.get('reason') or 'unknown reason'}"]
+        else:
+            notes = [f"{count} process(es) on the GPUs" if count else "no process on the GPUs"]
         if view["sm_note"]:
             notes.append(view["sm_note"])
         self.query_one("#processes-note", Static).update(Text(" · ".join(notes)))

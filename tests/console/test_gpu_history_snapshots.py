@@ -15,6 +15,8 @@ from textual.pilot import Pilot
 
 from console.screens.gpu_history import GpuHistoryScreen, ProviderHistoryScreen
 from console.screens.processes import ProcessesScreen
+from console.theme_files import builtin_themes_dir
+from console.themes import load_theme
 from gateway_core.contracts.views import (
     GpuHistoryView,
     GpuSeriesView,
@@ -22,7 +24,7 @@ from gateway_core.contracts.views import (
     ProviderHistoryView,
 )
 from tests.console.archive_harness import ArchiveHarness
-from tests.console.dashboard_data import NOW
+from tests.console.dashboard_data import NOW, gpu, gpus, snapshot
 
 SIZES = [(80, 24), (120, 40)]
 GIB = 1024**3
@@ -117,8 +119,19 @@ class FixedTelemetry:
         }
 
 
+class TelemetryHarness(ArchiveHarness):
+    """The archive screens' harness, its live state holding two GPUs (the processes screen reads their state)."""
+
+    def on_mount(self) -> None:
+        theme = load_theme(builtin_themes_dir() / "corral-dark.yaml")
+        self.register_theme(theme)
+        self.theme = theme.name
+        self.live.apply("snapshot", snapshot(gpu_data=gpus(gpu(0), gpu(1))))
+        self.push_screen(self.make_screen())
+
+
 def harness(make_screen: Any) -> ArchiveHarness:
-    return ArchiveHarness(FixedTelemetry(), make_screen)  # type: ignore[arg-type]  # the telemetry half only
+    return TelemetryHarness(FixedTelemetry(), make_screen)  # type: ignore[arg-type]  # the telemetry half only
 
 
 async def settle(pilot: Pilot[None]) -> None:
