@@ -129,3 +129,29 @@ async def test_h_elsewhere_on_the_dashboard_draws_each_providers_request_rate(tm
             assert chart_lines(screen, 1) == ["local"]
     finally:
         daemon.stop()
+
+
+@pytest.fixture
+def no_driver(tmp_path, nvml_stub):
+    """A corral-core whose NVML library loads but finds no driver (the stub without its devices file)."""
+    daemon = CorralDaemon(tmp_path / "corral", extra_env=nvml_stub.environment(tmp_path / "missing.json")).start()
+    yield daemon
+    daemon.stop()
+
+
+async def test_without_a_driver_the_processes_and_history_screens_say_why(no_driver):
+    app = CorralApp(no_driver.socket_path, no_driver.data_dir, autostart=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        dashboard = app.screen
+        await wait_for_async(lambda: app.live.status is not None, "the snapshot", APP_WAIT_S, pause=pilot.pause)
+        dashboard.gpus.focus()
+        await pilot.press("t")
+        await wait_for_async(lambda: getattr(app.screen, "loads", 0), "the processes", APP_WAIT_S, pause=pilot.pause)
+        note = str(app.screen.query_one("#processes-note").render())
+        assert note.startswith("GPUs unavailable: "), note
+        assert app.screen.table.row_count == 0
+        await pilot.press("escape")
+        await pilot.press("H")
+        await wait_for_async(lambda: getattr(app.screen, "loads", 0), "the GPU history", APP_WAIT_S, pause=pilot.pause)
+        assert isinstance(app.screen, GpuHistoryScreen)
+        assert "no GPU sampled" in str(app.screen.query_one("#history-note").render())

@@ -11,8 +11,11 @@ import math
 from typing import Any
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
+from textual.screen import Screen
 
+from console.live_state import LiveState
 from console.screens.gpu_history import GpuHistoryScreen, ProviderHistoryScreen
 from console.screens.processes import ProcessesScreen
 from console.theme_files import builtin_themes_dir
@@ -23,7 +26,6 @@ from gateway_core.contracts.views import (
     ProcessesView,
     ProviderHistoryView,
 )
-from tests.console.archive_harness import ArchiveHarness
 from tests.console.dashboard_data import NOW, gpu, gpus, snapshot
 
 SIZES = [(80, 24), (120, 40)]
@@ -119,19 +121,27 @@ class FixedTelemetry:
         }
 
 
-class TelemetryHarness(ArchiveHarness):
-    """The archive screens' harness, its live state holding two GPUs (the processes screen reads their state)."""
+class TelemetryHarness(App[None]):
+    """The ConsoleHost protocol (client, live) over FixedTelemetry, its live state holding two GPUs (the processes
+    screen reads their state), showing one screen."""
+
+    def __init__(self, make_screen: Any) -> None:
+        super().__init__()
+        self.live = LiveState()
+        self.client = FixedTelemetry()
+        self.make_screen = make_screen
 
     def on_mount(self) -> None:
         theme = load_theme(builtin_themes_dir() / "corral-dark.yaml")
         self.register_theme(theme)
         self.theme = theme.name
         self.live.apply("snapshot", snapshot(gpu_data=gpus(gpu(0), gpu(1))))
-        self.push_screen(self.make_screen())
+        screen: Screen[Any] = self.make_screen()
+        self.push_screen(screen)
 
 
-def harness(make_screen: Any) -> ArchiveHarness:
-    return TelemetryHarness(FixedTelemetry(), make_screen)  # type: ignore[arg-type]  # the telemetry half only
+def harness(make_screen: Any) -> TelemetryHarness:
+    return TelemetryHarness(make_screen)
 
 
 async def settle(pilot: Pilot[None]) -> None:
