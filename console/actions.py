@@ -22,7 +22,7 @@ from console.screens.job_detail import JobDetailScreen
 from console.screens.key_forms import KeyCreateForm, KeyEditForm
 from console.screens.logs import LogsScreen
 from console.screens.provider_form import ProviderForm
-from console.widgets.panels import split_router_model_key
+from console.widgets.panels import finished_request_id, split_router_model_key
 from gateway_core.client import CorralClient, CorralError
 from gateway_core.contracts.fleet_views import OnDemandView
 from gateway_core.contracts.jobs import FINAL_STATES, DeliveryView, JobView
@@ -108,7 +108,7 @@ class ConsoleActions:
             elif action == "open":
                 self.app.push_screen(JobDetailScreen(key))
         elif section == "requests" and action == "detail":
-            self.app.push_screen(RequestDetailScreen(key))
+            self.app.push_screen(RequestDetailScreen(finished_request_id(key) or key))  # a finished row's too
 
     def run(self, action_id: str) -> None:
         """The action with this id (see ACTIONS): from a key binding or the command palette."""

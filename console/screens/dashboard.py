@@ -21,7 +21,7 @@ from textual.widgets import Label, Sparkline, Static
 
 from console.format import count, duration
 from console.job_state import counts_line
-from console.live_state import SECTIONS, LiveState
+from console.live_state import FINISHED_KEPT, SECTIONS, LiveState
 from console.read_only import SUB_TITLE as READ_ONLY_SUB_TITLE
 from console.read_only import is_read_only, refuses
 from console.screens.base import LiveScreen
@@ -38,6 +38,7 @@ from console.widgets.panels import (
     KeysTable,
     ProvidersTable,
     RequestsTable,
+    finished_request_id,
     split_router_model_key,
 )
 from gateway_core.contracts.fleet_views import GpuSnapshotView
@@ -284,10 +285,11 @@ class DashboardScreen(LiveScreen):
             panel.set_summary(f"{len(live.keys)}" + (f" · {revoked} revoked" if revoked else ""))
             panel.set_notice(None if live.keys else "No keys yet: press n to create one for an app.", hint=True)
         if "requests" in changed:
-            self.requests.show(live.requests.values())
+            self.requests.show(live.requests.values(), live.recent_finished)
             panel = self._panel("requests")
-            panel.set_summary(f"{len(live.requests)} in flight · {live.finished} finished")
-            panel.set_notice(None if live.requests else "Nothing in flight.", hint=True)
+            kept = f" (the last {FINISHED_KEPT} below, dimmed)" if live.recent_finished else ""
+            panel.set_summary(f"{len(live.requests)} in flight · {live.finished} finished{kept}")
+            panel.set_notice(None if live.requests or live.recent_finished else "Nothing in flight.", hint=True)
         if changed & {"jobs", "keys"}:
             self._show_jobs(live)
         if "archive" in changed:
@@ -468,5 +470,8 @@ class DashboardScreen(LiveScreen):
 
     def action_cancel_request(self) -> None:
         request_id = self.requests.cursor_key()
+        if request_id is not None and finished_request_id(request_id) is not None:
+            self.notify("That request has finished: there is nothing to cancel.", severity="warning")
+            return
         if request_id is not None:
             self.post_message(self.CancelRequest(request_id))

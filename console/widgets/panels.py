@@ -22,7 +22,7 @@ from console.format import ago, count, dash, duration, key_state, latency, until
 from console.widgets.live_table import Cell, LiveTable, Row
 from console.widgets.on_demand import LOAD_LEVELS, load_time, memory_cell, policy_label, short_ago
 from gateway_core.contracts.fleet_views import ContainerView, OnDemandView
-from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderView, RouterModelView
+from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderView, RequestEnd, RouterModelView
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 ERROR_KIND = re.compile(r" \((?:([^()]*); )?[A-Za-z_]\w*\)$")  # describe()'s "(ClientConnectorError)" at the end
@@ -488,12 +488,16 @@ class RequestsTable(LiveTable):
         ("elapsed", "elapsed", 7),
         ("tokens", "tokens", 6),
         ("rate", "tok/s", 6),
+        ("status", "status", 7),
     )
-    SORTED = False  # arrival order: new requests at the bottom
+    SORTED = False
+    IN_GIVEN_ORDER = True  # the running in arrival order, then the finished, newest first
 
-    def show(self, requests: Iterable[LiveRequestView]) -> None:
+    def show(self, requests: Iterable[LiveRequestView], finished: Iterable[RequestEnd] = ()) -> None:
         now = self.now()
-        self.sync((r["id"], self._row(r, now)) for r in requests)
+        running = [(r["id"], self._row(r, now)) for r in requests]
+        ended = [(finished_key(r["id"]), self._finished_row(r)) for r in reversed(list(finished))]
+        self.sync([*running, *ended])
 
     def _row(self, r: LiveRequestView, now: float) -> Row:
         rate = r["tokens_per_s"]
@@ -504,4 +508,31 @@ class RequestsTable(LiveTable):
             duration(now - r["started_at"]),
             count(r["completion_tokens"]),
             "-" if rate is None else f"{rate:.1f}",
+            self.level("running", "ok"),
         )
+
+    def _finished_row(self, r: RequestEnd) -> Row:
+        """Dimmed, with how it ended: its HTTP status (499: the client left) and how long it took."""
+        rate = r["tokens_per_s"]
+        cells = (
+            r["key_name"] or r["key_id"],
+            r["model"],
+            r["provider"] or "-",
+            duration(r["elapsed_s"]),
+            count(r["completion_tokens"]),
+            "-" if rate is None else f"{rate:.1f}",
+        )
+        status = self.level(str(r["status"]), "muted" if r["ok"] else "bad")
+        return (*(self.level(cell, "muted") for cell in cells), status)
+
+
+FINISHED_PREFIX = "done:"  # a finished request's row key: its id behind this, so it cannot be taken for a live one
+
+
+def finished_key(request_id: str) -> str:
+    return FINISHED_PREFIX + request_id
+
+
+def finished_request_id(row_key: str) -> str | None:
+    """The request id of a finished request's row; None for a live one's."""
+    return row_key.removeprefix(FINISHED_PREFIX) if row_key.startswith(FINISHED_PREFIX) else None
