@@ -33,7 +33,7 @@ from gateway_core.fleet.gpus import GpuSnapshot
 from gateway_core.fleet.inventory import ClosingStream, ContainerEvent
 from gateway_core.fleet.load_policy import PolicyStore
 from gateway_core.fleet.models import GgufError, read_model
-from gateway_core.fleet.systemd import SystemdManager
+from gateway_core.fleet.systemd import SystemdManager, follow_file_command, follow_journal_command, journal_line
 from gateway_core.fleet.systemd_records import SystemdDeployment, SystemdRecords
 from gateway_core.fleet.vram import GpuFree, estimate, place
 from gateway_core.settings import llama_server_binary
@@ -426,15 +426,6 @@ class FleetManager:
         """What corral-core keeps of a systemd deployment (its spec, binary and log dir); None for any other."""
         return self._systemd.get(name)
 
-    def _follow_hint(self, name: str) -> str:
-        """The command that follows a systemd deployment's log: its file when installed with a log_dir, else the
-        journal."""
-        deployment = self._systemd.get(name)
-        if deployment is None or deployment.log_dir is None:
-            user = "--user " if self._systemd_user_of(name) else ""
-            return f"run `journalctl {user}-u corral-{name}.service -f`"
-        return f"run `tail -F {Path(deployment.log_dir) / f'{name}.log'}`"
-
     def _systemd_log_tail(self, name: str, lines: int) -> str:
         """The last lines of the unit's log file when it was installed with a log_dir; else where to look."""
         deployment = self._systemd.get(name)
@@ -490,12 +481,50 @@ class FleetManager:
     ) -> AsyncIterator[str]:
         """Open the engine's log stream now (so an unknown name fails here), then relay it line by line: the
         last `tail` lines (None: all) written since `since` (Unix seconds), then new ones."""
-        if name in self._systemd_specs:
-            raise DeploymentConflict(
-                f"{name} runs as a systemd unit, whose log corral-core does not follow: {self._follow_hint(name)}"
-            )
+        deployment = self._systemd.get(name)
+        if deployment is not None:
+            return await self._follow_unit(deployment, since=since, tail=tail, timestamps=timestamps)
         stream = await asyncio.to_thread(self._engine().follow_logs, name, since, tail, timestamps)
         return self._relay_lines(stream)
+
+    async def _follow_unit(
+        self, deployment: SystemdDeployment, *, since: float | None, tail: int | None, timestamps: bool
+    ) -> AsyncIterator[str]:
+        """A systemd deployment's log: its file with `tail -F` (its lines carry no times, and `since` cannot pick
+        them), else its journal with journalctl."""
+        if deployment.log_dir is not None:
+            command = follow_file_command(Path(deployment.log_dir) / f"{deployment.name}.log", tail)
+            return await self._relay_process(command, lambda line: line)
+        journal = follow_journal_command(deployment.name, user=deployment.user, tail=tail, since=since)
+        return await self._relay_process(journal, lambda line: journal_line(line, timestamps=timestamps))
+
+    async def _relay_process(self, command: list[str], translate: Callable[[str], str]) -> AsyncIterator[str]:
+        """Start `command` now (so a missing tool fails here), then relay its output line by line until the reader
+        leaves, when the process is stopped."""
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                limit=1 << 20,  # a line may be long (a prompt llama-server logs); asyncio's default is 64 KiB
+            )
+        except OSError as error:
+            raise DeploymentConflict(
+                f"cannot follow the log: `{command[0]}` could not run ({error.strerror}); install it on this host"
+            ) from None
+
+        async def relay() -> AsyncIterator[str]:
+            assert process.stdout is not None
+            try:
+                async for raw in process.stdout:
+                    yield translate(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                await process.wait()
+
+        return relay()
 
     @staticmethod
     async def _relay_lines(stream: ClosingStream[str]) -> AsyncIterator[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -10,6 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from gateway_core.fleet.deployment import DeploymentSpec
@@ -183,6 +185,37 @@ def _escape_specifiers(text: str) -> str:
 
 
 # ---------------------------------------------------------------- systemctl
+
+
+def follow_file_command(path: Path, tail: int | None) -> list[str]:
+    """Follow a unit's log file (installed with a log_dir): its last `tail` lines (None: all), then new ones,
+    across rotation."""
+    return ["tail", "-F", "-n", "+1" if tail is None else str(tail), str(path)]
+
+
+def follow_journal_command(name: str, *, user: bool, tail: int | None, since: float | None) -> list[str]:
+    """Follow a unit's journal as JSON lines (`journal_line` reads them): the last `tail` entries (None: all)
+    since `since` (Unix seconds), then new ones."""
+    command = ["journalctl", *(["--user"] if user else []), "-u", _unit_for(name), "-f", "-o", "json"]
+    command += ["-n", "all" if tail is None else str(tail)]
+    if since is not None:
+        command += ["--since", f"@{since:.0f}"]
+    return command
+
+
+def journal_line(raw: str, *, timestamps: bool) -> str:
+    """One journal entry as a log line: its MESSAGE, after its time (RFC 3339, as Docker stamps lines)."""
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return raw
+    message = entry.get("MESSAGE", "")
+    if isinstance(message, list):  # journald sends a message that is not valid UTF-8 as its bytes
+        message = bytes(message).decode("utf-8", errors="replace")
+    if not timestamps:
+        return str(message)
+    moment = datetime.fromtimestamp(int(entry.get("__REALTIME_TIMESTAMP", 0)) / 1_000_000, UTC)
+    return f"{moment.strftime('%Y-%m-%dT%H:%M:%S.%f')}Z {message}"
 
 
 def install_commands(spec: DeploymentSpec, *, user: bool, start: bool = True) -> list[list[str]]:

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway_core.fleet.gpus import GpuSnapshot
+from gateway_core.fleet.manager import FleetManager
+from gateway_core.store.config_store import ConfigStore
+from tests.fleet.systemctl_double import SystemctlDouble
 from tests.testbed import CorralDaemon
 
 
@@ -20,3 +24,26 @@ def fleet_daemon(tmp_path: Path, tiny_model: Path) -> Iterator[CorralDaemon]:
     daemon = CorralDaemon(tmp_path / "c", extra_env={"CORRAL_MODELS_DIRS": str(models_dir)}).start()
     yield daemon
     daemon.stop()
+
+
+@pytest.fixture
+def systemd_fleet(tmp_path: Path) -> Iterator[FleetManager]:
+    """A fleet manager with no engine whose systemctl is the testbed's double (it runs the units Corral writes)."""
+    systemctl = SystemctlDouble(tmp_path / "systemd")
+    store = ConfigStore(tmp_path / "corral" / "config.json")
+
+    async def ignored(_: object) -> None:
+        return None
+
+    yield FleetManager(
+        gpus=lambda: GpuSnapshot(state="unavailable", reason="no NVIDIA driver here"),
+        register=ignored,
+        unregister=ignored,
+        on_deployment_changed=ignored,
+        publish=lambda *_: None,
+        docker_url="unix:///nonexistent/docker.sock",
+        store=store,
+        systemd=systemctl.manager,
+    )
+    store.close()
+    systemctl.close()

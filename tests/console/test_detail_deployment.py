@@ -20,11 +20,7 @@ from console.screens.deployment_detail import DeploymentDetailScreen
 from gateway_core.api.detail_routes import mask_command, mask_environment, mask_text, recent_errors, systemd_detail
 from gateway_core.client import CorralClient, CorralError
 from gateway_core.contracts.detail_views import MASKED, DeploymentDetailView
-from gateway_core.fleet.containers import DeploymentConflict
-from gateway_core.fleet.gpus import GpuSnapshot
 from gateway_core.fleet.manager import FleetManager
-from gateway_core.store.config_store import ConfigStore
-from tests.fleet.systemctl_double import SystemctlDouble
 from tests.test_client import mismatches
 from tests.testbed import CorralDaemon, free_port
 from tests.testbed.waiting import wait_for_async
@@ -153,32 +149,9 @@ async def test_the_detail_route_answers_a_containers_command_environment_and_hea
         assert SECRET not in text
 
 
-@pytest.fixture
-def systemd_fleet(tmp_path: Path) -> Iterator[FleetManager]:
-    """A fleet manager with no engine whose systemctl is the testbed's double (it runs the units Corral writes)."""
-    systemctl = SystemctlDouble(tmp_path / "systemd")
-    store = ConfigStore(tmp_path / "corral" / "config.json")
-
-    async def ignored(_: object) -> None:
-        return None
-
-    yield FleetManager(
-        gpus=lambda: GpuSnapshot(state="unavailable", reason="no NVIDIA driver here"),
-        register=ignored,
-        unregister=ignored,
-        on_deployment_changed=ignored,
-        publish=lambda *_: None,
-        docker_url="unix:///nonexistent/docker.sock",
-        store=store,
-        systemd=systemctl.manager,
-    )
-    store.close()
-    systemctl.close()
-
-
 @pytest.mark.llama_server
 @pytest.mark.asyncio
-async def test_a_systemd_deployments_detail_is_its_units_command_and_its_log_is_not_followed_but_pointed_to(
+async def test_a_systemd_deployments_detail_is_its_units_command_and_environment_masked(
     systemd_fleet: FleetManager, tiny_model: Path, llama_server_binary: Path
 ) -> None:
     fields = {"name": "native", "kind": "systemd", "model_path": str(tiny_model), "gpus": "none", "port": free_port(),
@@ -194,6 +167,3 @@ async def test_a_systemd_deployments_detail_is_its_units_command_and_its_log_is_
     assert detail["command"][-2:] == ["--api-key", MASKED]
     assert detail["environment"]["CUDA_VISIBLE_DEVICES"] == ""  # CPU only: CUDA sees no device
     assert SECRET not in str(detail)
-
-    with pytest.raises(DeploymentConflict, match=r"journalctl -u corral-native\.service -f"):
-        await systemd_fleet.follow_logs("native")

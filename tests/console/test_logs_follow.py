@@ -17,10 +17,10 @@ from textual.app import App
 from console.live_state import LiveState
 from console.screens.logs import LogsScreen
 from gateway_core.client import CorralClient, CorralError
-from tests.testbed import CorralDaemon
+from gateway_core.fleet.manager import FleetManager
+from gateway_core.fleet.systemd import follow_journal_command, journal_line
+from tests.testbed import CorralDaemon, free_port
 from tests.testbed.waiting import wait_for_async
-
-pytestmark = [pytest.mark.docker, pytest.mark.llama_server, pytest.mark.asyncio]
 
 
 class Host(App[None]):
@@ -58,6 +58,9 @@ async def deployed(
     await client.aclose()
 
 
+@pytest.mark.docker
+@pytest.mark.llama_server
+@pytest.mark.asyncio
 async def test_the_screen_follows_a_deployments_log_with_its_times_and_again_from_a_preset(
     deployed: CorralClient, name: str
 ) -> None:
@@ -76,6 +79,9 @@ async def test_the_screen_follows_a_deployments_log_with_its_times_and_again_fro
         assert screen.buffer.matching  # the search still applies to what came back
 
 
+@pytest.mark.docker
+@pytest.mark.llama_server
+@pytest.mark.asyncio
 async def test_the_follow_route_refuses_a_since_it_cannot_read(deployed: CorralClient, name: str) -> None:
     with pytest.raises(CorralError) as refused:
         await first_line(deployed.follow_logs(name, since="yesterday-ish"))
@@ -84,6 +90,9 @@ async def test_the_follow_route_refuses_a_since_it_cannot_read(deployed: CorralC
     assert "7d" in refused.value.message  # it says what it does read
 
 
+@pytest.mark.docker
+@pytest.mark.llama_server
+@pytest.mark.asyncio
 async def test_a_followed_log_since_a_minute_ago_starts_with_recent_lines_only(
     deployed: CorralClient, name: str
 ) -> None:
@@ -97,3 +106,41 @@ async def test_a_followed_log_since_a_minute_ago_starts_with_recent_lines_only(
     # A start in the future lists none of the lines already written (a quiet server writes no new ones).
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(first_line(deployed.follow_logs(name, since="4102444800")), timeout=1.0)
+
+
+def test_a_journal_entry_reads_as_a_stamped_line():
+    entry = '{"__REALTIME_TIMESTAMP": "1764583236123456", "MESSAGE": "main: server is listening"}'
+    assert journal_line(entry, timestamps=True) == "2025-12-01T10:00:36.123456Z main: server is listening"
+    assert journal_line(entry, timestamps=False) == "main: server is listening"
+    as_bytes = '{"__REALTIME_TIMESTAMP": "0", "MESSAGE": [104, 105, 255]}'  # not UTF-8: journald sends bytes
+    assert journal_line(as_bytes, timestamps=False) == "hi\ufffd"
+    command = follow_journal_command("native", user=True, tail=100, since=1764583200.4)
+    assert command == ["journalctl", "--user", "-u", "corral-native.service", "-f", "-o", "json",
+                       "-n", "100", "--since", "@1764583200"]  # fmt: skip
+
+
+@pytest.mark.llama_server
+@pytest.mark.asyncio
+async def test_a_systemd_deployments_log_file_is_followed_and_the_follower_stops_with_the_reader(
+    systemd_fleet: FleetManager, tiny_model: Path, llama_server_binary: Path, tmp_path: Path
+) -> None:
+    fields = {"name": "native", "kind": "systemd", "model_path": str(tiny_model), "gpus": "none", "port": free_port(),
+              "ctx_size": 512}  # fmt: skip
+    options = {"binary": str(llama_server_binary), "log_dir": str(tmp_path / "logs")}
+    await systemd_fleet.deploy(fields, 60, options)
+    lines = await systemd_fleet.follow_logs("native", tail=5)
+    seen = [await anext(lines) for _ in range(3)]
+    assert all(isinstance(line, str) for line in seen)
+    assert any(seen)  # llama-server's own lines, from the file its unit writes
+    followers = lambda: [p for p in Path("/proc").glob("[0-9]*") if _is_tail_of(p, tmp_path)]  # noqa: E731
+    assert followers()
+    await lines.aclose()  # type: ignore[attr-defined]  # an async generator
+    await wait_for_async(lambda: not followers(), "tail -F to stop with its reader")
+    await systemd_fleet.remove("native")
+
+
+def _is_tail_of(process: Path, logs: Path) -> bool:
+    with contextlib.suppress(OSError):
+        words = (process / "cmdline").read_bytes().split(b"\0")
+        return words[:2] == [b"tail", b"-F"] and str(logs).encode() in words[-2]
+    return False
