@@ -481,14 +481,15 @@ class RequestsTable(LiveTable):
             tooltip="Everything its view holds: key, model, provider, tokens, rate",
         ),
     ]
+    # How a request went (status) before its rate: at 80 columns the last column is the one cut.
     COLUMNS = (
         ("key", "key", 12),
-        ("model", "model", 18),
-        ("provider", "provider", 14),
+        ("model", "model", 16),
+        ("provider", "provider", 12),
         ("elapsed", "elapsed", 7),
+        ("status", "status", 7),
         ("tokens", "tokens", 6),
         ("rate", "tok/s", 6),
-        ("status", "status", 7),
     )
     SORTED = False
     IN_GIVEN_ORDER = True  # the running in arrival order, then the finished, newest first
@@ -506,24 +507,24 @@ class RequestsTable(LiveTable):
             r["model"],
             r["provider"] or self.level("routing", "warn"),
             duration(now - r["started_at"]),
+            self.level("running", "ok"),
             count(r["completion_tokens"]),
             "-" if rate is None else f"{rate:.1f}",
-            self.level("running", "ok"),
         )
 
     def _finished_row(self, r: RequestEnd) -> Row:
         """Dimmed, with how it ended: its HTTP status (499: the client left) and how long it took."""
         rate = r["tokens_per_s"]
-        cells = (
-            r["key_name"] or r["key_id"],
-            r["model"],
-            r["provider"] or "-",
-            duration(r["elapsed_s"]),
-            count(r["completion_tokens"]),
-            "-" if rate is None else f"{rate:.1f}",
+        dim = self.level
+        return (
+            dim(r["key_name"] or r["key_id"], "muted"),
+            dim(r["model"], "muted"),
+            dim(r["provider"] or "-", "muted"),
+            dim(duration(r["elapsed_s"]), "muted"),
+            dim(str(r["status"]), "muted" if r["ok"] else "bad"),
+            dim(count(r["completion_tokens"]), "muted"),
+            dim("-" if rate is None else f"{rate:.1f}", "muted"),
         )
-        status = self.level(str(r["status"]), "muted" if r["ok"] else "bad")
-        return (*(self.level(cell, "muted") for cell in cells), status)
 
 
 FINISHED_PREFIX = "done:"  # a finished request's row key: its id behind this, so it cannot be taken for a live one
