@@ -40,6 +40,7 @@ async def test_a_test_that_cannot_connect_says_so_in_words_and_ctrl_d_shows_the_
         detail = text(app, "#test-result")
         assert "detail: cannot reach" in detail
         assert "(ClientConnectorError)" in detail, "the error's kind is one key away"
+        assert "error: ClientConnectorError: Cannot connect to host" in detail, "and the library's own text"
 
         await pilot.press("ctrl+o")
         assert text(app, "#test-result") == summary
