@@ -3,6 +3,7 @@ context (found in the walkthrough: an image that was not there, and 4096 over a 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from console.screens.deploy_form import DeployForm
 from gateway_core.fleet.deployment import CPU_CONTEXT, default_context, preferred_image
 from tests.console.test_forms import FormHost, text
 from tests.testbed import CorralDaemon
-from tests.testbed.waiting import wait_for_async
-
+from tests.testbed.nvml import NvmlStub, write_devices
+from tests.testbed.waiting import wait_for, wait_for_async
 
 GiB = 1024**3
 
@@ -96,3 +97,49 @@ def test_the_preferred_image_is_llama_cpps_own_for_the_mode_then_a_build_for_the
     assert preferred_image(local, gpus=False) == "corral/llama-server:cpu"
     assert preferred_image(["me/llama.cpp:vulkan"], gpus=False) == "me/llama.cpp:vulkan"  # better than none
     assert preferred_image([], gpus=True) is None
+
+
+class SeededFormHost(FormHost):
+    """FormHost with LiveState from corral-core's first event, so the form sees the GPUs as the console would."""
+
+    async def on_mount(self) -> None:
+        async with contextlib.aclosing(self.client.events()) as events:
+            kind, data = await anext(events)
+        self.live.apply(kind, data)
+
+
+@pytest.mark.asyncio
+@pytest.mark.nvml_stub
+async def test_on_a_gpu_the_context_is_capped_by_what_fits_in_its_free_memory(
+    tmp_path: Path, tiny_model: Path, nvml_stub: NvmlStub
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_model, models / "tiny-llama.gguf")
+    device = {"name": "NVIDIA L4", "uuid": "GPU-small", "memory_total": 24 * GiB, "memory_used": 0}
+    devices = write_devices(tmp_path / "gpus.json", [device])
+    env = {**nvml_stub.environment(devices), "CORRAL_MODELS_DIRS": str(models)}
+    daemon = CorralDaemon(tmp_path / "c", extra_env=env).start()
+    try:
+        plan = daemon.admin_call(
+            "POST", "/fleet/plan", {"model_path": str(models / "tiny-llama.gguf"), "gpus": "all", "ctx_size": 2048}
+        ).json()["estimate"]
+        per_token = plan["kv_cache"] / 2048
+        # Free memory for the weights, the compute margin and 1,100 tokens of KV cache: 1,024 fit, in steps of 256.
+        free = plan["total"] - plan["kv_cache"] + int(per_token * 1100)
+        write_devices(devices, [{**device, "memory_used": device["memory_total"] - free}])
+        wait_for(
+            lambda: daemon.admin_call("GET", "/gpus").json()["devices"][0]["memory_used_bytes"] > 0,
+            "corral-core to sample the fuller GPU",
+        )
+        app = SeededFormHost(daemon.socket_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for_async(lambda: bool(app.live.gpus["devices"]), "the GPUs", pause=pilot.pause)
+            app.open(DeployForm())
+            await pilot.pause()
+            ctx = app.screen.query_one("#ctx_size", Input)
+            await wait_for_async(lambda: ctx.value == "1024", "the context to be capped", pause=pilot.pause)
+            await wait_for_async(lambda: "1024 ctx" in text(app, "#plan"), "a plan at 1024", pause=pilot.pause)
+            assert app.screen.query_one("#plan").has_class("-fits")
+    finally:
+        daemon.stop()
