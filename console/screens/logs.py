@@ -293,8 +293,8 @@ class LogsScreen(LiveScreen):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "search", "Search", id="logs.search", tooltip="Find text in the log as you type"),
-        Binding("n", "next_match", "Next", id="logs.next", tooltip="The next line that matches the search"),
-        Binding("N", "previous_match", "Prev", id="logs.previous", tooltip="The previous matching line"),
+        Binding("n", "next_match", "Next/prev", id="logs.next", tooltip="The next line that matches (N: previous)"),
+        Binding("N", "previous_match", "Prev", id="logs.previous", tooltip="The previous matching line", show=False),
         Binding("m", "toggle_matching", "Matches", id="logs.matching", tooltip="Show only matching lines"),
         Binding("f", "toggle_follow", "Follow", id="logs.follow", tooltip="Keep scrolling to new lines, or stop"),
         Binding("t", "toggle_stamps", "Times", id="logs.timestamps", tooltip="Show each line's time (UTC)"),
