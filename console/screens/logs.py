@@ -426,8 +426,7 @@ class LogsScreen(LiveScreen):
     def _typed(self, event: Input.Changed) -> None:
         self.buffer.search(event.value)
         self.view.current = None
-        self.view.relayout()
-        self._show_title()
+        self._relayout_keeping_place()  # showing matches only, the rows change with each keystroke
 
     @on(Input.Submitted, "#logs-search")
     def _submitted(self) -> None:

@@ -246,3 +246,15 @@ async def test_paused_the_rows_read_stay_on_screen_while_the_oldest_lines_are_dr
         await pilot.pause()
         assert screen.buffer.first == 10  # the ten oldest went
         assert shown_rows(app)[0] == top
+
+
+@pytest.mark.asyncio
+async def test_showing_matches_only_the_rows_follow_the_search_as_it_is_typed():
+    app = Host()
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot)
+        await pilot.press("slash", *"error", "enter", "m", "slash", "backspace", "backspace", "backspace")
+        assert [row for row in shown_rows(app) if row] == [row for row in shown_rows(app) if "er" in row]
+        await pilot.press(*"ror: request 2")
+        assert [row for row in shown_rows(app) if row] == ["error: request 21 failed", "error: request 24 failed",
+                                                            "error: request 27 failed"]  # fmt: skip
