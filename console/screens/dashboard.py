@@ -39,6 +39,7 @@ from console.widgets.panels import (
     ProvidersTable,
     RequestsTable,
     finished_request_id,
+    short_reason,
     split_router_model_key,
 )
 from gateway_core.contracts.fleet_views import GpuSnapshotView
@@ -357,8 +358,15 @@ class DashboardScreen(LiveScreen):
     def _show_providers(self, live: LiveState, busy: Counter[str]) -> None:
         trends = {name: (self.throughput.series(name, 0), self.throughput.series(name, 1)) for name in live.providers}
         self.providers.show(live.providers.values(), busy, trends)
-        hint = None if live.providers else "No providers yet: press p to add an endpoint."
-        self._panel("providers").set_notice(hint, hint=True)
+        down = [p for p in sorted(live.providers.values(), key=lambda p: p["name"]) if p["state"] == "down"]
+        if not live.providers:
+            self._panel("providers").set_notice("No providers yet: press p to add an endpoint.", hint=True)
+        elif down:  # the row's models column says why too, but narrow terminals cut it: say it above the table
+            more = f" (and {len(down) - 1} more down)" if len(down) > 1 else ""
+            reason = short_reason(down[0]["health_detail"]) or "no reason given"
+            self._panel("providers").set_notice(f"{down[0]['name']} is down: {reason}{more}")
+        else:
+            self._panel("providers").set_notice(None)
         ready = sum(1 for p in live.providers.values() if p["state"] == "ready")
         self._panel("providers").set_summary(f"{ready}/{len(live.providers)} ready")
 

@@ -7,6 +7,7 @@ import pytest
 from console.app import CorralApp
 from console.screens.dashboard import DashboardScreen
 from console.screens.provider_form import ProviderForm
+from console.widgets.panels import DashboardPanel
 from tests.console.dashboard_data import cell, row_keys
 from tests.console.test_forms import FormHost, text, type_into
 from tests.testbed import CorralDaemon
@@ -61,3 +62,19 @@ async def test_a_down_provider_shows_its_reason_on_its_row(corral_daemon: Corral
         )
 
         assert cell(screen.providers, "gone", "models") == f"⚠ connection refused: nothing listens on 127.0.0.1:{port}"
+
+
+async def test_at_80_columns_a_down_providers_reason_shows_above_the_table(corral_daemon: CorralDaemon) -> None:
+    port = free_port()
+    corral_daemon.add_provider("gone", f"http://127.0.0.1:{port}")
+    app = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        panel = screen.query_one("#providers", DashboardPanel)
+        await wait_for_async(
+            lambda: "is down" in str(panel.notice.content), "the reason above the table", APP_WAIT_S, pause=pilot.pause
+        )
+
+        assert str(panel.notice.content) == f"gone is down: connection refused: nothing listens on 127.0.0.1:{port}"
+        assert panel.notice.display
