@@ -14,7 +14,7 @@ from rich.text import Text
 from console.format import ago, count, duration, key_state, latency, until, utc_time
 from gateway_core.contracts.detail_views import DeploymentDetailView
 from gateway_core.contracts.history_views import HistoryRowView
-from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderView
+from gateway_core.contracts.views import KeyView, LiveRequestView, ProviderView, RequestEnd
 
 Facts = list[tuple[str, str]]
 Section = tuple[str, Facts | list[str]]  # a heading over label/value facts, or over plain lines
@@ -170,6 +170,17 @@ def request_sections(r: LiveRequestView, now: float) -> list[Section]:
         ("tokens/s", "-" if rate is None else f"{rate:.1f}"),
     ]
     return [("request", facts)]
+
+
+def ended_facts(r: RequestEnd) -> Facts:
+    """How a request ended, from its request.end view."""
+    status = r["status"]
+    outcome = "the client left" if status == 499 else "succeeded" if r["ok"] else "failed"
+    return [
+        ("status", f"{status} ({outcome})"),
+        ("took", duration(r["elapsed_s"])),
+        ("tokens", f"{count(r['prompt_tokens'])} in, {count(r['completion_tokens'])} out"),
+    ]
 
 
 def _limit(value: int | None) -> str:

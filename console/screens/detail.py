@@ -22,6 +22,7 @@ from console.detail_format import (
     Section,
     as_json,
     as_yaml,
+    ended_facts,
     error_lines,
     key_sections,
     provider_sections,
@@ -35,7 +36,7 @@ from console.widgets.key_hints import KeyHints
 from console.widgets.live_table import Clock
 from gateway_core.client import CorralError
 from gateway_core.contracts.history_views import HistoryRowView
-from gateway_core.contracts.views import LiveRequestView
+from gateway_core.contracts.views import LiveRequestView, RequestEnd
 
 RECENT_ERRORS = 5  # failed requests the archive is asked for
 
@@ -189,7 +190,7 @@ class KeyDetailScreen(DetailScreen):
 
 
 class RequestDetailScreen(DetailScreen):
-    """A live request: what its view holds while it runs, and how it ended once it has."""
+    """A live request: what its view holds while it runs, and how it ended once it has (a finished row's too)."""
 
     KIND = "request"
     LIVE_SECTIONS = frozenset({"requests"})
@@ -198,16 +199,22 @@ class RequestDetailScreen(DetailScreen):
         super().__init__(subject, now)
         self.last_seen: LiveRequestView | None = None
 
+    def _ended(self, live: LiveState) -> RequestEnd | None:
+        return next((r for r in reversed(live.recent_finished) if r["id"] == self.subject), None)
+
     def sections(self, live: LiveState, now: float) -> list[Section]:
         request = live.requests.get(self.subject)
         if request is not None:
             self.last_seen = request
             return request_sections(request, now)
+        ended = self._ended(live)
+        if ended is not None:
+            return [*request_sections(ended, now), ("how it ended", ended_facts(ended))]
         if self.last_seen is None:
             return [("request", [f"{self.subject} is no longer in flight; F4 History shows it once archived"])]
-        ended = [("request", [f"it ended; F4 History shows how (its id is {self.subject})"])]
-        return [*request_sections(self.last_seen, now), *ended]
+        gone = [("request", [f"it ended; F4 History shows how (its id is {self.subject})"])]
+        return [*request_sections(self.last_seen, now), *gone]
 
     def data(self, live: LiveState) -> dict[str, Any]:
         request = live.requests.get(self.subject)
-        return {"request": request if request is not None else self.last_seen}
+        return {"request": request if request is not None else self._ended(live) or self.last_seen}

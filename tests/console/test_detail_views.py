@@ -16,6 +16,7 @@ from textual.widgets import Static
 
 from console.app import CorralApp
 from console.screens.detail import KeyDetailScreen, ProviderDetailScreen, RequestDetailScreen
+from console.widgets.panels import finished_key
 from tests.fakes.fault_server import FaultServer
 from tests.testbed import CorralDaemon
 from tests.testbed.waiting import wait_for, wait_for_async
@@ -175,5 +176,12 @@ async def test_enter_on_a_live_request_shows_its_view_and_says_when_it_ended(dae
                 await call
             await wait_for_async(lambda: "it ended" in shown(app), "the end", APP_WAIT_S, pause=pilot.pause)
             assert "webapp" in shown(app)  # what it was stays on screen
+            assert "how it ended" in shown(app)  # from its request.end, which the console keeps
             await pilot.press("c")
-            assert json.loads(app.copied[-1])["request"]["id"] == request_id
+            copied = json.loads(app.copied[-1])["request"]
+            assert copied["id"] == request_id
+            assert copied["status"] >= 400
+
+            await pilot.press("escape")  # its finished row, below the running ones, opens the same
+            await open_detail(pilot, table, finished_key(request_id), RequestDetailScreen)
+            assert re.search(r"status +\d{3} \((failed|the client left)\)", shown(app))
