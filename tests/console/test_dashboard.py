@@ -6,6 +6,7 @@ import pytest
 from textual.screen import Screen
 
 from console.screens.dashboard import DashboardScreen, Throughput
+from console.widgets.panels import finished_key
 from tests.console.dashboard_data import (
     NOW,
     DashboardHarness,
@@ -132,7 +133,7 @@ async def test_the_cursor_stays_on_its_row_when_rows_above_come_and_go():
 
 
 @pytest.mark.asyncio
-async def test_a_removed_provider_key_and_request_lose_their_rows():
+async def test_a_removed_provider_and_key_lose_their_rows_and_a_finished_request_stays_below_as_done():
     app = DashboardHarness(busy_box())
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -145,7 +146,8 @@ async def test_a_removed_provider_key_and_request_lose_their_rows():
 
         assert row_keys(screen.providers) == ["gpu0", "openai"]
         assert "112233445566" not in row_keys(screen.keys)
-        assert row_keys(screen.requests) == ["req-2", "req-3"]
+        assert row_keys(screen.requests) == ["req-2", "req-3", finished_key("req-1")]  # running first, then done
+        assert cell(screen.requests, finished_key("req-1"), "status") == "200"
         assert cell(screen.fleet, "corral-gpu0", "slots") == "1/4"
         assert cell(screen.fleet, "corral-gpu1", "slots") == "0/-", "no provider named gpu1 any more"
 

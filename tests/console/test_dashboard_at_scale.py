@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from console.live_state import FINISHED_KEPT
+from console.widgets.panels import finished_key
 from tests.console.dashboard_data import (
     NOW,
     DashboardHarness,
@@ -63,7 +65,8 @@ async def test_five_hundred_requests_and_two_hundred_keys_keep_every_table_exact
             screen.live_changed(app.live, {"requests", "keys", "providers"})
         await pilot.pause()
 
-        assert screen.requests.row_count == 350
+        assert screen.requests.row_count == 350 + FINISHED_KEPT  # the running, then the newest finished
+        assert row_keys(screen.requests)[-FINISHED_KEPT:] == [finished_key(f"req-{i}") for i in range(149, 129, -1)]
         assert screen.keys.row_count == 200
         assert screen.providers.row_count == 20
         assert screen.fleet.row_count == 32
@@ -103,7 +106,9 @@ async def test_rows_changing_out_of_view_repaint_nothing_and_show_their_change_w
         last_line = table.size.height - 1
         assert last_line in painted
         drawn = "".join(segment.text for segment in real_render_line(last_line))
-        assert drawn.split()[-3:] == ["3s", "7", "-"], "the bottom row is req-299: 3 s old, 7 tokens, no rate yet"
+        assert drawn.split()[-4:] == ["3s", "running", "7", "-"], (
+            "the bottom row is req-299: 3 s old, running, 7 tokens, no rate yet"
+        )
 
 
 @pytest.mark.asyncio
@@ -115,11 +120,13 @@ async def test_a_burst_of_ended_requests_keeps_the_survivors_in_order_and_the_cu
         send_requests(app, "request.start", 300)
         screen.requests.move_cursor(row=screen.requests.get_row_index("req-288"))
 
-        for i in range(0, 300, 3):
-            app.live.apply("request.end", {"id": f"req-{i + 1}"})
-            app.live.apply("request.end", {"id": f"req-{i + 2}"})
+        ended = [f"req-{j}" for i in range(0, 300, 3) for j in (i + 1, i + 2)]
+        for request_id in ended:  # a request.end carries the request's whole view, and how it ended
+            app.live.apply("request.end", {**request(request_id), "status": 200, "ok": True, "prompt_tokens": 1})
         screen.live_changed(app.live, {"requests"})
         await pilot.pause()
 
-        assert row_keys(screen.requests) == [f"req-{i}" for i in range(0, 300, 3)]
+        survivors = [f"req-{i}" for i in range(0, 300, 3)]
+        kept = [finished_key(request_id) for request_id in reversed(ended[-FINISHED_KEPT:])]  # newest first
+        assert row_keys(screen.requests) == survivors + kept
         assert screen.requests.cursor_key() == "req-288"
