@@ -20,7 +20,8 @@ LOAD_LEVELS: dict[str, str] = {
     "cold": "muted",
     "failed": "bad",
 }
-DECISION_VERBS: dict[str, str] = {"start": "started", "stop": "stopped", "refuse": "refused"}
+# What was done to the deployment, as every toast says it: "<did what> deployment <name>: <why>".
+DECISION_VERBS: dict[str, str] = {"start": "started", "stop": "stopped", "refuse": "refused to start"}
 
 
 def short_ago(timestamp: float | None, now: float) -> str:
@@ -87,9 +88,9 @@ def load_time(view: OnDemandView) -> str:
 
 
 def decision_line(decision: LoadDecisionView) -> str:
-    """ "stopped a: to make room for b on GPU 0 (needs 3.1 GiB, 1.2 GiB free)"."""
+    """ "stopped deployment a: to make room for b on GPU 0 (needs 3.1 GiB, 1.2 GiB free)"."""
     verb = DECISION_VERBS.get(decision["action"], decision["action"])
-    line = f"{verb} {decision['deployment']}: {decision['reason']}"
+    line = f"{verb} deployment {decision['deployment']}: {decision['reason']}"
     need, free = decision["need_bytes"], decision["free_bytes"]
     if need is not None and free is not None and "free" not in decision["reason"]:
         line += f" (needs {size(need)}, {size(free)} free)"

@@ -16,6 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from console.actions import ConsoleActions
+from console.contexts import Context, default_context
 from console.live_state import DECISIONS_KEPT, LiveState
 from console.palette import CorralCommands
 from console.screens.confirm import ConfirmScreen
@@ -49,6 +50,12 @@ class OnDemandHarness(DashboardHarness):
         super().__init__(on_demand_box(), now=now)
         self.client = CorralClient(socket_path)  # type: ignore[assignment]
         self.actions = ConsoleActions(self, self.client, self.live)  # type: ignore[arg-type]
+        self.read_only = False  # CorralApp's: every key and command is offered
+        self.context = default_context(socket_path, socket_path.parent)
+
+    def contexts(self) -> dict[str, Context]:
+        """CorralApp's: only the corral-core it follows, so the palette offers no context to switch to."""
+        return {self.context.name: self.context}
 
     def on_dashboard_screen_item_action(self, message: DashboardScreen.ItemAction) -> None:
         self.actions.act_on(message.section, message.key, message.action)
@@ -153,10 +160,11 @@ async def test_a_load_decision_shows_as_a_toast_in_words():
 
         toasts = [(n.message, n.severity) for n in app._notifications]
         assert (
-            "stopped chat-7b: to make room for 'coder-14b' on GPU 0 (needs 9.8 GiB, 1.2 GiB free)",
+            "stopped deployment chat-7b: to make room for 'coder-14b' on GPU 0 (needs 9.8 GiB, 1.2 GiB free)",
             "information",
         ) in toasts
-        assert ("refused vision: it needs 40.0 GiB and GPU 0 has 12.0 GiB free", "warning") in toasts, "free: said once"
+        refused = ("refused to start deployment vision: it needs 40.0 GiB and GPU 0 has 12.0 GiB free", "warning")
+        assert refused in toasts, "free: said once"
 
 
 @pytest.mark.asyncio
@@ -172,9 +180,9 @@ async def test_a_burst_of_decisions_shows_a_few_toasts_and_a_count_of_the_rest()
 
         messages = [n.message for n in app._notifications]
         assert messages == [
-            "stopped d5: idle for 10m",
-            "stopped d6: idle for 10m",
-            "stopped d7: idle for 10m",
+            "stopped deployment d5: idle for 10m",
+            "stopped deployment d6: idle for 10m",
+            "stopped deployment d7: idle for 10m",
             "and 5 earlier load decisions: press i on a deployment for its own",
         ]
 
@@ -194,7 +202,7 @@ async def test_why_a_deployment_failed_is_one_key_away(tmp_path):
         assert "failed (why: below)" in text
         assert FAILED_LOG in text, "the log's last lines, in full"
         assert "on demand, unloaded after 10m idle, priority 0, load timeout 2m" in text
-        assert "started vision: a request for 'vision' arrived" in text
+        assert "started deployment vision: a request for 'vision' arrived" in text
         await pilot.press("escape")
         await wait_for_async(lambda: app.screen is app.dashboard, "back on the dashboard", pause=pilot.pause)
 
@@ -329,8 +337,8 @@ async def test_the_command_palette_offers_the_selected_deployments_keys_with_wha
         entries = {name: help_text for name, help_text, _ in CorralCommands(app.dashboard)._entries()}
 
         assert entries["Load: embed"] == (
-            "Load the model now (making room on its GPUs) and wait until it is warm [fleet.load]"
-        )
+            "Load the model now (making room on its GPUs) and wait until it is warm · key: L"
+        ), "its tooltip and its key here, never its binding id"
         assert "Unload: embed" in entries
         assert "Pin/unpin: embed" in entries
         assert "Always/on demand: embed" in entries, "left out of the footer for room, offered here"

@@ -103,7 +103,7 @@ async def test_an_on_demand_deployment_is_unloaded_pinned_and_loaded_from_the_ke
         await pilot.press("U")  # nothing in flight: no question
         await wait_for_async(lambda: state() == "cold", "the row to show cold", APP_WAIT_S, pause=pilot.pause)
         await wait_for_async(
-            lambda: any(n.startswith(f"stopped {name}: ") for n in notices(app)),
+            lambda: any(n.startswith(f"stopped deployment {name}: ") for n in notices(app)),
             "the stop decision's toast",
             pause=pilot.pause,
         )
@@ -123,7 +123,9 @@ async def test_an_on_demand_deployment_is_unloaded_pinned_and_loaded_from_the_ke
 
         await pilot.press("L")
         await wait_for_async(lambda: state() == "warm", "the row to show warm again", APP_WAIT_S, pause=pilot.pause)
-        await wait_for_async(lambda: f"{name} is warm" in notices(app), "the load's answer", pause=pilot.pause)
+        await wait_for_async(
+            lambda: f"loaded deployment {name}: it is warm" in notices(app), "the load's answer", pause=pilot.pause
+        )
         assert cell(table, row, "load") != "-", "the load's time"
         assert not [n for n in app._notifications if n.severity == "error"], notices(app)
 
