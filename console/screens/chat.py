@@ -122,7 +122,7 @@ class ChatScreen(LiveScreen):
         yield Static(NO_MODEL_NOTE, id="chat-no-model", markup=False)
         yield Static("", id="chat-hint", markup=False)
         yield ChatLog(id="chat-log")
-        yield Input(placeholder="Ask something… (Enter sends)", id="chat-prompt")
+        yield Input(placeholder='Ask something, e.g. "What is a GPU?" (Enter sends)', id="chat-prompt")
         yield KeyHints()
 
     def on_mount(self) -> None:
