@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList
 
 from console.app import CorralApp
 from console.cli import main
@@ -161,7 +162,7 @@ async def test_switching_context_from_the_palette_follows_the_other_box_and_is_r
         await pilot.press("ctrl+p")
         await pilot.press(*"Switch context: box")
         await wait_for_async(
-            lambda: "Switch context: box" in str(app.screen.query("CommandList").first().get_option_at_index(0).prompt),
+            lambda: "Switch context: box" in str(app.screen.query_one(CommandList).get_option_at_index(0).prompt),
             "the palette to offer the switch",
             APP_WAIT_S,
             pause=pilot.pause,
