@@ -47,12 +47,12 @@ class HistoryScreen(Screen[None]):
     CHARTS = 4
     WHAT = "history"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", id="history.back", tooltip="Back to the dashboard"),
-        Binding("1", "window(1)", "1 min", id="history.window_1", tooltip="Show the last minute"),
-        Binding("2", "window(5)", "5 min", id="history.window_5", tooltip="Show the last 5 minutes"),
-        Binding("3", "window(15)", "15 min", id="history.window_15", tooltip="Show the last 15 minutes"),
-        Binding("4", "window(60)", "60 min", id="history.window_60", tooltip="Show the last hour"),
-        Binding("w", "next_window", "Next window", id="history.next_window", tooltip="Cycle 1, 5, 15, 60 minutes"),
+        Binding("escape", "back", "Back", id="charts.back", tooltip="Back to the dashboard"),
+        Binding("1", "window(1)", "1 min", id="charts.window_1", tooltip="Show the last minute"),
+        Binding("2", "window(5)", "5 min", id="charts.window_5", tooltip="Show the last 5 minutes"),
+        Binding("3", "window(15)", "15 min", id="charts.window_15", tooltip="Show the last 15 minutes"),
+        Binding("4", "window(60)", "60 min", id="charts.window_60", tooltip="Show the last hour"),
+        Binding("w", "next_window", "Next window", id="charts.next_window", tooltip="Cycle 1, 5, 15, 60 minutes"),
     ]
 
     @dataclass
