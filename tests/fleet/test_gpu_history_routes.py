@@ -58,14 +58,22 @@ def test_provider_history_counts_the_requests_and_tokens_each_second(tmp_path, s
         key = daemon.create_key("app")
 
         def rps() -> Any:
-            return latest(daemon, "/providers/history", lambda answer: answer["providers"][0]["requests_per_s"])
+            # Empty until the first tick after the provider was added has seen it.
+            return latest(
+                daemon, "/providers/history", lambda a: a["providers"][0]["requests_per_s"] if a["providers"] else []
+            )
 
         wait_for(lambda: rps() == 0, "an idle provider's zero rate")
         with httpx.Client(base_url=daemon.base_url, headers={"authorization": f"Bearer {key}"}, timeout=60) as http:
             for _ in range(3):
                 body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
                 assert http.post("/v1/chat/completions", json=body).status_code == 200
-        answer = daemon.admin_call("GET", "/providers/history?minutes=1&points=1").json()
+
+        def minute() -> Any:
+            return daemon.admin_call("GET", "/providers/history?minutes=1&points=1").json()
+
+        wait_for(lambda: (minute()["providers"][0]["requests_per_s"][0] or 0) > 0, "a tick after the requests")
+        answer = minute()
     finally:
         daemon.stop()
 

@@ -66,14 +66,18 @@ def test_a_process_in_a_real_container_is_owned_by_that_container(run_container,
 
 
 def test_the_inspector_reads_user_rss_elapsed_and_command_and_cpu_from_its_second_look():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    script = "import time; print('up', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "up\n", "the interpreter is up (its RSS is not a half-loaded one's)"
         inspector = ProcessInspector()
         first = inspector.inspect([child.pid])[child.pid]
         second = inspector.inspect([child.pid])[child.pid]
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
 
     assert first.cpu_percent is None, "a first look has nothing to measure CPU % against"
     assert second.cpu_percent is not None
@@ -83,7 +87,7 @@ def test_the_inspector_reads_user_rss_elapsed_and_command_and_cpu_from_its_secon
     assert first.rss_bytes > 1024 * 1024
     assert first.elapsed_s is not None
     assert 0 <= first.elapsed_s < 60
-    assert first.command == f"{sys.executable} -c import time; time.sleep(60)"
+    assert first.command == f"{sys.executable} -c {script}"
     assert ProcessInspector().inspect([child.pid])[child.pid].command == "(exited)"
 
 
