@@ -10,8 +10,11 @@ import dataclasses
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from console.demo import DEMO_PROVIDER, PID_FILE, TINY_MODEL, start_demo
@@ -147,3 +150,43 @@ def test_fetch_progress_says_each_phase_once_then_a_line_every_five_seconds():
         "fetching the demo model SmolLM2 135M Instruct (Q4_1): 50%",
         "unpacking the demo model SmolLM2 135M Instruct (Q4_1) (98 MB)",
     ]
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.llama_server
+def test_with_a_llama_server_binary_the_demo_server_runs_it_as_a_child_that_ends_with_the_tied_process(
+    llama_server_binary, tiny_model, tmp_path
+):
+    port = free_port()
+    tied = subprocess.Popen(["sleep", "600"])
+    command = [sys.executable, "-m", "console.demo_server", "--model", str(tiny_model), "--port", str(port)]
+    command += ["--alias", TINY_MODEL, "--tied-to", str(tied.pid), "--binary", str(llama_server_binary)]
+    with (tmp_path / "demo-server.log").open("wb") as log:
+        demo = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/health"), "the demo's llama-server to answer")
+        (server,) = children(demo.pid)
+        assert "llama-server" in Path(f"/proc/{server}/cmdline").read_text()
+
+        tied.kill()
+        tied.wait()
+
+        assert demo.wait(timeout=15) == 0
+        wait_for(lambda: not running(server), "the llama-server child to exit with the demo server", timeout_s=10)
+    finally:
+        for process in (tied, demo):
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait()
+
+
+def answers(url: str) -> bool:
+    with contextlib.suppress(httpx.TransportError):
+        return httpx.get(url, timeout=1.0).status_code == 200
+    return False
