@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Literal
 
 from gateway_core.fleet.load_policy import parse_duration
 
@@ -41,6 +42,15 @@ def duration_arg(text: str) -> float:
         return parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def tail_arg(text: str) -> int | Literal["all"]:
+    """`--tail`: a count of lines, 0 or more, or "all"; exit 2 otherwise."""
+    if text == "all":
+        return "all"
+    if text.isascii() and text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines (such as 200) or all")
 
 
 def _policy_options(parser: argparse.ArgumentParser, *, changing: bool) -> None:
@@ -137,8 +147,12 @@ def add_fleet_commands(
     ).add_argument("name", metavar="NAME")
     logs = command(fsub, "logs", fleet_commands.fleet_logs, "show (or follow) a deployment's logs")
     logs.add_argument("name", metavar="NAME")
-    logs.add_argument("--tail", type=int, default=200, metavar="N")
-    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument(
+        "--tail", type=tail_arg, metavar="N|all", help="the last N lines, or all (default 200; with --since: all)"
+    )
+    logs.add_argument("--since", metavar="WHEN", help="with -f: lines from then on (15m, 1h, ISO time, Unix seconds)")
+    logs.add_argument("--timestamps", action="store_true", help="with -f: start each line with its RFC 3339 time")
+    logs.add_argument("-f", "--follow", action="store_true", help="then print new lines as they come, until Ctrl-C")
 
     export = command(
         fsub,

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gateway_core.client import CorralClient
 from gateway_core.contracts.fleet_views import ContainerView, GpuDeviceView, OnDemandView, PlanReport
@@ -193,11 +193,26 @@ async def fleet_remove(client: CorralClient, args: argparse.Namespace) -> int:
     return 0
 
 
+# The first second of 1970: "since then" is every line. follow_logs reads tail=None without a since as the
+# daemon's 200, so `-f --tail all` asks for every line this way.
+EVERY_LINE_SINCE = "1"
+
+
 async def fleet_logs(client: CorralClient, args: argparse.Namespace) -> int:
+    """The last lines (`--tail`, or those `--since`), then, with `-f`, new ones as they come. An unreadable
+    --since is corral-core's 400, which names what it reads."""
+    tail: int | Literal["all"] | None = args.tail
     if not args.follow:
-        sys.stdout.write(await client.deployment_logs(args.name, args.tail))
+        if args.since is not None or args.timestamps or tail == "all":
+            warn("--since, --timestamps and --tail all need -f (follow); without it, use --tail N")
+            return 2
+        sys.stdout.write(await client.deployment_logs(args.name, 200 if tail is None else tail))
         return 0
-    async for line in client.follow_logs(args.name):
+    since: str | None = args.since
+    if tail == "all" and since is None:
+        since = EVERY_LINE_SINCE
+    lines = client.follow_logs(args.name, tail=None if tail == "all" else tail, since=since, timestamps=args.timestamps)
+    async for line in lines:
         print(line, flush=True)
     return 0
 
