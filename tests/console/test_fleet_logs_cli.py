@@ -166,6 +166,15 @@ def test_tail_3_prints_the_last_three_lines_and_with_f_then_only_new_ones(
     assert all(" slot " in line for line in following.lines[3:])  # the request's, not a fourth earlier line
 
 
+def test_tail_all_with_f_prints_every_earlier_line(deployment: Deployment, follower: type[Follower]) -> None:
+    before = old_lines(deployment)
+    assert len(before) < 200  # so `--tail 200` read them all
+
+    following = follower(deployment, "--tail", "all")
+    wait_for(lambda: len(following.lines) >= len(before), "every line")
+    assert following.lines == before
+
+
 def test_since_a_moment_after_the_earlier_lines_prints_none_of_them_only_what_comes_after(
     deployment: Deployment, follower: type[Follower]
 ) -> None:
