@@ -102,6 +102,15 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+def is_local_corral_core(pid: int) -> bool:
+    """The demo server is tied to this pid, so it must be the daemon's own process on this machine."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(part.endswith((b"gateway_core.cli", b"corral-core")) for part in command)
+
+
 def _stop_previous(pid_file: Path) -> None:
     """End a demo server left from an earlier start (another model, or not answering), so no two run."""
     try:
@@ -161,6 +170,11 @@ async def start_demo(
     pid_file = demo_dir / PID_FILE
     await asyncio.to_thread(_stop_previous, pid_file)
     daemon_pid = (await client.health())["pid"]
+    if not await asyncio.to_thread(is_local_corral_core, daemon_pid):
+        raise DemoUnavailable(
+            f"the demo runs beside a corral-core on this machine, but the one this console reaches (pid {daemon_pid}) "
+            "is not running here; start the demo on that box, or switch to a local context"
+        )
     port = free_port(18080)
     log_path = demo_dir / "llama-server.log"
     command = _server_command(server, port, daemon_pid)

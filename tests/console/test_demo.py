@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from console.demo import DEMO_PROVIDER, PID_FILE, TINY_MODEL, start_demo
+from console.demo import DEMO_PROVIDER, PID_FILE, TINY_MODEL, is_local_corral_core, start_demo
 from console.first_run_model import SMOLLM2, ThrottledProgress
 from gateway_core.client import CorralClient
 from tests.testbed import CorralDaemon, free_port
@@ -190,3 +190,10 @@ def answers(url: str) -> bool:
     with contextlib.suppress(httpx.TransportError):
         return httpx.get(url, timeout=1.0).status_code == 200
     return False
+
+
+def test_the_demo_ties_itself_only_to_a_corral_core_running_on_this_machine(corral_daemon):
+    assert corral_daemon.process is not None
+    assert is_local_corral_core(corral_daemon.process.pid)
+    assert not is_local_corral_core(os.getpid()), "pytest is no corral-core"
+    assert not is_local_corral_core(2**22 + 1), "a pid from another box, which names nothing here"
