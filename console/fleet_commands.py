@@ -193,11 +193,6 @@ async def fleet_remove(client: CorralClient, args: argparse.Namespace) -> int:
     return 0
 
 
-# The first second of 1970: "since then" is every line. follow_logs reads tail=None without a since as the
-# daemon's 200, so `-f --tail all` asks for every line this way.
-EVERY_LINE_SINCE = "1"
-
-
 async def fleet_logs(client: CorralClient, args: argparse.Namespace) -> int:
     """The last lines (`--tail`, or those `--since`), then, with `-f`, new ones as they come. An unreadable
     --since is corral-core's 400, which names what it reads."""
@@ -208,10 +203,7 @@ async def fleet_logs(client: CorralClient, args: argparse.Namespace) -> int:
             return 2
         sys.stdout.write(await client.deployment_logs(args.name, 200 if tail is None else tail))
         return 0
-    since: str | None = args.since
-    if tail == "all" and since is None:
-        since = EVERY_LINE_SINCE
-    lines = client.follow_logs(args.name, tail=None if tail == "all" else tail, since=since, timestamps=args.timestamps)
+    lines = client.follow_logs(args.name, tail=tail, since=args.since, timestamps=args.timestamps)
     async for line in lines:
         print(line, flush=True)
     return 0

@@ -77,10 +77,15 @@ class FleetCalls:
         return await self._transport.call_text("GET", f"/fleet/deployments/{name}/logs", params={"tail": tail})
 
     async def follow_logs(
-        self, name: str, *, tail: int | None = None, since: str | None = None, timestamps: bool = False
+        self,
+        name: str,
+        *,
+        tail: int | Literal["all"] | None = None,
+        since: str | None = None,
+        timestamps: bool = False,
     ) -> AsyncGenerator[str, None]:
-        """Its last `tail` lines (None: the daemon's 200), or those since `since` (15m, 1h, ISO, Unix seconds),
-        then new lines as they come; with `timestamps`, each starts with its RFC 3339 time and a space."""
+        """Its last `tail` lines ("all"; None: the daemon's 200, or all of those since `since`: 15m, 1h, ISO, Unix
+        seconds), then new lines as they come; with `timestamps`, each starts with its RFC 3339 time and a space."""
         # No read timeout: a quiet server may log nothing for hours, and that is not an error.
         following = httpx.Timeout(30.0, read=None)
         params: dict[str, str | int] = {"follow": 1}

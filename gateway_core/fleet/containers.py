@@ -297,7 +297,7 @@ class ContainerEngine:
             "tail": "all" if tail is None else tail,
             "timestamps": timestamps,
         }
-        if since is not None:
+        if since is not None and (isinstance(since, datetime) or since > 0):  # docker-py refuses 0: every line
             options["since"] = since
         source = self._container(name).logs(**options)
         return ClosingStream(source, log_lines(source))

@@ -175,6 +175,15 @@ def test_tail_all_with_f_prints_every_earlier_line(deployment: Deployment, follo
     assert following.lines == before
 
 
+def test_since_0_is_the_beginning_of_time_and_prints_every_earlier_line(
+    deployment: Deployment, follower: type[Follower]
+) -> None:
+    before = old_lines(deployment)
+    following = follower(deployment, "--since", "0")  # Docker refuses since=0 itself: corral-core leaves it out
+    wait_for(lambda: len(following.lines) >= len(before), "every line")
+    assert following.lines == before
+
+
 def test_since_a_moment_after_the_earlier_lines_prints_none_of_them_only_what_comes_after(
     deployment: Deployment, follower: type[Follower]
 ) -> None:
