@@ -25,7 +25,7 @@ from gateway_core.client import CorralClient
 from gateway_core.fleet.manager import free_port
 from gateway_core.settings import BinaryNotFound, llama_server_binary
 
-from .demo_model import write_tiny_model
+from .demo_model import N_CTX_TRAIN, write_tiny_model
 from .detach import spawn_detached
 from .first_run_model import SMOLLM2, FirstRunModelUnavailable, PypiModel, ThrottledProgress, ensure_model
 
@@ -49,6 +49,7 @@ class DemoServer:
     model_path: Path
     public_name: str
     threads: int
+    ctx_size: int  # tokens, shared by its slots
     chat_template: Path | None = None  # a Jinja file that replaces the GGUF's own template
     note: str = ""  # why this is not the real model, when it is not
 
@@ -56,7 +57,7 @@ class DemoServer:
 def _server_command(server: DemoServer, port: int, daemon_pid: int) -> list[str]:
     command = [sys.executable, "-m", "console.demo_server", "--model", str(server.model_path)]
     command += ["--port", str(port), "--alias", server.public_name, "--tied-to", str(daemon_pid)]
-    command += ["--threads", str(server.threads)]
+    command += ["--threads", str(server.threads), "--ctx-size", str(server.ctx_size)]
     if server.chat_template is not None:
         command += ["--chat-template-file", str(server.chat_template)]
     if importlib.util.find_spec("xllamacpp") is not None:
@@ -133,7 +134,8 @@ async def choose_model(demo_dir: Path, model: PypiModel | None, progress: Callab
             if model.chat_template is not None:
                 template = demo_dir / f"{path.stem}.jinja"
                 await asyncio.to_thread(write_atomically, template, model.chat_template)
-            return DemoServer(path, model.public_name, threads=min(4, os.cpu_count() or 1), chat_template=template)
+            threads = min(4, os.cpu_count() or 1)
+            return DemoServer(path, model.public_name, threads, model.ctx_size, chat_template=template)
         except FirstRunModelUnavailable as error:
             note = (
                 f"{error}. Using the tiny generated model instead: its answers are random bytes. With PyPI "
@@ -144,7 +146,7 @@ async def choose_model(demo_dir: Path, model: PypiModel | None, progress: Callab
     tiny = demo_dir / "tiny-llama.gguf"
     if not await asyncio.to_thread(tiny.exists):
         await asyncio.to_thread(write_tiny_model, tiny)
-    return DemoServer(tiny, TINY_MODEL, threads=1, note=note)
+    return DemoServer(tiny, TINY_MODEL, threads=1, ctx_size=N_CTX_TRAIN, note=note)
 
 
 async def start_demo(

