@@ -167,11 +167,15 @@ def make_context(
     for option in ssh_options or []:
         if not _OPTION.fullmatch(option):
             raise ContextError(f"context {name!r}: ssh option {option!r} is not KEY=VALUE (as ssh -o takes it)")
+    try:
+        destination = SshDestination.parse(ssh) if ssh is not None else None
+    except ContextError as error:
+        raise ContextError(f"context {name!r}: {error}") from None
     return Context(
         name=name,
         socket=socket.absolute() if socket else None,
         data_dir=data_dir.absolute() if data_dir else None,
-        ssh=SshDestination.parse(ssh) if ssh is not None else None,
+        ssh=destination,
         identity=identity.expanduser().absolute() if identity else None,
         remote_socket=remote_socket,
         ssh_options=tuple(ssh_options or ()),
