@@ -134,7 +134,9 @@ async def choose_model(demo_dir: Path, model: PypiModel | None, progress: Callab
             if model.chat_template is not None:
                 template = demo_dir / f"{path.stem}.jinja"
                 await asyncio.to_thread(write_atomically, template, model.chat_template)
-            threads = min(4, os.cpu_count() or 1)
+            # Half the cores: llama.cpp's threads wait on each other, so on a 2-core box busy with anything else
+            # two threads made 3-5 tokens/s where one made 46 (and 85-95 with both cores idle).
+            threads = max(1, min(4, (os.cpu_count() or 2) // 2))
             return DemoServer(path, model.public_name, threads, model.ctx_size, chat_template=template)
         except FirstRunModelUnavailable as error:
             note = (
