@@ -86,7 +86,13 @@ class CorralApp(App[None]):
             tooltip="Job callbacks: pending, delivered, dead-lettered",
             show=False,
         ),
-        Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Leave the console (corral-core keeps running)"),
+        Binding(
+            "ctrl+q",
+            "quit",
+            "Quit",
+            id="app.quit",
+            tooltip="Leave the console (corral-core keeps running: `corral daemon stop` stops it)",
+        ),
     ]
 
     def __init__(
