@@ -524,6 +524,10 @@ class TableFilter(Horizontal):
             width: 1fr;
             padding: 0 1;
             background: $boost;
+            &:focus {
+                border: none;
+                background-tint: $foreground 5%;
+            }
         }
         & > .table-filter--count {
             width: auto;
