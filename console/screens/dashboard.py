@@ -52,6 +52,7 @@ FLEET_POLICY_ACTIONS = frozenset({"toggle", "load", "unload", "pin", "mode", "de
 ROUTER_MODEL_ACTIONS = frozenset({"load_model", "unload_model"})  # a router model's row only
 DECISION_TOAST_S = 6.0
 DECISION_TOASTS = 3  # at most this many toasts per redraw; a burst (many idle unloads at once) shows as one more
+READ_ONLY_FIRST_RUN = "Nothing serves models yet. Read-only: open `corral` without --read-only to add one."
 JOBS_SHOWN = 50  # the newest jobs the panel lists; its title counts them all (a queue may hold 10,000)
 FIRST_RUN_HINTS = (
     ("d", "deploy a model", "run a GGUF file with llama-server in a container"),
@@ -131,6 +132,10 @@ class FirstRunPanel(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Get started"
+        if is_read_only(self):  # the keys below are off: say how to get them instead
+            self.query_one(".first-run-title", Static).update(READ_ONLY_FIRST_RUN)
+            for line in self.query(".hint-line"):
+                line.display = False
 
     def compose(self) -> ComposeResult:
         yield Static("Nothing serves models yet. Start with one of these:", classes="first-run-title")

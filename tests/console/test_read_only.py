@@ -151,6 +151,8 @@ async def test_read_only_true_in_console_json_opens_read_only(corral_daemon, pri
 
         assert app.read_only
         assert not isinstance(app.screen, KeyCreateForm)
+        title = str(app.screen.query_one(".first-run-title").render())
+        assert "read-only" in title, "the first run says why its keys are off, not 'press n'"
         assert "key.create" not in {active.binding.id for active in app.screen.active_bindings.values()}
 
 
