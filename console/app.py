@@ -43,6 +43,7 @@ RECOUNT_EVERY_S = 1.0
 STREAM_LAG_S = 0.2  # the event stream batches for 50 ms; the rest is margin for a busy box
 WARM_CHAT_AFTER_S = 2.0
 RELINK_AFTER_S = 2.0  # a box's tunnel that ended is opened again after this
+RETIRE_CLIENT_AFTER_S = 10.0
 
 
 class CorralApp(App[None]):
@@ -200,7 +201,7 @@ class CorralApp(App[None]):
             return
         assert link.socket_path is not None
         if link.socket_path != self.client.socket_path:
-            await self.client.aclose()
+            self._retire(self.client)
             self.client = self.actions.client = CorralClient(link.socket_path)
         if outcome is not None and outcome.started:
             self.notify(f"started corral-core (log: {outcome.log_path})")
@@ -267,6 +268,15 @@ class CorralApp(App[None]):
             self.notify(said, title="demo", timeout=10)
         except DemoUnavailable as error:
             self.notify(str(error), title="demo unavailable", severity="warning", timeout=15)
+
+    @work(group="retired-clients")
+    async def _retire(self, client: CorralClient) -> None:
+        """Close a client the app no longer uses once the calls still in flight on it (a worker that started
+        before a context switch) have had their time; closed at once when the console quits."""
+        try:
+            await asyncio.sleep(RETIRE_CLIENT_AFTER_S)
+        finally:
+            await client.aclose()
 
     async def _relink(self) -> ContextLink:
         """A fresh link to the current context; the previous one (its tunnel) is closed first."""

@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from console.app import CorralApp
 from console.cli import main
 from console.contexts import ContextError, SshDestination, chosen, default_context, make_context
+from console.palette import CorralCommands
 from console.settings import ConsoleSettings
+from tests.testbed import CorralDaemon
+from tests.testbed.waiting import wait_for_async
+
+APP_WAIT_S = 15.0
 
 
 @pytest.fixture
@@ -110,3 +116,33 @@ def test_a_named_socket_wins_over_the_remembered_context_and_context_wins_over_b
     assert chosen(settings, None, default, explicit_socket=True) is default
     assert chosen(settings, "box", default, explicit_socket=True).name == "box"
     assert chosen(settings, "default", default, explicit_socket=False) is default
+
+
+@pytest.mark.asyncio
+async def test_a_read_only_console_still_switches_between_local_contexts_from_the_palette(
+    settings_file: Path, corral_daemon: CorralDaemon, tmp_path: Path
+) -> None:
+    other = CorralDaemon(tmp_path / "other").start()
+    try:
+        other.add_provider("only-on-the-other", "http://127.0.0.1:9", models={"m": "m"})
+        assert main(["context", "add", "other", "--socket", str(other.socket_path)]) == 0
+        app = CorralApp(corral_daemon.socket_path, corral_daemon.data_dir, autostart=False, read_only=True)
+
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for_async(lambda: app.connected, "the console to connect", APP_WAIT_S, pause=pilot.pause)
+            offered = [hit.text async for hit in CorralCommands(app.screen).discover()]
+            assert "Switch context: other" in offered
+            assert "Switch context: default" not in offered, "the current one is not offered"
+
+            app.switch_context("other")
+            await wait_for_async(
+                lambda: "only-on-the-other" in app.live.providers,
+                "the other's providers",
+                APP_WAIT_S,
+                pause=pilot.pause,
+            )
+            assert app.sub_title.startswith("read-only"), "still read-only after the switch"
+            assert f"other · {other.socket_path}" in app.sub_title
+            assert ConsoleSettings.load(settings_file).context == "other"
+    finally:
+        other.stop()
