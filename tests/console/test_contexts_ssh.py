@@ -4,6 +4,7 @@ tunnel; leaving removes ssh and the local socket; a box where nothing answers sa
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,10 @@ def test_the_cli_lists_a_remote_boxs_providers_through_an_ssh_tunnel_and_leaves_
 
     out = capsys.readouterr().out
     assert "box-model" in out
+    assert main(["daemon", "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert remote.process is not None
+    assert (status["context"], status["pid"], status["socket"]) == ("box", remote.process.pid, str(remote.socket_path))
     assert "Accepted publickey" in sshd.log_tail(), "the tunnel went through the real sshd"
     wait_for(lambda: not ssh_forwards_to(str(remote.socket_path)), "every tunnel the CLI opened to close")
 
