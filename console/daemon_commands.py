@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from .contexts import Context, ContextError, Invocation
 from .daemon_link import LOG_NAME, DaemonStartFailed, ensure_daemon, log_tail
 from .daemon_unit import UnitUnavailable, daemon_unit, write_unit
 from .format import duration
-from .ssh_tunnel import TunnelFailed, reached
+from .ssh_tunnel import SshTunnel, TunnelFailed, reached
 
 STOP_TIMEOUT_S = 45.0  # the daemon's own drain is at most 30 s
 POLL_S = 0.1
@@ -234,10 +236,11 @@ def restart(args: argparse.Namespace, invocation: Invocation) -> int:
 def logs(args: argparse.Namespace, invocation: Invocation) -> int:
     try:
         context = _context(invocation)
-        _local_only(context, "logs")
         view = fetch_status(context)
     except DaemonCommandFailed as error:
         return _fail(str(error))
+    if context.ssh is not None:
+        return _remote_logs(context, view, args)
     data_dir = Path(view["data_dir"]) if view else context.data_dir
     if data_dir is None:
         return _fail(f"corral-core is not running on {context.where()}; pass --data-dir to read its log")
@@ -252,6 +255,17 @@ def logs(args: argparse.Namespace, invocation: Invocation) -> int:
     if args.follow:
         _follow(log_path)
     return 0
+
+
+def _remote_logs(context: Context, view: StatusView | None, args: argparse.Namespace) -> int:
+    """A box's log, read there by `tail` over the same ssh (its path from the box's own corral-core)."""
+    if view is None:
+        return _fail(f"no corral-core answers on {context.where()}; read its log on the box itself")
+    tail = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), str(Path(view["data_dir"]) / LOG_NAME)]
+    try:
+        return subprocess.run([*SshTunnel(context).ssh_args(), shlex.join(tail)], stdin=subprocess.DEVNULL).returncode
+    except KeyboardInterrupt:
+        return 130
 
 
 def _follow(log_path: Path) -> None:

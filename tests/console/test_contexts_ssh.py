@@ -193,3 +193,16 @@ async def test_switching_context_from_the_palette_follows_the_other_box_and_is_r
             pause=pilot.pause,
         )
         assert ConsoleSettings.load(private_config).context is None
+
+
+def test_daemon_logs_of_a_box_are_read_there_over_the_same_ssh(
+    sshd: SshServer, remote: CorralDaemon, capfd: pytest.CaptureFixture[str]
+) -> None:
+    add_box(sshd, str(remote.socket_path))
+    capfd.readouterr()
+
+    assert main(["--context", "box", "daemon", "logs", "-n", "2"]) == 0
+
+    printed = capfd.readouterr().out.splitlines()
+    assert len(printed) == 2
+    assert all(line in remote.log_path.read_text().splitlines() for line in printed), "the box's own log"
