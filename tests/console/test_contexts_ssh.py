@@ -206,3 +206,33 @@ def test_daemon_logs_of_a_box_are_read_there_over_the_same_ssh(
     printed = capfd.readouterr().out.splitlines()
     assert len(printed) == 2
     assert all(line in remote.log_path.read_text().splitlines() for line in printed), "the box's own log"
+
+
+@pytest.mark.asyncio
+async def test_the_console_opens_a_new_tunnel_when_ssh_dies_and_follows_the_box_again(
+    sshd: SshServer, remote: CorralDaemon, tmp_path: Path
+) -> None:
+    context = box_context(sshd, str(remote.socket_path))
+    app = CorralApp(tmp_path / "local" / "corral.sock", tmp_path / "local", autostart=False, context=context)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_async(lambda: app.connected, "the console to reach the box", APP_WAIT_S, pause=pilot.pause)
+        assert app._link is not None
+        first = app._link.tunnel
+        assert first is not None
+        assert first.process is not None
+        first.process.kill()
+
+        await wait_for_async(
+            lambda: app._link is not None and app._link.tunnel is not first and app.connected,
+            "a new tunnel and the stream again",
+            APP_WAIT_S,
+            pause=pilot.pause,
+        )
+        assert first.directory is not None
+        assert not first.directory.exists(), "the dead tunnel's socket is cleaned up"
+        remote.add_provider("added-later", "http://127.0.0.1:9", models={"later": "later"})
+        await wait_for_async(
+            lambda: "added-later" in app.live.providers, "events through the new tunnel", APP_WAIT_S, pause=pilot.pause
+        )
+    assert not ssh_forwards_to(str(remote.socket_path))
