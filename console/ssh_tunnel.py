@@ -222,3 +222,15 @@ def _answers(socket_path: Path) -> tuple[bool, str]:
     if response.status_code != 200:
         return False, f"/health answered {response.status_code}"
     return True, ""
+
+
+@contextlib.contextmanager
+def reached(context: Context) -> Iterator[Path]:
+    """The socket to talk to `context` through: its own for a local one, a tunnel's while this block runs for a box
+    over SSH (TunnelFailed says why it could not be opened)."""
+    if context.ssh is None:
+        assert context.socket is not None  # make_context gives a local context its socket
+        yield context.socket
+        return
+    with SshTunnel(context).opened() as local_socket:
+        yield local_socket
