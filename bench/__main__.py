@@ -14,7 +14,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import archive_cost, archive_scale, jobs_queue, on_demand, profile, report, stalls, validation
+from bench import (
+    archive_cost,
+    archive_scale,
+    console_filter,
+    console_gpu_history,
+    jobs_queue,
+    on_demand,
+    profile,
+    report,
+    stalls,
+    validation,
+)
 from bench.console_cost import CONSOLE_PLANS, ConsolePlan
 from bench.console_cost import measure as measure_console
 from bench.load import LoadWorker
@@ -141,9 +152,15 @@ def console_results(plan: ConsolePlan) -> dict[str, Any]:
         return measure_console(plan, Path(workdir))
 
 
+def console_feature_results(smoke: bool) -> dict[str, Any]:
+    """The console's targets again with issue 16's features on: a filter over 500 live rows, and an hour of
+    history for 8 GPUs with the processes view open."""
+    return {"console_filter": console_filter.run(smoke), "console_gpu_history": console_gpu_history.run(smoke)}
+
+
 def run_console(plan: ConsolePlan) -> dict[str, Any]:
     started = time.monotonic()
-    results = {"console": console_results(plan)}
+    results = {"console": console_results(plan)} | console_feature_results(plan.name.endswith("smoke"))
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "plan": {"name": plan.name},
@@ -235,6 +252,7 @@ def run(
         results["stalls"] = stalls.measure(stalls.STALL_PLANS["stalls"])
     if with_console:  # after the gateway's stack has stopped, so that nothing else competes for the cores
         results["console"] = console_results(CONSOLE_PLANS["console"])
+        results |= console_feature_results(smoke=False)
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "plan": plan_dict(plan),

@@ -92,7 +92,8 @@ class CorralApp(App[None]):
             "quit",
             "Quit",
             id="app.quit",
-            tooltip="Leave the console (corral-core keeps running: `corral daemon stop` stops it)",
+            tooltip="Leave the console (corral-core keeps running unless ./scripts/console.sh started it; "
+            "`corral daemon stop` stops it)",
         ),
     ]
 

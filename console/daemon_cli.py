@@ -44,11 +44,7 @@ def add_daemon_commands(
             metavar="S",
             help=f"how long to wait for it to stop (default {daemon_commands.STOP_TIMEOUT_S:g})",
         )
-        verb.set_defaults(standalone=handler, keep_demo=True)
-    actions.choices["stop"].add_argument(
-        "--keep-demo", action="store_true", help="leave the demo's llama-server running"
-    )
-    actions.choices["stop"].set_defaults(keep_demo=False)
+        verb.set_defaults(standalone=handler)
 
     logs = actions.add_parser("logs", parents=[common], help="corral-core's log (<data-dir>/corral-core.log)")
     logs.add_argument("-n", "--lines", type=_count, default=50, metavar="N", help="the last N lines (default 50)")

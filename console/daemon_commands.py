@@ -141,7 +141,7 @@ def stop(args: argparse.Namespace, invocation: Invocation) -> int:
             print(f"corral-core is not running on {context.where()}; nothing to stop")
         else:
             _stop_daemon(view, context, args.timeout)
-        if data_dir is not None and not args.keep_demo:
+        if data_dir is not None:  # the demo's server ends with its corral-core; this stops one whose tie broke
             _stop_demo(data_dir)
     except DaemonCommandFailed as error:
         return _fail(str(error))

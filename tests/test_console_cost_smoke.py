@@ -11,7 +11,7 @@ from tests.bench_run import run_bench
 
 pytestmark = [pytest.mark.llama_server, pytest.mark.docker, pytest.mark.nvml_stub]
 
-TIMEOUT_S = 90
+TIMEOUT_S = 180  # the dashboard's plan, then the filter and GPU-history scenarios'
 
 
 def test_console_smoke_plan_measures_frames_cpu_and_every_key(
@@ -40,5 +40,12 @@ def test_console_smoke_plan_measures_frames_cpu_and_every_key(
     assert (stream["outcome"], stream["tokens"]) == ("done", 5000), stream
     assert stream["tokens_per_s"] > 0
     assert console["traffic"].get("failed", 0) == 0, console["traffic"]
-    targets = json.loads((tmp_path / "latest-console.json").read_text())["targets"]
-    assert [row["target"].split(":")[0] for row in targets] == ["console"] * 4
+    report = json.loads((tmp_path / "latest-console.json").read_text())
+    targets = [row["target"].split(":")[0] for row in report["targets"]]
+    # The dashboard's 4, then each feature scenario's own: a filter over the live rows, GPU history and processes.
+    assert targets == ["console"] * 4 + ["console, a filter over 500 live rows"] * 4 + [
+        "console, 8 GPUs' hour of history, processes open"
+    ] * 3, targets
+    keystroke = report["results"]["console_filter"]["keystroke"]
+    assert 0 < keystroke["p50_ms"] <= keystroke["p99_ms"]
+    assert report["results"]["console_gpu_history"]["first_frame_s"] > 0
