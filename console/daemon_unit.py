@@ -13,11 +13,11 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway_core.fleet.systemd import default_unit_dir, quote_arg
+from gateway_core.store.atomic_file import write_text_atomically
 
 UNIT_NAME = "corral-core.service"
 SYSTEM_DATA_DIR = Path("/var/lib/corral")
@@ -158,16 +158,5 @@ def daemon_unit(*, user: bool, data_dir: Path | None, socket: str | None, listen
 
 
 def write_unit(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename over: systemd never reads half a unit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Whole or not at all: systemd never reads half a unit."""
+    write_text_atomically(path, text, 0o644)

@@ -24,6 +24,7 @@ import httpx
 from gateway_core.client import CorralClient
 from gateway_core.fleet.manager import free_port
 from gateway_core.settings import BinaryNotFound, llama_server_binary
+from gateway_core.store.atomic_file import write_text_atomically
 
 from .demo_model import N_CTX_TRAIN, write_tiny_model
 from .detach import spawn_detached
@@ -97,12 +98,6 @@ async def _answers(base_url: str) -> bool:
     return False
 
 
-def write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 def is_local_corral_core(pid: int) -> bool:
     """The demo server is tied to this pid, so it must be the daemon's own process on this machine."""
     try:
@@ -133,7 +128,7 @@ async def choose_model(demo_dir: Path, model: PypiModel | None, progress: Callab
             template = None
             if model.chat_template is not None:
                 template = demo_dir / f"{path.stem}.jinja"
-                await asyncio.to_thread(write_atomically, template, model.chat_template)
+                await asyncio.to_thread(write_text_atomically, template, model.chat_template)
             # Half the cores: llama.cpp's threads wait on each other, so on a 2-core box busy with anything else
             # two threads made 3-5 tokens/s where one made 46 (and 85-95 with both cores idle).
             threads = max(1, min(4, (os.cpu_count() or 2) // 2))

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import os
-import tempfile
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from console.widgets.key_hints import KeyHints
 from console.widgets.log_view import MAX_LINES, LogBuffer, LogLine, LogView, matcher, parse_line
 from gateway_core.client import CorralError
 from gateway_core.settings import default_data_dir
+from gateway_core.store.atomic_file import write_text_atomically
 
 # The line model and the view lived here first: what imported them from this module still finds them.
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "Preset",
     "matcher",
     "parse_line",
-    "write_atomically",
 ]
 
 # Lines are buffered and written in batches: a chatty server must not cost a repaint per line.
@@ -328,7 +326,7 @@ class LogsScreen(LiveScreen):
         failures: list[str] = []
         for place in places:
             try:
-                path = await asyncio.to_thread(write_atomically, place / name, text)
+                path = await asyncio.to_thread(write_text_atomically, place / name, text)
             except OSError as error:
                 failures.append(f"{place}: {error.strerror or error}")
                 continue
@@ -351,20 +349,3 @@ class LogsScreen(LiveScreen):
             self._relayout_keeping_place()
             return
         self.dismiss()
-
-
-def write_atomically(path: Path, text: str) -> Path:
-    """Write through a temporary file in the same directory, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return path.resolve()

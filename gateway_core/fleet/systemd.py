@@ -8,13 +8,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from gateway_core.fleet.deployment import DeploymentSpec
+from gateway_core.store.atomic_file import write_text_atomically
 
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 SHOW_PROPERTIES = ("ActiveState", "SubState", "MainPID", "ExecMainStartTimestamp", "NRestarts", "Result", "LoadState")
@@ -283,7 +283,7 @@ class SystemdManager:
         self._require_systemd()
         if log_dir is not None:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, text)
+        write_text_atomically(path, text, 0o644)
         self._execute(commands)
         return lines
 
@@ -340,18 +340,3 @@ class SystemdManager:
                 raise SystemdCommandError(f"{shlex.join(command)} failed: {result.stderr.strip()}")
             outputs.append(result.stdout)
         return outputs
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
