@@ -42,10 +42,13 @@ def test_console_smoke_plan_measures_frames_cpu_and_every_key(
     assert console["traffic"].get("failed", 0) == 0, console["traffic"]
     report = json.loads((tmp_path / "latest-console.json").read_text())
     targets = [row["target"].split(":")[0] for row in report["targets"]]
-    # The dashboard's 4, then each feature scenario's own: a filter over the live rows, GPU history and processes.
-    assert targets == ["console"] * 4 + ["console, a filter over 500 live rows"] * 4 + [
-        "console, 8 GPUs' hour of history, processes open"
-    ] * 3, targets
+    # Each feature scenario's own (a filter over the live rows; GPU history and processes), then the dashboard's 4.
+    assert (
+        targets
+        == ["console, a filter over 500 live rows"] * 4
+        + ["console, 8 GPUs' hour of history, processes open"] * 3
+        + ["console"] * 4
+    ), targets
     keystroke = report["results"]["console_filter"]["keystroke"]
     assert 0 < keystroke["p50_ms"] <= keystroke["p99_ms"]
     assert report["results"]["console_gpu_history"]["first_frame_s"] > 0
