@@ -12,6 +12,7 @@ from console.screens.provider_form import ProviderForm
 from tests.console.dashboard_data import DashboardHarness, on_demand_box
 
 SMALL = (80, 24)
+LARGE = (120, 40)
 
 
 def hint_widths(app: DashboardHarness, selector: str) -> list[int]:
@@ -56,3 +57,21 @@ def test_the_provider_form_over_the_dashboard_at_80x24(snap_compare):
         await pilot.pause()
 
     assert snap_compare(DashboardHarness(on_demand_box()), terminal_size=SMALL, run_before=open_form)
+
+
+def test_the_provider_form_over_the_dashboard_at_120x40(snap_compare):
+    async def open_form(pilot: Pilot[None]) -> None:
+        await pilot.app.push_screen(ProviderForm())
+        await pilot.pause()
+
+    assert snap_compare(DashboardHarness(on_demand_box()), terminal_size=LARGE, run_before=open_form)
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+def test_a_confirm_dialog_over_the_dashboard(snap_compare, size: tuple[int, int]):
+    async def open_dialog(pilot: Pilot[None]) -> None:
+        detail = "the key stops working at once for every app that uses it; this cannot be undone"
+        await pilot.app.push_screen(ConfirmScreen("Revoke key app?", detail))
+        await pilot.pause()
+
+    assert snap_compare(DashboardHarness(on_demand_box()), terminal_size=size, run_before=open_dialog)
