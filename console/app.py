@@ -335,8 +335,8 @@ class CorralApp(App[None]):
     # -- help -----------------------------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        # The palette's own Theme entry comes first (console/palette.py), findable before typing; Textual's would
-        # be a second one, at the end of a long list.
+        # The palette's own Theme entry (console/palette.py) is among those it lists before typing; Textual's
+        # would be a second one.
         for command in super().get_system_commands(screen):
             if command.title != "Theme":
                 yield command
