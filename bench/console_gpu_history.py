@@ -28,13 +28,10 @@ from typing import Any
 
 from bench.console_cost import latency_summary
 from bench.console_keys import GAP_S, KEY_TIMEOUT_S, KeyLog, focus, press
-from bench.console_probe import ProbedConsole
 from bench.console_state import gpu_devices
 from bench.console_terminal import ConsoleTerminal, Record
 from bench.processes import cpu_seconds
 from bench.stats import percentile
-from console.screens.gpu_history import HistoryScreen
-from console.screens.processes import ProcessesScreen
 from gateway_core.fleet.gpus import GpuDevice, GpuSnapshot
 from gateway_core.state import GatewayState
 from tests.testbed import CorralDaemon, ensure_nvml_stub, write_devices
@@ -117,21 +114,8 @@ class HourOldDaemon(CorralDaemon):
             )
 
 
-class HistoryProbe(ProbedConsole):
-    """The console probe, also saying which window the history shows and how many answers each screen drew."""
-
-    def frame_record(self) -> dict[str, Any]:
-        record = super().frame_record()
-        screen = self.screen
-        if isinstance(screen, HistoryScreen):
-            record["history"] = {"minutes": screen.minutes, "loads": screen.loads}
-        if isinstance(screen, ProcessesScreen):
-            record["processes"] = {"loads": screen.loads, "rows": screen.table.row_count}
-        return record
-
-
 class HistoryTerminal(ConsoleTerminal):
-    """ConsoleTerminal running HistoryProbe: the same pty, records and keys."""
+    """ConsoleTerminal running bench/console_gpu_history_probe.py's probe: the same pty, records and keys."""
 
     def start(self) -> ConsoleTerminal:
         import bench.console_terminal as terminal_module
@@ -139,7 +123,7 @@ class HistoryTerminal(ConsoleTerminal):
         real_executable = sys.executable
         # ConsoleTerminal starts `python -m bench.console_probe ...`; this wrapper runs the same with our probe.
         wrapper = self.workdir / "history-probe"
-        wrapper.write_text(f'#!/bin/sh\nshift 2\nexec {real_executable} -m bench.console_gpu_history --probe "$@"\n')
+        wrapper.write_text(f'#!/bin/sh\nshift 2\nexec {real_executable} -m bench.console_gpu_history_probe "$@"\n')
         wrapper.chmod(0o755)
         terminal_module.sys.executable = str(wrapper)  # type: ignore[attr-defined]
         try:
@@ -290,11 +274,6 @@ def run(smoke: bool = False) -> dict[str, Any]:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         raise SystemExit(serve(sys.argv[2:]))
-    if len(sys.argv) > 1 and sys.argv[1] == "--probe":
-        from bench.console_probe import main as probe_main
-
-        sys.modules["bench.console_probe"].ProbedConsole = HistoryProbe  # type: ignore[attr-defined]
-        raise SystemExit(probe_main(sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="2 s idle windows and 6 keys, for a quick look")
     args = parser.parse_args()
