@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -31,20 +32,20 @@ from console.detail_format import (
 )
 from console.live_state import LiveState
 from console.screens.base import LiveScreen
-from console.screens.history_detail import HISTORY_CSS
 from console.widgets.key_hints import KeyHints
 from console.widgets.live_table import Clock
 from gateway_core.client import CorralError
 from gateway_core.contracts.history_views import HistoryRowView
 from gateway_core.contracts.views import LiveRequestView, RequestEnd
 
+DETAIL_CSS = str(Path(__file__).parent.parent / "styles" / "detail.tcss")
 RECENT_ERRORS = 5  # failed requests the archive is asked for
 
 
 class DetailScreen(LiveScreen):
     """Override `sections` and `data` (and `fetch` for what only corral-core's routes know)."""
 
-    CSS_PATH: ClassVar[str] = HISTORY_CSS  # the History detail's layout: a title line over a scrolling body
+    CSS_PATH: ClassVar[str] = DETAIL_CSS
     AUTO_FOCUS = "#detail-scroll"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,i", "back", "Back", id="detail.back", tooltip="Back to where you were"),

@@ -185,3 +185,18 @@ async def test_enter_on_a_live_request_shows_its_view_and_says_when_it_ended(dae
             await pilot.press("escape")  # its finished row, below the running ones, opens the same
             await open_detail(pilot, table, finished_key(request_id), RequestDetailScreen)
             assert re.search(r"status +\d{3} \((failed|the client left)\)", shown(app))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_a_detail_view_is_painted_on_the_real_console_not_only_composed(daemon, size):
+    # Its text was set but never drawn over the real console's dashboard until the terminal was resized (a padded
+    # VerticalScroll); the harness with no daemon drew it, so the screenshot here is of the real app.
+    secret = daemon.create_key("billing")
+    key_id = secret.split("-")[2]
+    app = CorralApp(daemon.socket_path, daemon.data_dir, autostart=False)
+    async with app.run_test(size=size) as pilot:
+        await open_detail(pilot, app.screen.keys, key_id, KeyDetailScreen)
+        await wait_for_async(lambda: "state" in shown(app), "the key's facts", APP_WAIT_S, pause=pilot.pause)
+        await pilot.pause()
+        assert app.export_screenshot().count(key_id) >= 2  # the title's id, and the facts' id line
